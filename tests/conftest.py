@@ -1,0 +1,24 @@
+"""Shared test helpers: condition waits with deadlines (tests never sleep a fixed time)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "") -> T:
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` seconds pass.
+
+    Returns the truthy value. Raises AssertionError naming ``what`` on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
