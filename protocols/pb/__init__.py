@@ -1,0 +1,1 @@
+"""Generated protobuf code (from proto/; regenerate with proto/generate.sh)."""
