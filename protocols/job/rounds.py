@@ -1,0 +1,226 @@
+"""One round of a job, as a pure state machine fed with events.
+
+The owner's network code feeds events in (``start``, ``announced``, ``checked``,
+``gone``, ``refused``, ``tick``) and carries out the actions that come back; the
+machine itself does no I/O and reads no clock, so a 100-trainer round runs in
+milliseconds under test.
+
+The work of a round is split into *slots*: slot ``i`` is one trainer's share of
+the data (its chunks). Each slot is held by a peer; when the holder vanishes,
+refuses, or sends an update that fails validation, the slot passes to a spare.
+When the round is at risk (``backup_after_s`` passed), every slot still pending
+also gets a backup holder; the first valid result for a slot wins.
+
+The round closes when every slot has an accepted update, as soon as ``quorum``
+slots have one, or at the deadline when at least ``min_updates`` have one; at the
+deadline with fewer it fails, and the owner runs it again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SendTask:
+    """Assign ``slot``'s work for this round to ``peer``."""
+
+    peer: str
+    slot: int
+    backup: bool = False
+
+
+@dataclass(frozen=True)
+class CheckUpdate:
+    """Fetch and validate ``peer``'s announced update for ``slot``."""
+
+    peer: str
+    slot: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A reputation outcome witnessed for ``peer``: accepted, late, rejected, vanished."""
+
+    peer: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An update that will be aggregated."""
+
+    peer: str
+    slot: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Close:
+    """The round is over: aggregate ``accepted``. ``reason``: complete, quorum, deadline."""
+
+    accepted: tuple[Accepted, ...]
+    rejected: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The round cannot reach ``min_updates``; ``reason``: deadline or no_trainers."""
+
+    reason: str
+
+
+Action = SendTask | CheckUpdate | Charge | Close | Fail
+
+
+@dataclass
+class _Slot:
+    holders: set[str] = field(default_factory=set)
+    announced: set[str] = field(default_factory=set)
+    result: Accepted | None = None
+    backed_up: bool = False
+
+
+class Round:
+    """The state of one round. Every method returns the actions to carry out, in order."""
+
+    def __init__(
+        self,
+        number: int,
+        holders: Mapping[int, str],
+        spares: Iterable[str] = (),
+        *,
+        quorum: int,
+        min_updates: int,
+        deadline_s: float,
+        backup_after_s: float | None,
+        now: float,
+    ) -> None:
+        if not holders:
+            raise ValueError("a round needs at least one slot")
+        if not 1 <= min_updates <= quorum <= len(holders):
+            raise ValueError("need 1 <= min_updates <= quorum <= slots")
+        self.number = number
+        self.quorum = quorum
+        self.min_updates = min_updates
+        self.started = now
+        self.deadline = now + deadline_s
+        self.backup_at = None if backup_after_s is None else now + backup_after_s
+        self.spares: deque[str] = deque(spares)
+        self.slots = {slot: _Slot(holders={peer}) for slot, peer in holders.items()}
+        self.rejected: list[str] = []
+        self.gone_peers: set[str] = set()
+        self.done = False
+
+    def start(self) -> list[Action]:
+        """Send every slot's task to its holder."""
+        return [SendTask(next(iter(s.holders)), i) for i, s in self.slots.items()]
+
+    def add_spare(self, peer: str) -> list[Action]:
+        """A new trainer is available; give it an orphaned slot if there is one."""
+        if self.done or peer in self.gone_peers or self._holds(peer):
+            return []
+        self.spares.append(peer)
+        return self._fill_orphans()
+
+    def announced(self, peer: str, sha256: str) -> list[Action]:
+        """``peer`` announced an update; check it if it holds a slot and is its first."""
+        if self.done:
+            return []
+        for i, s in self.slots.items():
+            if peer in s.holders and peer not in s.announced and s.result is None:
+                s.announced.add(peer)
+                return [CheckUpdate(peer, i, sha256)]
+        return []
+
+    def checked(self, peer: str, slot: int, sha256: str, ok: bool, now: float) -> list[Action]:
+        """The owner validated ``peer``'s update for ``slot``: ``ok`` or rejected."""
+        s = self.slots.get(slot)
+        if self.done or s is None or peer not in s.holders:
+            return []
+        if not ok:
+            self.rejected.append(sha256)
+            s.holders.discard(peer)
+            return [Charge(peer, "rejected"), *self._fill_orphans(), *self._maybe_end(now)]
+        if s.result is not None:
+            return [Charge(peer, "late")]
+        s.result = Accepted(peer, slot, sha256)
+        late = self.backup_at is not None and now > self.backup_at
+        return [Charge(peer, "late" if late else "accepted"), *self._maybe_end(now)]
+
+    def gone(self, peer: str, now: float) -> list[Action]:
+        """``peer`` vanished (dead, silent, unreachable): its pending slots pass on."""
+        if self.done:
+            return []
+        self.gone_peers.add(peer)
+        if peer in self.spares:
+            self.spares.remove(peer)
+        lost = [s for s in self.slots.values() if peer in s.holders and s.result is None]
+        for s in lost:
+            s.holders.discard(peer)
+        if not lost:
+            return []
+        return [Charge(peer, "vanished"), *self._fill_orphans(), *self._maybe_end(now)]
+
+    def refused(self, peer: str, now: float) -> list[Action]:
+        """``peer`` refused its task: like ``gone`` but without the reputation charge."""
+        actions: list[Action] = [a for a in self.gone(peer, now) if not isinstance(a, Charge)]
+        self.gone_peers.discard(peer)
+        return actions
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passed: start backups once the round is at risk; end it at the deadline."""
+        if self.done:
+            return []
+        actions: list[Action] = []
+        if self.backup_at is not None and now >= self.backup_at:
+            for i, s in self.slots.items():
+                if s.result is None and not s.backed_up and self.spares:
+                    s.backed_up = True
+                    spare = self.spares.popleft()
+                    s.holders.add(spare)
+                    actions.append(SendTask(spare, i, backup=True))
+        return actions + self._maybe_end(now)
+
+    @property
+    def accepted(self) -> list[Accepted]:
+        """The accepted updates so far, in slot order."""
+        return [s.result for _, s in sorted(self.slots.items()) if s.result is not None]
+
+    def pending_peers(self) -> set[str]:
+        """Peers holding a slot that has no accepted update yet."""
+        return {p for s in self.slots.values() if s.result is None for p in s.holders}
+
+    def _holds(self, peer: str) -> bool:
+        return any(peer in s.holders for s in self.slots.values()) or peer in self.spares
+
+    def _fill_orphans(self) -> list[Action]:
+        actions: list[Action] = []
+        for i, s in sorted(self.slots.items()):
+            if s.result is None and not s.holders and self.spares:
+                spare = self.spares.popleft()
+                s.holders.add(spare)
+                actions.append(SendTask(spare, i))
+        return actions
+
+    def _maybe_end(self, now: float) -> list[Action]:
+        accepted = self.accepted
+        reason = ""
+        if len(accepted) == len(self.slots):
+            reason = "complete"
+        elif len(accepted) >= self.quorum:
+            reason = "quorum"
+        elif now >= self.deadline or not self.pending_peers():
+            if len(accepted) >= self.min_updates:
+                reason = "deadline" if now >= self.deadline else "no_trainers"
+            else:
+                self.done = True
+                return [Fail("deadline" if now >= self.deadline else "no_trainers")]
+        if not reason:
+            return []
+        self.done = True
+        return [Close(tuple(accepted), tuple(self.rejected), reason)]
