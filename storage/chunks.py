@@ -1,0 +1,184 @@
+"""Content-addressed chunks and the manifest that lists them.
+
+A chunk's key is ``<job prefix>chunks/<sha256 hex of its bytes>``, so identical chunks
+share one object and a chunk already in the store is never uploaded again. The
+manifest is JSON; ``Manifest.decode`` treats its input as untrusted: size first, then
+parse, then validate every field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from storage.errors import ManifestError
+from storage.progress import ProgressEvent
+from storage.store import ObjectStore, check_prefix
+
+MANIFEST_VERSION = 1
+#: Default ceiling for an encoded manifest (about 30k entries).
+DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+CHUNK_CONTENT_TYPE = "application/octet-stream"
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def chunk_key(prefix: str, sha256_hex: str) -> str:
+    """Return the key of the chunk whose bytes hash to ``sha256_hex`` under ``prefix``."""
+    return f"{check_prefix(prefix)}chunks/{sha256_hex}"
+
+
+def split_records(
+    data: bytes, record_size: int, records_per_chunk: int
+) -> Iterator[tuple[bytes, int]]:
+    """Split fixed-size records into chunks of ``records_per_chunk`` whole records.
+
+    Yields ``(chunk bytes, sample count)``, ready for ``upload_chunks``.
+
+    Raises:
+        ValueError: ``data`` is not a whole number of records, or a size is not positive.
+    """
+    if record_size <= 0 or records_per_chunk <= 0:
+        raise ValueError("record_size and records_per_chunk must be positive")
+    if len(data) % record_size:
+        raise ValueError(f"{len(data)} bytes is not a multiple of record size {record_size}")
+    step = record_size * records_per_chunk
+    for start in range(0, len(data), step):
+        piece = data[start : start + step]
+        yield piece, len(piece) // record_size
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One chunk: its key (relative to the store prefix), size, sha256 and sample count."""
+
+    key: str
+    size: int
+    sha256: str
+    samples: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The ordered list of a dataset's chunks."""
+
+    entries: tuple[ManifestEntry, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        """Sum of the chunk sizes."""
+        return sum(e.size for e in self.entries)
+
+    @property
+    def total_samples(self) -> int:
+        """Sum of the chunk sample counts."""
+        return sum(e.samples for e in self.entries)
+
+    def encode(self) -> bytes:
+        """Return the manifest as canonical JSON bytes (sorted keys, no spaces)."""
+        body = {
+            "version": MANIFEST_VERSION,
+            "entries": [
+                {"key": e.key, "size": e.size, "sha256": e.sha256, "samples": e.samples}
+                for e in self.entries
+            ],
+            "total_bytes": self.total_bytes,
+            "total_samples": self.total_samples,
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, max_bytes: int = DEFAULT_MAX_MANIFEST_BYTES) -> Manifest:
+        """Parse and validate an untrusted encoded manifest.
+
+        Raises:
+            ManifestError: over ``max_bytes`` (checked before parsing), not JSON, or any
+                field missing, of the wrong type or inconsistent (totals, key vs hash).
+        """
+        if len(data) > max_bytes:
+            raise ManifestError("too_large", f"{len(data)} bytes > limit {max_bytes}")
+        try:
+            body = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ManifestError("not_json", str(exc)) from exc
+        if not isinstance(body, dict):
+            raise ManifestError("bad_field", "top level must be an object")
+        if body.get("version") != MANIFEST_VERSION:
+            raise ManifestError("bad_version", f"expected version {MANIFEST_VERSION}")
+        raw_entries = body.get("entries")
+        if not isinstance(raw_entries, list):
+            raise ManifestError("bad_field", "entries must be a list")
+        manifest = cls(tuple(_entry(i, raw) for i, raw in enumerate(raw_entries)))
+        for name in ("total_bytes", "total_samples"):
+            if body.get(name) != getattr(manifest, name):
+                raise ManifestError("bad_totals", f"{name} does not match the entries")
+        return manifest
+
+
+def _entry(index: int, raw: Any) -> ManifestEntry:
+    """Validate one decoded manifest entry."""
+    where = f"entries[{index}]"
+    if not isinstance(raw, dict) or set(raw) != {"key", "size", "sha256", "samples"}:
+        raise ManifestError("bad_field", f"{where} must have exactly key, size, sha256, samples")
+    key, size, sha, samples = raw["key"], raw["size"], raw["sha256"], raw["samples"]
+    if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+        raise ManifestError("bad_field", f"{where}.sha256 must be 64 lowercase hex digits")
+    if not isinstance(key, str) or not key.endswith(f"chunks/{sha}"):
+        raise ManifestError("bad_field", f"{where}.key must end with chunks/<sha256>")
+    for name, value in (("size", size), ("samples", samples)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ManifestError("bad_field", f"{where}.{name} must be a non-negative integer")
+    return ManifestEntry(key=key, size=size, sha256=sha, samples=samples)
+
+
+def upload_chunks(
+    store: ObjectStore,
+    prefix: str,
+    items: Iterable[tuple[bytes, int]],
+    progress: Callable[[ProgressEvent], None] | None = None,
+    *,
+    total_items: int | None = None,
+) -> Manifest:
+    """Upload chunks under ``prefix`` (content-addressed, deduplicated) and list them.
+
+    A chunk whose key already exists in the store, or that appeared earlier in
+    ``items``, is not uploaded again; it is still listed in the manifest, in order.
+    Blocking: run it in a worker thread from async code.
+
+    Args:
+        store: the owner's store.
+        prefix: usually ``job_prefix(owner, job)``.
+        items: ``(chunk bytes, sample count)`` pairs.
+        progress: called after each chunk with a ``ProgressEvent``.
+        total_items: the number of items, if known, for progress displays.
+
+    Returns:
+        The manifest of every chunk, in input order.
+    """
+    entries: list[ManifestEntry] = []
+    seen: set[str] = set()
+    done_bytes = 0
+    for data, samples in items:
+        sha = hashlib.sha256(data).hexdigest()
+        key = chunk_key(prefix, sha)
+        skipped = key in seen or store.exists(key)
+        if not skipped:
+            store.put_bytes(key, data, CHUNK_CONTENT_TYPE)
+        seen.add(key)
+        entries.append(ManifestEntry(key=key, size=len(data), sha256=sha, samples=samples))
+        done_bytes += len(data)
+        if progress is not None:
+            progress(
+                ProgressEvent(
+                    phase="upload",
+                    key=key,
+                    skipped=skipped,
+                    done_items=len(entries),
+                    total_items=total_items,
+                    done_bytes=done_bytes,
+                )
+            )
+    return Manifest(tuple(entries))

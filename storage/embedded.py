@@ -1,0 +1,286 @@
+"""The embedded default store: a local nanio S3 server in a child process.
+
+``EmbeddedS3(data_dir).start()`` runs ``python -m nanio serve`` on 127.0.0.1 with a
+free port, credentials generated once and kept in ``data_dir/s3-credentials.json``
+(mode 0600, reused on restart), waits until it answers, creates the bucket and
+returns the ``StoreConfig`` to use. ``stop()`` ends the whole process group.
+
+Run on its own (the demo does)::
+
+    python -m storage.embedded --data-dir D [--bucket NAME]
+
+prints one JSON line ``{"endpoint", "bucket", "region", "credentials_file"}`` (never
+the secret) and serves until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from storage.config import StoreConfig
+from storage.errors import EmbeddedServerError, StorageError
+from storage.s3 import S3Store
+
+CREDENTIALS_FILE = "s3-credentials.json"
+DEFAULT_BUCKET = "distro-train"
+DEFAULT_REGION = "us-east-1"
+#: How long the server may take to answer its first request.
+STARTUP_TIMEOUT_S = 30.0
+#: How long a stopping server may take before it is killed.
+STOP_TIMEOUT_S = 5.0
+_POLL_INTERVAL_S = 0.05
+_SPAWN_ATTEMPTS = 3
+_WATCH_INTERVAL_S = 0.5
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free on ``host`` a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable only by this user."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def load_or_create_credentials(data_dir: Path) -> tuple[str, str]:
+    """Return ``(access_key, secret_key)`` from ``data_dir``, generating them once.
+
+    Raises:
+        EmbeddedServerError: the credentials file exists but is malformed.
+    """
+    path = data_dir / CREDENTIALS_FILE
+    if path.exists():
+        try:
+            body = json.loads(path.read_text())
+            access, secret = body["access_key"], body["secret_key"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EmbeddedServerError("bad credentials file", f"{path}: {exc}") from exc
+        if not (isinstance(access, str) and isinstance(secret, str) and access and secret):
+            raise EmbeddedServerError("bad credentials file", f"{path}: empty or non-string keys")
+        os.chmod(path, 0o600)
+        return access, secret
+    access = "DT" + secrets.token_hex(9).upper()
+    secret = secrets.token_urlsafe(30)
+    _write_private(path, json.dumps({"access_key": access, "secret_key": secret}))
+    return access, secret
+
+
+def _answers(host: str, port: int) -> bool:
+    """Return whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class EmbeddedS3:
+    """A nanio server owned by this process.
+
+    Args:
+        data_dir: holds credentials, the options file, the log and ``objects/``.
+        bucket: the bucket to create.
+        host: interface to bind; loopback by default.
+        startup_timeout_s: deadline for the server to answer.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        bucket: str = DEFAULT_BUCKET,
+        host: str = "127.0.0.1",
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.bucket = bucket
+        self.host = host
+        self.startup_timeout_s = startup_timeout_s
+        self.config: StoreConfig | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """The server's combined stdout/stderr log."""
+        return self.data_dir / "nanio.log"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> StoreConfig:
+        """Start the server (if not running), create the bucket, return its config.
+
+        Raises:
+            EmbeddedServerError: the server exited or did not answer in time.
+            StorageError: the bucket could not be created.
+        """
+        if self.config is not None:
+            return self.config
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        access, secret = load_or_create_credentials(self.data_dir)
+        options = self.data_dir / "nanio-options.toml"
+        _write_private(
+            options,
+            f'[[users]]\naccess_key = "{access}"\nsecret_key = "{secret}"\n',
+        )
+        for attempt in range(_SPAWN_ATTEMPTS):
+            port = free_port(self.host)
+            self._spawn(options, port)
+            try:
+                self._wait_ready(port)
+                break
+            except EmbeddedServerError:
+                self.stop()
+                # Another process may have taken the port between probe and bind.
+                if attempt == _SPAWN_ATTEMPTS - 1:
+                    raise
+        config = StoreConfig(
+            kind="embedded",
+            endpoint=f"http://{self.host}:{port}",
+            region=DEFAULT_REGION,
+            bucket=self.bucket,
+            access_key=access,
+            secret_key=secret,
+        )
+        try:
+            S3Store(config).ensure_bucket()
+        except StorageError:
+            self.stop()
+            raise
+        self.config = config
+        return config
+
+    def _spawn(self, options: Path, port: int) -> None:
+        (self.data_dir / "objects").mkdir(exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NANIO_", "AWS_"))}
+        command = [
+            sys.executable, "-m", "nanio", "serve",
+            "--options", str(options),
+            "--data-dir", str(self.data_dir / "objects"),
+            "--host", self.host,
+            "--port", str(port),
+            "--region", DEFAULT_REGION,
+            "--log-level", "warning",
+            "--no-access-log",
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def _wait_ready(self, port: int) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while not _answers(self.host, port):
+            process = self._process
+            if process is None or process.poll() is not None:
+                raise EmbeddedServerError("server exited during startup", self._log_tail())
+            if time.monotonic() > deadline:
+                raise EmbeddedServerError(
+                    f"no answer within {self.startup_timeout_s}s", self._log_tail()
+                )
+            time.sleep(_POLL_INTERVAL_S)
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop the server and its children; safe to call twice or before ``start``."""
+        process, self._process = self._process, None
+        self.config = None
+        if process is None or process.poll() is not None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                process.wait(timeout=wait_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def __enter__(self) -> StoreConfig:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the embedded server in the foreground until SIGINT/SIGTERM.
+
+    Returns:
+        0 after a clean stop, 1 if the server could not start or died.
+    """
+    parser = argparse.ArgumentParser(prog="python -m storage.embedded")
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--bucket", default=DEFAULT_BUCKET)
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    server = EmbeddedS3(args.data_dir, bucket=args.bucket)
+    try:
+        config = server.start()
+    except StorageError as exc:
+        print(f"embedded S3 server failed to start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        line = {
+            "endpoint": config.endpoint,
+            "bucket": config.bucket,
+            "region": config.region,
+            "credentials_file": str(server.data_dir / CREDENTIALS_FILE),
+        }
+        print(json.dumps(line), flush=True)
+        while not stopping.wait(_WATCH_INTERVAL_S):
+            if not server.running:
+                print("embedded S3 server died; see " + str(server.log_path), file=sys.stderr)
+                return 1
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,285 @@
+"""The credential-free client: download and upload by presigned URL (trainer side).
+
+Everything here is async and runs under trio (httpx drives its sockets through anyio),
+so it never blocks the event loop. Downloads stream: the size limit is enforced from
+Content-Length up front and again while bytes arrive, and the sha256 is computed while
+streaming; bytes are returned only once they match. Connection errors, 429 and 5xx are
+retried with exponential backoff; 401/403/400 (``UrlRejected``), 404
+(``ObjectMissing``), ``HashMismatch`` and ``TooLarge`` are final.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+import trio
+
+from storage.errors import (
+    HashMismatch,
+    ObjectMissing,
+    TooLarge,
+    TransferError,
+    TransferFailed,
+    UrlRejected,
+    redact_url,
+)
+from storage.progress import ProgressCallback, ProgressEvent
+
+T = TypeVar("T")
+
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+#: Longest silence tolerated while reading or writing a body.
+DEFAULT_IO_TIMEOUT_S = 60.0
+DEFAULT_MAX_CONNECTIONS = 8
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_REJECTED = frozenset({400, 401, 403})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry retryable failures.
+
+    Attributes:
+        attempts: total attempts, the first included (1 = never retry).
+        base_delay_s: wait before the second attempt.
+        multiplier: each further wait is this many times longer...
+        max_delay_s: ...up to this cap.
+    """
+
+    attempts: int = 4
+    base_delay_s: float = 0.25
+    multiplier: float = 2.0
+    max_delay_s: float = 4.0
+
+    def delay_s(self, failed_attempts: int) -> float:
+        """Return the wait after ``failed_attempts`` (>= 1) failures."""
+        return min(self.max_delay_s, self.base_delay_s * self.multiplier ** (failed_attempts - 1))
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class FetchItem:
+    """One object to fetch: its presigned URL, expected sha256 and size limit."""
+
+    url: str
+    sha256: str
+    max_bytes: int
+
+
+class _Retryable(Exception):
+    """Internal: this attempt failed in a way worth retrying."""
+
+    def __init__(self, status: int | None, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(reason)
+
+
+def new_client(
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    io_timeout_s: float = DEFAULT_IO_TIMEOUT_S,
+) -> httpx.AsyncClient:
+    """Return an ``httpx.AsyncClient`` suited to presigned transfers (close it after use)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(io_timeout_s, connect=connect_timeout_s),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        follow_redirects=False,
+    )
+
+
+@asynccontextmanager
+async def _client_scope(
+    client: httpx.AsyncClient | None, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Yield ``client``, or a fresh one that is closed on exit."""
+    if client is not None:
+        yield client
+        return
+    async with new_client(max_connections) as own:
+        yield own
+
+
+def _check_status(url: str, status: int) -> None:
+    """Raise the error matching a non-2xx ``status``."""
+    if 200 <= status < 300:
+        return
+    if status in _REJECTED:
+        raise UrlRejected(url, status)
+    if status == 404:
+        raise ObjectMissing(url, status)
+    if status == 429 or status >= 500:
+        raise _Retryable(status, f"HTTP {status}")
+    raise TransferFailed(url, 1, status, f"unexpected HTTP {status}")
+
+
+async def _with_retries(url: str, retry: RetryPolicy, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run ``attempt`` until it succeeds, raises a final error, or attempts run out."""
+    failures = 0
+    while True:
+        try:
+            return await attempt()
+        except _Retryable as exc:
+            status, reason = exc.status, exc.reason
+        except httpx.TransportError as exc:
+            status, reason = None, f"{type(exc).__name__}: {exc}"
+        failures += 1
+        if failures >= retry.attempts:
+            raise TransferFailed(url, failures, status, reason)
+        await trio.sleep(retry.delay_s(failures))
+
+
+def _check_sha256(sha256: str) -> str:
+    if not _SHA256_RE.match(sha256):
+        raise ValueError("sha256 must be 64 lowercase hex digits")
+    return sha256
+
+
+async def _fetch_once(
+    client: httpx.AsyncClient, url: str, sha256: str, max_bytes: int
+) -> bytes:
+    """One download attempt: stream, bound, hash, compare."""
+    async with client.stream("GET", url) as response:
+        _check_status(url, response.status_code)
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise TooLarge(url, max_bytes, int(declared))
+        hasher = hashlib.sha256()
+        body = bytearray()
+        # Raw bytes: the sha256 covers the stored object, not a decoded form of it.
+        async for piece in response.aiter_raw():
+            if len(body) + len(piece) > max_bytes:
+                raise TooLarge(url, max_bytes, len(body) + len(piece))
+            hasher.update(piece)
+            body += piece
+    actual = hasher.hexdigest()
+    if actual != sha256:
+        raise HashMismatch(url, sha256, actual)
+    return bytes(body)
+
+
+async def fetch(
+    url: str,
+    *,
+    sha256: str,
+    max_bytes: int,
+    client: httpx.AsyncClient | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> bytes:
+    """Download ``url`` and return its bytes only if they hash to ``sha256``.
+
+    Args:
+        url: a presigned GET URL (no credentials needed).
+        sha256: expected lowercase hex digest, from a signed message.
+        max_bytes: refuse objects larger than this.
+        client: a shared client (connection reuse); default a temporary one.
+        retry: retry policy for connection errors, 429 and 5xx.
+
+    Raises:
+        UrlRejected: 400/401/403, e.g. expired or tampered signature.
+        ObjectMissing: 404.
+        TooLarge: Content-Length or the streamed body exceeds ``max_bytes``.
+        HashMismatch: the bytes do not match ``sha256``.
+        TransferFailed: retryable failures exhausted the attempts.
+        ValueError: ``sha256`` is not 64 lowercase hex digits.
+
+    Cancellation aborts the transfer and returns nothing.
+    """
+    _check_sha256(sha256)
+    async with _client_scope(client) as http:
+        return await _with_retries(
+            url, retry, lambda: _fetch_once(http, url, sha256, max_bytes)
+        )
+
+
+async def upload(
+    url: str,
+    data: bytes,
+    *,
+    content_type: str,
+    client: httpx.AsyncClient | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> None:
+    """Upload ``data`` by presigned PUT, sending the ``content_type`` that was signed.
+
+    Raises:
+        UrlRejected: 400/401/403 (expired, tampered, or Content-Type not as signed).
+        ObjectMissing: 404 (e.g. the bucket is gone).
+        TransferFailed: retryable failures exhausted the attempts.
+    """
+
+    async def attempt() -> None:
+        response = await http.put(url, content=data, headers={"Content-Type": content_type})
+        _check_status(url, response.status_code)
+
+    async with _client_scope(client) as http:
+        await _with_retries(url, retry, attempt)
+
+
+async def fetch_many(
+    items: Sequence[FetchItem],
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    client: httpx.AsyncClient | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    progress: ProgressCallback | None = None,
+) -> list[bytes]:
+    """Fetch ``items`` concurrently, at most ``max_connections`` at a time.
+
+    Returns:
+        The verified bytes of each item, in the order of ``items``.
+
+    Raises:
+        TransferError: the first failure (any subclass, as for ``fetch``); the other
+            transfers are then cancelled and nothing is returned.
+    """
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    for item in items:
+        _check_sha256(item.sha256)
+    results: list[bytes] = [b""] * len(items)
+    failures: list[TransferError] = []
+    limiter = trio.CapacityLimiter(max_connections)
+    done = {"items": 0, "bytes": 0}
+
+    async with _client_scope(client, max_connections) as http:
+
+        async def one(index: int, item: FetchItem, nursery: trio.Nursery) -> None:
+            async with limiter:
+                try:
+                    data = await fetch(
+                        item.url, sha256=item.sha256, max_bytes=item.max_bytes,
+                        client=http, retry=retry,
+                    )
+                except TransferError as exc:
+                    failures.append(exc)
+                    nursery.cancel_scope.cancel()
+                    return
+            results[index] = data
+            done["items"] += 1
+            done["bytes"] += len(data)
+            if progress is not None:
+                progress(
+                    ProgressEvent(
+                        phase="download", key=redact_url(item.url), skipped=False,
+                        done_items=done["items"], total_items=len(items),
+                        done_bytes=done["bytes"],
+                    )
+                )
+
+        async with trio.open_nursery() as nursery:
+            for index, item in enumerate(items):
+                nursery.start_soon(one, index, item, nursery)
+    if failures:
+        raise failures[0]
+    return results
