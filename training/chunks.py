@@ -91,9 +91,7 @@ def decode_chunk(
     return x, y
 
 
-def make_chunks(
-    x: NDArray[np.generic], y: NDArray[np.generic], max_samples: int
-) -> list[bytes]:
+def make_chunks(x: NDArray[np.generic], y: NDArray[np.generic], max_samples: int) -> list[bytes]:
     """Split ``(x, y)`` in order into chunks of at most ``max_samples`` samples.
 
     Raises:

@@ -120,7 +120,10 @@ def load(name: str, *, limit: int | None = None) -> Dataset:
     if limit is None:
         return full
     return Dataset(
-        full.train_x[:limit], full.train_y[:limit], full.test_x[:limit], full.test_y[:limit],
+        full.train_x[:limit],
+        full.train_y[:limit],
+        full.test_x[:limit],
+        full.test_y[:limit],
         full.classes,
     )
 
@@ -147,8 +150,11 @@ def _mnist() -> Dataset:
     if train_x.shape != (60_000, 784) or sx.shape != (10_000, 784):
         raise DatasetUnavailable("mnist", f"unexpected shapes {train_x.shape}, {sx.shape}")
     return Dataset(
-        _frozen(train_x), _frozen(train_y),
-        _frozen(sx.astype(np.float32)), _frozen(sy.astype(np.int64)), 10,
+        _frozen(train_x),
+        _frozen(train_y),
+        _frozen(sx.astype(np.float32)),
+        _frozen(sy.astype(np.int64)),
+        10,
     )
 
 
@@ -183,7 +189,10 @@ def _fashion_candidates() -> list[Path]:
         try:
             out = subprocess.run(
                 [dpkg, "-L", "dataset-fashion-mnist"],
-                capture_output=True, text=True, timeout=_DPKG_TIMEOUT_S, check=False,
+                capture_output=True,
+                text=True,
+                timeout=_DPKG_TIMEOUT_S,
+                check=False,
             ).stdout
         except (OSError, subprocess.TimeoutExpired):
             out = ""
@@ -224,8 +233,11 @@ def _fashion() -> Dataset:
         return _frozen((a.reshape(len(a), -1) / 255.0).astype(np.float32))
 
     return Dataset(
-        images(arrays["train_x"]), _frozen(arrays["train_y"].astype(np.int64)),
-        images(arrays["test_x"]), _frozen(arrays["test_y"].astype(np.int64)), 10,
+        images(arrays["train_x"]),
+        _frozen(arrays["train_y"].astype(np.int64)),
+        images(arrays["test_x"]),
+        _frozen(arrays["test_y"].astype(np.int64)),
+        10,
     )
 
 
@@ -254,7 +266,10 @@ def _tiny_text(seq_len: int = 32, train: int = 20_000, test: int = 4_000) -> Dat
     windows = np.lib.stride_tricks.sliding_window_view(tokens, seq_len + 1)[: train + test]
     x, y = windows[:, :seq_len].copy(), windows[:, seq_len].copy()
     return Dataset(
-        _frozen(x[:train]), _frozen(y[:train]), _frozen(x[train:]), _frozen(y[train:]),
+        _frozen(x[:train]),
+        _frozen(y[:train]),
+        _frozen(x[train:]),
+        _frozen(y[train:]),
         len(TEXT_ALPHABET),
     )
 

@@ -56,9 +56,7 @@ def partition(
             raise SpecError("shards_per_client", f"{shards} shards for {n} samples")
         pieces = np.array_split(np.argsort(labels, kind="stable"), shards)
         order = rng.permutation(shards)
-        parts = [
-            np.concatenate([pieces[s] for s in order[c::n_clients]]) for c in range(n_clients)
-        ]
+        parts = [np.concatenate([pieces[s] for s in order[c::n_clients]]) for c in range(n_clients)]
     else:
         raise SpecError("kind", f"unknown partition {kind!r}; use iid, dirichlet or shards")
     return [np.sort(p).astype(np.int64) for p in parts]

@@ -27,8 +27,11 @@ _DTYPE_CODES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
 StateDict = dict[str, torch.Tensor]
 
 
+Layout = tuple[tuple[str, tuple[int, ...], str], ...]
+
+
 @functools.lru_cache(maxsize=64)
-def _layout(name: str, params: tuple[tuple[str, object], ...]) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+def _layout(name: str, params: tuple[tuple[str, object], ...]) -> Layout:
     spec = models.ModelSpec.from_mapping({"name": name, "params": dict(params)})
     with torch.device("meta"):
         module = models.build(spec)
@@ -38,7 +41,7 @@ def _layout(name: str, params: tuple[tuple[str, object], ...]) -> tuple[tuple[st
     )
 
 
-def layout(spec: models.ModelSpec) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+def layout(spec: models.ModelSpec) -> Layout:
     """The architecture's ``(name, shape, safetensors dtype)`` list, in state-dict order."""
     return _layout(spec.name, tuple(sorted(spec.params.items())))
 

@@ -1,0 +1,389 @@
+"""Server-side aggregation: pure functions, records in, records out, no I/O.
+
+:func:`aggregate` takes the global weights, the round's (already validated) updates,
+a :class:`RuleConfig` and the previous :class:`ServerState`, and returns the new
+weights, the new state and the ids of the updates it used.
+
+Rules and the faulty updates each tolerates (``n`` updates, ``f`` = ``RuleConfig.f``):
+
+============  ===================================================  ==================
+rule          result                                               needs / tolerates
+============  ===================================================  ==================
+fedavg        sample-weighted mean                                 n >= min_updates;
+                                                                   tolerates 0
+fedadam,      FedOpt (Reddi et al. 2021): the FedAvg delta is a     n >= min_updates;
+fedyogi,      pseudo-gradient for a server Adam / Yogi / Adagrad    tolerates 0
+fedadagrad    step with ``server_lr``, ``beta1``, ``beta2``, ``tau``
+median        coordinate-wise median (unweighted; even n: mean      n >= 2f + 1;
+              of the two middle values)                             tolerates f < n/2
+trimmed_mean  coordinate-wise mean after dropping k = max(f,        n >= 2k + 1;
+              floor(trim * n)) lowest and highest values            tolerates k
+krum          the update with the lowest Krum score                 n >= 2f + 3
+                                                                    (n > 2f + 2)
+multi_krum    unweighted mean of the m (default n - f) updates      n >= 2f + 3 and
+              with the lowest Krum scores                           m <= n - f
+============  ===================================================  ==================
+
+Robust rules ignore the claimed sample counts (a faulty peer could inflate them).
+Every rule may add norm clipping (``clip_norm``: each delta ``u - g`` is scaled to at
+most that L2 norm first) and, with clipping, central-DP Gaussian noise of standard
+deviation ``noise_multiplier * clip_norm / n_used`` on the aggregate, drawn from a
+generator seeded by ``(seed, round)``. Clipping bounds a faulty update's pull to
+``clip_norm / n``; it does not remove it.
+
+The updates are sorted by id first, so every rule is exactly invariant to their order;
+ids must be unique. Work happens per parameter tensor on flat float32 views (no copies
+of the inputs); the sample-weighted mean is ``K`` in-place ``add_`` passes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from safetensors.torch import load as _st_load
+from safetensors.torch import save as _st_save
+
+from training import robust
+from training.errors import AggregationError, SpecError, TooFewUpdates
+from training.tensorfile import TensorFileError, read_header
+
+FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
+RULES = ("fedavg", *FEDOPT, "median", "trimmed_mean", "krum", "multi_krum")
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Update:
+    """One trainer's update.
+
+    Attributes:
+        weights: FULL trained weights: a state dict with the global model's names and
+            shapes, or one flat float32 tensor in the global state dict's order.
+        samples: Claimed training samples (>= 1), the FedAvg weight.
+        id: Unique id (e.g. the trainer's peer id or the blob's sha256).
+    """
+
+    weights: Mapping[str, torch.Tensor] | torch.Tensor
+    samples: int
+    id: str
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """Aggregation rule and its settings (see the module table for semantics).
+
+    Attributes:
+        name: One of :data:`RULES`.
+        f: Faulty updates to tolerate (median, trimmed_mean, krum, multi_krum).
+        trim: trimmed_mean fraction trimmed from each side, in [0, 0.5).
+        m: multi_krum: updates averaged; None means ``n - f``.
+        server_lr: FedOpt server learning rate (eta).
+        beta1: FedOpt first-moment decay.
+        beta2: FedAdam/FedYogi second-moment decay.
+        tau: FedOpt adaptivity (added to ``sqrt(v)``).
+        clip_norm: L2 bound on each delta, or None for no clipping.
+        noise_multiplier: Gaussian noise std in units of ``clip_norm / n_used`` (needs
+            ``clip_norm``); 0 disables noise.
+        seed: Noise seed (combined with the round number).
+        min_updates: Smallest round any rule accepts (>= 1).
+    """
+
+    name: str = "fedavg"
+    f: int = 0
+    trim: float = 0.1
+    m: int | None = None
+    server_lr: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    tau: float = 1e-3
+    clip_norm: float | None = None
+    noise_multiplier: float = 0.0
+    seed: int = 0
+    min_updates: int = 1
+
+    def __post_init__(self) -> None:
+        def fail(name: str, want: str) -> None:
+            raise SpecError(name, f"must be {want}, got {getattr(self, name)!r}")
+
+        if self.name not in RULES:
+            fail("name", f"one of {RULES}")
+        for name in ("f", "min_updates", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                fail(name, "a non-negative int")
+        if self.min_updates < 1:
+            fail("min_updates", ">= 1")
+        if self.m is not None and (not isinstance(self.m, int) or self.m < 1):
+            fail("m", "None or an int >= 1")
+        if not 0 <= self.trim < 0.5:
+            fail("trim", "in [0, 0.5)")
+        for name, lo, hi in (("server_lr", 0, 1e3), ("tau", 0, 1e3)):
+            if not lo < getattr(self, name) <= hi:
+                fail(name, f"in ({lo}, {hi}]")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                fail(name, "in [0, 1)")
+        if self.clip_norm is not None and not (0 < self.clip_norm < math.inf):
+            fail("clip_norm", "None or a positive finite number")
+        if not 0 <= self.noise_multiplier < math.inf:
+            fail("noise_multiplier", ">= 0")
+        if self.noise_multiplier and self.clip_norm is None:
+            fail("noise_multiplier", "0 unless clip_norm is set")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RuleConfig:
+        """Build from an untrusted mapping; unknown keys or bad values raise SpecError."""
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise SpecError(str(key), "unknown rule setting")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise SpecError("rule", str(exc)) from None
+
+    def trimmed(self, n: int) -> int:
+        """Values trimmed from each side by trimmed_mean for ``n`` updates."""
+        return max(self.f, math.floor(self.trim * n))
+
+    def need(self, n: int) -> int:
+        """Fewest updates this rule accepts when given ``n`` (see the module table)."""
+        base = self.min_updates
+        if self.name == "median":
+            return max(base, 2 * self.f + 1)
+        if self.name == "trimmed_mean":
+            return max(base, 2 * self.trimmed(n) + 1)
+        if self.name in ("krum", "multi_krum"):
+            extra = (self.m or 0) + self.f if self.name == "multi_krum" else 0
+            return max(base, 2 * self.f + 3, extra)
+        return base
+
+
+@dataclass
+class ServerState:
+    """Server optimiser state carried between rounds.
+
+    Attributes:
+        rule: The rule the state belongs to.
+        round: Rounds aggregated so far.
+        m: FedOpt first moment (flat float32) or None.
+        v: FedOpt second moment (flat float32) or None.
+    """
+
+    rule: str
+    round: int = 0
+    m: torch.Tensor | None = field(default=None, repr=False)
+    v: torch.Tensor | None = field(default=None, repr=False)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """The state as a tensor dict (the rule travels in :meth:`encode`'s metadata)."""
+        out = {"round": torch.tensor([self.round], dtype=torch.int64)}
+        if self.m is not None and self.v is not None:
+            out |= {"m": self.m.contiguous(), "v": self.v.contiguous()}
+        return out
+
+    def encode(self) -> bytes:
+        """Safetensors bytes, for the owner's durable job state."""
+        return bytes(_st_save(self.to_tensors(), metadata={"rule": self.rule}))
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_bytes: int = 1 << 32) -> ServerState:
+        """Parse :meth:`encode` output.
+
+        Raises:
+            AggregationError: reason ``state`` for anything malformed.
+        """
+        try:
+            header = read_header(data, max_bytes=max_bytes)
+            tensors = _st_load(bytes(data))
+        except TensorFileError as exc:
+            raise AggregationError("state", detail=exc.detail) from None
+        except Exception as exc:  # noqa: BLE001 - the library's error types are not public
+            raise AggregationError("state", detail=str(exc)) from None
+        (hlen,) = struct.unpack("<Q", bytes(data[:8]))
+        meta = json.loads(bytes(data[8 : 8 + hlen])).get("__metadata__") or {}
+        rule = meta.get("rule") if isinstance(meta, dict) else None
+        if rule not in RULES or "round" not in header or header["round"].shape != (1,):
+            raise AggregationError("state", detail="missing rule or round")
+        m, v = tensors.get("m"), tensors.get("v")
+        if (m is None) != (v is None) or (m is not None and v is not None and m.shape != v.shape):
+            raise AggregationError("state", detail="m and v must come together")
+        return cls(str(rule), int(tensors["round"][0]), m, v)
+
+
+@dataclass(frozen=True)
+class AggregateResult:
+    """Outcome of :func:`aggregate`.
+
+    Attributes:
+        weights: New global weights (new tensors, float32, the global's names/shapes).
+        state: State to pass to the next round.
+        used_ids: Ids of the updates that entered the result, sorted.
+    """
+
+    weights: StateDict
+    state: ServerState
+    used_ids: tuple[str, ...]
+
+
+def _canonical(
+    global_weights: Mapping[str, torch.Tensor], updates: Sequence[Update]
+) -> list[tuple[Update, StateDict]]:
+    ids = [u.id for u in updates]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise AggregationError("duplicate_id", dup)
+    out = []
+    sizes = [t.numel() for t in global_weights.values()]
+    for up in sorted(updates, key=lambda u: u.id):
+        if isinstance(up.samples, bool) or not isinstance(up.samples, int) or up.samples < 1:
+            raise AggregationError("samples", up.id, f"samples must be >= 1, got {up.samples}")
+        if isinstance(up.weights, torch.Tensor):
+            w = up.weights
+            if w.dim() != 1 or w.numel() != sum(sizes):
+                raise AggregationError("shape", up.id, f"flat tensor of {w.numel()} elements")
+            parts = dict(zip(global_weights, torch.split(w.to(torch.float32), sizes), strict=True))
+        else:
+            if set(up.weights) != set(global_weights):
+                raise AggregationError("names", up.id)
+            parts = {}
+            for name, g in global_weights.items():
+                t = up.weights[name]
+                if t.shape != g.shape:
+                    raise AggregationError("shape", up.id, f"{name}: {tuple(t.shape)}")
+                parts[name] = t.to(torch.float32).contiguous().view(-1)
+        out.append((up, parts))
+    return out
+
+
+def aggregate(
+    global_weights: Mapping[str, torch.Tensor],
+    updates: Sequence[Update],
+    rule: RuleConfig,
+    state: ServerState | None = None,
+) -> AggregateResult:
+    """Aggregate one round's validated updates with ``rule``.
+
+    Args:
+        global_weights: The round's global model (what trainers started from).
+        updates: Full trained weights from trainers; order does not matter.
+        rule: Rule and settings.
+        state: Previous round's state (FedOpt moments, round number), or None.
+
+    Raises:
+        TooFewUpdates: Fewer updates than ``rule.need(n)``.
+        AggregationError: Duplicate ids, bad sample counts, names/shapes unlike the
+            global model, or a ``state`` of another rule or size.
+    """
+    g = {k: v.detach().to(torch.float32).contiguous() for k, v in global_weights.items()}
+    gflat = {k: v.view(-1) for k, v in g.items()}
+    ups = _canonical(g, updates)
+    n = len(ups)
+    if n < rule.need(n):
+        raise TooFewUpdates(rule.name, n, rule.need(n))
+    state = _check_state(state, rule, sum(t.numel() for t in g.values()))
+    scale = _clip_factors(gflat, [p for _, p in ups], rule.clip_norm)
+    used = list(range(n))
+    if rule.name in ("median", "trimmed_mean"):
+        fn = robust.median if rule.name == "median" else robust.trimmed_mean(rule.trimmed(n))
+        new = {
+            k: robust.columnwise(gflat[k], [p[k] for _, p in ups], scale, fn).view(g[k].shape)
+            for k in g
+        }
+    else:
+        if rule.name in ("krum", "multi_krum"):
+            gm = robust.gram(list(gflat.values()), [[p[k] for _, p in ups] for k in g], scale)
+            scores = robust.krum_scores(gm, rule.f)
+            keep = 1 if rule.name == "krum" else (rule.m or n - rule.f)
+            used = sorted(torch.argsort(scores, stable=True)[:keep].tolist())
+            coef = [1.0 / len(used)] * len(used)
+        else:
+            total = sum(ups[i][0].samples for i in used)
+            coef = [ups[i][0].samples / total for i in used]
+        if scale is not None:
+            coef = [c * float(scale[i]) for c, i in zip(coef, used, strict=True)]
+        new = _weighted(g, gflat, [ups[i][1] for i in used], coef)
+    if rule.noise_multiplier and rule.clip_norm is not None:
+        _add_noise(new, rule.noise_multiplier * rule.clip_norm / len(used), rule, state.round)
+    if rule.name in FEDOPT:
+        new = _server_step(g, new, rule, state)
+    state.round += 1
+    return AggregateResult(new, state, tuple(ups[i][0].id for i in used))
+
+
+def _check_state(state: ServerState | None, rule: RuleConfig, size: int) -> ServerState:
+    if state is None:
+        return ServerState(rule.name)
+    if state.rule != rule.name:
+        raise AggregationError("state", detail=f"state of {state.rule!r}, rule {rule.name!r}")
+    if state.m is not None and state.m.numel() != size:
+        raise AggregationError("state", detail=f"moments of {state.m.numel()} != {size}")
+    return ServerState(state.rule, state.round, state.m, state.v)
+
+
+def _clip_factors(
+    g: Mapping[str, torch.Tensor], parts: Sequence[Mapping[str, torch.Tensor]], clip: float | None
+) -> torch.Tensor | None:
+    if clip is None:
+        return None
+    norms = torch.stack(
+        [
+            torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(p[k] - g[k]) for k in g])
+            )
+            for p in parts
+        ]
+    )
+    return (clip / norms.clamp_min(1e-12)).clamp(max=1.0)
+
+
+def _weighted(
+    g: Mapping[str, torch.Tensor],
+    gflat: Mapping[str, torch.Tensor],
+    parts: Sequence[Mapping[str, torch.Tensor]],
+    coef: Sequence[float],
+) -> StateDict:
+    # Clipped coefficients sum below 1: the rest of the weight stays on the global.
+    rest = 1.0 - math.fsum(coef)
+    out = {}
+    for k in g:
+        acc = torch.mul(parts[0][k], coef[0])
+        for p, c in zip(parts[1:], coef[1:], strict=True):
+            acc.add_(p[k], alpha=c)
+        if abs(rest) > 1e-12:
+            acc.add_(gflat[k], alpha=rest)
+        out[k] = acc.view(g[k].shape)
+    return out
+
+
+def _add_noise(new: StateDict, std: float, rule: RuleConfig, round_: int) -> None:
+    gen = torch.Generator().manual_seed((rule.seed * 1_000_003 + round_) % 2**63)
+    for t in new.values():
+        t.add_(torch.randn(t.shape, generator=gen), alpha=std)
+
+
+def _server_step(
+    g: Mapping[str, torch.Tensor], avg: StateDict, rule: RuleConfig, state: ServerState
+) -> StateDict:
+    gf = torch.cat([t.view(-1) for t in g.values()])
+    delta = torch.cat([t.reshape(-1) for t in avg.values()]).sub_(gf)
+    m = torch.zeros_like(gf) if state.m is None else state.m.clone()
+    v = torch.zeros_like(gf) if state.v is None else state.v.clone()
+    m.mul_(rule.beta1).add_(delta, alpha=1 - rule.beta1)
+    d2 = delta.square_()
+    if rule.name == "fedadagrad":
+        v.add_(d2)
+    elif rule.name == "fedadam":
+        v.mul_(rule.beta2).add_(d2, alpha=1 - rule.beta2)
+    else:
+        v.sub_(torch.sign(v - d2).mul_(d2), alpha=1 - rule.beta2)
+    state.m, state.v = m, v
+    gf.addcdiv_(m, v.sqrt().add_(rule.tau), value=rule.server_lr)
+    sizes = [t.numel() for t in g.values()]
+    return {k: p.view(t.shape) for (k, t), p in zip(g.items(), torch.split(gf, sizes), strict=True)}

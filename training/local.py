@@ -1,0 +1,239 @@
+"""Local training: what a trainer runs on its chunks, and evaluation.
+
+:func:`train` is a plain blocking function. The daemon runs it off the trio loop
+(``trio.to_thread.run_sync`` or a worker process) and passes ``should_stop``; it is
+checked between batches and a true answer raises
+:class:`~training.errors.TrainingCancelled`. Results are FULL weights, not deltas.
+
+Determinism: with the same weights, chunks and :class:`TrainParams` (seed included) the
+result is bit-identical on the same machine and thread count. ``threads`` sets
+``torch.set_num_threads``, which is process-wide.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from training import models, weights
+from training.chunks import DEFAULT_MAX_CHUNK_BYTES, decode_chunk
+from training.errors import ChunkError, SpecError, TrainingCancelled
+
+_EVAL_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Job hyper-parameters for one local training run.
+
+    Attributes:
+        epochs: Passes over the trainer's samples (>= 1).
+        batch_size: Minibatch size (>= 1).
+        lr: Learning rate (> 0).
+        optimizer: ``"sgd"`` or ``"adam"``.
+        momentum: SGD momentum in [0, 1).
+        weight_decay: L2 weight decay (>= 0).
+        prox_mu: FedProx proximal weight; adds ``mu/2 * ||w - w_global||^2`` (0 = FedAvg).
+        seed: Seeds the minibatch order.
+        threads: torch intra-op threads; 0 leaves torch's setting alone.
+    """
+
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    prox_mu: float = 0.0
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, bool, str]] = [
+            ("epochs", _is_int(self.epochs) and 1 <= self.epochs <= 10_000, "int in [1, 10000]"),
+            ("batch_size", _is_int(self.batch_size) and self.batch_size >= 1, "int >= 1"),
+            ("lr", _is_num(self.lr) and 0 < self.lr <= 100, "number in (0, 100]"),
+            ("optimizer", self.optimizer in ("sgd", "adam"), "'sgd' or 'adam'"),
+            ("momentum", _is_num(self.momentum) and 0 <= self.momentum < 1, "number in [0, 1)"),
+            ("weight_decay", _is_num(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
+            ("prox_mu", _is_num(self.prox_mu) and self.prox_mu >= 0, "number >= 0"),
+            ("seed", _is_int(self.seed) and 0 <= self.seed < 2**63, "int in [0, 2**63)"),
+            ("threads", _is_int(self.threads) and 0 <= self.threads <= 1024, "int in [0, 1024]"),
+        ]
+        for field, ok, want in checks:
+            if not ok:
+                raise SpecError(field, f"must be {want}, got {getattr(self, field)!r}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> TrainParams:
+        """Build from an untrusted mapping; unknown keys and bad values raise SpecError."""
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise SpecError(str(key), "unknown training parameter")
+        return cls(**data)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: object) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What a trainer reports with its update.
+
+    Attributes:
+        samples: Training samples used (per epoch).
+        loss: Mean training loss over the last epoch.
+        accuracy: Training accuracy over the last epoch, in [0, 1].
+        seconds: Wall-clock seconds of the whole call.
+    """
+
+    samples: int
+    loss: float
+    accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Attributes:
+        weights: Full trained weights, safetensors bytes.
+        metrics: Training metrics.
+    """
+
+    weights: bytes
+    metrics: Metrics
+
+
+def _to_tensors(
+    spec: models.ModelSpec, x: NDArray[Any], y: NDArray[Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    tx = torch.from_numpy(np.ascontiguousarray(x, dtype=np.dtype(spec.input_dtype)))
+    return tx, torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+
+
+def train(
+    spec: models.ModelSpec,
+    global_weights: bytes,
+    chunks: Sequence[bytes],
+    params: TrainParams,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    max_weight_bytes: int = weights.DEFAULT_MAX_BYTES,
+) -> TrainResult:
+    """Train ``spec`` from ``global_weights`` on ``chunks``; blocking.
+
+    Raises:
+        WeightsError: ``global_weights`` refused (see :func:`training.weights.decode`).
+        ChunkError: A chunk refused, including samples of the wrong shape/dtype for the
+            model or labels outside its classes; or no samples at all (``shape``).
+        TrainingCancelled: ``should_stop()`` returned true between batches.
+    """
+    start = time.perf_counter()
+    if params.threads:
+        torch.set_num_threads(params.threads)
+    state = weights.decode(global_weights, spec, max_bytes=max_weight_bytes)
+    decoded = [
+        decode_chunk(
+            c,
+            max_bytes=max_chunk_bytes,
+            sample_shape=spec.input_shape,
+            x_dtype=spec.input_dtype,
+            classes=spec.classes,
+        )
+        for c in chunks
+    ]
+    if not decoded or sum(len(y) for _, y in decoded) == 0:
+        raise ChunkError("shape", "no training samples")
+    x, y = _to_tensors(
+        spec, np.concatenate([d[0] for d in decoded]), np.concatenate([d[1] for d in decoded])
+    )
+    model = models.build(spec)
+    model.load_state_dict(state)
+    anchor = [p.detach().clone() for p in model.parameters()] if params.prox_mu else []
+    opt: torch.optim.Optimizer
+    if params.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    else:
+        opt = torch.optim.SGD(
+            model.parameters(),
+            lr=params.lr,
+            momentum=params.momentum,
+            weight_decay=params.weight_decay,
+        )
+    gen = torch.Generator().manual_seed(params.seed)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    batches = 0
+    model.train()
+    for _ in range(params.epochs):
+        order = torch.randperm(len(y), generator=gen)
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(y), params.batch_size):
+            if should_stop():
+                raise TrainingCancelled(batches)
+            idx = order[i : i + params.batch_size]
+            out = model(x[idx])
+            loss = loss_fn(out, y[idx])
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((out.argmax(1) == y[idx]).sum())
+            if params.prox_mu:
+                prox = sum(
+                    ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
+                )
+                loss = loss + params.prox_mu / 2 * prox
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            batches += 1
+    metrics = Metrics(len(y), loss_sum / len(y), correct / len(y), time.perf_counter() - start)
+    return TrainResult(weights.encode(model.state_dict()), metrics)
+
+
+@torch.no_grad()
+def evaluate(
+    spec: models.ModelSpec,
+    model_weights: bytes | Mapping[str, torch.Tensor],
+    x: NDArray[Any],
+    y: NDArray[Any],
+    *,
+    max_weight_bytes: int = weights.DEFAULT_MAX_BYTES,
+) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of the weights on ``(x, y)``.
+
+    ``model_weights`` may be encoded bytes (checked as :func:`training.weights.decode`
+    does) or an already checked state dict. A non-finite loss is returned as ``inf``.
+
+    Raises:
+        WeightsError: Bytes refused.
+    """
+    if isinstance(model_weights, bytes | bytearray):
+        model_weights = weights.decode(bytes(model_weights), spec, max_bytes=max_weight_bytes)
+    model = models.build(spec)
+    model.load_state_dict(dict(model_weights))
+    model.eval()
+    tx, ty = _to_tensors(spec, x, y)
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(ty), _EVAL_BATCH):
+        out = model(tx[i : i + _EVAL_BATCH])
+        loss_sum += float(
+            torch.nn.functional.cross_entropy(out, ty[i : i + _EVAL_BATCH], reduction="sum")
+        )
+        correct += int((out.argmax(1) == ty[i : i + _EVAL_BATCH]).sum())
+    n = max(len(ty), 1)
+    loss = loss_sum / n
+    return (loss if math.isfinite(loss) else math.inf), correct / n
