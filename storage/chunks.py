@@ -124,7 +124,7 @@ def _entry(index: int, raw: Any) -> ManifestEntry:
     if not isinstance(raw, dict) or set(raw) != {"key", "size", "sha256", "samples"}:
         raise ManifestError("bad_field", f"{where} must have exactly key, size, sha256, samples")
     key, size, sha, samples = raw["key"], raw["size"], raw["sha256"], raw["samples"]
-    if not isinstance(sha, str) or not _SHA256_RE.match(sha):
+    if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
         raise ManifestError("bad_field", f"{where}.sha256 must be 64 lowercase hex digits")
     if not isinstance(key, str) or not key.endswith(f"chunks/{sha}"):
         raise ManifestError("bad_field", f"{where}.key must end with chunks/<sha256>")

@@ -150,10 +150,10 @@ class StoreConfig:
             raise StorageConfigError("endpoint", f"required for kind {self.kind!r}")
         if not self.region:
             raise StorageConfigError("region", "must not be empty")
-        if not _BUCKET_RE.match(self.bucket) or ".." in self.bucket:
+        if not _BUCKET_RE.fullmatch(self.bucket) or ".." in self.bucket:
             raise StorageConfigError("bucket", "3-63 chars of a-z, 0-9, '.', '-'")
         if self.prefix and (
-            not _PREFIX_RE.match(self.prefix)
+            not _PREFIX_RE.fullmatch(self.prefix)
             or self.prefix.startswith("/")
             or not self.prefix.endswith("/")
             or ".." in self.prefix.split("/")

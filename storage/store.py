@@ -28,7 +28,7 @@ def job_prefix(owner_peer_id: str, job_id: str) -> str:
             outside ``A-Za-z0-9._-`` (so it can never escape its namespace).
     """
     for part in (owner_peer_id, job_id):
-        if not _COMPONENT_RE.match(part) or part in (".", ".."):
+        if not _COMPONENT_RE.fullmatch(part) or part in (".", ".."):
             raise InvalidKey(part, "job prefix components are 1-128 of A-Za-z0-9._-")
     return f"jobs/{owner_peer_id}/{job_id}/"
 

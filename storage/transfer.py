@@ -140,14 +140,12 @@ async def _with_retries(url: str, retry: RetryPolicy, attempt: Callable[[], Awai
 
 
 def _check_sha256(sha256: str) -> str:
-    if not _SHA256_RE.match(sha256):
+    if not _SHA256_RE.fullmatch(sha256):
         raise ValueError("sha256 must be 64 lowercase hex digits")
     return sha256
 
 
-async def _fetch_once(
-    client: httpx.AsyncClient, url: str, sha256: str, max_bytes: int
-) -> bytes:
+async def _fetch_once(client: httpx.AsyncClient, url: str, sha256: str, max_bytes: int) -> bytes:
     """One download attempt: stream, bound, hash, compare."""
     async with client.stream("GET", url) as response:
         _check_status(url, response.status_code)
@@ -197,9 +195,7 @@ async def fetch(
     """
     _check_sha256(sha256)
     async with _client_scope(client) as http:
-        return await _with_retries(
-            url, retry, lambda: _fetch_once(http, url, sha256, max_bytes)
-        )
+        return await _with_retries(url, retry, lambda: _fetch_once(http, url, sha256, max_bytes))
 
 
 async def upload(
@@ -258,8 +254,11 @@ async def fetch_many(
             async with limiter:
                 try:
                     data = await fetch(
-                        item.url, sha256=item.sha256, max_bytes=item.max_bytes,
-                        client=http, retry=retry,
+                        item.url,
+                        sha256=item.sha256,
+                        max_bytes=item.max_bytes,
+                        client=http,
+                        retry=retry,
                     )
                 except TransferError as exc:
                     failures.append(exc)
@@ -271,8 +270,11 @@ async def fetch_many(
             if progress is not None:
                 progress(
                     ProgressEvent(
-                        phase="download", key=redact_url(item.url), skipped=False,
-                        done_items=done["items"], total_items=len(items),
+                        phase="download",
+                        key=redact_url(item.url),
+                        skipped=False,
+                        done_items=done["items"],
+                        total_items=len(items),
                         done_bytes=done["bytes"],
                     )
                 )

@@ -53,7 +53,8 @@ async def test_presigned_get_and_put(any_store: S3Store) -> None:
     assert any_store.head("up/weights.bin").content_type == "application/x-safetensors"
 
     # The signature covers the Content-Type: another type is refused by the server.
-    other = httpx.put(put_url, content=b"x", headers={"Content-Type": "text/plain"})
+    async with httpx.AsyncClient() as client:
+        other = await client.put(put_url, content=b"x", headers={"Content-Type": "text/plain"})
     assert other.status_code == 403
     assert any_store.get_bytes("up/weights.bin") == b"new weights"
 
@@ -98,9 +99,7 @@ async def test_chunks_manifest_round_trip_and_fetch(any_store: S3Store) -> None:
 
     decoded = Manifest.decode(manifest.encode())
     assert decoded == manifest
-    items = [
-        FetchItem(any_store.presign_get(e.key), e.sha256, e.size) for e in decoded.entries
-    ]
+    items = [FetchItem(any_store.presign_get(e.key), e.sha256, e.size) for e in decoded.entries]
     chunks = await fetch_many(items, max_connections=2)
     assert b"".join(chunks) == records
 

@@ -1,0 +1,78 @@
+"""The embedded nanio server: credentials kept private and reused, clean start and stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage.embedded import CREDENTIALS_FILE, EmbeddedS3, load_or_create_credentials
+from storage.errors import EmbeddedServerError
+from storage.s3 import S3Store
+from tests.conftest import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+#: Deadline for the foreground server to print its line or exit.
+PROCESS_TIMEOUT_S = 30
+
+
+def test_start_stop_restart_reuses_credentials(tmp_path: Path) -> None:
+    server = EmbeddedS3(tmp_path / "d", bucket="emb-test")
+    config = server.start()
+    creds = tmp_path / "d" / CREDENTIALS_FILE
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert config.endpoint is not None and config.endpoint.startswith("http://127.0.0.1:")
+    S3Store(config).put_bytes("kept", b"across restarts")
+    server.stop()
+    server.stop()  # idempotent
+    assert not server.running
+
+    with EmbeddedS3(tmp_path / "d", bucket="emb-test") as again:
+        assert (again.access_key, again.secret_key) == (config.access_key, config.secret_key)
+        assert S3Store(again).get_bytes("kept") == b"across restarts"
+
+
+def test_bad_credentials_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / CREDENTIALS_FILE).write_text("{not json")
+    with pytest.raises(EmbeddedServerError) as info:
+        load_or_create_credentials(tmp_path)
+    assert info.value.reason == "bad credentials file"
+
+
+def test_foreground_process_prints_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "storage.embedded", "--data-dir", str(tmp_path / "fg")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = json.loads(process.stdout.readline())
+        secret = json.loads((tmp_path / "fg" / CREDENTIALS_FILE).read_text())["secret_key"]
+        assert secret not in json.dumps(line)
+        assert line["bucket"] == "distro-train"
+        port = int(line["endpoint"].rsplit(":", 1)[1])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=PROCESS_TIMEOUT_S) == 0
+        # The nanio child went with it: nothing answers on the port any more.
+        wait_for(lambda: not _answers(port), timeout=10, what="server port to close")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
