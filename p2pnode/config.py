@@ -1,0 +1,271 @@
+"""Daemon configuration: one dataclass per section, defaults, test defaults, validation.
+
+Sources, highest precedence first:
+
+1. CLI flags (passed to :func:`load_config` as dotted ``overrides``),
+2. environment (``DISTRO_TRAIN_HOME`` -> ``node.data_dir``, ``BOOTSTRAP_ADDR``
+   comma-separated -> ``node.bootstrap``),
+3. the TOML file given by ``--config``,
+4. the defaults below.
+
+Top-level TOML tables this module does not know (``[storage]``, ``[job]`` ...) are kept
+as raw mappings in :attr:`Config.extra` for their own packages to validate. Field by
+field documentation lives in docs/daemon.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import multiaddr
+
+from p2pnode.errors import ConfigError
+
+DEFAULT_HOME = "~/.distro-train"
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Return ``$DISTRO_TRAIN_HOME`` or ``~/.distro-train`` (expanded)."""
+    env = os.environ if env is None else env
+    return Path(env.get("DISTRO_TRAIN_HOME") or DEFAULT_HOME).expanduser()
+
+
+@dataclass
+class NodeConfig:
+    """Identity location and addresses."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
+    bootstrap: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TimeoutsConfig:
+    """Every network wait of the daemon, in seconds."""
+
+    dial_s: float = 5.0
+    request_s: float = 10.0
+    dht_lookup_s: float = 10.0
+    publish_s: float = 5.0
+    control_read_s: float = 10.0
+    shutdown_s: float = 4.0
+
+
+@dataclass
+class DiscoveryConfig:
+    """DHT lookups that find peers and connect to them directly."""
+
+    interval_s: float = 10.0
+    max_dials_per_round: int = 32
+
+
+@dataclass
+class PresenceConfig:
+    """The presence topic: publish period and when a silent peer is forgotten."""
+
+    interval_s: float = 5.0
+    silence_timeout_s: float = 20.0
+
+
+@dataclass
+class GossipConfig:
+    """Gossipsub router parameters (see p2pnode/host.py for why each is set)."""
+
+    heartbeat_s: int = 1
+    max_messages_per_topic_per_second: float = 100.0
+    subscription_queue: int = 256
+
+
+@dataclass
+class ControlConfig:
+    """The JSON-RPC control socket and the peer request/response limits."""
+
+    max_request_bytes: int = 1024 * 1024
+    max_peer_message_bytes: int = 1024 * 1024
+    debug_routes: bool = False
+
+
+@dataclass
+class WorkConfig:
+    """Capacity this daemon advertises."""
+
+    queue_capacity: int = 4
+    min_health_to_work: float = 20.0
+
+
+@dataclass
+class MetricsConfig:
+    """Optional metrics."""
+
+    enabled: bool = False
+
+
+SECTIONS: dict[str, type] = {
+    "node": NodeConfig,
+    "timeouts": TimeoutsConfig,
+    "discovery": DiscoveryConfig,
+    "presence": PresenceConfig,
+    "gossip": GossipConfig,
+    "control": ControlConfig,
+    "work": WorkConfig,
+    "metrics": MetricsConfig,
+}
+
+
+@dataclass
+class Config:
+    """The whole daemon configuration. ``extra`` holds other packages' raw tables."""
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    work: WorkConfig = field(default_factory=WorkConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    extra: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def for_tests(cls, data_dir: Path) -> Config:
+        """Short timeouts and periods for loopback tests, listening on a free port."""
+        cfg = cls()
+        cfg.node = NodeConfig(data_dir=data_dir, listen=["/ip4/127.0.0.1/tcp/0"])
+        cfg.timeouts = TimeoutsConfig(
+            dial_s=3.0, request_s=5.0, dht_lookup_s=5.0, publish_s=3.0,
+            control_read_s=5.0, shutdown_s=3.0,
+        )
+        cfg.discovery = DiscoveryConfig(interval_s=1.0)
+        cfg.presence = PresenceConfig(interval_s=1.0, silence_timeout_s=6.0)
+        cfg.control = ControlConfig(max_request_bytes=64 * 1024, debug_routes=True)
+        return cfg
+
+    def validate(self) -> Config:
+        """Check every field; return self.
+
+        Raises:
+            ConfigError: Naming the first bad field.
+        """
+        for section in SECTIONS:
+            for f in dataclasses.fields(getattr(self, section)):
+                value = getattr(getattr(self, section), f.name)
+                name = f"{section}.{f.name}"
+                if isinstance(value, bool) or name == "work.min_health_to_work":
+                    continue
+                if isinstance(value, int | float) and not value > 0:
+                    raise ConfigError(name, f"must be > 0, got {value!r}")
+        for i, addr in enumerate(self.node.listen):
+            _check_multiaddr(f"node.listen[{i}]", addr, need_peer=False)
+        if not self.node.listen:
+            raise ConfigError("node.listen", "at least one address is needed")
+        for i, addr in enumerate(self.node.bootstrap):
+            _check_multiaddr(f"node.bootstrap[{i}]", addr, need_peer=True)
+        if self.presence.silence_timeout_s < 2 * self.presence.interval_s:
+            raise ConfigError("presence.silence_timeout_s", "must be >= 2 * presence.interval_s")
+        if not 0 <= self.work.min_health_to_work <= 100:
+            raise ConfigError("work.min_health_to_work", "must be within 0..100")
+        if self.control.max_request_bytes < 64:
+            raise ConfigError("control.max_request_bytes", "must be >= 64")
+        return self
+
+
+def _check_multiaddr(name: str, addr: str, *, need_peer: bool) -> None:
+    try:
+        ma = multiaddr.Multiaddr(addr)
+    except Exception as exc:  # noqa: BLE001 - the parser raises several unrelated types
+        raise ConfigError(name, f"not a multiaddr: {addr!r} ({exc})") from None
+    if need_peer and "p2p" not in [p.name for p in ma.protocols()]:
+        raise ConfigError(name, f"must end in /p2p/<peer id>: {addr!r}")
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """Return ``value`` converted to the type of ``default``, or raise ConfigError."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, Path):
+        if isinstance(value, str | Path):
+            return Path(value).expanduser()
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, list):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+    elif isinstance(default, str) and isinstance(value, str):
+        return value
+    raise ConfigError(name, f"expected {type(default).__name__}, got {value!r}")
+
+
+def _apply(cfg: Config, dotted: Mapping[str, Any]) -> None:
+    for name, value in dotted.items():
+        section, _, key = name.partition(".")
+        if section not in SECTIONS:
+            raise ConfigError(name, "unknown section")
+        obj = getattr(cfg, section)
+        if key not in {f.name for f in dataclasses.fields(obj)}:
+            raise ConfigError(name, "unknown field")
+        setattr(obj, key, _coerce(name, getattr(obj, key), value))
+
+
+def _flatten_file(data: Mapping[str, Any], extra: dict[str, Mapping[str, Any]]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, table in data.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(section, "top-level keys must be tables like [node]")
+        if section not in SECTIONS:
+            extra[section] = dict(table)
+            continue
+        for key, value in table.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """Return the dotted overrides that ``env`` implies."""
+    out: dict[str, Any] = {}
+    if env.get("DISTRO_TRAIN_HOME"):
+        out["node.data_dir"] = env["DISTRO_TRAIN_HOME"]
+    if env.get("BOOTSTRAP_ADDR"):
+        out["node.bootstrap"] = [a.strip() for a in env["BOOTSTRAP_ADDR"].split(",") if a.strip()]
+    return out
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: Config | None = None,
+) -> Config:
+    """Build and validate a Config from defaults, file, environment and flags.
+
+    Args:
+        path: TOML file (``--config``); ``None`` for none.
+        env: Environment to read (defaults to ``os.environ``).
+        overrides: Dotted CLI-flag values, e.g. ``{"node.bootstrap": [...]}``;
+            ``None`` values are ignored (flag not given).
+        base: Starting point instead of the defaults (e.g. ``Config.for_tests``).
+
+    Raises:
+        ConfigError: Unreadable file, unknown field, wrong type or invalid value.
+    """
+    cfg = base if base is not None else Config()
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError("--config", f"{path}: {exc}") from None
+        _apply(cfg, _flatten_file(data, cfg.extra))
+    _apply(cfg, env_overrides(os.environ if env is None else env))
+    _apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
+    return cfg.validate()

@@ -1,0 +1,112 @@
+"""Peer discovery through Kademlia lookups, with direct connections and eviction.
+
+The bootstrap node keeps no list: each round looks up our own id and a random key per
+non-empty bucket (py-libp2p's ``refresh_routing_table``), which teaches both sides of
+every query about each other, then dials every routing-table peer we are not connected
+to. A peer that cannot be dialled is evicted from the routing table (py-libp2p keeps
+dead peers forever otherwise). Provider records are not used (LIBP2P_NOTES trap 7).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import multiaddr
+import trio
+from libp2p.abc import IHost
+from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+
+from p2pnode.config import Config
+
+log = logging.getLogger(__name__)
+
+
+async def dial(host: IHost, info: PeerInfo, timeout_s: float) -> bool:
+    """Connect to ``info`` within ``timeout_s``; return whether it worked."""
+    with trio.move_on_after(timeout_s):
+        try:
+            await host.connect(info)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the library raises many dial errors
+            log.debug("dial %s failed: %r", info.peer_id, exc)
+    return False
+
+
+async def join_bootstrap(host: IHost, dht: KadDHT, addrs: Sequence[str], timeout_s: float) -> int:
+    """Dial every bootstrap address concurrently; seed the routing table with those reached.
+
+    One unreachable bootstrap node does not stop the others. Returns how many answered.
+    """
+    joined = 0
+
+    async def one(addr: str) -> None:
+        nonlocal joined
+        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        if info.peer_id == host.get_id():
+            return
+        if await dial(host, info, timeout_s):
+            joined += 1
+            await dht.routing_table.add_peer(info)
+        else:
+            log.warning("bootstrap node %s unreachable", addr)
+
+    async with trio.open_nursery() as nursery:
+        for addr in addrs:
+            nursery.start_soon(one, addr)
+    return joined
+
+
+class Discovery:
+    """Runs lookup-and-dial rounds every ``discovery.interval_s``."""
+
+    def __init__(self, host: IHost, dht: KadDHT, config: Config) -> None:
+        self.host = host
+        self.dht = dht
+        self.config = config
+        self.rounds = 0
+
+    async def run(self) -> None:
+        """Loop until cancelled; each round is bounded by ``timeouts.dht_lookup_s``."""
+        while True:
+            await self.round()
+            await trio.sleep(self.config.discovery.interval_s)
+
+    async def round(self) -> None:
+        """One lookup (bounded) and dials to unconnected routing-table peers."""
+        cfg = self.config
+        if not self.host.get_connected_peers() and cfg.node.bootstrap:
+            await join_bootstrap(self.host, self.dht, cfg.node.bootstrap, cfg.timeouts.dial_s)
+        with trio.move_on_after(cfg.timeouts.dht_lookup_s):
+            try:
+                await self.dht.peer_routing.refresh_routing_table()
+            except Exception as exc:  # noqa: BLE001 - a failed lookup is retried next round
+                log.debug("routing table refresh failed: %r", exc)
+        connected = set(self.host.get_connected_peers())
+        me = self.host.get_id()
+        todo = [p for p in self.dht.routing_table.get_peer_ids() if p not in connected and p != me]
+        async with trio.open_nursery() as nursery:
+            for peer_id in todo[: cfg.discovery.max_dials_per_round]:
+                nursery.start_soon(self._dial_or_evict, peer_id)
+        self.rounds += 1
+
+    async def _dial_or_evict(self, peer_id: ID) -> None:
+        try:
+            addrs = self.host.get_peerstore().addrs(peer_id)
+        except Exception:  # noqa: BLE001 - PeerStoreError: unknown or expired addresses
+            addrs = []
+        if addrs and await dial(self.host, PeerInfo(peer_id, addrs), self.config.timeouts.dial_s):
+            return
+        self.evict(peer_id)
+        log.debug("evicted unreachable peer %s", peer_id)
+
+    def evict(self, peer_id: ID) -> None:
+        """Forget ``peer_id``'s routing entry and addresses until a lookup finds it again.
+
+        py-libp2p keeps dead peers in the routing table and peerstore, and its lookups
+        and auto-connector keep dialling them (one warning per try).
+        """
+        self.dht.routing_table.remove_peer(peer_id)
+        self.host.get_peerstore().clear_addrs(peer_id)

@@ -1,0 +1,106 @@
+"""The one place that wraps py-libp2p 0.8.1's quirks (see /work/shared/LIBP2P_NOTES.md).
+
+Each workaround says why it exists, so it can go when the library is fixed:
+
+- Noise only (``sec_opt``): by default ``new_host`` also accepts ``/plaintext/2.0.0``,
+  secio and TLS; a plaintext-only dialer was accepted.
+- Gossipsub heartbeat 1 s instead of 120 s: mesh repair after churn and first delivery
+  after subscribe are slow otherwise.
+- Spam protection stays on, but its per-topic limit comes from config: the default
+  10 msg/s silently drops the publisher's *own* messages above that rate.
+- Eclipse protection off: it wants 3 distinct IPs in a mesh, which a loopback or
+  single-LAN network never has; it only adds grafting churn there.
+- Log filters: every inbound DHT stream that closes logs a warning, and gossipsub warns
+  about pending queues for peers not on a topic; lookups warn and the TCP transport logs
+  an ERROR for every failed dial to a peer that left. All are normal operation here. The
+  auto-connector forces its own logger to INFO and logs its state every cycle.
+- Start order (pubsub services before the first connection, DHT created before
+  connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import multiaddr
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+
+from p2pnode.config import GossipConfig
+
+_NOISY = (
+    ("libp2p.kad_dht.kad_dht", "Failed to read DHT message from stream"),
+    ("libp2p.kad_dht.kad_dht", "Incomplete DHT message from stream"),
+    ("libp2p.pubsub.gossipsub", "pending message queue for peer"),
+    ("libp2p.kad_dht.peer_routing", "Failed to open stream to"),
+    ("libp2p.transport.tcp.tcp", "Failed to open TCP stream"),
+)
+
+
+class _DropPrefix(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def quiet_libp2p_logs(level: int = logging.WARNING) -> None:
+    """Route py-libp2p logs through ours at ``level`` and drop the known idle noise.
+
+    ``import libp2p`` detaches its logger tree (``propagate = False``, no handler), so
+    its warnings go to ``logging.lastResort`` unformatted; re-attach it to the root.
+    ``ResourceWarning: unclosed <socket>`` at exit comes from the library's own sockets.
+    """
+    root = logging.getLogger("libp2p")
+    root.propagate = True
+    root.setLevel(level)
+    logging.getLogger("libp2p.network.auto_connector").setLevel(max(level, logging.WARNING))
+    for name, prefix in _NOISY:
+        logging.getLogger(name).addFilter(_DropPrefix(prefix))
+    warnings.filterwarnings("ignore", category=ResourceWarning)
+
+
+def make_host(key_pair: KeyPair, listen: Sequence[str]) -> IHost:
+    """Return an unstarted host whose only security transport is Noise."""
+    noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    return new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        listen_addrs=[multiaddr.Multiaddr(a) for a in listen],
+    )
+
+
+def make_pubsub(host: IHost, cfg: GossipConfig) -> tuple[Pubsub, GossipSub]:
+    """Return gossipsub router and pubsub (strict signing) for ``host``; not yet started."""
+    router = GossipSub(
+        protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
+        degree=6,
+        degree_low=4,
+        degree_high=12,
+        heartbeat_interval=cfg.heartbeat_s,
+        spam_protection_enabled=True,
+        max_messages_per_topic_per_second=cfg.max_messages_per_topic_per_second,
+        eclipse_protection_enabled=False,
+    )
+    return Pubsub(host, router, strict_signing=True), router
+
+
+def make_dht(host: IHost) -> KadDHT:
+    """Return a server-mode Kademlia DHT; create it before the first connection.
+
+    Random walk stays off: :mod:`p2pnode.discovery` runs its own lookups on the
+    configured interval, with timeouts, and evicts peers it cannot dial.
+    """
+    return KadDHT(host, DHTMode.SERVER, enable_random_walk=False)

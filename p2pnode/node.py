@@ -1,0 +1,321 @@
+"""The daemon's process core: host, pubsub, DHT, discovery, presence, control socket.
+
+Start order (LIBP2P_NOTES traps 1-2): host listening -> pubsub + gossipsub services ->
+``wait_until_ready`` -> DHT created -> bootstrap dialled and routing table seeded -> DHT
+service -> control socket, subscriptions, discovery, presence -> extension services.
+
+Extension points for other packages (stable; changes are additive):
+
+- ``node.peer_id``, ``node.private_key``, ``node.host``, ``node.config``
+- ``await node.publish(topic, data)``; ``node.subscribe(topic, handler)``
+- ``node.set_stream_handler(protocol_id, handler)``; ``await node.request(...)``
+- ``node.peers()``; ``node.status()``; ``node.routes.add(...)``
+- ``node.add_service(fn)``: ``async fn(node, *, task_status)`` started after ready
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import multiaddr
+import psutil
+import trio
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.tools.anyio_service import background_trio_service
+
+from p2pnode.config import Config
+from p2pnode.discovery import Discovery, join_bootstrap
+from p2pnode.host import make_dht, make_host, make_pubsub
+from p2pnode.identity import load_or_create_identity, write_atomic
+from p2pnode.peerinfo import PeerInfo, peer_info_from_entry
+from p2pnode.reqresp import RequestHandler, make_stream_handler
+from p2pnode.reqresp import request as _request
+from p2pnode.rpc import Routes
+from protocols.envelope import ReplayGuard
+from protocols.errors import EnvelopeError
+from protocols.presence import TOPIC as PRESENCE_TOPIC
+from protocols.presence.codec import decode_presence, encode_presence
+from protocols.presence.sampler import Sampler
+from protocols.presence.table import PeerTable
+
+log = logging.getLogger(__name__)
+
+TopicHandler = Callable[[bytes, ID], Awaitable[None]]
+"""``async handler(data, from_peer)``; called once per message, in order, per topic."""
+
+Service = Callable[..., Awaitable[None]]
+"""``async service(node, *, task_status)``: started in the node's nursery after ready."""
+
+ROLES = ("daemon", "bootstrap")
+
+
+class Node:
+    """One daemon (``role="daemon"``) or bootstrap node (``role="bootstrap"``).
+
+    A bootstrap node relays the presence topic and logs peers joining and leaving, but
+    publishes no presence of its own, so daemons do not list it as a worker.
+    """
+
+    def __init__(self, config: Config, *, role: str = "daemon") -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        self.config = config
+        self.role = role
+        self.key_pair = load_or_create_identity(config.node.data_dir)
+        self.private_key = self.key_pair.private_key
+        self.peer_id = ID.from_pubkey(self.key_pair.public_key)
+        self.host = make_host(self.key_pair, config.node.listen)
+        self.pubsub, self.gossipsub = make_pubsub(self.host, config.gossip)
+        self.dht: Any = None
+        self.routes = Routes()
+        self.peer_table = PeerTable(config.presence.silence_timeout_s)
+        self.sampler = Sampler(config.work.queue_capacity, config.work.min_health_to_work)
+        self.dropped_messages = 0
+        self.ready = trio.Event()
+        self._created = time.monotonic()
+        self._ready_after_s: float | None = None
+        self._services: list[Service] = []
+        self._topics: dict[str, TopicHandler] = {}
+        self._nursery: trio.Nursery | None = None
+        self._replay = ReplayGuard()
+        self._discovery: Discovery | None = None
+        self.last_status: dict[str, Any] = {}
+        from p2pnode.routes import register_node_routes
+
+        register_node_routes(self)
+
+    # ----- extension points -------------------------------------------------------
+
+    def add_service(self, service: Service) -> None:
+        """Start ``service(node, task_status=...)`` in the node's nursery once ready."""
+        self._services.append(service)
+        if self._nursery is not None and self.ready.is_set():
+            self._nursery.start_soon(self._start_service, service)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Publish ``data`` on ``topic`` (signed by gossipsub), within ``timeouts.publish_s``.
+
+        Raises:
+            trio.TooSlowError: The publish did not complete in time.
+        """
+        with trio.fail_after(self.config.timeouts.publish_s):
+            await self.pubsub.publish(topic, data)
+
+    def subscribe(self, topic: str, handler: TopicHandler) -> None:
+        """Deliver ``topic``'s messages from other peers to ``handler``.
+
+        Messages are pulled from py-libp2p's 32-slot subscription queue at once into a
+        queue of ``gossip.subscription_queue`` entries, drained by a task of its own; if
+        the handler falls that far behind, new messages are dropped and counted in
+        ``status()["dropped_messages"]``. Handler exceptions are logged, never fatal.
+        One handler per topic; this node's own messages are not delivered.
+        """
+        if topic in self._topics:
+            raise ValueError(f"already subscribed to {topic!r}")
+        self._topics[topic] = handler
+        if self._nursery is not None:
+            self._nursery.start_soon(self._pump_topic, topic, handler)
+
+    def set_stream_handler(self, protocol_id: str, handler: RequestHandler) -> None:
+        """Answer requests made with :meth:`request` on ``protocol_id``.
+
+        ``handler(request: bytes, from_peer: ID) -> bytes``; sizes are limited by
+        ``control.max_peer_message_bytes`` and the exchange by ``timeouts.request_s``.
+        """
+        cfg = self.config
+        wrapped = make_stream_handler(
+            handler, cfg.control.max_peer_message_bytes, cfg.timeouts.request_s
+        )
+        self.host.set_stream_handler(TProtocol(protocol_id), wrapped)
+
+    async def request(
+        self,
+        peer_id: ID,
+        protocol_id: str,
+        data: bytes,
+        timeout: float | None = None,  # noqa: ASYNC109 - per-request budget, see docstring
+    ) -> bytes:
+        """Send one request to ``peer_id`` and return its response.
+
+        Args:
+            peer_id: The peer to ask.
+            protocol_id: Protocol id its handler was registered with.
+            data: Request bytes (at most ``control.max_peer_message_bytes``).
+            timeout: Seconds for the whole exchange; default ``timeouts.request_s``.
+
+        Raises:
+            RequestError: With ``reason`` ``timeout``, ``too_large``, ``dial`` or ``closed``.
+        """
+        cfg = self.config
+        return await _request(
+            self.host, peer_id, protocol_id, data,
+            timeout_s=cfg.timeouts.request_s if timeout is None else timeout,
+            max_bytes=cfg.control.max_peer_message_bytes,
+        )
+
+    def peers(self) -> list[PeerInfo]:
+        """Return the live peers (heard on the presence topic within the silence timeout)."""
+        now = time.monotonic()
+        connected = set(self.host.get_connected_peers())
+        return [peer_info_from_entry(e, now, e.peer_id in connected)
+                for e in self.peer_table.entries()]
+
+    def addrs(self) -> list[str]:
+        """Return this node's listen addresses, each ending in ``/p2p/<peer id>``."""
+        return [str(a) for a in self.host.get_addrs()]
+
+    def status(self) -> dict[str, Any]:
+        """Return a JSON-able snapshot of the node (see docs/control.md, ``node.status``)."""
+        proc = psutil.Process()
+        return {
+            "peer_id": self.peer_id.to_base58(),
+            "role": self.role,
+            "addrs": self.addrs(),
+            "ready": self.ready.is_set(),
+            "ready_after_s": self._ready_after_s,
+            "uptime_s": round(time.monotonic() - self._created, 3),
+            "peers": len(self.peer_table),
+            "connected": len(self.host.get_connected_peers()),
+            "routing_table": self.dht.routing_table.size() if self.dht is not None else 0,
+            "discovery_rounds": self._discovery.rounds if self._discovery else 0,
+            "topics": sorted(self._topics),
+            "dropped_messages": self.dropped_messages,
+            "rss_bytes": proc.memory_info().rss,
+            "torch_imported": "torch" in sys.modules,
+            "pid": os.getpid(),
+            "presence": self.last_status,
+            "routes": self.routes.names(),
+        }
+
+    # ----- lifecycle --------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the node until cancelled; ``task_status.started(self)`` once it is ready.
+
+        Ready means: listening, pubsub and DHT running, bootstrap dialled (success not
+        required), control socket accepting. Cancellation shuts everything down and
+        removes the control socket and the ``multiaddr`` file.
+        """
+        from p2pnode.control import ControlServer, socket_path
+
+        cfg = self.config
+        listen = [multiaddr.Multiaddr(a) for a in cfg.node.listen]
+        async with self.host.run(listen_addrs=listen), background_trio_service(self.pubsub):
+            async with background_trio_service(self.gossipsub):
+                await self.pubsub.wait_until_ready()
+                self.dht = make_dht(self.host)
+                joined = await join_bootstrap(
+                    self.host, self.dht, cfg.node.bootstrap, cfg.timeouts.dial_s)
+                if cfg.node.bootstrap and not joined:
+                    log.warning("no bootstrap node reachable yet; will keep trying")
+                async with background_trio_service(self.dht), trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    control = ControlServer(
+                        socket_path(cfg.node.data_dir), self.routes,
+                        cfg.control.max_request_bytes, cfg.timeouts.control_read_s)
+                    await nursery.start(control.run)
+                    try:
+                        await self._start_tasks(nursery)
+                        task_status.started(self)
+                        await trio.sleep_forever()
+                    finally:
+                        (cfg.node.data_dir / "multiaddr").unlink(missing_ok=True)
+
+    async def _start_tasks(self, nursery: trio.Nursery) -> None:
+        if PRESENCE_TOPIC not in self._topics:
+            self._topics[PRESENCE_TOPIC] = self._on_presence
+        for topic, handler in self._topics.items():
+            nursery.start_soon(self._pump_topic, topic, handler)
+        self._discovery = Discovery(self.host, self.dht, self.config)
+        nursery.start_soon(self._discovery.run)
+        nursery.start_soon(self._expire_loop)
+        if self.role == "daemon":
+            nursery.start_soon(self._presence_loop)
+        if self.role == "bootstrap":
+            write_atomic(self.config.node.data_dir / "multiaddr",
+                         (self.addrs()[0] + "\n").encode(), mode=0o644)
+        self._ready_after_s = round(time.monotonic() - self._created, 3)
+        self.ready.set()
+        for service in self._services:
+            await self._start_service(service)
+
+    async def _start_service(self, service: Service) -> None:
+        assert self._nursery is not None
+        await self._nursery.start(service, self)
+
+    async def _pump_topic(self, topic: str, handler: TopicHandler) -> None:
+        sub = await self.pubsub.subscribe(topic)
+        send, recv = trio.open_memory_channel[tuple[bytes, ID]](
+            self.config.gossip.subscription_queue)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._drain, topic, handler, recv)
+            async with send:
+                while True:
+                    msg = await sub.get()
+                    try:
+                        sender = ID(msg.from_id)
+                    except Exception:  # noqa: BLE001 - malformed from_id from the network
+                        continue
+                    if sender == self.peer_id:
+                        continue
+                    try:
+                        send.send_nowait((bytes(msg.data), sender))
+                    except trio.WouldBlock:
+                        self.dropped_messages += 1
+
+    async def _drain(self, topic: str, handler: TopicHandler,
+                     recv: trio.MemoryReceiveChannel[tuple[bytes, ID]]) -> None:
+        async with recv:
+            async for data, sender in recv:
+                try:
+                    await handler(data, sender)
+                except Exception:  # task boundary: one bad message must not stop the topic
+                    log.exception("handler for %s failed on a message from %s", topic, sender)
+
+    async def _on_presence(self, data: bytes, from_peer: ID) -> None:
+        try:
+            sender, status = decode_presence(data, from_peer, self._replay)
+        except EnvelopeError as exc:
+            log.debug("presence from %s refused: %s", from_peer, exc.reason)
+            return
+        if self.peer_table.observe(sender, status, time.monotonic()):
+            log.info("peer joined %s (%d live)", sender, len(self.peer_table))
+
+    async def _presence_loop(self) -> None:
+        while True:
+            status = self.sampler.sample(self.addrs())
+            self.last_status = {"health": status.health, "accepting": status.accepting,
+                                "seq": status.seq, "cpu_percent": status.cpu_percent,
+                                "mem_percent": status.mem_percent}
+            try:
+                await self.publish(PRESENCE_TOPIC, encode_presence(self.private_key, status))
+            except trio.TooSlowError:
+                log.warning("presence publish took over %ss", self.config.timeouts.publish_s)
+            await trio.sleep(self.config.presence.interval_s)
+
+    async def _drop_peer(self, peer_id: ID) -> None:
+        """Disconnect and evict a silent peer.
+
+        py-libp2p has no keepalive, so a frozen peer would otherwise stay connected
+        and in the gossip mesh.
+        """
+        if self._discovery is not None:
+            self._discovery.evict(peer_id)
+        with trio.move_on_after(self.config.timeouts.dial_s):
+            try:
+                await self.host.disconnect(peer_id)
+            except Exception as exc:  # noqa: BLE001 - already gone is fine
+                log.debug("disconnect %s: %r", peer_id, exc)
+
+    async def _expire_loop(self) -> None:
+        while True:
+            for peer_id in self.peer_table.expire(time.monotonic()):
+                log.info("peer left %s (silent; %d live)", peer_id, len(self.peer_table))
+                await self._drop_peer(peer_id)
+            await trio.sleep(min(1.0, self.config.presence.interval_s))
