@@ -1,0 +1,231 @@
+"""Wire the job protocol into a daemon: owner and trainer roles, ``jobs.*`` routes.
+
+Every daemon is both: it answers job announcements as a trainer, and it owns the
+jobs submitted to it through the control socket. Storage is needed only by the
+owner: with no ``[storage]`` table and no ``DISTRO_TRAIN_S3_ENDPOINT``, the daemon
+starts an embedded S3 server (nanio) in ``D/s3`` on first use and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+from libp2p.peer.id import ID
+
+from p2pnode.jobstore import JobStore
+from p2pnode.rpc import InvalidParams, RpcError
+from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
+from protocols.errors import EnvelopeError
+from protocols.job import PROTOCOL_ID
+from protocols.job.owner import Owner, OwnerConfig
+from protocols.job.ports import RequestHandler, TopicHandler
+from protocols.job.spec import SpecError, from_mapping, loads
+from protocols.job.trainer import Trainer, TrainerConfig
+from protocols.pb import distro_pb2 as pb
+
+if TYPE_CHECKING:
+    from p2pnode.node import Node
+
+log = logging.getLogger("distro_train.jobs")
+JOB_NOT_FOUND = -32001
+"""JSON-RPC application error: no job with that id on this daemon."""
+
+
+class JobHost:
+    """Adapts ``p2pnode.node.Node`` to ``protocols.job.ports.NodeLike``."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.trainer: Trainer | None = None
+
+    @property
+    def peer_id(self) -> ID:
+        """This daemon's peer id."""
+        return self.node.peer_id
+
+    @property
+    def private_key(self) -> Any:
+        """This daemon's identity key."""
+        return self.node.private_key
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Publish on gossipsub."""
+        await self.node.publish(topic, data)
+
+    def subscribe(self, topic: str, handler: TopicHandler) -> None:
+        """Subscribe once; later calls for the same topic replace the handler."""
+        self.node.subscribe(topic, handler)
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Stop delivering ``topic``."""
+        await self.node.unsubscribe(topic)
+
+    def set_stream_handler(self, protocol_id: str, handler: RequestHandler) -> None:
+        """Answer request/response streams."""
+        self.node.set_stream_handler(protocol_id, handler)
+
+    async def request(
+        self,
+        peer_id: ID,
+        protocol_id: str,
+        data: bytes,
+        timeout: float | None = None,  # noqa: ASYNC109 - the daemon's own deadline parameter
+    ) -> bytes:
+        """One request, one response."""
+        return await self.node.request(peer_id, protocol_id, data, timeout)
+
+    def live_peers(self) -> Sequence[str]:
+        """Peers whose presence has not timed out."""
+        return [p.peer_id.to_base58() for p in self.node.peers()]
+
+    def health(self) -> dict[str, Any]:
+        """Our own latest presence status."""
+        busy = self.trainer.busy if self.trainer else 0
+        self.node.sampler.queue_length = busy
+        status = self.node.sampler.sample(self.node.addrs())
+        return {
+            "health": status.health,
+            "accepting": status.accepting,
+            "cpu_count": status.cpu_count,
+        }
+
+
+def _open_store(node: Node, stack: list[Any]) -> Any:
+    """Build the owner's object store (blocking; called once in a worker thread)."""
+    from storage.config import StoreConfig  # noqa: PLC0415 - boto3 only for owners
+    from storage.embedded import EmbeddedS3  # noqa: PLC0415
+    from storage.s3 import S3Store  # noqa: PLC0415
+
+    table = node.config.extra.get("storage")
+    if table is None and not os.environ.get("DISTRO_TRAIN_S3_ENDPOINT"):
+        server = EmbeddedS3(node.config.node.data_dir / "s3")
+        stack.append(server)
+        cfg = server.start()
+        log.info("no storage configured: embedded S3 server at %s", cfg.endpoint)
+    else:
+        cfg = StoreConfig.from_mapping(table or {}, env=os.environ)
+    store = S3Store(cfg)
+    store.ensure_bucket()
+    return store
+
+
+def install(node: Node) -> tuple[Owner, Trainer]:
+    """Add the owner and trainer roles and the ``jobs.*`` routes to ``node``."""
+    host = JobHost(node)
+    jobs = JobStore(node.config.node.data_dir / "jobs.sqlite3")
+    stack: list[Any] = []
+    extra = node.config.extra
+    owner = Owner(
+        host, jobs, lambda: _open_store(node, stack), OwnerConfig(**extra.get("owner", {}))
+    )
+    trainer = Trainer(host, TrainerConfig(**extra.get("trainer", {})))
+    host.trainer = trainer
+    replay = ReplayGuard()
+
+    async def on_request(data: bytes, peer: ID) -> bytes:
+        try:
+            msg = open_message(
+                data,
+                expected_kinds=frozenset({"job.offer", "job.assign", "job.ack"}),
+                expected_sender=peer,
+                replay=replay,
+            )
+        except EnvelopeError as exc:
+            ack = pb.Ack(ok=False, reason=exc.reason)
+            return seal_message(node.private_key, "job.ack", ack)
+        ack = await _dispatch(owner, trainer, msg)
+        return seal_message(node.private_key, "job.ack", ack, job_id=msg.job_id, round=msg.round)
+
+    node.set_stream_handler(PROTOCOL_ID, on_request)
+
+    async def run_owner(_node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        try:
+            await owner.run(task_status=task_status)
+        finally:
+            jobs.close()
+            for server in stack:
+                await trio.to_thread.run_sync(server.stop)
+
+    async def run_trainer(_node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+        await trainer.run(task_status=task_status)
+
+    node.add_service(run_owner)
+    node.add_service(run_trainer)
+    _add_routes(node, owner, trainer)
+    return owner, trainer
+
+
+async def _dispatch(owner: Owner, trainer: Trainer, msg: Opened) -> pb.Ack:
+    if msg.kind == "job.offer":
+        return await owner.handle_offer(msg)
+    if msg.kind == "job.assign":
+        return await trainer.handle_assign(msg)
+    return await owner.handle_refusal(msg)
+
+
+def _job_id(params: dict[str, Any]) -> str:
+    job_id = params["job_id"]
+    if not (0 < len(job_id) <= 64 and job_id.isalnum()):
+        raise InvalidParams("job_id", "must be 1-64 letters and digits")
+    return str(job_id)
+
+
+def _add_routes(node: Node, owner: Owner, trainer: Trainer) -> None:
+    async def submit(params: dict[str, Any]) -> dict[str, Any]:
+        spec_in = params["spec"]
+        try:
+            spec = loads(spec_in) if isinstance(spec_in, str) else from_mapping(spec_in)
+        except SpecError as exc:
+            raise InvalidParams(f"spec.{exc.field}", exc.reason) from None
+        return {"job_id": await owner.submit(spec)}
+
+    async def list_jobs(params: dict[str, Any]) -> list[dict[str, Any]]:
+        return owner.list_jobs()
+
+    async def status(params: dict[str, Any]) -> dict[str, Any]:
+        out = owner.status(_job_id(params))
+        if out is None:
+            raise RpcError(JOB_NOT_FOUND, "no such job")
+        return out
+
+    async def result(params: dict[str, Any]) -> dict[str, Any]:
+        out = await owner.result(_job_id(params))
+        if out is None:
+            raise RpcError(JOB_NOT_FOUND, "no such job")
+        return out
+
+    async def cancel(params: dict[str, Any]) -> dict[str, Any]:
+        job_id = _job_id(params)
+        if owner.status(job_id) is None:
+            raise RpcError(JOB_NOT_FOUND, "no such job")
+        return {"cancelled": await owner.cancel(job_id)}
+
+    async def trainer_status(params: dict[str, Any]) -> dict[str, Any]:
+        return trainer.status()
+
+    one_job = {"job_id": str}
+    node.routes.add(
+        "jobs.submit",
+        submit,
+        required={"spec": (str, dict)},
+        doc="Submit a job spec (TOML/JSON text or an object); returns job_id.",
+    )
+    node.routes.add("jobs.list", list_jobs, doc="This daemon's jobs as owner, newest first.")
+    node.routes.add(
+        "jobs.status",
+        status,
+        required=one_job,
+        doc="A job's state, rounds so far and per-trainer state.",
+    )
+    node.routes.add(
+        "jobs.result",
+        result,
+        required=one_job,
+        doc="The latest model's presigned URL and sha256, and per-round metrics.",
+    )
+    node.routes.add("jobs.cancel", cancel, required=one_job, doc="Stop a running job.")
+    node.routes.add("trainer.status", trainer_status, doc="What this daemon's trainer role does.")

@@ -1,0 +1,183 @@
+"""The heavy work of the job protocol, as blocking functions for worker threads.
+
+This is the only module of ``protocols/`` that reaches into ``training`` (torch),
+and it imports it inside the functions: the daemon stays torch-free until it
+actually prepares, trains or aggregates a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from protocols.job.spec import JobSpec
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from training.local import TrainResult
+    from training.models import ModelSpec
+
+MAX_PARAMS_JSON = 16 * 1024
+HELDOUT_SAMPLES = 1000
+
+
+def sha256(data: bytes) -> str:
+    """Lowercase hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    if len(text) > MAX_PARAMS_JSON:
+        raise ValueError(f"{what} larger than {MAX_PARAMS_JSON} bytes")
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object")
+    return value
+
+
+def check_job(model_json: str, params_json: str) -> None:
+    """Validate an announced model spec and training parameters.
+
+    Raises:
+        ValueError: naming what is wrong (unknown model, bad hyper-parameter...).
+    """
+    from training.errors import TrainingError  # noqa: PLC0415 - torch only when working
+    from training.local import TrainParams  # noqa: PLC0415
+    from training.models import ModelSpec  # noqa: PLC0415
+
+    try:
+        ModelSpec.from_mapping(_json_object(model_json, "model"))
+        TrainParams.from_mapping(_json_object(params_json, "train params"))
+    except TrainingError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def train(
+    model_json: str,
+    params_json: str,
+    model: bytes,
+    chunks: Sequence[bytes],
+    *,
+    threads: int,
+    should_stop: Callable[[], bool],
+) -> TrainResult:
+    """Run one local training task (trainer side); blocking."""
+    from training import local  # noqa: PLC0415
+    from training.models import ModelSpec  # noqa: PLC0415
+
+    spec = ModelSpec.from_mapping(_json_object(model_json, "model"))
+    params = _json_object(params_json, "train params")
+    if threads:
+        params["threads"] = threads
+    return local.train(
+        spec, model, chunks, local.TrainParams.from_mapping(params), should_stop=should_stop
+    )
+
+
+def reason_of(exc: BaseException) -> str:
+    """A short machine-readable reason code for a failed task."""
+    name = type(exc).__name__
+    codes = {
+        "HashMismatch": "hash_mismatch",
+        "TooLarge": "oversize_data",
+        "UrlRejected": "url_rejected",
+        "ObjectMissing": "object_missing",
+        "TransferFailed": "transfer_failed",
+        "WeightsError": "bad_model",
+        "ChunkError": "bad_chunk",
+        "SpecError": "bad_spec",
+        "TrainingCancelled": "cancelled",
+    }
+    return codes.get(name, "error")
+
+
+def model_spec_for(spec: JobSpec) -> ModelSpec:
+    """The catalogue model for ``spec``, with input size and classes set from its dataset."""
+    from training.models import ModelSpec  # noqa: PLC0415
+
+    side = 8 if spec.dataset == "digits" else 28
+    params: dict[str, Any] = {}
+    if spec.model in ("logreg", "mlp"):
+        params["in_features"] = side * side
+    elif spec.model == "cnn":
+        params["image_size"] = side
+    params.update(spec.model_params)
+    return ModelSpec.from_mapping({"name": spec.model, "params": params})
+
+
+def train_params_json(spec: JobSpec) -> str:
+    """The training hyper-parameters trainers receive, as JSON."""
+    return json.dumps(
+        {
+            "epochs": spec.epochs,
+            "batch_size": spec.batch_size,
+            "lr": spec.lr,
+            "optimizer": spec.optimizer,
+            "momentum": spec.momentum,
+            "prox_mu": spec.prox_mu,
+            "seed": spec.seed,
+        },
+        sort_keys=True,
+    )
+
+
+@dataclass
+class Prepared:
+    """An owner's data for one job: each slot's chunks, held-out and test sets."""
+
+    model: ModelSpec
+    slots: list[list[tuple[bytes, int]]]
+    heldout_x: NDArray[Any]
+    heldout_y: NDArray[Any]
+    test_x: NDArray[Any]
+    test_y: NDArray[Any]
+    initial: bytes
+
+
+def prepare(spec: JobSpec) -> Prepared:
+    """Load the dataset, split it among ``spec.trainers`` slots, chunk each slot.
+
+    Deterministic under ``spec.seed``: a resumed job prepares the same chunks.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from training import chunks, datasets, partition, weights  # noqa: PLC0415
+
+    model = model_spec_for(spec)
+    data = datasets.load(spec.dataset, limit=spec.limit or None)
+    if model.name == "cnn":
+        pass  # the CNN takes flat inputs and reshapes them itself
+    parts = partition.partition(
+        data.train_y, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed
+    )
+    slots = []
+    for idx in parts:
+        idx = np.sort(idx)
+        x, y = data.train_x[idx], data.train_y[idx]
+        blobs = chunks.make_chunks(x, y, spec.chunk_samples)
+        counts = [min(spec.chunk_samples, len(y) - i) for i in range(0, len(y), spec.chunk_samples)]
+        slots.append(list(zip(blobs, counts, strict=True)))
+    n = min(HELDOUT_SAMPLES, len(data.test_y) // 2)
+    return Prepared(
+        model=model,
+        slots=slots,
+        heldout_x=data.test_x[:n],
+        heldout_y=data.test_y[:n],
+        test_x=data.test_x,
+        test_y=data.test_y,
+        initial=weights.initial(model, spec.seed),
+    )
+
+
+def evaluate(prepared: Prepared, model: bytes) -> tuple[float, float]:
+    """(loss, accuracy) of ``model`` on the job's test set."""
+    from training.local import evaluate as _evaluate  # noqa: PLC0415
+
+    return _evaluate(prepared.model, model, prepared.test_x, prepared.test_y)

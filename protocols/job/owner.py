@@ -1,0 +1,752 @@
+"""The owner role: prepare a job's data, recruit trainers, drive rounds, aggregate.
+
+Each running job is one task in the owner's nursery. The decisions are made by
+pure code (``rounds.Round``, ``selection.select``); this module carries out their
+actions over the network and the store, and records every completed round in the
+job store in one transaction, so a restarted owner resumes from its last round.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from libp2p.crypto.keys import PublicKey
+from libp2p.peer.id import ID
+
+from p2pnode.jobstore import ChunkRow, JobStore
+from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
+from protocols.errors import EnvelopeError, SealError
+from protocols.job import JOBS_TOPIC, PROTOCOL_ID, compute, job_topic
+from protocols.job import rounds as rd
+from protocols.job.ports import NodeLike
+from protocols.job.selection import OfferInfo, ReputationConfig, select, updated
+from protocols.job.spec import JobSpec, loads
+from protocols.pb import distro_pb2 as pb
+from protocols.seal import seal, unseal
+
+log = logging.getLogger("distro_train.owner")
+CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class OwnerConfig:
+    """Timeouts and limits of the owner role.
+
+    Attributes:
+        announce_interval_s: Re-announce a recruiting job this often.
+        recruit_timeout_s: Give up a job that finds too few trainers in this time.
+        request_timeout_s: Wait for a trainer's answer to an assignment.
+        tick_s: Round clock resolution (deadlines, liveness checks).
+        max_update_bytes: Largest update fetched.
+        round_attempts: Tries per round before the job fails.
+        backup_fraction: Part of the round deadline after which stragglers get backups.
+        events: Bound of each round's event queue.
+        url_expiry_s: Lifetime of presigned URLs handed out per round.
+    """
+
+    announce_interval_s: float = 2.0
+    recruit_timeout_s: float = 120.0
+    request_timeout_s: float = 10.0
+    tick_s: float = 0.2
+    max_update_bytes: int = 64 * 1024 * 1024
+    round_attempts: int = 3
+    backup_fraction: float = 0.6
+    events: int = 1024
+    url_expiry_s: int = 3600
+    reputation: ReputationConfig = field(default_factory=ReputationConfig)
+
+
+@dataclass
+class _Live:
+    job_id: str
+    spec: JobSpec
+    phase: str = "preparing"
+    round_no: int = 0
+    offers: dict[str, OfferInfo] = field(default_factory=dict)
+    keys: dict[str, PublicKey] = field(default_factory=dict)
+    pool: list[str] = field(default_factory=list)
+    trainers: dict[str, str] = field(default_factory=dict)
+    issued: dict[tuple[str, int], str] = field(default_factory=dict)
+    rnd: rd.Round | None = None
+    events: trio.MemorySendChannel[tuple[Any, ...]] | None = None
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    seen_alive: set[str] = field(default_factory=set)
+    dropped: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+    prepared: compute.Prepared | None = None
+    model: bytes = b""
+
+
+class Owner:
+    """The owner behaviour of one daemon. Start with ``nursery.start(owner.run)``.
+
+    Args:
+        node: The daemon (see ``protocols.job.ports.NodeLike``).
+        jobs: The daemon's job store.
+        open_store: Returns the object store (blocking; called once, in a thread).
+    """
+
+    def __init__(
+        self,
+        node: NodeLike,
+        jobs: JobStore,
+        open_store: Callable[[], Any],
+        cfg: OwnerConfig | None = None,
+    ) -> None:
+        self.node = node
+        self.jobs = jobs
+        self.open_store = open_store
+        self.cfg = cfg or OwnerConfig()
+        self.replay = ReplayGuard()
+        self.live: dict[str, _Live] = {}
+        self._store: Any = None
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Resume unfinished jobs, then run submitted ones until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for row in self.jobs.jobs():
+                if row.state in ("preparing", "running"):
+                    log.info("resuming job %s after round %d", row.job_id, row.completed_round)
+                    self._start(row.job_id, loads(row.spec_json, fmt="json"))
+            task_status.started()
+            await trio.sleep_forever()
+
+    # control-socket methods -------------------------------------------------
+
+    async def submit(self, spec: JobSpec) -> str:
+        """Record and start a job; returns its id."""
+        job_id = os.urandom(8).hex()
+        self.jobs.create_job(job_id, spec.to_json())
+        self._start(job_id, spec)
+        log.info(
+            "job %s submitted: %s on %s, %d rounds", job_id, spec.model, spec.dataset, spec.rounds
+        )
+        return job_id
+
+    def status(self, job_id: str) -> dict[str, Any] | None:
+        """A job's state, rounds so far and per-trainer state; None when unknown."""
+        row = self.jobs.job(job_id)
+        if row is None:
+            return None
+        live = self.live.get(job_id)
+        history = self.jobs.rounds(job_id)
+        spec = loads(row.spec_json, fmt="json")
+        out: dict[str, Any] = {
+            "job_id": job_id,
+            "state": row.state,
+            "phase": live.phase if live else row.state,
+            "round": live.round_no if live else row.completed_round,
+            "completed_round": row.completed_round,
+            "rounds": spec.rounds,
+            "model": spec.model,
+            "dataset": spec.dataset,
+            "rule": spec.rule,
+            "model_sha256": row.model_sha256,
+            "error": row.error or (live.error if live else ""),
+            "trainers": dict(live.trainers) if live else {},
+            "offers": len(live.offers) if live else 0,
+            "dropped": dict(live.dropped) if live else {},
+            "history": history,
+            "created_ms": row.created_ms,
+        }
+        if history:
+            out["test_accuracy"] = history[-1]["test_accuracy"]
+            out["test_loss"] = history[-1]["test_loss"]
+        return out
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """Every job, newest first, in brief."""
+        return [
+            {
+                "job_id": r.job_id,
+                "state": r.state,
+                "completed_round": r.completed_round,
+                "created_ms": r.created_ms,
+                "model_sha256": r.model_sha256,
+            }
+            for r in self.jobs.jobs()
+        ]
+
+    async def result(self, job_id: str) -> dict[str, Any] | None:
+        """The final (or latest) model's URL and hash, and the per-round metrics."""
+        row = self.jobs.job(job_id)
+        if row is None:
+            return None
+        url = None
+        if row.model_key:
+            store = await self._get_store()
+            url = await trio.to_thread.run_sync(store.presign_get, row.model_key)
+        return {
+            "job_id": job_id,
+            "state": row.state,
+            "model_url": url,
+            "model_sha256": row.model_sha256,
+            "rounds": self.jobs.rounds(job_id),
+            "spec": loads(row.spec_json, fmt="json").to_json(),
+        }
+
+    async def cancel(self, job_id: str) -> bool:
+        """Stop a running job; False when it is not running."""
+        live = self.live.get(job_id)
+        row = self.jobs.job(job_id)
+        if row is None or row.state not in ("preparing", "running"):
+            return False
+        if live is not None:
+            live.scope.cancel()
+        self.jobs.finish(job_id, "cancelled")
+        wire = seal_message(
+            self.node.private_key, "job.cancel", pb.JobCancel(reason="owner"), job_id=job_id
+        )
+        await self.node.publish(job_topic(job_id), wire)
+        return True
+
+    # requests from trainers -------------------------------------------------
+
+    async def handle_offer(self, msg: Opened) -> pb.Ack:
+        """A trainer offers itself for one of our jobs."""
+        live = self.live.get(msg.job_id)
+        if live is None or live.phase in ("done", "failed"):
+            return pb.Ack(ok=False, reason="unknown_job")
+        offer = msg.body
+        assert isinstance(offer, pb.Offer)
+        peer = msg.sender.to_base58()
+        live.offers[peer] = OfferInfo(peer, offer.health, offer.free_slots, offer.cpu_count)
+        live.keys[peer] = msg.public_key
+        live.trainers.setdefault(peer, "offered")
+        if live.rnd is not None and peer not in live.pool:
+            live.pool.append(peer)
+            self._feed(live, ("spare", peer))
+        return pb.Ack(ok=True)
+
+    async def handle_refusal(self, msg: Opened) -> pb.Ack:
+        """A trainer gives up its task for a round (bad data, hash mismatch...)."""
+        live = self.live.get(msg.job_id)
+        if live is not None and msg.round == live.round_no:
+            assert isinstance(msg.body, pb.Ack)
+            log.info(
+                "job %s round %d: %s refused: %s",
+                msg.job_id,
+                msg.round,
+                msg.sender,
+                msg.body.reason,
+            )
+            self._feed(live, ("refused", msg.sender.to_base58()))
+        return pb.Ack(ok=True)
+
+    # the job ----------------------------------------------------------------
+
+    def _start(self, job_id: str, spec: JobSpec) -> None:
+        live = _Live(job_id, spec)
+        self.live[job_id] = live
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_job, live)
+
+    async def _get_store(self) -> Any:
+        if self._store is None:
+            self._store = await trio.to_thread.run_sync(self.open_store)
+        return self._store
+
+    async def _run_job(self, live: _Live) -> None:
+        try:
+            with live.scope:
+                await self._drive(live)
+        except Exception as exc:  # noqa: BLE001 - task boundary: the job fails, the daemon lives
+            log.exception("job %s failed", live.job_id)
+            live.phase, live.error = "failed", repr(exc)
+            self.jobs.finish(live.job_id, "failed", repr(exc)[:500])
+        finally:
+            live.rnd = None
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await self.node.unsubscribe(job_topic(live.job_id))
+
+    async def _drive(self, live: _Live) -> None:
+        spec, job_id = live.spec, live.job_id
+        store = await self._get_store()
+        prepared = await trio.to_thread.run_sync(compute.prepare, spec)
+        live.prepared = prepared
+        from storage.chunks import upload_chunks  # noqa: PLC0415 - boto3 only when needed
+        from storage.store import job_prefix  # noqa: PLC0415
+
+        prefix = job_prefix(str(self.node.peer_id), job_id)
+        row = self.jobs.job(job_id)
+        assert row is not None
+        if row.state == "preparing":
+            live.phase = "uploading"
+            chunk_rows: list[ChunkRow] = []
+            for slot, items in enumerate(prepared.slots):
+                manifest = await trio.to_thread.run_sync(upload_chunks, store, prefix, items)
+                chunk_rows += [
+                    ChunkRow(slot, i, e.key, e.sha256, e.size, e.samples)
+                    for i, e in enumerate(manifest.entries)
+                ]
+            key = f"{prefix}models/0-{compute.sha256(prepared.initial)}.safetensors"
+            await trio.to_thread.run_sync(store.put_bytes, key, prepared.initial, CONTENT_TYPE)
+            self.jobs.set_prepared(job_id, chunk_rows, key, compute.sha256(prepared.initial))
+            row = self.jobs.job(job_id)
+            assert row is not None
+        slots: dict[int, list[ChunkRow]] = {}
+        for c in self.jobs.chunks(job_id):
+            slots.setdefault(c.slot, []).append(c)
+        assert row.model_key and row.model_sha256
+        model_key, model_sha = row.model_key, row.model_sha256
+        model = await trio.to_thread.run_sync(store.get_bytes, model_key)
+        if compute.sha256(model) != model_sha:
+            raise RuntimeError(f"stored model {model_key} does not match its recorded hash")
+        live.model = model
+        self.node.subscribe(job_topic(job_id), self._topic_handler(live))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._announce_loop, live, prepared)
+            await self._recruit(live)
+            server_state = self.jobs.server_state(job_id)
+            t0 = row.created_ms / 1000
+            for r in range(row.completed_round + 1, spec.rounds + 1):
+                close = await self._round_with_retries(
+                    live, r, slots, model_key, model_sha, len(model)
+                )
+                live.phase = "aggregating"
+                updates = [(a.sha256, a.samples, a.data) for a in close]
+                new, server_state, outliers = await trio.to_thread.run_sync(
+                    compute.aggregate, prepared, spec, model, updates, server_state
+                )
+                for sha in outliers:
+                    peer = next(a.peer for a in close if a.sha256 == sha)
+                    self._charge(peer, "rejected")
+                loss, acc = await trio.to_thread.run_sync(compute.evaluate, prepared, new)
+                model, model_sha = new, compute.sha256(new)
+                live.model = model
+                model_key = f"{prefix}models/{r}-{model_sha}.safetensors"
+                await trio.to_thread.run_sync(store.put_bytes, model_key, model, CONTENT_TYPE)
+                used = [a.sha256 for a in close if a.sha256 not in outliers]
+                rejected = [*self._round_rejected(live), *outliers]
+                rows = [
+                    (
+                        a.sha256,
+                        a.peer,
+                        a.slot,
+                        a.samples,
+                        "rejected" if a.sha256 in outliers else "accepted",
+                        "",
+                    )
+                    for a in close
+                ]
+                self.jobs.record_round(
+                    job_id,
+                    r,
+                    seconds=time.time() - t0,
+                    test_accuracy=acc,
+                    test_loss=loss,
+                    model_key=model_key,
+                    model_sha256=model_sha,
+                    updates=rows,
+                    reason=live.phase,
+                    server_state=server_state,
+                    detail={
+                        "used_updates": used,
+                        "rejected_updates": rejected,
+                        "trainers": sorted({a.peer for a in close}),
+                    },
+                )
+                final = r == spec.rounds or (spec.target_accuracy and acc >= spec.target_accuracy)
+                result = pb.RoundResult(
+                    model_sha256=model_sha,
+                    used_updates=used,
+                    rejected_updates=rejected,
+                    test_accuracy=acc,
+                    test_loss=loss,
+                    final=bool(final),
+                )
+                await self.node.publish(
+                    job_topic(job_id),
+                    seal_message(
+                        self.node.private_key, "job.round", result, job_id=job_id, round=r
+                    ),
+                )
+                log.info(
+                    "job %s round %d: accuracy %.4f loss %.4f (%d updates)",
+                    job_id,
+                    r,
+                    acc,
+                    loss,
+                    len(used),
+                )
+                if final:
+                    break
+            nursery.cancel_scope.cancel()
+        live.phase = "done"
+        self.jobs.finish(job_id, "done")
+
+    def _round_rejected(self, live: _Live) -> list[str]:
+        return list(live.rnd.rejected) if live.rnd is not None else []
+
+    async def _announce_loop(self, live: _Live, prepared: compute.Prepared) -> None:
+        spec = live.spec
+        per_slot = max(sum(len(b) for b, _ in s) for s in prepared.slots)
+        while True:
+            ann = pb.JobAnnounce(
+                model_name=spec.model,
+                model_params_json=_json(prepared.model.to_mapping()),
+                dataset=spec.dataset,
+                samples=sum(n for s in prepared.slots for _, n in s),
+                rounds=spec.rounds,
+                trainers_wanted=spec.trainers,
+                min_health=spec.min_health,
+                max_chunk_bytes=max(len(b) for s in prepared.slots for b, _ in s),
+                data_bytes_per_trainer=per_slot,
+                topic=job_topic(live.job_id),
+                train_params_json=compute.train_params_json(spec),
+                expires_ms=int((time.time() + 60) * 1000),
+            )
+            wire = seal_message(self.node.private_key, "job.announce", ann, job_id=live.job_id)
+            await self.node.publish(JOBS_TOPIC, wire)
+            recruiting = live.phase in ("preparing", "uploading", "recruiting")
+            await trio.sleep(self.cfg.announce_interval_s * (1 if recruiting else 5))
+
+    async def _recruit(self, live: _Live) -> None:
+        live.phase = "recruiting"
+        spec = live.spec
+        reputation = self._reputation()
+        with trio.move_on_after(self.cfg.recruit_timeout_s):
+            ready_at = None
+            while True:
+                chosen, _ = select(
+                    list(live.offers.values()),
+                    reputation,
+                    wanted=spec.trainers,
+                    spares=spec.spares,
+                    min_health=spec.min_health,
+                    floor=self.cfg.reputation.floor,
+                )
+                if len(chosen) >= spec.trainers:
+                    ready_at = ready_at or trio.current_time() + min(1.0, spec.offer_window_s)
+                    if trio.current_time() >= ready_at or spec.spares == 0:
+                        break
+                await trio.sleep(self.cfg.tick_s)
+        chosen, spares = select(
+            list(live.offers.values()),
+            reputation,
+            wanted=spec.trainers,
+            spares=spec.spares + 64,
+            min_health=spec.min_health,
+            floor=self.cfg.reputation.floor,
+        )
+        if not chosen:
+            raise RuntimeError(f"no trainer offered within {self.cfg.recruit_timeout_s}s")
+        live.pool = chosen + spares
+        for p in chosen:
+            live.trainers[p] = "selected"
+        log.info("job %s: selected %d trainers, %d spares", live.job_id, len(chosen), len(spares))
+
+    def _feed(self, live: _Live, event: tuple[Any, ...]) -> None:
+        if live.events is None:
+            return
+        try:
+            live.events.send_nowait(event)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            live.dropped["queue_full"] = live.dropped.get("queue_full", 0) + 1
+
+    def _topic_handler(self, live: _Live) -> Callable[[bytes, ID], Any]:
+        async def on_message(data: bytes, from_peer: ID) -> None:
+            try:
+                msg = open_message(
+                    data,
+                    expected_kinds=frozenset({"job.update", "job.round", "job.cancel"}),
+                    replay=self.replay,
+                )
+            except EnvelopeError as exc:
+                live.dropped[exc.reason] = live.dropped.get(exc.reason, 0) + 1
+                if exc.reason in ("bad_signature", "replay") and exc.sender in live.offers:
+                    self._charge(exc.sender, "forged")
+                return
+            if msg.kind != "job.update":
+                return
+            peer = msg.sender.to_base58()
+            if msg.job_id != live.job_id or msg.round != live.round_no:
+                live.dropped["wrong_round"] = live.dropped.get("wrong_round", 0) + 1
+                return
+            note = msg.body
+            assert isinstance(note, pb.UpdateAnnounce)
+            try:
+                url = unseal(
+                    note.sealed_url,
+                    self.node.private_key,
+                    purpose="update-url",
+                    job_id=live.job_id,
+                    round=msg.round,
+                ).decode()
+            except (SealError, UnicodeDecodeError):
+                live.dropped["bad_seal"] = live.dropped.get("bad_seal", 0) + 1
+                return
+            live.trainers[peer] = "announced"
+            self._feed(live, ("announced", peer, note.sha256, url, note.samples))
+
+        return on_message
+
+    async def _round_with_retries(
+        self,
+        live: _Live,
+        r: int,
+        slots: dict[int, list[ChunkRow]],
+        model_key: str,
+        model_sha: str,
+        model_size: int,
+    ) -> list[_Got]:
+        for attempt in range(1, self.cfg.round_attempts + 1):
+            outcome = await self._round(live, r, slots, model_key, model_sha, model_size)
+            if isinstance(outcome, list):
+                return outcome
+            log.warning("job %s round %d attempt %d failed: %s", live.job_id, r, attempt, outcome)
+        raise RuntimeError(f"round {r} failed {self.cfg.round_attempts} times")
+
+    async def _round(
+        self,
+        live: _Live,
+        r: int,
+        slots: dict[int, list[ChunkRow]],
+        model_key: str,
+        model_sha: str,
+        model_size: int,
+    ) -> list[_Got] | str:
+        spec, store = live.spec, await self._get_store()
+        live.phase, live.round_no = "training", r
+        alive = [p for p in live.pool if live.trainers.get(p) != "gone"]
+        holders = {s: p for s, p in zip(sorted(slots), alive, strict=False)}
+        if not holders:
+            return "no_trainers"
+        spares = alive[len(holders) :]
+        quorum = min(spec.quorum_count, len(holders))
+        rnd = rd.Round(
+            r,
+            holders,
+            spares,
+            quorum=quorum,
+            min_updates=1,
+            deadline_s=spec.round_deadline_s,
+            backup_after_s=self.cfg.backup_fraction * spec.round_deadline_s,
+            now=trio.current_time(),
+        )
+        send, recv = trio.open_memory_channel[tuple[Any, ...]](self.cfg.events)
+        live.rnd, live.events, live.issued = rnd, send, {}
+        model_url = await trio.to_thread.run_sync(
+            store.presign_get, model_key, self.cfg.url_expiry_s
+        )
+        got: dict[str, _Got] = {}
+        ctx = _RoundCtx(live, r, slots, model_url, model_sha, model_size, got)
+        async with trio.open_nursery() as nursery:
+            outcome = self._act(nursery, ctx, rnd.start())
+            while outcome is None:
+                event = None
+                with trio.move_on_after(self.cfg.tick_s):
+                    event = await recv.receive()
+                now = trio.current_time()
+                actions = self._apply(rnd, ctx, event, now) if event else []
+                actions += self._liveness(live, rnd, now) + rnd.tick(now)
+                outcome = self._act(nursery, ctx, actions)
+            nursery.cancel_scope.cancel()
+        live.events = None
+        if isinstance(outcome, rd.Fail):
+            return outcome.reason
+        for a in outcome.accepted:
+            live.trainers[a.peer] = "accepted"
+        return [got[a.sha256] for a in outcome.accepted]
+
+    def _apply(
+        self, rnd: rd.Round, ctx: _RoundCtx, ev: tuple[Any, ...], now: float
+    ) -> list[rd.Action]:
+        kind, peer = ev[0], ev[1]
+        if kind == "announced":
+            _, _, sha, url, samples = ev
+            ctx.announced[(peer, sha)] = (url, samples)
+            return rnd.announced(peer, sha)
+        if kind == "checked":
+            _, _, slot, sha, ok = ev
+            if not ok:
+                ctx.live.trainers[peer] = "rejected"
+            return rnd.checked(peer, slot, sha, ok, now)
+        if kind == "refused":
+            ctx.live.trainers[peer] = "refused"
+            return rnd.refused(peer, now)
+        if kind == "gone":
+            ctx.live.trainers[peer] = "gone"
+            return rnd.gone(peer, now)
+        if kind == "spare":
+            return rnd.add_spare(peer)
+        return []
+
+    def _liveness(self, live: _Live, rnd: rd.Round, now: float) -> list[rd.Action]:
+        alive = set(self.node.live_peers())
+        live.seen_alive |= alive & set(live.pool)
+        actions: list[rd.Action] = []
+        for peer in rnd.pending_peers():
+            if peer in live.seen_alive and peer not in alive:
+                live.trainers[peer] = "gone"
+                actions += rnd.gone(peer, now)
+        return actions
+
+    def _act(
+        self, nursery: trio.Nursery, ctx: _RoundCtx, actions: list[rd.Action]
+    ) -> rd.Close | rd.Fail | None:
+        for a in actions:
+            if isinstance(a, rd.SendTask):
+                ctx.live.trainers[a.peer] = "assigned"
+                nursery.start_soon(self._send_task, ctx, a)
+            elif isinstance(a, rd.CheckUpdate):
+                nursery.start_soon(self._check, ctx, a)
+            elif isinstance(a, rd.Charge):
+                self._charge(a.peer, a.outcome)
+            else:
+                return a
+        return None
+
+    async def _send_task(self, ctx: _RoundCtx, a: rd.SendTask) -> None:
+        from storage.store import job_prefix  # noqa: PLC0415
+
+        live, store = ctx.live, await self._get_store()
+        prefix = job_prefix(str(self.node.peer_id), live.job_id)
+        key = f"{prefix}updates/{ctx.round}/{a.slot}-{a.peer}.safetensors"
+        expiry = self.cfg.url_expiry_s
+
+        def presign() -> pb.Task:
+            return pb.Task(
+                model_url=ctx.model_url,
+                model_sha256=ctx.model_sha,
+                model_bytes=ctx.model_size,
+                chunks=[
+                    pb.Chunk(
+                        url=store.presign_get(c.key, expiry),
+                        sha256=c.sha256,
+                        size=c.size,
+                        samples=c.samples,
+                    )
+                    for c in ctx.slots[a.slot]
+                ],
+                upload_url=store.presign_put(key, CONTENT_TYPE, expiry),
+                upload_content_type=CONTENT_TYPE,
+                update_get_url=store.presign_get(key, expiry),
+                deadline_ms=int((time.time() + live.spec.round_deadline_s) * 1000),
+            )
+
+        task = await trio.to_thread.run_sync(presign)
+        live.issued[(a.peer, a.slot)] = task.update_get_url
+        try:
+            sealed = seal(
+                task.SerializeToString(),
+                live.keys[a.peer],
+                purpose="task",
+                job_id=live.job_id,
+                round=ctx.round,
+            )
+            wire = seal_message(
+                self.node.private_key,
+                "job.assign",
+                pb.Assign(sealed_task=sealed),
+                job_id=live.job_id,
+                round=ctx.round,
+            )
+            peer_id = ID.from_base58(a.peer)
+            with trio.fail_after(self.cfg.request_timeout_s):
+                reply = await self.node.request(
+                    peer_id, PROTOCOL_ID, wire, self.cfg.request_timeout_s
+                )
+            ack = open_message(
+                reply, expected_kinds=frozenset({"job.ack"}), expected_sender=peer_id
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure to reach a trainer means "gone"
+            log.info(
+                "job %s round %d: assigning slot %d to %s failed: %r",
+                live.job_id,
+                ctx.round,
+                a.slot,
+                a.peer,
+                exc,
+            )
+            self._feed(live, ("gone", a.peer))
+            return
+        assert isinstance(ack.body, pb.Ack)
+        if ack.body.ok:
+            live.trainers[a.peer] = "training"
+        else:
+            log.info("job %s: %s refused slot %d: %s", live.job_id, a.peer, a.slot, ack.body.reason)
+            self._feed(live, ("refused", a.peer))
+
+    async def _check(self, ctx: _RoundCtx, a: rd.CheckUpdate) -> None:
+        from storage import transfer  # noqa: PLC0415
+        from storage.errors import TransferError  # noqa: PLC0415
+
+        live = ctx.live
+        url, samples = ctx.announced.get((a.peer, a.sha256), ("", 0))
+        ok, reason = False, "wrong_url"
+        if url and url == live.issued.get((a.peer, a.slot)):
+            try:
+                data = await transfer.fetch(
+                    url, sha256=a.sha256, max_bytes=self.cfg.max_update_bytes
+                )
+                assert live.prepared is not None
+                ok, reason = await trio.to_thread.run_sync(
+                    compute.check_update, live.prepared, live.spec, live.model, data
+                )
+            except TransferError as exc:
+                ok, reason, data = False, compute.reason_of(exc), b""
+            except ValueError as exc:
+                ok, reason, data = False, f"bad_sha256: {exc}", b""
+            if ok:
+                ctx.got[a.sha256] = _Got(a.peer, a.slot, a.sha256, int(samples), data)
+        if not ok:
+            log.info(
+                "job %s round %d: update %s from %s rejected: %s",
+                live.job_id,
+                ctx.round,
+                a.sha256[:12],
+                a.peer,
+                reason,
+            )
+        self._feed(live, ("checked", a.peer, a.slot, a.sha256, ok))
+
+    def _reputation(self) -> dict[str, float]:
+        now = time.time()
+        from protocols.job.selection import decayed  # noqa: PLC0415
+
+        return {
+            p: decayed(s, now - t / 1000, self.cfg.reputation)
+            for p, (s, t) in self.jobs.reputation().items()
+        }
+
+    def _charge(self, peer: str, outcome: str) -> None:
+        now_ms = int(time.time() * 1000)
+        score, at = self.jobs.reputation().get(peer, (0.0, now_ms))
+        new = updated(score, (now_ms - at) / 1000, outcome, self.cfg.reputation)
+        self.jobs.set_reputation(peer, new, now_ms)
+
+
+@dataclass
+class _Got:
+    peer: str
+    slot: int
+    sha256: str
+    samples: int
+    data: bytes
+
+
+@dataclass
+class _RoundCtx:
+    live: _Live
+    round: int
+    slots: dict[int, list[ChunkRow]]
+    model_url: str
+    model_sha: str
+    model_size: int
+    got: dict[str, _Got]
+    announced: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+
+
+def _json(value: Any) -> str:
+    import json  # noqa: PLC0415
+
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,294 @@
+"""The trainer role: offer for fitting jobs, take assignments, train, upload, announce.
+
+A trainer never holds storage credentials and never runs code a peer names: it
+downloads its chunks and the global model by presigned URL (verified against the
+sha256 in the owner's sealed task), trains a catalogue model in a worker thread,
+uploads its weights by presigned PUT and announces the update's hash on the job's
+topic, with the update's URL sealed to the owner.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from libp2p.crypto.keys import PublicKey
+from libp2p.peer.id import ID
+
+from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
+from protocols.errors import EnvelopeError, SealError
+from protocols.job import JOBS_TOPIC, PROTOCOL_ID, compute, job_topic
+from protocols.job.ports import NodeLike
+from protocols.job.spec import MODELS
+from protocols.pb import distro_pb2 as pb
+from protocols.seal import seal, unseal
+
+log = logging.getLogger("distro_train.trainer")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Limits and timeouts of the trainer role.
+
+    Attributes:
+        slots: Assignments worked on at once; more are refused as ``busy``.
+        max_data_bytes: Largest total of chunks one assignment may bring.
+        max_model_bytes: Largest model or update accepted.
+        max_chunks: Most chunks in one assignment.
+        request_timeout_s: Wait for an owner's answer to an offer or refusal.
+        train_threads: torch threads per training run (0 = torch's default).
+        known_jobs: Announced jobs remembered (oldest forgotten first).
+    """
+
+    slots: int = 1
+    max_data_bytes: int = 512 * 1024 * 1024
+    max_model_bytes: int = 64 * 1024 * 1024
+    max_chunks: int = 4096
+    request_timeout_s: float = 10.0
+    train_threads: int = 0
+    known_jobs: int = 256
+
+
+@dataclass
+class _Job:
+    owner: ID
+    owner_key: PublicKey
+    announce: pb.JobAnnounce
+    state: str = "offered"
+    rounds_done: int = 0
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    """The trainer behaviour of one daemon. Start with ``nursery.start(trainer.run)``."""
+
+    def __init__(self, node: NodeLike, cfg: TrainerConfig | None = None) -> None:
+        self.node = node
+        self.cfg = cfg or TrainerConfig()
+        self.replay = ReplayGuard()
+        self.jobs: OrderedDict[str, _Job] = OrderedDict()
+        self.busy = 0
+        self.dropped: dict[str, int] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen for jobs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self.node.subscribe(JOBS_TOPIC, self._on_announce)
+            task_status.started()
+            await trio.sleep_forever()
+
+    def status(self) -> dict[str, Any]:
+        """What this trainer is doing, for ``node.status``."""
+        return {
+            "busy": self.busy,
+            "slots": self.cfg.slots,
+            "jobs": {
+                j: {"state": k.state, "rounds_done": k.rounds_done, **k.last_metrics}
+                for j, k in self.jobs.items()
+            },
+            "dropped": dict(self.dropped),
+        }
+
+    def _drop(self, reason: str, detail: str = "") -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        log.info("dropped message: %s %s", reason, detail)
+
+    async def _on_announce(self, data: bytes, from_peer: ID) -> None:
+        try:
+            msg = open_message(data, expected_kinds=frozenset({"job.announce"}), replay=self.replay)
+        except EnvelopeError as exc:
+            self._drop(exc.reason, exc.sender)
+            return
+        if msg.sender == self.node.peer_id or msg.job_id in self.jobs:
+            return
+        ann = msg.body
+        assert isinstance(ann, pb.JobAnnounce)
+        if not self._fits(ann):
+            return
+        self.jobs[msg.job_id] = _Job(msg.sender, msg.public_key, ann)
+        while len(self.jobs) > self.cfg.known_jobs:
+            self.jobs.popitem(last=False)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._offer, msg)
+
+    def _fits(self, ann: pb.JobAnnounce) -> bool:
+        me = self.node.health()
+        if ann.model_name not in MODELS or ann.expires_ms < time.time() * 1000:
+            return False
+        if ann.data_bytes_per_trainer > self.cfg.max_data_bytes:
+            return False
+        return bool(me.get("accepting")) and float(me.get("health", 0)) >= ann.min_health
+
+    async def _offer(self, msg: Opened) -> None:
+        me = self.node.health()
+        offer = pb.Offer(
+            health=float(me.get("health", 0)),
+            free_slots=max(0, self.cfg.slots - self.busy),
+            cpu_count=int(me.get("cpu_count", 1)),
+        )
+        wire = seal_message(self.node.private_key, "job.offer", offer, job_id=msg.job_id)
+        try:
+            with trio.fail_after(self.cfg.request_timeout_s):
+                reply = await self.node.request(
+                    msg.sender, PROTOCOL_ID, wire, self.cfg.request_timeout_s
+                )
+            ack = open_message(
+                reply, expected_kinds=frozenset({"job.ack"}), expected_sender=msg.sender
+            )
+        except (trio.TooSlowError, EnvelopeError, OSError) as exc:
+            log.info("offer for job %s to %s failed: %r", msg.job_id, msg.sender, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - libp2p stream errors have no common base
+            log.info("offer for job %s to %s failed: %r", msg.job_id, msg.sender, exc)
+            return
+        assert isinstance(ack.body, pb.Ack)
+        job = self.jobs.get(msg.job_id)
+        if job is not None:
+            job.state = "selected-pending" if ack.body.ok else "declined"
+
+    async def handle_assign(self, msg: Opened) -> pb.Ack:
+        """Check an owner's assignment and start the work; the Ack answers the request."""
+        job = self.jobs.get(msg.job_id)
+        if job is None or job.owner != msg.sender:
+            return pb.Ack(ok=False, reason="unknown_job")
+        assert isinstance(msg.body, pb.Assign)
+        try:
+            raw = unseal(
+                msg.body.sealed_task,
+                self.node.private_key,
+                purpose="task",
+                job_id=msg.job_id,
+                round=msg.round,
+            )
+            task = pb.Task.FromString(raw)
+        except (SealError, Exception) as exc:  # noqa: BLE001 - any undecodable task is refused
+            return pb.Ack(ok=False, reason="bad_task", detail=type(exc).__name__)
+        problem = self._check_task(task, job)
+        if problem:
+            return pb.Ack(ok=False, reason=problem)
+        if self.busy >= self.cfg.slots:
+            return pb.Ack(ok=False, reason="busy")
+        self.busy += 1
+        job.state = "training"
+        assert self._nursery is not None
+        self._nursery.start_soon(self._work, msg.job_id, msg.round, job, task)
+        return pb.Ack(ok=True)
+
+    def _check_task(self, task: pb.Task, job: _Job) -> str:
+        if task.model_bytes > self.cfg.max_model_bytes:
+            return "oversize_model"
+        if len(task.chunks) == 0 or len(task.chunks) > self.cfg.max_chunks:
+            return "bad_chunks"
+        if sum(c.size for c in task.chunks) > self.cfg.max_data_bytes:
+            return "oversize_data"
+        urls = [task.model_url, task.upload_url, task.update_get_url, *(c.url for c in task.chunks)]
+        if not all(u.startswith(("http://", "https://")) for u in urls):
+            return "bad_url"
+        try:
+            compute.check_job(job.announce.model_params_json, job.announce.train_params_json)
+        except ValueError as exc:
+            return f"bad_spec: {exc}"[:200]
+        return ""
+
+    async def _work(self, job_id: str, round: int, job: _Job, task: pb.Task) -> None:
+        stop = False
+        try:
+            from storage import transfer  # noqa: PLC0415 - httpx only when working
+
+            async with transfer.new_client() as client:
+                model = await transfer.fetch(
+                    task.model_url,
+                    sha256=task.model_sha256,
+                    max_bytes=self.cfg.max_model_bytes,
+                    client=client,
+                )
+                items = [transfer.FetchItem(c.url, c.sha256, c.size) for c in task.chunks]
+                chunks = await transfer.fetch_many(items, client=client)
+                result = await trio.to_thread.run_sync(
+                    lambda: compute.train(
+                        job.announce.model_params_json,
+                        job.announce.train_params_json,
+                        model,
+                        chunks,
+                        threads=self.cfg.train_threads,
+                        should_stop=lambda: stop,
+                    ),
+                    abandon_on_cancel=False,
+                )
+                await transfer.upload(
+                    task.upload_url,
+                    result.weights,
+                    content_type=task.upload_content_type or "application/octet-stream",
+                    client=client,
+                )
+            sealed_url = seal(
+                task.update_get_url.encode(),
+                job.owner_key,
+                purpose="update-url",
+                job_id=job_id,
+                round=round,
+            )
+            m = result.metrics
+            note = pb.UpdateAnnounce(
+                sha256=compute.sha256(result.weights),
+                size=len(result.weights),
+                samples=m.samples,
+                train_loss=_finite(m.loss),
+                train_accuracy=m.accuracy,
+                train_seconds=m.seconds,
+                sealed_url=sealed_url,
+            )
+            wire = seal_message(
+                self.node.private_key, "job.update", note, job_id=job_id, round=round
+            )
+            await self.node.publish(job_topic(job_id), wire)
+            job.rounds_done += 1
+            job.state = "announced"
+            job.last_metrics = {"loss": _finite(m.loss), "accuracy": m.accuracy}
+            log.info("job %s round %d: update %s announced", job_id, round, note.sha256[:12])
+        except trio.Cancelled:
+            stop = True
+            raise
+        except Exception as exc:  # noqa: BLE001 - task boundary: report, never crash the daemon
+            job.state = "failed-task"
+            log.warning("job %s round %d failed: %r", job_id, round, exc)
+            await self._refuse(job_id, round, job.owner, compute.reason_of(exc), str(exc)[:200])
+        finally:
+            self.busy -= 1
+
+    async def _refuse(self, job_id: str, round: int, owner: ID, reason: str, detail: str) -> None:
+        """Tell the owner we give up this round's task, so it reassigns at once."""
+        wire = seal_message(
+            self.node.private_key,
+            "job.ack",
+            pb.Ack(ok=False, reason=reason, detail=detail),
+            job_id=job_id,
+            round=round,
+        )
+        with trio.move_on_after(self.cfg.request_timeout_s):
+            try:
+                await self.node.request(owner, PROTOCOL_ID, wire, self.cfg.request_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - best effort; the round deadline covers it
+                log.info("could not tell %s about refusal: %r", owner, exc)
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else 1e30
+
+
+def parse_json(text: str, limit: int = 16 * 1024) -> dict[str, Any]:
+    """Decode a small JSON object from a peer, or raise ValueError."""
+    if len(text) > limit:
+        raise ValueError("too large")
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    return value
