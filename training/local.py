@@ -122,8 +122,9 @@ class TrainResult:
 def _to_tensors(
     spec: models.ModelSpec, x: NDArray[Any], y: NDArray[Any]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    tx = torch.from_numpy(np.ascontiguousarray(x, dtype=np.dtype(spec.input_dtype)))
-    return tx, torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+    ax = np.ascontiguousarray(x, dtype=np.dtype(spec.input_dtype))
+    tx = torch.from_numpy(ax if ax.flags.writeable else ax.copy())
+    return tx, torch.from_numpy(np.array(y, dtype=np.int64))
 
 
 def train(
