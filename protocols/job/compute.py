@@ -139,6 +139,7 @@ class Prepared:
     test_x: NDArray[Any]
     test_y: NDArray[Any]
     initial: bytes
+    global_loss: tuple[str, float] = ("", 0.0)
 
 
 def prepare(spec: JobSpec) -> Prepared:
@@ -152,8 +153,6 @@ def prepare(spec: JobSpec) -> Prepared:
 
     model = model_spec_for(spec)
     data = datasets.load(spec.dataset, limit=spec.limit or None)
-    if model.name == "cnn":
-        pass  # the CNN takes flat inputs and reshapes them itself
     parts = partition.partition(
         data.train_y, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed
     )
@@ -181,3 +180,91 @@ def evaluate(prepared: Prepared, model: bytes) -> tuple[float, float]:
     from training.local import evaluate as _evaluate  # noqa: PLC0415
 
     return _evaluate(prepared.model, model, prepared.test_x, prepared.test_y)
+
+
+def _validation(spec: JobSpec) -> Any:
+    from training.validate import ValidationConfig  # noqa: PLC0415
+
+    return ValidationConfig()
+
+
+def check_update(
+    prepared: Prepared, spec: JobSpec, global_model: bytes, update: bytes
+) -> tuple[bool, str]:
+    """Validate one update as it arrives: structure, finiteness, held-out quality.
+
+    The norm check needs the whole round and happens in :func:`aggregate`. With
+    ``spec.validate_updates`` off only the structure is checked (a malformed update
+    can never be aggregated).
+
+    Returns:
+        (ok, reason code).
+    """
+    from training import validate, weights  # noqa: PLC0415
+
+    cfg = _validation(spec)
+    if not spec.validate_updates:
+        structure, _ = validate.check_structure(update, spec=prepared.model, cfg=cfg)
+        return structure.ok, structure.reason
+    global_state = weights.decode(global_model, prepared.model)
+    key = sha256(global_model)
+    if prepared.global_loss[0] != key:
+        from training.local import evaluate as _evaluate  # noqa: PLC0415
+
+        loss, _ = _evaluate(prepared.model, global_state, prepared.heldout_x, prepared.heldout_y)
+        prepared.global_loss = (key, loss)
+    verdict = validate.validate(
+        global_state,
+        update,
+        spec=prepared.model,
+        median_norm=None,
+        heldout=(prepared.heldout_x, prepared.heldout_y),
+        cfg=cfg,
+        global_loss=prepared.global_loss[1],
+    )
+    return verdict.ok, verdict.reason
+
+
+def aggregate(
+    prepared: Prepared,
+    spec: JobSpec,
+    global_model: bytes,
+    updates: Sequence[tuple[str, int, bytes]],
+    server_state: bytes | None,
+) -> tuple[bytes, bytes | None, set[str]]:
+    """Validate the round as a whole (norm outliers), then aggregate with the job's rule.
+
+    Args:
+        prepared: The job's prepared data (model spec, held-out set).
+        spec: The job (rule, rule parameters, validation switch).
+        global_model: The round's global model bytes.
+        updates: ``(sha256, samples, bytes)`` of each update accepted so far.
+        server_state: The rule's saved server state, if any.
+
+    Returns:
+        (new global model bytes, new server state bytes, sha256 of outliers rejected here).
+        With nothing left to aggregate the global model is returned unchanged.
+    """
+    from training import aggregate as agg  # noqa: PLC0415
+    from training import validate, weights  # noqa: PLC0415
+
+    global_state = weights.decode(global_model, prepared.model)
+    received = [(sha, data, n) for sha, n, data in updates]
+    if spec.validate_updates:
+        rv = validate.validate_round(
+            global_state, received, spec=prepared.model, heldout=None, cfg=_validation(spec)
+        )
+        accepted, outliers = rv.accepted, {sha for sha, _ in rv.rejected}
+    else:
+        accepted = [
+            agg.Update(weights.decode(data, prepared.model), n, sha) for sha, data, n in received
+        ]
+        outliers = set()
+    if not accepted:
+        return global_model, server_state, outliers
+    rule = agg.RuleConfig(name=spec.rule, seed=spec.seed, **dict(spec.rule_params))
+    state = agg.ServerState.decode(server_state) if server_state else None
+    if state is not None and state.rule != rule.name:
+        state = None
+    result = agg.aggregate(global_state, accepted, rule, state)
+    return weights.encode(result.weights), result.state.encode(), outliers
