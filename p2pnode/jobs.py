@@ -18,14 +18,12 @@ from libp2p.peer.id import ID
 
 from p2pnode.jobstore import JobStore
 from p2pnode.rpc import InvalidParams, RpcError
-from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
-from protocols.errors import EnvelopeError
 from protocols.job import PROTOCOL_ID
 from protocols.job.owner import Owner, OwnerConfig
 from protocols.job.ports import RequestHandler, TopicHandler
+from protocols.job.service import request_handler
 from protocols.job.spec import SpecError, from_mapping, loads
 from protocols.job.trainer import Trainer, TrainerConfig
-from protocols.pb import distro_pb2 as pb
 
 if TYPE_CHECKING:
     from p2pnode.node import Node
@@ -124,23 +122,7 @@ def install(node: Node) -> tuple[Owner, Trainer]:
     )
     trainer = Trainer(host, TrainerConfig(**extra.get("trainer", {})))
     host.trainer = trainer
-    replay = ReplayGuard()
-
-    async def on_request(data: bytes, peer: ID) -> bytes:
-        try:
-            msg = open_message(
-                data,
-                expected_kinds=frozenset({"job.offer", "job.assign", "job.ack"}),
-                expected_sender=peer,
-                replay=replay,
-            )
-        except EnvelopeError as exc:
-            ack = pb.Ack(ok=False, reason=exc.reason)
-            return seal_message(node.private_key, "job.ack", ack)
-        ack = await _dispatch(owner, trainer, msg)
-        return seal_message(node.private_key, "job.ack", ack, job_id=msg.job_id, round=msg.round)
-
-    node.set_stream_handler(PROTOCOL_ID, on_request)
+    node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, trainer))
 
     async def run_owner(_node: Node, *, task_status: trio.TaskStatus[None]) -> None:
         try:
@@ -157,14 +139,6 @@ def install(node: Node) -> tuple[Owner, Trainer]:
     node.add_service(run_trainer)
     _add_routes(node, owner, trainer)
     return owner, trainer
-
-
-async def _dispatch(owner: Owner, trainer: Trainer, msg: Opened) -> pb.Ack:
-    if msg.kind == "job.offer":
-        return await owner.handle_offer(msg)
-    if msg.kind == "job.assign":
-        return await trainer.handle_assign(msg)
-    return await owner.handle_refusal(msg)
 
 
 def _job_id(params: dict[str, Any]) -> str:

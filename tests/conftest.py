@@ -22,3 +22,6 @@ def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+pytest_plugins = ["tests.s3servers"]
