@@ -516,7 +516,10 @@ class Owner:
     ) -> list[_Got] | str:
         spec, store = live.spec, await self._get_store()
         live.phase, live.round_no = "training", r
-        alive = [p for p in live.pool if live.trainers.get(p) != "gone"]
+        rep = self._reputation()
+        floor = self.cfg.reputation.floor
+        alive = [p for p in live.pool if live.trainers.get(p) != "gone" and rep.get(p, 0) >= floor]
+        alive.sort(key=lambda p: -rep.get(p, 0.0))  # stable: ties keep selection order
         holders = {s: p for s, p in zip(sorted(slots), alive, strict=False)}
         if not holders:
             return "no_trainers"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from libp2p.crypto.keys import PublicKey
@@ -28,6 +29,11 @@ from protocols.job.ports import NodeLike
 from protocols.job.spec import MODELS
 from protocols.pb import distro_pb2 as pb
 from protocols.seal import seal, unseal
+
+if TYPE_CHECKING:
+    import httpx
+
+    from training.local import TrainResult
 
 log = logging.getLogger("distro_train.trainer")
 
@@ -199,7 +205,7 @@ class Trainer:
         return ""
 
     async def _work(self, job_id: str, round: int, job: _Job, task: pb.Task) -> None:
-        stop = False
+        stop = threading.Event()
         try:
             from storage import transfer  # noqa: PLC0415 - httpx only when working
 
@@ -212,6 +218,7 @@ class Trainer:
                 )
                 items = [transfer.FetchItem(c.url, c.sha256, c.size) for c in task.chunks]
                 chunks = await transfer.fetch_many(items, client=client)
+                # Abandoned on cancel: the thread sees ``stop`` at its next batch and ends.
                 result = await trio.to_thread.run_sync(
                     lambda: compute.train(
                         job.announce.model_params_json,
@@ -219,50 +226,67 @@ class Trainer:
                         model,
                         chunks,
                         threads=self.cfg.train_threads,
-                        should_stop=lambda: stop,
+                        should_stop=stop.is_set,
                     ),
-                    abandon_on_cancel=False,
+                    abandon_on_cancel=True,
                 )
-                await transfer.upload(
-                    task.upload_url,
-                    result.weights,
-                    content_type=task.upload_content_type or "application/octet-stream",
-                    client=client,
-                )
-            sealed_url = seal(
-                task.update_get_url.encode(),
-                job.owner_key,
-                purpose="update-url",
-                job_id=job_id,
-                round=round,
-            )
-            m = result.metrics
-            note = pb.UpdateAnnounce(
-                sha256=compute.sha256(result.weights),
-                size=len(result.weights),
-                samples=m.samples,
-                train_loss=_finite(m.loss),
-                train_accuracy=m.accuracy,
-                train_seconds=m.seconds,
-                sealed_url=sealed_url,
-            )
-            wire = seal_message(
-                self.node.private_key, "job.update", note, job_id=job_id, round=round
-            )
-            await self.node.publish(job_topic(job_id), wire)
+                note = await self.upload_and_announce(job_id, round, job, task, result, client)
             job.rounds_done += 1
             job.state = "announced"
-            job.last_metrics = {"loss": _finite(m.loss), "accuracy": m.accuracy}
+            job.last_metrics = {"loss": note.train_loss, "accuracy": note.train_accuracy}
             log.info("job %s round %d: update %s announced", job_id, round, note.sha256[:12])
-        except trio.Cancelled:
-            stop = True
-            raise
         except Exception as exc:  # noqa: BLE001 - task boundary: report, never crash the daemon
             job.state = "failed-task"
             log.warning("job %s round %d failed: %r", job_id, round, exc)
             await self._refuse(job_id, round, job.owner, compute.reason_of(exc), str(exc)[:200])
         finally:
+            stop.set()
             self.busy -= 1
+
+    async def upload_and_announce(
+        self,
+        job_id: str,
+        round: int,
+        job: _Job,
+        task: pb.Task,
+        result: TrainResult,
+        client: httpx.AsyncClient,
+    ) -> pb.UpdateAnnounce:
+        """Upload the trained weights by the task's URL and announce their hash."""
+        from storage import transfer  # noqa: PLC0415
+
+        await transfer.upload(
+            task.upload_url,
+            result.weights,
+            content_type=task.upload_content_type or "application/octet-stream",
+            client=client,
+        )
+        return await self.announce(job_id, round, job, task, result, compute.sha256(result.weights))
+
+    async def announce(
+        self, job_id: str, round: int, job: _Job, task: pb.Task, result: TrainResult, sha: str
+    ) -> pb.UpdateAnnounce:
+        """Publish the update's hash and metrics, its URL sealed to the owner."""
+        sealed_url = seal(
+            task.update_get_url.encode(),
+            job.owner_key,
+            purpose="update-url",
+            job_id=job_id,
+            round=round,
+        )
+        m = result.metrics
+        note = pb.UpdateAnnounce(
+            sha256=sha,
+            size=len(result.weights),
+            samples=m.samples,
+            train_loss=_finite(m.loss),
+            train_accuracy=m.accuracy,
+            train_seconds=m.seconds,
+            sealed_url=sealed_url,
+        )
+        wire = seal_message(self.node.private_key, "job.update", note, job_id=job_id, round=round)
+        await self.node.publish(job_topic(job_id), wire)
+        return note
 
     async def _refuse(self, job_id: str, round: int, owner: ID, reason: str, detail: str) -> None:
         """Tell the owner we give up this round's task, so it reassigns at once."""

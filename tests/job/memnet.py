@@ -41,6 +41,7 @@ class MemNode:
         self.handlers: dict[str, RequestHandler] = {}
         self.alive = True
         self.published: list[tuple[str, bytes]] = []
+        self.health_score = 90.0
 
     @property
     def peer_id(self) -> ID:
@@ -66,7 +67,11 @@ class MemNode:
         self.handlers[protocol_id] = handler
 
     async def request(
-        self, peer_id: ID, protocol_id: str, data: bytes, timeout: float | None = None  # noqa: ASYNC109
+        self,
+        peer_id: ID,
+        protocol_id: str,
+        data: bytes,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> bytes:
         target = self.net.nodes.get(peer_id)
         if target is None or not target.alive:
@@ -78,4 +83,4 @@ class MemNode:
         return [p.to_base58() for p, n in self.net.nodes.items() if n.alive and n is not self]
 
     def health(self) -> dict[str, Any]:
-        return {"health": 90.0, "accepting": True, "cpu_count": 2}
+        return {"health": self.health_score, "accepting": True, "cpu_count": 2}

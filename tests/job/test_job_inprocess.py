@@ -1,57 +1,187 @@
-"""Owner and trainers over an in-process network, with a real S3 server and real training."""
+"""Owner and trainers over an in-process network, with a real S3 server and real training.
+
+The network is tests/job/memnet.py (libp2p stands aside); signing, sealing, storage,
+validation and training are the production code. Adversarial trainers live here.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 
 from p2pnode.jobstore import JobStore
-from protocols.job import PROTOCOL_ID
+from protocols.errors import SealError
+from protocols.job import PROTOCOL_ID, job_topic
 from protocols.job.owner import Owner, OwnerConfig
 from protocols.job.service import request_handler
 from protocols.job.spec import from_mapping
 from protocols.job.trainer import Trainer
+from protocols.pb import distro_pb2 as pb
+from protocols.seal import unseal
 from storage.s3 import S3Store
-from tests.job.memnet import MemNet
+from tests.conftest import wait_until
+from tests.job.memnet import MemNet, MemNode
 from tests.s3servers import ServerHandle
 
+SMALL = {
+    "model": "logreg",
+    "dataset": "digits",
+    "rounds": 2,
+    "epochs": 2,
+    "lr": 0.1,
+    "batch_size": 16,
+    "partition": "iid",
+    "round_deadline_s": 60.0,
+    "chunk_samples": 200,
+}
 
-async def wait_until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
+
+class HashLiar(Trainer):
+    """Uploads its real weights but announces the hash of other bytes."""
+
+    async def announce(self, job_id, round, job, task, result, sha):  # type: ignore[no-untyped-def]
+        return await super().announce(job_id, round, job, task, result, "0" * 64)
+
+
+class Eavesdropper(Trainer):
+    """Listens to job topics it was never assigned to and keeps what it hears."""
+
+    heard: list[bytes]
+
+    async def _offer(self, msg: Any) -> None:
+        self.heard = []
+
+        async def keep(data: bytes, _peer: Any) -> None:
+            self.heard.append(data)
+
+        self.node.subscribe(job_topic(msg.job_id), keep)
+
+
+@dataclass
+class Cluster:
+    owner: Owner
+    owner_node: MemNode
+    trainers: list[Trainer]
+
+
+async def start(
+    nursery: trio.Nursery, tmp: Path, store: ServerHandle, kinds: list[type[Trainer]]
+) -> Cluster:
+    net = MemNet(nursery)
+    owner_node = net.add()
+    owner = Owner(
+        owner_node,
+        JobStore(tmp / "jobs.sqlite3"),
+        lambda: S3Store(store.config),
+        OwnerConfig(announce_interval_s=0.2, tick_s=0.05),
+    )
+    owner_node.set_stream_handler(
+        PROTOCOL_ID, request_handler(owner_node.private_key, owner, Trainer(owner_node))
+    )
+    await nursery.start(owner.run)
+    trainers = []
+    for kind in kinds:
+        node = net.add()
+        t = kind(node)
+        node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, t))
+        await nursery.start(t.run)
+        trainers.append(t)
+    return Cluster(owner, owner_node, trainers)
+
+
+async def run_job(c: Cluster, **overrides: Any) -> dict[str, Any]:
+    job_id = await c.owner.submit(from_mapping({**SMALL, **overrides}))
+    await wait_until(
+        lambda: (c.owner.status(job_id) or {}).get("state") in ("done", "failed"), 120, "job end"
+    )
+    status = c.owner.status(job_id)
+    assert status is not None
+    return status
 
 
 async def test_digits_job_completes_and_learns(tmp_path: Path, nanio_server: ServerHandle) -> None:
-    spec = from_mapping({
-        "model": "logreg", "dataset": "digits", "trainers": 3, "rounds": 3, "epochs": 2,
-        "lr": 0.1, "batch_size": 16, "partition": "iid", "round_deadline_s": 60.0,
-        "chunk_samples": 200,
-    })
     async with trio.open_nursery() as nursery:
-        net = MemNet(nursery)
-        owner_node = net.add()
-        jobs = JobStore(tmp_path / "jobs.sqlite3")
-        owner = Owner(owner_node, jobs, lambda: S3Store(nanio_server.config),
-                      OwnerConfig(announce_interval_s=0.2, tick_s=0.05))
-        trainer_for_owner = Trainer(owner_node)
-        owner_node.set_stream_handler(PROTOCOL_ID, request_handler(owner_node.private_key, owner, trainer_for_owner))
-        await nursery.start(owner.run)
-        trainers = []
-        for _ in range(3):
-            node = net.add()
-            t = Trainer(node)
-            node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, t))
-            await nursery.start(t.run)
-            trainers.append(t)
-        job_id = await owner.submit(spec)
-        await wait_until(lambda: (owner.status(job_id) or {}).get("state") in ("done", "failed"), 120)
-        status = owner.status(job_id)
-        assert status is not None
+        c = await start(nursery, tmp_path, nanio_server, [Trainer] * 3)
+        status = await run_job(c, trainers=3, rounds=3)
         assert status["state"] == "done", status
         history = status["history"]
         assert [r["round"] for r in history] == [1, 2, 3]
         assert history[-1]["test_accuracy"] > 0.85
         assert all(r["accepted"] == 3 for r in history)
+        nursery.cancel_scope.cancel()
+
+
+async def test_update_not_matching_its_hash_is_rejected_and_round_completes(
+    tmp_path: Path, nanio_server: ServerHandle
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c = await start(nursery, tmp_path, nanio_server, [HashLiar, Trainer, Trainer, Trainer])
+        c.trainers[0].node.health_score = 99.0  # the owner picks the healthiest first
+        liar = c.trainers[0].node.peer_id.to_base58()
+        status = await run_job(c, trainers=3, spares=1, rounds=2)
+        assert status["state"] == "done", status
+        for rec in status["history"]:
+            assert rec["accepted"] == 3, rec
+            assert liar not in rec["trainers"]
+        assert "0" * 64 in status["history"][0]["rejected_updates"]
+        assert c.owner.jobs.reputation()[liar][0] < 0, "the lie is charged to the liar"
+        nursery.cancel_scope.cancel()
+
+
+async def test_forged_and_replayed_announcements_are_dropped_and_listeners_learn_nothing(
+    tmp_path: Path, nanio_server: ServerHandle
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c = await start(nursery, tmp_path, nanio_server, [Trainer, Trainer, Eavesdropper])
+        spy = c.trainers[2]
+        assert isinstance(spy, Eavesdropper)
+        job_id = await c.owner.submit(from_mapping({**SMALL, "trainers": 2, "rounds": 2}))
+        # Wait for round 1's first update announcement and replay/forge it at the owner.
+        await wait_until(
+            lambda: any(
+                t == job_topic(job_id)
+                for n in (x.node for x in c.trainers[:2])
+                for t, _ in n.published
+            ),
+            60,
+            "an update announcement",
+        )
+        topic, wire = next(
+            (t, d) for x in c.trainers[:2] for t, d in x.node.published if t == job_topic(job_id)
+        )
+        handler = c.owner_node.topics[topic]
+        sender = c.trainers[0].node.peer_id
+        await handler(wire, sender)  # the same bytes again: a replay
+        forged = bytearray(wire)
+        forged[-5] ^= 0x01  # inside the signature
+        await handler(bytes(forged), sender)
+        await wait_until(lambda: (c.owner.status(job_id) or {}).get("state") == "done", 120)
+        status = c.owner.status(job_id)
+        assert status is not None
+        live_dropped = c.owner.live[job_id].dropped
+        assert live_dropped.get("replay", 0) >= 1
+        assert live_dropped.get("bad_signature", 0) >= 1
+        assert len(status["history"]) == 2
+        # The eavesdropper heard the update announcements but cannot open their URLs.
+        notes = [m for m in spy.heard if m]
+        assert notes
+        from protocols.envelope import open_message
+
+        opened = [open_message(m) for m in notes]
+        updates = [o for o in opened if o.kind == "job.update"]
+        assert updates
+        for o in updates:
+            assert isinstance(o.body, pb.UpdateAnnounce)
+            with pytest.raises(SealError):
+                unseal(
+                    o.body.sealed_url,
+                    spy.node.private_key,
+                    purpose="update-url",
+                    job_id=job_id,
+                    round=o.round,
+                )
         nursery.cancel_scope.cancel()
