@@ -153,7 +153,10 @@ def call(data_dir: Path, method: str, params: dict[str, Any] | None = None,
                 raise DaemonNotRunning(path) from None
             raise ControlError(0, f"cannot connect to {path}: {exc}") from None
         try:
-            s.sendall(json.dumps(req).encode() + b"\n")
+            try:
+                s.sendall(json.dumps(req).encode() + b"\n")
+            except BrokenPipeError:
+                pass  # the daemon refused mid-request (e.g. too large): read its answer
             data = b""
             while not data.endswith(b"\n"):
                 chunk = s.recv(65536)

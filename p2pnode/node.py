@@ -39,6 +39,7 @@ from p2pnode.reqresp import request as _request
 from p2pnode.rpc import Routes
 from protocols.envelope import ReplayGuard
 from protocols.errors import EnvelopeError
+from protocols.pb import distro_pb2 as pb
 from protocols.presence import TOPIC as PRESENCE_TOPIC
 from protocols.presence.codec import decode_presence, encode_presence
 from protocols.presence.sampler import Sampler
@@ -82,10 +83,12 @@ class Node:
         self._ready_after_s: float | None = None
         self._services: list[Service] = []
         self._topics: dict[str, TopicHandler] = {}
+        self._topic_scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._replay = ReplayGuard()
         self._discovery: Discovery | None = None
         self.last_status: dict[str, Any] = {}
+        self._last_presence: pb.Presence | None = None
         from p2pnode.routes import register_node_routes
 
         register_node_routes(self)
@@ -114,13 +117,24 @@ class Node:
         queue of ``gossip.subscription_queue`` entries, drained by a task of its own; if
         the handler falls that far behind, new messages are dropped and counted in
         ``status()["dropped_messages"]``. Handler exceptions are logged, never fatal.
-        One handler per topic; this node's own messages are not delivered.
+        One handler per topic: subscribing again replaces the handler (messages already
+        queued go to the new one). This node's own messages are not delivered. May be
+        called before or after :meth:`run` starts.
         """
-        if topic in self._topics:
-            raise ValueError(f"already subscribed to {topic!r}")
+        known = topic in self._topics
         self._topics[topic] = handler
-        if self._nursery is not None:
-            self._nursery.start_soon(self._pump_topic, topic, handler)
+        if not known and self._nursery is not None:
+            self._nursery.start_soon(self._pump_topic, topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Stop delivering ``topic`` and leave its gossip mesh; unknown topics are ignored."""
+        self._topics.pop(topic, None)
+        scope = self._topic_scopes.pop(topic, None)
+        if scope is not None:
+            scope.cancel()
+        if topic in self.pubsub.topic_ids:
+            with trio.move_on_after(self.config.timeouts.publish_s):
+                await self.pubsub.unsubscribe(topic)
 
     def set_stream_handler(self, protocol_id: str, handler: RequestHandler) -> None:
         """Answer requests made with :meth:`request` on ``protocol_id``.
@@ -150,7 +164,8 @@ class Node:
             timeout: Seconds for the whole exchange; default ``timeouts.request_s``.
 
         Raises:
-            RequestError: With ``reason`` ``timeout``, ``too_large``, ``dial`` or ``closed``.
+            RequestError: With ``reason`` ``timeout``, ``too_large``, ``dial`` or ``closed``
+                (see :func:`p2pnode.reqresp.request`).
         """
         cfg = self.config
         return await _request(
@@ -158,6 +173,20 @@ class Node:
             timeout_s=cfg.timeouts.request_s if timeout is None else timeout,
             max_bytes=cfg.control.max_peer_message_bytes,
         )
+
+    def set_queue_length(self, n: int) -> None:
+        """Report ``n`` queued/running work items; the next presence status carries it."""
+        self.sampler.queue_length = max(0, n)
+
+    def local_status(self) -> pb.Presence:
+        """Return this node's latest published presence status (sampled now if none yet).
+
+        Does not advance ``seq`` or disturb the CPU measurement window after the first
+        publish; health and ``accepting`` follow ``work.min_health_to_work``.
+        """
+        if self._last_presence is None:
+            self._last_presence = self.sampler.sample(self.addrs())
+        return self._last_presence
 
     def peers(self) -> list[PeerInfo]:
         """Return the live peers (heard on the presence topic within the silence timeout)."""
@@ -230,8 +259,8 @@ class Node:
     async def _start_tasks(self, nursery: trio.Nursery) -> None:
         if PRESENCE_TOPIC not in self._topics:
             self._topics[PRESENCE_TOPIC] = self._on_presence
-        for topic, handler in self._topics.items():
-            nursery.start_soon(self._pump_topic, topic, handler)
+        for topic in self._topics:
+            nursery.start_soon(self._pump_topic, topic)
         self._discovery = Discovery(self.host, self.dht, self.config)
         nursery.start_soon(self._discovery.run)
         nursery.start_soon(self._expire_loop)
@@ -249,30 +278,36 @@ class Node:
         assert self._nursery is not None
         await self._nursery.start(service, self)
 
-    async def _pump_topic(self, topic: str, handler: TopicHandler) -> None:
-        sub = await self.pubsub.subscribe(topic)
-        send, recv = trio.open_memory_channel[tuple[bytes, ID]](
-            self.config.gossip.subscription_queue)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._drain, topic, handler, recv)
-            async with send:
-                while True:
-                    msg = await sub.get()
-                    try:
-                        sender = ID(msg.from_id)
-                    except Exception:  # noqa: BLE001 - malformed from_id from the network
-                        continue
-                    if sender == self.peer_id:
-                        continue
-                    try:
-                        send.send_nowait((bytes(msg.data), sender))
-                    except trio.WouldBlock:
-                        self.dropped_messages += 1
+    async def _pump_topic(self, topic: str) -> None:
+        if topic not in self._topics:
+            return  # unsubscribed before this task ran
+        with trio.CancelScope() as scope:
+            self._topic_scopes[topic] = scope
+            sub = await self.pubsub.subscribe(topic)
+            send, recv = trio.open_memory_channel[tuple[bytes, ID]](
+                self.config.gossip.subscription_queue)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._drain, topic, recv)
+                async with send:
+                    while True:
+                        msg = await sub.get()
+                        try:
+                            sender = ID(msg.from_id)
+                        except Exception:  # noqa: BLE001 - malformed from_id from the network
+                            continue
+                        if sender == self.peer_id:
+                            continue
+                        try:
+                            send.send_nowait((bytes(msg.data), sender))
+                        except trio.WouldBlock:
+                            self.dropped_messages += 1
 
-    async def _drain(self, topic: str, handler: TopicHandler,
-                     recv: trio.MemoryReceiveChannel[tuple[bytes, ID]]) -> None:
+    async def _drain(self, topic: str, recv: trio.MemoryReceiveChannel[tuple[bytes, ID]]) -> None:
         async with recv:
             async for data, sender in recv:
+                handler = self._topics.get(topic)
+                if handler is None:
+                    return
                 try:
                     await handler(data, sender)
                 except Exception:  # task boundary: one bad message must not stop the topic
@@ -290,6 +325,7 @@ class Node:
     async def _presence_loop(self) -> None:
         while True:
             status = self.sampler.sample(self.addrs())
+            self._last_presence = status
             self.last_status = {"health": status.health, "accepting": status.accepting,
                                 "seq": status.seq, "cpu_percent": status.cpu_percent,
                                 "mem_percent": status.mem_percent}

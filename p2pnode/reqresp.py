@@ -116,8 +116,9 @@ async def request(
     """Send ``data`` to ``peer_id`` on a fresh stream and return the response.
 
     Raises:
-        RequestError: ``too_large`` (either side), ``timeout``, ``dial`` (no stream)
-            or ``closed`` (stream broke or the peer refused).
+        RequestError: ``too_large`` (our request or its response exceeds
+            ``max_bytes``), ``timeout``, ``dial`` (no stream) or ``closed`` (stream
+            broke, or the peer refused, e.g. our request exceeded *its* limit).
     """
     who = peer_id.to_base58()
     if len(data) > max_bytes:
