@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import httpx
@@ -38,6 +40,8 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_IO_TIMEOUT_S = 60.0
 DEFAULT_MAX_CONNECTIONS = 8
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+#: Writes to disk go through a buffer of this size (fewer thread hops).
+_FILE_BUFFER_BYTES = 4 * 1024 * 1024
 _REJECTED = frozenset({400, 401, 403})
 
 
@@ -145,25 +149,110 @@ def _check_sha256(sha256: str) -> str:
     return sha256
 
 
+def _declared_size(url: str, response: httpx.Response, max_bytes: int) -> int | None:
+    """Check the status and the announced size; return the size if announced."""
+    _check_status(url, response.status_code)
+    declared = response.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return None
+    if int(declared) > max_bytes:
+        raise TooLarge(url, max_bytes, int(declared))
+    return int(declared)
+
+
 async def _fetch_once(client: httpx.AsyncClient, url: str, sha256: str, max_bytes: int) -> bytes:
     """One download attempt: stream, bound, hash, compare."""
+    hasher = hashlib.sha256()
     async with client.stream("GET", url) as response:
-        _check_status(url, response.status_code)
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise TooLarge(url, max_bytes, int(declared))
-        hasher = hashlib.sha256()
-        body = bytearray()
+        declared = _declared_size(url, response, max_bytes)
         # Raw bytes: the sha256 covers the stored object, not a decoded form of it.
-        async for piece in response.aiter_raw():
-            if len(body) + len(piece) > max_bytes:
-                raise TooLarge(url, max_bytes, len(body) + len(piece))
-            hasher.update(piece)
-            body += piece
+        if declared is not None:
+            # h11 enforces Content-Length framing, so the body fits the buffer exactly;
+            # filling a preallocated buffer avoids regrowing (and recopying) it.
+            body = bytearray(declared)
+            view = memoryview(body)
+            received = 0
+            async for piece in response.aiter_raw():
+                hasher.update(piece)
+                view[received : received + len(piece)] = piece
+                received += len(piece)
+            view.release()
+        else:
+            body = bytearray()
+            async for piece in response.aiter_raw():
+                if len(body) + len(piece) > max_bytes:
+                    raise TooLarge(url, max_bytes, len(body) + len(piece))
+                hasher.update(piece)
+                body += piece
     actual = hasher.hexdigest()
     if actual != sha256:
         raise HashMismatch(url, sha256, actual)
     return bytes(body)
+
+
+async def _fetch_to_file_once(
+    client: httpx.AsyncClient, url: str, sha256: str, max_bytes: int, path: Path
+) -> int:
+    """One download attempt into a temporary file, renamed to ``path`` once verified."""
+    hasher = hashlib.sha256()
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    buffer = bytearray(_FILE_BUFFER_BYTES)
+    view = memoryview(buffer)
+    try:
+        async with await trio.open_file(partial, "wb") as handle:
+            async with client.stream("GET", url) as response:
+                _declared_size(url, response, max_bytes)
+                total = filled = 0
+                async for piece in response.aiter_raw():
+                    total += len(piece)
+                    if total > max_bytes:
+                        raise TooLarge(url, max_bytes, total)
+                    hasher.update(piece)
+                    if filled + len(piece) > len(buffer):
+                        await handle.write(view[:filled])
+                        filled = 0
+                    if len(piece) > len(buffer):
+                        await handle.write(piece)
+                    else:
+                        view[filled : filled + len(piece)] = piece
+                        filled += len(piece)
+            await handle.write(view[:filled])
+        actual = hasher.hexdigest()
+        if actual != sha256:
+            raise HashMismatch(url, sha256, actual)
+        await trio.Path(partial).replace(path)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await trio.Path(partial).unlink(missing_ok=True)
+        raise
+    finally:
+        view.release()
+    return total
+
+
+async def fetch_to_file(
+    url: str,
+    path: Path,
+    *,
+    sha256: str,
+    max_bytes: int,
+    client: httpx.AsyncClient | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> int:
+    """Download ``url`` into ``path``, which appears only once the sha256 matches.
+
+    Streams through a fixed buffer (memory stays small for large models). Bytes go to
+    a hidden temporary file beside ``path`` that is renamed over it when verified and
+    removed on any failure or cancellation. Errors are those of ``fetch``.
+
+    Returns:
+        The number of bytes written.
+    """
+    _check_sha256(sha256)
+    async with _client_scope(client) as http:
+        return await _with_retries(
+            url, retry, lambda: _fetch_to_file_once(http, url, sha256, max_bytes, Path(path))
+        )
 
 
 async def fetch(

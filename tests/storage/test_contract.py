@@ -14,7 +14,7 @@ from storage.errors import ObjectNotFound
 from storage.progress import ProgressEvent
 from storage.s3 import S3Store
 from storage.store import job_prefix
-from storage.transfer import FetchItem, fetch, fetch_many, upload
+from storage.transfer import FetchItem, fetch, fetch_many, fetch_to_file, upload
 
 MIB = 1024 * 1024
 
@@ -82,8 +82,14 @@ async def test_multipart_large_object(any_store: S3Store, tmp_path: Path) -> Non
     assert head.size == size
     parts = size // any_store.config.multipart_part_size
     assert head.etag.endswith(f"-{parts}"), head.etag  # a multipart ETag names its parts
-    got = await fetch(any_store.presign_get("big.bin"), sha256=hasher.hexdigest(), max_bytes=size)
+    url = any_store.presign_get("big.bin")
+    got = await fetch(url, sha256=hasher.hexdigest(), max_bytes=size)
     assert len(got) == size and sha(got) == hasher.hexdigest()
+    del got
+    target = tmp_path / "copy.bin"
+    written = await fetch_to_file(url, target, sha256=hasher.hexdigest(), max_bytes=size)
+    assert written == size and target.read_bytes() == path.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["big.bin", "copy.bin"]
 
 
 async def test_chunks_manifest_round_trip_and_fetch(any_store: S3Store) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ import trio
 
 from storage.errors import HashMismatch, ObjectMissing, TooLarge, UrlRejected
 from storage.s3 import S3Store
-from storage.transfer import FetchItem, RetryPolicy, fetch, fetch_many, upload
+from storage.transfer import FetchItem, RetryPolicy, fetch, fetch_many, fetch_to_file, upload
 
 NO_RETRY = RetryPolicy(attempts=1)
 #: Presigned URLs here live 1 s; the server's clock granularity is 1 s.
@@ -64,7 +65,7 @@ async def test_expired_url_is_rejected(any_store: S3Store) -> None:
     assert not any_store.exists("e2")
 
 
-async def test_object_altered_after_hash_recorded(any_store: S3Store) -> None:
+async def test_object_altered_after_hash_recorded(any_store: S3Store, tmp_path: Path) -> None:
     original = os.urandom(50_000)
     recorded = sha(original)
     any_store.put_bytes("m", original)
@@ -75,6 +76,15 @@ async def test_object_altered_after_hash_recorded(any_store: S3Store) -> None:
     with pytest.raises(HashMismatch) as info:
         await fetch(url, sha256=recorded, max_bytes=len(original))
     assert info.value.expected == recorded and info.value.actual == sha(bytes(altered))
+
+    # To a file: nothing unverified is left behind, not even a partial file.
+    target = tmp_path / "chunk.bin"
+    with pytest.raises(HashMismatch):
+        await fetch_to_file(url, target, sha256=recorded, max_bytes=len(original))
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(TooLarge):
+        await fetch_to_file(url, target, sha256=recorded, max_bytes=100)
+    assert os.listdir(tmp_path) == []
 
 
 async def test_object_over_the_limit(any_store: S3Store) -> None:
