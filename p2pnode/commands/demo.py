@@ -1,0 +1,311 @@
+"""``distro-train demo``: the whole product on one machine, one process per role.
+
+Starts an embedded S3 server (nanio), a bootstrap node, an owner daemon and N trainer
+daemons, each its own OS process with its own data dir under a work folder; submits
+a job to the owner over its control socket; shows live progress; writes the final
+model, metrics and curve into ``--out``; and stops every process it started, also on
+Ctrl-C. Trainer processes get no storage credentials in their environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from p2pnode.commands.common import fail
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 6.0
+SECRET_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "DISTRO_TRAIN_S3_ENDPOINT",
+    "DISTRO_TRAIN_S3_BUCKET",
+    "DISTRO_TRAIN_S3_REGION",
+    "DISTRO_TRAIN_HOME",
+    "BOOTSTRAP_ADDR",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's flags; defaults give the README's main job (MNIST, 2NN, non-IID, FedAvg)."""
+    a = parser.add_argument
+    a("--trainers", type=int, default=4, help="trainer daemons to start (default 4)")
+    a("--rounds", type=int, default=20, help="federated rounds (default 20)")
+    a("--dataset", default="mnist", choices=["mnist", "digits", "fashion_mnist"])
+    a(
+        "--model",
+        default="mlp",
+        choices=["logreg", "mlp", "cnn"],
+        help="catalogue model (default mlp: McMahan's 2NN)",
+    )
+    a("--rule", default="fedavg", help="aggregation rule (default fedavg)")
+    a(
+        "--partition",
+        default="dirichlet:0.5",
+        help="iid, shards, or dirichlet[:ALPHA] (default dirichlet:0.5)",
+    )
+    a("--epochs", type=int, default=1, help="local epochs per round (default 1)")
+    a("--batch-size", type=int, default=32, help="local batch size (default 32)")
+    a("--lr", type=float, default=0.05, help="local learning rate (default 0.05)")
+    a("--seed", type=int, default=0, help="seed for data split and training (default 0)")
+    a(
+        "--target-accuracy",
+        type=float,
+        default=0.0,
+        help="stop once test accuracy reaches this (0..1; default: run every round)",
+    )
+    a("--out", type=Path, default=Path("out"), help="result folder (default ./out)")
+    a(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="folder for the processes' data dirs and logs (default: a temp dir, removed)",
+    )
+    a(
+        "--json",
+        action="store_true",
+        help="print progress to stderr and one JSON summary as the last stdout line",
+    )
+
+
+def _partition(text: str) -> dict[str, Any]:
+    kind, _, alpha = text.partition(":")
+    if kind not in ("iid", "dirichlet", "shards"):
+        raise ValueError(f"--partition: unknown kind {kind!r}")
+    out: dict[str, Any] = {"partition": kind}
+    if alpha:
+        out["alpha"] = float(alpha)
+    return out
+
+
+def _spec(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "model": args.model,
+        "dataset": args.dataset,
+        "trainers": args.trainers,
+        "rounds": args.rounds,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "rule": args.rule,
+        "seed": args.seed,
+        "target_accuracy": args.target_accuracy,
+        **_partition(args.partition),
+    }
+
+
+class Processes:
+    """The demo's child processes; ``stop_all`` is idempotent."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.children: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
+
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str], stdout: int | IO[bytes] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``python argv`` in its own session, logging to ``logs/<name>.log``."""
+        log = (self.work / "logs" / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, *argv],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else log,
+            stderr=log,
+            start_new_session=True,
+        )
+        self.children.append((name, proc, log))
+        return proc
+
+    def check_alive(self) -> None:
+        """Raise RuntimeError naming the first child that has exited."""
+        for name, proc, _ in self.children:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; see "
+                    f"{self.work / 'logs' / (name + '.log')}"
+                )
+
+    def stop_all(self) -> None:
+        """SIGTERM every child, newest first; SIGKILL what is left after the deadline."""
+        for _, proc, _ in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for _, proc, log in self.children:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
+        self.children.clear()
+
+
+def _wait(predicate: Any, what: str, procs: Processes, timeout: float = READY_TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        procs.check_alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _try_call(data_dir: Path, method: str, params: dict[str, Any] | None = None) -> Any:
+    from p2pnode.control import call
+    from p2pnode.errors import ControlError
+
+    try:
+        return call(data_dir, method, params or {}, timeout=5.0)
+    except ControlError:
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; 0 when the job completed."""
+    try:
+        spec = _spec(args)
+        from protocols.job.spec import SpecError, from_mapping
+
+        from_mapping(spec)
+    except (ValueError, SpecError) as exc:
+        return fail(str(exc))
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="distro-train-demo-"))
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    procs = Processes(work)
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print
+    try:
+        summary = _run(args, spec, work, procs, say)
+    except KeyboardInterrupt:
+        say("interrupted: stopping every process")
+        return 130
+    except RuntimeError as exc:
+        return fail(str(exc))
+    finally:
+        procs.stop_all()
+        if args.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    say(
+        f"final test accuracy {summary['accuracy']:.4f} after {summary['rounds']} rounds "
+        f"in {summary['seconds']:.1f}s; model, metrics.json and curve.png in {args.out}"
+    )
+    if args.json:
+        print(json.dumps(summary, sort_keys=True), flush=True)
+    return 0 if summary["state"] == "done" else 1
+
+
+def _run(
+    args: argparse.Namespace, spec: dict[str, Any], work: Path, procs: Processes, say: Any
+) -> dict[str, Any]:
+    from p2pnode.commands.jobs import watch
+    from p2pnode.commands.results import write_result
+    from p2pnode.control import call
+
+    started = time.monotonic()
+    clean_env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    clean_env["PYTHONUNBUFFERED"] = "1"
+    s3 = procs.start(
+        "s3",
+        ["-m", "storage.embedded", "--data-dir", str(work / "s3")],
+        clean_env,
+        stdout=subprocess.PIPE,
+    )
+    assert s3.stdout is not None
+    line = s3.stdout.readline()
+    if not line:
+        procs.check_alive()
+        raise RuntimeError("embedded S3 server printed nothing")
+    s3_info = json.loads(line)
+    creds = json.loads(Path(s3_info["credentials_file"]).read_text())
+    say(f"embedded S3 server at {s3_info['endpoint']}")
+    boot_dir = work / "bootstrap"
+    procs.start(
+        "bootstrap",
+        [
+            "-m",
+            "p2pnode.cli",
+            "bootstrap",
+            "--data-dir",
+            str(boot_dir),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ],
+        clean_env,
+    )
+    maddr_file = boot_dir / "multiaddr"
+    maddr = _wait(
+        lambda: maddr_file.exists() and maddr_file.read_text().strip(), "the bootstrap node", procs
+    )
+    say(f"bootstrap node {maddr}")
+    owner_dir = work / "owner"
+    owner_dir.mkdir()
+    owner_cfg = owner_dir / "config.toml"
+    owner_cfg.touch(mode=0o600)
+    owner_cfg.write_text(
+        "[presence]\ninterval_s = 1.0\nsilence_timeout_s = 10.0\n"
+        '[storage]\nkind = "s3"\n'
+        f"endpoint = {json.dumps(s3_info['endpoint'])}\nbucket = {json.dumps(s3_info['bucket'])}\n"
+        f"region = {json.dumps(s3_info['region'])}\n"
+        f"access_key = {json.dumps(creds['access_key'])}\n"
+        f"secret_key = {json.dumps(creds['secret_key'])}\n"
+    )
+    trainer_cfg = work / "trainer.toml"
+    trainer_cfg.write_text(
+        "[presence]\ninterval_s = 1.0\nsilence_timeout_s = 10.0\n[trainer]\ntrain_threads = 1\n"
+    )
+    daemon = [
+        "-m",
+        "p2pnode.cli",
+        "daemon",
+        "--bootstrap",
+        maddr,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]
+    procs.start(
+        "owner", [*daemon, "--data-dir", str(owner_dir), "--config", str(owner_cfg)], clean_env
+    )
+    for i in range(args.trainers):
+        procs.start(
+            f"trainer-{i}",
+            [*daemon, "--data-dir", str(work / f"trainer-{i}"), "--config", str(trainer_cfg)],
+            clean_env,
+        )
+    _wait(lambda: _try_call(owner_dir, "node.id"), "the owner daemon", procs)
+    peers = _wait(
+        lambda: (
+            len(_try_call(owner_dir, "node.peers") or []) >= args.trainers
+            and _try_call(owner_dir, "node.peers")
+        ),
+        f"{args.trainers} trainers",
+        procs,
+    )
+    say(f"owner sees {len(peers)} trainers after {time.monotonic() - started:.1f}s; submitting")
+    job_id = call(owner_dir, "jobs.submit", {"spec": spec})["job_id"]
+
+    def get() -> Any:
+        procs.check_alive()
+        return call(owner_dir, "jobs.status", {"job_id": job_id}, timeout=10.0)
+
+    watch(get, as_json=args.json)
+    result = call(owner_dir, "jobs.result", {"job_id": job_id})
+    if result["state"] != "done":
+        status = get()
+        raise RuntimeError(f"job {job_id} ended {result['state']}: {status.get('error')}")
+    summary = write_result(result, args.out)
+    summary["wall_seconds"] = round(time.monotonic() - started, 3)
+    return summary

@@ -1,0 +1,104 @@
+"""Fetch a job's final model and write the result folder: model, metrics, curve.
+
+Used by ``distro-train result`` and ``distro-train demo``. The model comes from the
+owner's store by a presigned URL and is verified against the sha256 the owner
+published before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+
+
+def metrics_records(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per round: round, seconds, test accuracy/loss, accepted/rejected."""
+    return [
+        {
+            "round": r["round"],
+            "seconds": round(float(r["seconds"]), 3),
+            "test_accuracy": r["test_accuracy"],
+            "test_loss": r["test_loss"],
+            "accepted": r["accepted"],
+            "rejected": r["rejected"],
+            "model_sha256": r["model_sha256"],
+            "used_updates": r.get("used_updates", []),
+            "rejected_updates": r.get("rejected_updates", []),
+        }
+        for r in result["rounds"]
+    ]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Download and verify the model, write ``model.safetensors``, ``metrics.json``, ``curve.png``.
+
+    Returns:
+        A summary: accuracy, rounds, seconds, model_sha256 and the written paths.
+
+    Raises:
+        storage.errors.TransferError: The model could not be fetched or failed its hash.
+        ValueError: The job has no model yet.
+    """
+    import trio
+
+    from storage import transfer
+
+    if not result.get("model_url") or not result.get("model_sha256"):
+        raise ValueError(f"job {result.get('job_id')} has no model yet")
+    out.mkdir(parents=True, exist_ok=True)
+    model = trio.run(
+        lambda: transfer.fetch(
+            result["model_url"], sha256=result["model_sha256"], max_bytes=MAX_MODEL_BYTES
+        )
+    )
+    _write_atomic(out / "model.safetensors", model)
+    records = metrics_records(result)
+    last = records[-1] if records else {}
+    summary = {
+        "job_id": result["job_id"],
+        "state": result["state"],
+        "accuracy": last.get("test_accuracy"),
+        "loss": last.get("test_loss"),
+        "rounds": len(records),
+        "seconds": last.get("seconds"),
+        "model_sha256": result["model_sha256"],
+    }
+    doc = {"summary": summary, "spec": json.loads(result["spec"]), "rounds": records}
+    _write_atomic(out / "metrics.json", json.dumps(doc, indent=2).encode())
+    plot_curve(records, out / "curve.png")
+    summary["out"] = str(out)
+    return summary
+
+
+def plot_curve(records: list[dict[str, Any]], path: Path) -> None:
+    """Test accuracy and loss per round, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [r["round"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(rounds, [r["test_accuracy"] for r in records], "o-", color="tab:blue")
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy", color="tab:blue")
+    ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(rounds, [r["test_loss"] for r in records], "s--", color="tab:red")
+    ax2.set_ylabel("test loss", color="tab:red")
+    ax.set_title("distro-train: global model per round")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
