@@ -22,10 +22,19 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
            "show the local daemon's peer id and addresses"),
     "peers": ("p2pnode.commands.query", "add_arguments", "run_peers",
               "list live peers with their health"),
-    "status": ("p2pnode.commands.query", "add_arguments", "run_status",
-               "show the local daemon's status"),
+    "status": ("p2pnode.commands.jobs", "add_status_arguments", "run_status",
+               "show a job's status (--watch to follow it), or the daemon's without JOB"),
+    "submit": ("p2pnode.commands.jobs", "add_submit_arguments", "run_submit",
+               "submit a job spec (TOML or JSON) to the local daemon"),
+    "jobs": ("p2pnode.commands.jobs", "add_list_arguments", "run_list",
+             "list the local daemon's jobs"),
+    "result": ("p2pnode.commands.jobs", "add_result_arguments", "run_result",
+               "download a job's model, metrics.json and curve.png"),
+    "cancel": ("p2pnode.commands.jobs", "add_cancel_arguments", "run_cancel",
+               "cancel a running job"),
+    "demo": ("p2pnode.commands.demo", "add_arguments", "run",
+             "run the whole product on this machine: S3, bootstrap, owner, trainers"),
 }
-"""Later issues add ``demo``, ``submit``, ``jobs``, ``result``, ``cancel`` here."""
 
 
 def build_parser(prog: str = "distro-train") -> argparse.ArgumentParser:

@@ -40,6 +40,10 @@ def run_node(config: Config, *, role: str = "daemon", log_level: str = "INFO") -
     """Run a node until SIGINT/SIGTERM; return the process exit code (0 = clean)."""
     setup_logging(log_level)
     node = Node(config, role=role)
+    if role == "daemon":
+        from p2pnode.jobs import install
+
+        install(node)
     trio.run(_serve, node)
     log.info("stopped")
     return 0

@@ -301,7 +301,7 @@ def _run(
         procs.check_alive()
         return call(owner_dir, "jobs.status", {"job_id": job_id}, timeout=10.0)
 
-    watch(get, as_json=args.json)
+    watch(get, as_json=args.json, print_final=False)
     result = call(owner_dir, "jobs.result", {"job_id": job_id})
     if result["state"] != "done":
         status = get()

@@ -131,8 +131,12 @@ def run_status(args: argparse.Namespace) -> int:
     return watch(lambda: _call(args, "jobs.status", {"job_id": args.job}), args.json)
 
 
-def watch(get: Any, as_json: bool) -> int:
-    """Follow a job live until it ends; return 0 when it is done."""
+def watch(get: Any, as_json: bool, print_final: bool = True) -> int:
+    """Follow a job live until it ends; return 0 when it is done.
+
+    With ``as_json`` the live view goes to stderr and, if ``print_final``, the final
+    status is printed as JSON on stdout.
+    """
     from rich.console import Console
     from rich.live import Live
 
@@ -143,7 +147,7 @@ def watch(get: Any, as_json: bool) -> int:
             time.sleep(WATCH_INTERVAL_S)
             status = get()
             live.update(render_status(status))
-    if as_json:
+    if as_json and print_final:
         print_json(status)
     return 0 if status["state"] == "done" else 1
 
