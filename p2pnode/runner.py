@@ -34,6 +34,8 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     quiet_libp2p_logs()
+    # httpx logs every request URL at INFO; presigned URLs are bearer credentials.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def run_node(config: Config, *, role: str = "daemon", log_level: str = "INFO") -> int:

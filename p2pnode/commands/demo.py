@@ -216,12 +216,11 @@ def _run(
     from p2pnode.control import call
 
     started = time.monotonic()
-    clean_env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
-    clean_env["PYTHONUNBUFFERED"] = "1"
+    env = clean_env()
     s3 = procs.start(
         "s3",
         ["-m", "storage.embedded", "--data-dir", str(work / "s3")],
-        clean_env,
+        env,
         stdout=subprocess.PIPE,
     )
     assert s3.stdout is not None
@@ -232,69 +231,15 @@ def _run(
     s3_info = json.loads(line)
     creds = json.loads(Path(s3_info["credentials_file"]).read_text())
     say(f"embedded S3 server at {s3_info['endpoint']}")
-    boot_dir = work / "bootstrap"
-    procs.start(
-        "bootstrap",
-        [
-            "-m",
-            "p2pnode.cli",
-            "bootstrap",
-            "--data-dir",
-            str(boot_dir),
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ],
-        clean_env,
-    )
-    maddr_file = boot_dir / "multiaddr"
-    maddr = _wait(
-        lambda: maddr_file.exists() and maddr_file.read_text().strip(), "the bootstrap node", procs
-    )
-    say(f"bootstrap node {maddr}")
-    owner_dir = work / "owner"
-    owner_dir.mkdir()
-    owner_cfg = owner_dir / "config.toml"
-    owner_cfg.touch(mode=0o600)
-    owner_cfg.write_text(
-        "[presence]\ninterval_s = 1.0\nsilence_timeout_s = 10.0\n"
-        '[storage]\nkind = "s3"\n'
-        f"endpoint = {json.dumps(s3_info['endpoint'])}\nbucket = {json.dumps(s3_info['bucket'])}\n"
-        f"region = {json.dumps(s3_info['region'])}\n"
-        f"access_key = {json.dumps(creds['access_key'])}\n"
-        f"secret_key = {json.dumps(creds['secret_key'])}\n"
-    )
-    trainer_cfg = work / "trainer.toml"
-    trainer_cfg.write_text(
-        "[presence]\ninterval_s = 1.0\nsilence_timeout_s = 10.0\n[trainer]\ntrain_threads = 1\n"
-    )
-    daemon = [
-        "-m",
-        "p2pnode.cli",
-        "daemon",
-        "--bootstrap",
-        maddr,
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]
-    procs.start(
-        "owner", [*daemon, "--data-dir", str(owner_dir), "--config", str(owner_cfg)], clean_env
-    )
-    for i in range(args.trainers):
-        procs.start(
-            f"trainer-{i}",
-            [*daemon, "--data-dir", str(work / f"trainer-{i}"), "--config", str(trainer_cfg)],
-            clean_env,
-        )
-    _wait(lambda: _try_call(owner_dir, "node.id"), "the owner daemon", procs)
-    peers = _wait(
-        lambda: (
-            len(_try_call(owner_dir, "node.peers") or []) >= args.trainers
-            and _try_call(owner_dir, "node.peers")
-        ),
-        f"{args.trainers} trainers",
-        procs,
-    )
-    say(f"owner sees {len(peers)} trainers after {time.monotonic() - started:.1f}s; submitting")
+    storage = {
+        "kind": "s3",
+        "endpoint": s3_info["endpoint"],
+        "bucket": s3_info["bucket"],
+        "region": s3_info["region"],
+        **creds,
+    }
+    owner_dir = launch(work, procs, storage, args.trainers, say)
+    say(f"owner sees {args.trainers} trainers after {time.monotonic() - started:.1f}s; submitting")
     job_id = call(owner_dir, "jobs.submit", {"spec": spec})["job_id"]
 
     def get() -> Any:
@@ -309,3 +254,76 @@ def _run(
     summary = write_result(result, args.out)
     summary["wall_seconds"] = round(time.monotonic() - started, 3)
     return summary
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without storage credentials or daemon settings."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _toml_table(name: str, values: dict[str, Any]) -> str:
+    return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
+def launch(
+    work: Path, procs: Processes, storage: dict[str, Any], trainers: int, say: Any = print
+) -> Path:
+    """Start a bootstrap node, an owner daemon using ``storage`` and ``trainers`` trainers.
+
+    Only the owner's config file (mode 0600) holds the storage credentials; trainer
+    processes get none, in files or environment. Returns the owner's data dir once it
+    sees every trainer.
+    """
+    env = clean_env()
+    boot_dir = work / "bootstrap"
+    procs.start(
+        "bootstrap",
+        [
+            "-m",
+            "p2pnode.cli",
+            "bootstrap",
+            "--data-dir",
+            str(boot_dir),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ],
+        env,
+    )
+    maddr_file = boot_dir / "multiaddr"
+    maddr = _wait(
+        lambda: maddr_file.exists() and maddr_file.read_text().strip(), "the bootstrap node", procs
+    )
+    say(f"bootstrap node {maddr}")
+    presence = _toml_table("presence", {"interval_s": 1.0, "silence_timeout_s": 10.0})
+    owner_dir = work / "owner"
+    owner_dir.mkdir(parents=True)
+    owner_cfg = owner_dir / "config.toml"
+    owner_cfg.touch(mode=0o600)
+    owner_cfg.write_text(presence + _toml_table("storage", storage))
+    trainer_cfg = work / "trainer.toml"
+    trainer_cfg.write_text(presence + _toml_table("trainer", {"train_threads": 1}))
+    daemon = [
+        "-m",
+        "p2pnode.cli",
+        "daemon",
+        "--bootstrap",
+        maddr,
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]
+    procs.start("owner", [*daemon, "--data-dir", str(owner_dir), "--config", str(owner_cfg)], env)
+    for i in range(trainers):
+        procs.start(
+            f"trainer-{i}",
+            [*daemon, "--data-dir", str(work / f"trainer-{i}"), "--config", str(trainer_cfg)],
+            env,
+        )
+    _wait(lambda: _try_call(owner_dir, "node.id"), "the owner daemon", procs)
+    _wait(
+        lambda: len(_try_call(owner_dir, "node.peers") or []) >= trainers,
+        f"{trainers} trainers",
+        procs,
+    )
+    return owner_dir

@@ -185,7 +185,7 @@ def evaluate(prepared: Prepared, model: bytes) -> tuple[float, float]:
 def _validation(spec: JobSpec) -> Any:
     from training.validate import ValidationConfig  # noqa: PLC0415
 
-    return ValidationConfig()
+    return ValidationConfig(norm_factor=spec.norm_factor, quality_margin=spec.quality_margin)
 
 
 def check_update(

@@ -68,6 +68,8 @@ class JobSpec:
     target_accuracy: float = 0.0  # 0 = run every round
     chunk_samples: int = 2000
     validate_updates: bool = True
+    quality_margin: float = 2.0  # nats of held-out loss an update may lose vs the global model
+    norm_factor: float = 3.0  # reject deltas above this times the round's median norm
     offer_window_s: float = 3.0
 
     def to_json(self) -> str:
@@ -152,6 +154,8 @@ def validate(spec: JobSpec) -> None:
     _check(1 <= spec.chunk_samples <= 1_000_000, "chunk_samples", "must be 1..1000000")
     _check(0.1 <= spec.offer_window_s <= 600, "offer_window_s", "must be 0.1..600")
     _check(spec.seed >= 0, "seed", "must be >= 0")
+    _check(0 <= spec.quality_margin <= 1000, "quality_margin", "must be 0..1000")
+    _check(1 <= spec.norm_factor <= 1000, "norm_factor", "must be 1..1000")
 
 
 def loads(text: str | bytes, *, fmt: str = "auto") -> JobSpec:

@@ -1,0 +1,123 @@
+"""A job end to end over real processes: bootstrap, owner and trainers as separate OS
+processes, a real SeaweedFS server for storage, and the one-command demo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from p2pnode.commands.demo import Processes, launch
+from p2pnode.commands.results import write_result
+from p2pnode.control import call
+from tests.conftest import wait_for
+from tests.s3servers import ServerHandle
+
+JOB = {
+    "model": "mlp",
+    "model_params": {"hidden": [64]},
+    "dataset": "digits",
+    "trainers": 3,
+    "rounds": 3,
+    "epochs": 2,
+    "lr": 0.1,
+    "batch_size": 16,
+    "partition": "iid",
+    "chunk_samples": 200,
+    "round_deadline_s": 60.0,
+}
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def test_job_over_real_processes_with_seaweedfs(
+    tmp_path: Path, seaweed_server: ServerHandle
+) -> None:
+    cfg = seaweed_server.config
+    storage = {
+        "kind": "s3",
+        "endpoint": cfg.endpoint,
+        "bucket": cfg.bucket,
+        "region": cfg.region,
+        "access_key": cfg.access_key,
+        "secret_key": cfg.secret_key,
+    }
+    procs = Processes(tmp_path)
+    (tmp_path / "logs").mkdir()
+    try:
+        owner = launch(tmp_path, procs, storage, trainers=3, say=lambda _m: None)
+        trainer_pids = [p.pid for name, p, _ in procs.children if name.startswith("trainer")]
+        assert len(trainer_pids) == 3
+        for pid in trainer_pids:
+            assert not [k for k in environ_of(pid) if k.startswith("AWS_")]
+        job_id = call(owner, "jobs.submit", {"spec": JOB})["job_id"]
+
+        def finished() -> dict | None:  # type: ignore[type-arg]
+            procs.check_alive()
+            s = call(owner, "jobs.status", {"job_id": job_id})
+            return s if s["state"] not in ("preparing", "running") else None
+
+        status = wait_for(finished, timeout=240, interval=0.5, what="the job to end")
+        assert status["state"] == "done", status
+        history = status["history"]
+        assert [r["round"] for r in history] == [1, 2, 3]
+        assert all(r["accepted"] == 3 and r["rejected"] == 0 for r in history)
+        assert history[-1]["test_accuracy"] >= 0.85
+        result = call(owner, "jobs.result", {"job_id": job_id})
+        summary = write_result(result, tmp_path / "out")
+        model = (tmp_path / "out" / "model.safetensors").read_bytes()
+        assert hashlib.sha256(model).hexdigest() == result["model_sha256"]
+        assert result["model_sha256"] == history[-1]["model_sha256"]
+        assert summary["accuracy"] == history[-1]["test_accuracy"]
+        trainers_status = [call(tmp_path / f"trainer-{i}", "trainer.status") for i in range(3)]
+        assert all(t["jobs"][job_id]["rounds_done"] == 3 for t in trainers_status)
+    finally:
+        procs.stop_all()
+
+
+def test_demo_command_json_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "p2pnode.cli",
+            "demo",
+            "--trainers",
+            "2",
+            "--rounds",
+            "2",
+            "--dataset",
+            "digits",
+            "--json",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert last["rounds"] == 2 and last["state"] == "done"
+    assert 0.5 <= last["accuracy"] <= 1.0
+    assert last["seconds"] > 0
+    model = (out / "model.safetensors").read_bytes()
+    assert hashlib.sha256(model).hexdigest() == last["model_sha256"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2]
+    for rec in metrics["rounds"]:
+        assert {"round", "seconds", "test_accuracy", "test_loss", "accepted", "rejected"} <= set(
+            rec
+        )
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
