@@ -56,7 +56,11 @@ def test_job_over_real_processes_with_seaweedfs(
         trainer_pids = [p.pid for name, p, _ in procs.children if name.startswith("trainer")]
         assert len(trainer_pids) == 3
         for pid in trainer_pids:
-            assert not [k for k in environ_of(pid) if k.startswith("AWS_")]
+            env = environ_of(pid)
+            assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(
+                env
+            )
+            assert cfg.secret_key and cfg.secret_key not in "\0".join(env.values())
         job_id = call(owner, "jobs.submit", {"spec": JOB})["job_id"]
 
         def finished() -> dict | None:  # type: ignore[type-arg]
@@ -110,7 +114,7 @@ def test_demo_command_json_line(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     assert last["rounds"] == 2 and last["state"] == "done"
-    assert 0.5 <= last["accuracy"] <= 1.0
+    assert 0.8 <= last["accuracy"] <= 1.0
     assert last["seconds"] > 0
     model = (out / "model.safetensors").read_bytes()
     assert hashlib.sha256(model).hexdigest() == last["model_sha256"]
