@@ -61,7 +61,8 @@ class TimeoutsConfig:
 class DiscoveryConfig:
     """DHT lookups that find peers and connect to them directly."""
 
-    interval_s: float = 10.0
+    interval_s: float = 2.0
+    max_interval_s: float = 60.0
     max_dials_per_round: int = 32
 
 
@@ -141,7 +142,7 @@ class Config:
             dial_s=3.0, request_s=5.0, dht_lookup_s=5.0, publish_s=3.0,
             control_read_s=5.0, shutdown_s=3.0,
         )
-        cfg.discovery = DiscoveryConfig(interval_s=1.0)
+        cfg.discovery = DiscoveryConfig(interval_s=1.0, max_interval_s=8.0)
         cfg.presence = PresenceConfig(interval_s=1.0, silence_timeout_s=6.0)
         cfg.control = ControlConfig(max_request_bytes=64 * 1024, debug_routes=True)
         return cfg
@@ -168,6 +169,8 @@ class Config:
             _check_multiaddr(f"node.bootstrap[{i}]", addr, need_peer=True)
         if self.presence.silence_timeout_s < 2 * self.presence.interval_s:
             raise ConfigError("presence.silence_timeout_s", "must be >= 2 * presence.interval_s")
+        if self.discovery.max_interval_s < self.discovery.interval_s:
+            raise ConfigError("discovery.max_interval_s", "must be >= discovery.interval_s")
         if not 0 <= self.work.min_health_to_work <= 100:
             raise ConfigError("work.min_health_to_work", "must be within 0..100")
         if self.control.max_request_bytes < 64:

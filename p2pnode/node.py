@@ -321,6 +321,8 @@ class Node:
             return
         if self.peer_table.observe(sender, status, time.monotonic()):
             log.info("peer joined %s (%d live)", sender, len(self.peer_table))
+            if self._discovery is not None:
+                self._discovery.poke()
 
     async def _presence_loop(self) -> None:
         while True:
@@ -354,4 +356,6 @@ class Node:
             for peer_id in self.peer_table.expire(time.monotonic()):
                 log.info("peer left %s (silent; %d live)", peer_id, len(self.peer_table))
                 await self._drop_peer(peer_id)
+                if self._discovery is not None:
+                    self._discovery.poke()
             await trio.sleep(min(1.0, self.config.presence.interval_s))

@@ -43,6 +43,7 @@ shutdown_s = 3.0
 
 [discovery]
 interval_s = 1.0
+max_interval_s = 8.0
 
 [presence]
 interval_s = 1.0

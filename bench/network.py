@@ -1,0 +1,140 @@
+"""Network benchmark: a bootstrap node and N daemons on loopback (not a test).
+
+    .venv/bin/python bench/network.py [--daemons 20] [--messages 200] [--rate 10]
+
+Prints: seconds until every daemon sees every other; gossip delivery ratio and p50/p95
+latency over the messages (random senders, ``--rate`` per second in all); idle RSS per
+daemon; start-to-ready time. Nodes use the test config of tests/p2pnode/harness.py
+(presence every 1 s, discovery every 1 s). All processes share this machine's cores, so
+the figures include that contention; the machine load is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.p2pnode.harness import Network, NodeProc, open_network  # noqa: E402
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+def sees_all(nodes: list[NodeProc]) -> bool:
+    ids = {n.peer_id for n in nodes}
+    for n in nodes:
+        if n.peer_ids() != ids - {n.peer_id}:
+            return False
+    return True
+
+
+def wait(pred, timeout: float) -> float | None:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if pred():
+            return time.monotonic() - start
+        time.sleep(0.1)
+    return None
+
+
+def discovery(net: Network) -> None:
+    took = wait(lambda: sees_all(net.daemons), 120)
+    when = f"after {took:.2f} s" if took is not None else "NOT within 120 s"
+    print(f"discovery: every daemon sees the other {len(net.daemons) - 1} {when} "
+          "(from the moment the last daemon was ready)")
+
+
+def gossip(net: Network, messages: int, rate: float) -> None:
+    for d in net.daemons:
+        d.rpc("debug.subscribe", {"topic": "bench"})
+    # Warm the mesh: one message, until it reaches everyone.
+    warm = net.daemons[0]
+    wait(lambda: (warm.rpc("debug.publish", {"topic": "bench", "data": "warm"}) and
+                  all(d.rpc("debug.messages", {"topic": "bench"}) for d in net.daemons[1:])), 30)
+    sent: dict[str, tuple[str, float]] = {}
+    rng = random.Random(1)
+    start = time.monotonic()
+    for i in range(messages):
+        sender = rng.choice(net.daemons)
+        tag = f"m{i}"
+        res = sender.rpc("debug.publish", {"topic": "bench", "data": tag})
+        sent[tag] = (sender.peer_id, res["published_at"])
+        time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+    time.sleep(3.0)  # let the tail of the stream arrive before counting
+    latencies: list[float] = []
+    delivered = 0
+    for d in net.daemons:
+        for m in d.rpc("debug.messages", {"topic": "bench"}):
+            if m["data"] in sent and sent[m["data"]][0] != d.peer_id:
+                delivered += 1
+                latencies.append((m["received_at"] - sent[m["data"]][1]) * 1000)
+    expected = messages * (len(net.daemons) - 1)
+    print(f"gossip: {delivered}/{expected} deliveries ({delivered / expected:.1%}) of "
+          f"{messages} messages at {rate:g}/s; latency p50 {pct(latencies, 50):.1f} ms, "
+          f"p95 {pct(latencies, 95):.1f} ms, max {max(latencies):.1f} ms")
+
+
+def idle(net: Network) -> None:
+    time.sleep(5.0)  # idle period before sampling memory
+    rss = [d.rpc("node.status")["rss_bytes"] / 2**20 for d in net.daemons]
+    print(f"idle RSS per daemon: mean {statistics.mean(rss):.1f} MiB, "
+          f"max {max(rss):.1f} MiB, min {min(rss):.1f} MiB")
+
+
+def start_to_ready(net: Network, launch: dict[str, float]) -> None:
+    inside = [d.rpc("node.status")["ready_after_s"] for d in net.daemons]
+    print(f"start-to-ready inside the process (identity -> listening, pubsub, DHT, bootstrap "
+          f"dialled, socket up): p50 {pct(inside, 50):.2f} s, max {max(inside):.2f} s")
+    walls = [launch[d.peer_id] for d in net.daemons if d.peer_id in launch]
+    if walls:
+        print(f"process launch -> ready with {len(walls)} launched at once (import "
+              f"contention): p50 {pct(walls, 50):.2f} s, max {max(walls):.2f} s")
+    t0 = time.monotonic()
+    one = net.add_daemon("one-more")
+    took = time.monotonic() - t0
+    print(f"one more daemon, launched alone on the settled network: process launch -> "
+          f"ready {took:.2f} s (inside the process {one.rpc('node.status')['ready_after_s']:.2f}"
+          f" s)")
+    seen = wait(lambda: sees_all(net.daemons), 60)
+    print(f"  ... and seen by all / sees all {len(net.daemons) - 1} after "
+          f"{seen if seen is None else round(seen, 2)} s more")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--daemons", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=10.0, help="messages per second, total")
+    args = parser.parse_args()
+    print(f"before: {load()}")
+    with tempfile.TemporaryDirectory(prefix="dt-bench-") as tmp:
+        t0 = time.monotonic()
+        launch: dict[str, float] = {}
+        with open_network(Path(tmp), args.daemons) as net:
+            for d in net.daemons:
+                launch[d.peer_id] = time.monotonic() - t0  # upper bound: polled in order
+            print(f"{args.daemons} daemons + bootstrap ready after {time.monotonic() - t0:.2f} s")
+            discovery(net)
+            start_to_ready(net, {})
+            gossip(net, args.messages, args.rate)
+            idle(net)
+            print(f"after: {load()}")
+
+
+if __name__ == "__main__":
+    main()
