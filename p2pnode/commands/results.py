@@ -86,11 +86,13 @@ def plot_curve(records: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rounds = [r["round"] for r in records]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(rounds, [r["test_accuracy"] for r in records], "o-", color="tab:blue")
     ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy", color="tab:blue")
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()

@@ -308,6 +308,7 @@ class Owner:
             server_state = self.jobs.server_state(job_id)
             t0 = row.created_ms / 1000
             for r in range(row.completed_round + 1, spec.rounds + 1):
+                round_started = trio.current_time()
                 close = await self._round_with_retries(
                     live, r, slots, model_key, model_sha, len(model)
                 )
@@ -352,6 +353,8 @@ class Owner:
                         "used_updates": used,
                         "rejected_updates": rejected,
                         "trainers": sorted({a.peer for a in close}),
+                        "train_seconds": [round(a.train_seconds, 4) for a in close],
+                        "round_seconds": round(trio.current_time() - round_started, 4),
                     },
                 )
                 final = r == spec.rounds or (spec.target_accuracy and acc >= spec.target_accuracy)
@@ -485,7 +488,9 @@ class Owner:
                 live.dropped["bad_seal"] = live.dropped.get("bad_seal", 0) + 1
                 return
             live.trainers[peer] = "announced"
-            self._feed(live, ("announced", peer, note.sha256, url, note.samples))
+            self._feed(
+                live, ("announced", peer, note.sha256, url, note.samples, note.train_seconds)
+            )
 
         return on_message
 
@@ -565,8 +570,9 @@ class Owner:
     ) -> list[rd.Action]:
         kind, peer = ev[0], ev[1]
         if kind == "announced":
-            _, _, sha, url, samples = ev
+            _, _, sha, url, samples, train_s = ev
             ctx.announced[(peer, sha)] = (url, samples)
+            ctx.train_seconds[sha] = float(train_s)
             return rnd.announced(peer, sha)
         if kind == "checked":
             _, _, slot, sha, ok = ev
@@ -700,7 +706,9 @@ class Owner:
             except ValueError as exc:
                 ok, reason, data = False, f"bad_sha256: {exc}", b""
             if ok:
-                ctx.got[a.sha256] = _Got(a.peer, a.slot, a.sha256, int(samples), data)
+                ctx.got[a.sha256] = _Got(
+                    a.peer, a.slot, a.sha256, int(samples), data, ctx.train_seconds.get(a.sha256, 0)
+                )
         if not ok:
             log.info(
                 "job %s round %d: update %s from %s rejected: %s",
@@ -735,6 +743,7 @@ class _Got:
     sha256: str
     samples: int
     data: bytes
+    train_seconds: float = 0.0
 
 
 @dataclass
@@ -747,6 +756,7 @@ class _RoundCtx:
     model_size: int
     got: dict[str, _Got]
     announced: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    train_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _json(value: Any) -> str:
