@@ -31,6 +31,7 @@ from storage.errors import (
     UrlRejected,
     redact_url,
 )
+from storage.httpio import LargeReadTransport
 from storage.progress import ProgressCallback, ProgressEvent
 
 T = TypeVar("T")
@@ -92,12 +93,17 @@ def new_client(
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     io_timeout_s: float = DEFAULT_IO_TIMEOUT_S,
 ) -> httpx.AsyncClient:
-    """Return an ``httpx.AsyncClient`` suited to presigned transfers (close it after use)."""
+    """Return an ``httpx.AsyncClient`` suited to presigned transfers (close it after use).
+
+    It runs under trio only, reads the socket in large blocks (``storage.httpio``),
+    follows no redirects and uses no proxy from the environment.
+    """
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(io_timeout_s, connect=connect_timeout_s),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
+        transport=LargeReadTransport(limits),
         follow_redirects=False,
     )
 

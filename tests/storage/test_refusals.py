@@ -49,8 +49,10 @@ async def test_one_changed_signature_character_is_rejected(any_store: S3Store) -
 async def test_expired_url_is_rejected(any_store: S3Store) -> None:
     data = b"short-lived"
     any_store.put_bytes("e", data)
-    url = any_store.presign_get("e", expires_s=1)
+    # PUT signed first: its X-Amz-Date is never later than the GET's, so once the GET
+    # URL is refused the PUT URL has expired too.
     put_url = any_store.presign_put("e2", "application/octet-stream", expires_s=1)
+    url = any_store.presign_get("e", expires_s=1)
     async with httpx.AsyncClient() as client:
         # Wait on the condition (the server refuses the URL), not a fixed time.
         with trio.fail_after(EXPIRY_TIMEOUT_S):
