@@ -137,7 +137,7 @@ def start_seaweedfs(tmp_path: Path, bucket: str = TEST_BUCKET) -> ServerHandle:
             f"-s3.port={s3}", f"-s3.port.grpc={s3 + 10000}",
             f"-admin.port={admin}", f"-admin.port.grpc={admin + 10000}",
             "-admin.ui=false", "-webdav=false", "-s3.port.lance=0", "-s3.port.iceberg=0",
-            f"-s3.config={s3_config}", "-master.volumeSizeLimitMB=256",
+            f"-s3.config={s3_config}", "-master.volumeSizeLimitMB=256", "-master.telemetry=false",
         ]  # fmt: skip
         with log_path.open("ab") as log:
             process = subprocess.Popen(
