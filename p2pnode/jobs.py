@@ -8,19 +8,22 @@ starts an embedded S3 server (nanio) in ``D/s3`` on first use and stops it on ex
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 from libp2p.peer.id import ID
 
+from p2pnode.errors import ConfigError
 from p2pnode.jobstore import JobStore
 from p2pnode.rpc import InvalidParams, RpcError
 from protocols.job import PROTOCOL_ID
 from protocols.job.owner import Owner, OwnerConfig
 from protocols.job.ports import RequestHandler, TopicHandler
+from protocols.job.selection import ReputationConfig
 from protocols.job.service import request_handler
 from protocols.job.spec import SpecError, from_mapping, loads
 from protocols.job.trainer import Trainer, TrainerConfig
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from p2pnode.node import Node
 
 log = logging.getLogger("distro_train.jobs")
+T = TypeVar("T")
 JOB_NOT_FOUND = -32001
 """JSON-RPC application error: no job with that id on this daemon."""
 
@@ -111,16 +115,49 @@ def _open_store(node: Node, stack: list[Any]) -> Any:
     return store
 
 
+def settings_from_table(cls: type[T], section: str, table: Mapping[str, Any]) -> T:
+    """Build a frozen settings dataclass from a TOML table, naming any bad field.
+
+    Raises:
+        ConfigError: An unknown field, or a value of the wrong type or sign.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    defaults: Any = cls()
+    for key, value in table.items():
+        default = getattr(defaults, key, None) if key in fields else None
+        scalar = isinstance(default, bool | int | float)
+        if key not in fields or not scalar:
+            raise ConfigError(f"{section}.{key}", "unknown field")
+        if isinstance(default, bool) or isinstance(value, bool):
+            ok = isinstance(value, bool) and isinstance(default, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float)
+        else:
+            ok = False
+        if not ok or value < 0:
+            raise ConfigError(
+                f"{section}.{key}", f"must be a non-negative {type(default).__name__}"
+            )
+        values[key] = type(default)(value)
+    return cls(**values)
+
+
 def install(node: Node) -> tuple[Owner, Trainer]:
     """Add the owner and trainer roles and the ``jobs.*`` routes to ``node``."""
     host = JobHost(node)
     jobs = JobStore(node.config.node.data_dir / "jobs.sqlite3")
     stack: list[Any] = []
     extra = node.config.extra
-    owner = Owner(
-        host, jobs, lambda: _open_store(node, stack), OwnerConfig(**extra.get("owner", {}))
+    owner_cfg = dataclasses.replace(
+        settings_from_table(OwnerConfig, "owner", extra.get("owner", {})),
+        reputation=settings_from_table(ReputationConfig, "reputation", extra.get("reputation", {})),
     )
-    trainer = Trainer(host, TrainerConfig(**extra.get("trainer", {})))
+    trainer_cfg = settings_from_table(TrainerConfig, "trainer", extra.get("trainer", {}))
+    owner = Owner(host, jobs, lambda: _open_store(node, stack), owner_cfg)
+    trainer = Trainer(host, trainer_cfg)
     host.trainer = trainer
     node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, trainer))
 
