@@ -137,11 +137,11 @@ def settings_from_table(cls: type[T], section: str, table: Mapping[str, Any]) ->
             ok = isinstance(value, int | float)
         else:
             ok = False
-        if not ok or value < 0:
+        if not ok or value < 0 <= default:
             raise ConfigError(
                 f"{section}.{key}", f"must be a non-negative {type(default).__name__}"
             )
-        values[key] = type(default)(value)
+        values[key] = float(value) if isinstance(default, float) else value
     return cls(**values)
 
 
