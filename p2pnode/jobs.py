@@ -125,7 +125,7 @@ def settings_from_table(cls: type[T], section: str, table: Mapping[str, Any]) ->
     values: dict[str, Any] = {}
     defaults: Any = cls()
     for key, value in table.items():
-        default = getattr(defaults, key, None) if key in fields else None
+        default: Any = getattr(defaults, key, None) if key in fields else None
         scalar = isinstance(default, bool | int | float)
         if key not in fields or not scalar:
             raise ConfigError(f"{section}.{key}", "unknown field")
