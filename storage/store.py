@@ -12,6 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from storage.errors import InvalidKey
 
@@ -123,3 +124,12 @@ class ObjectStore(ABC):
     @abstractmethod
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist yet."""
+
+
+def __getattr__(name: str) -> Any:
+    """Give ``from storage.store import S3Store`` without importing boto3 eagerly."""
+    if name == "S3Store":
+        from storage.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
