@@ -7,9 +7,18 @@ Same as ``distro-train bootstrap``. Prints the node's full multiaddr (with
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from p2pnode.cli import main
+from p2pnode.commands.daemon import BOOTSTRAP_DESCRIPTION, add_bootstrap_arguments, run_bootstrap
+
+
+def main() -> int:
+    """Parse the command line and run the bootstrap node until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(prog="bootstrap.py", description=BOOTSTRAP_DESCRIPTION)
+    add_bootstrap_arguments(parser)
+    return run_bootstrap(parser.parse_args())
+
 
 if __name__ == "__main__":
-    sys.exit(main(["bootstrap", *sys.argv[1:]], prog="bootstrap.py"))
+    sys.exit(main())

@@ -52,7 +52,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "distro-train") -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return its exit code."""
     args = build_parser(prog).parse_args(argv)
     module, _add_fn, run_fn, _help = SUBCOMMANDS[args.command]
-    code: int = getattr(importlib.import_module(module), run_fn)(args)
+    try:
+        code: int = getattr(importlib.import_module(module), run_fn)(args)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 141
     return code
 
 

@@ -7,8 +7,14 @@ from pathlib import Path
 
 from p2pnode.commands.common import add_data_dir, fail
 
-HELP = "run a participant daemon"
-BOOTSTRAP_HELP = "run a bootstrap node (DHT server, no training)"
+BOOTSTRAP_DESCRIPTION = """\
+Run a bootstrap node: a well-known entry point of the network. It runs the Kademlia
+DHT in server mode and relays gossip; it trains nothing and publishes no presence.
+On start it prints its full multiaddr (ending in /p2p/<peer id>) on stdout and writes
+it atomically to DATA_DIR/multiaddr; give that address to daemons with --bootstrap or
+BOOTSTRAP_ADDR. It logs one line per peer joined or left. Stop it with Ctrl-C or
+SIGTERM.
+"""
 
 
 def add_node_arguments(parser: argparse.ArgumentParser, *, bootstrap_flag: bool) -> None:
@@ -31,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the bootstrap node's flags (no --bootstrap: it may join other bootstraps via config)."""
+    """Add the bootstrap node's flags (other bootstrap nodes may be set in the config)."""
+    parser.description = BOOTSTRAP_DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_node_arguments(parser, bootstrap_flag=False)
 
 

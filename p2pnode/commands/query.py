@@ -7,8 +7,6 @@ from typing import Any
 
 from p2pnode.commands.common import add_data_dir, add_json, data_dir_of, fail, print_json
 
-HELP = "query the local daemon"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the common query flags."""
