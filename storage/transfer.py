@@ -11,6 +11,7 @@ retried with exponential backoff; 401/403/400 (``UrlRejected``), 404
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -169,31 +170,23 @@ def _declared_size(url: str, response: httpx.Response, max_bytes: int) -> int | 
 async def _fetch_once(client: httpx.AsyncClient, url: str, sha256: str, max_bytes: int) -> bytes:
     """One download attempt: stream, bound, hash, compare."""
     hasher = hashlib.sha256()
-    async with client.stream("GET", url) as response:
-        declared = _declared_size(url, response, max_bytes)
-        # Raw bytes: the sha256 covers the stored object, not a decoded form of it.
-        if declared is not None:
-            # h11 enforces Content-Length framing, so the body fits the buffer exactly;
-            # filling a preallocated buffer avoids regrowing (and recopying) it.
-            body = bytearray(declared)
-            view = memoryview(body)
+    # BytesIO grows in place and getvalue() hands over its buffer without a copy,
+    # so every byte is written to fresh memory once.
+    with io.BytesIO() as body:
+        async with client.stream("GET", url) as response:
+            _declared_size(url, response, max_bytes)
             received = 0
+            # Raw bytes: the sha256 covers the stored object, not a decoded form of it.
             async for piece in response.aiter_raw():
-                hasher.update(piece)
-                view[received : received + len(piece)] = piece
                 received += len(piece)
-            view.release()
-        else:
-            body = bytearray()
-            async for piece in response.aiter_raw():
-                if len(body) + len(piece) > max_bytes:
-                    raise TooLarge(url, max_bytes, len(body) + len(piece))
+                if received > max_bytes:
+                    raise TooLarge(url, max_bytes, received)
                 hasher.update(piece)
-                body += piece
-    actual = hasher.hexdigest()
-    if actual != sha256:
-        raise HashMismatch(url, sha256, actual)
-    return bytes(body)
+                body.write(piece)
+        actual = hasher.hexdigest()
+        if actual != sha256:
+            raise HashMismatch(url, sha256, actual)
+        return body.getvalue()
 
 
 async def _fetch_to_file_once(
