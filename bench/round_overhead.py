@@ -41,7 +41,7 @@ def main() -> int:
         creds = json.loads(Path(info["credentials_file"]).read_text())
         storage = {"kind": "s3", "endpoint": info["endpoint"], "bucket": info["bucket"],
                    "region": info["region"], **creds}
-        owner = launch(work, procs, storage, args.trainers, say=lambda m: None)
+        owner = launch(work, procs, storage, args.trainers, say=lambda m: None).owner_dir
         spec = {"model": "logreg", "model_params": {"in_features": 64}, "dataset": "digits",
                 "trainers": args.trainers, "rounds": args.rounds, "epochs": 1, "lr": 0.1,
                 "batch_size": 16, "partition": "iid", "chunk_samples": 400}

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -246,7 +247,7 @@ def _run(
         "region": s3_info["region"],
         **creds,
     }
-    owner_dir = launch(work, procs, storage, args.trainers, say)
+    owner_dir = launch(work, procs, storage, args.trainers, say).owner_dir
     say(f"owner sees {args.trainers} trainers after {time.monotonic() - started:.1f}s; submitting")
     job_id = call(owner_dir, "jobs.submit", {"spec": spec})["job_id"]
 
@@ -275,14 +276,23 @@ def _toml_table(name: str, values: dict[str, Any]) -> str:
     return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
 
 
+@dataclass
+class Cluster:
+    """What ``launch`` started: the owner's data dir and the argv to restart a daemon."""
+
+    owner_dir: Path
+    owner_argv: list[str]
+    trainer_argv: list[list[str]]
+
+
 def launch(
     work: Path, procs: Processes, storage: dict[str, Any], trainers: int, say: Any = print
-) -> Path:
+) -> Cluster:
     """Start a bootstrap node, an owner daemon using ``storage`` and ``trainers`` trainers.
 
     Only the owner's config file (mode 0600) holds the storage credentials; trainer
-    processes get none, in files or environment. Returns the owner's data dir once it
-    sees every trainer.
+    processes get none, in files or environment. Returns once the owner sees every
+    trainer.
     """
     env = clean_env()
     boot_dir = work / "bootstrap"
@@ -321,17 +331,21 @@ def launch(
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
     ]
-    procs.start("owner", [*daemon, "--data-dir", str(owner_dir), "--config", str(owner_cfg)], env)
-    for i in range(trainers):
-        procs.start(
-            f"trainer-{i}",
-            [*daemon, "--data-dir", str(work / f"trainer-{i}"), "--config", str(trainer_cfg)],
-            env,
-        )
+    cluster = Cluster(
+        owner_dir,
+        [*daemon, "--data-dir", str(owner_dir), "--config", str(owner_cfg)],
+        [
+            [*daemon, "--data-dir", str(work / f"trainer-{i}"), "--config", str(trainer_cfg)]
+            for i in range(trainers)
+        ],
+    )
+    procs.start("owner", cluster.owner_argv, env)
+    for i, argv in enumerate(cluster.trainer_argv):
+        procs.start(f"trainer-{i}", argv, env)
     _wait(lambda: _try_call(owner_dir, "node.id"), "the owner daemon", procs)
     _wait(
         lambda: len(_try_call(owner_dir, "node.peers") or []) >= trainers,
         f"{trainers} trainers",
         procs,
     )
-    return owner_dir
+    return cluster

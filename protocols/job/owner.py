@@ -281,8 +281,13 @@ class Owner:
         if row.state == "preparing":
             live.phase = "uploading"
             chunk_rows: list[ChunkRow] = []
+            sent = [0, 0]  # uploaded, already stored
+
+            def count(event: Any) -> None:
+                sent[1 if event.skipped else 0] += 1
+
             for slot, items in enumerate(prepared.slots):
-                manifest = await trio.to_thread.run_sync(upload_chunks, store, prefix, items)
+                manifest = await trio.to_thread.run_sync(upload_chunks, store, prefix, items, count)
                 chunk_rows += [
                     ChunkRow(slot, i, e.key, e.sha256, e.size, e.samples)
                     for i, e in enumerate(manifest.entries)
@@ -290,8 +295,18 @@ class Owner:
             key = f"{prefix}models/0-{compute.sha256(prepared.initial)}.safetensors"
             await trio.to_thread.run_sync(store.put_bytes, key, prepared.initial, CONTENT_TYPE)
             self.jobs.set_prepared(job_id, chunk_rows, key, compute.sha256(prepared.initial))
+            log.info(
+                "job %s: data stored: %d chunks uploaded, %d already stored",
+                job_id,
+                sent[0],
+                sent[1],
+            )
             row = self.jobs.job(job_id)
             assert row is not None
+        else:
+            log.info(
+                "job %s: resuming after round %d; data already stored", job_id, row.completed_round
+            )
         slots: dict[int, list[ChunkRow]] = {}
         for c in self.jobs.chunks(job_id):
             slots.setdefault(c.slot, []).append(c)

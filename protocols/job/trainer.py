@@ -50,6 +50,7 @@ class TrainerConfig:
         request_timeout_s: Wait for an owner's answer to an offer or refusal.
         train_threads: torch threads per training run (0 = torch's default).
         known_jobs: Announced jobs remembered (oldest forgotten first).
+        reoffer_after_s: Offer again for a known job announced after this long.
     """
 
     slots: int = 1
@@ -59,6 +60,7 @@ class TrainerConfig:
     request_timeout_s: float = 10.0
     train_threads: int = 0
     known_jobs: int = 256
+    reoffer_after_s: float = 8.0
 
 
 @dataclass
@@ -67,6 +69,7 @@ class _Job:
     owner_key: PublicKey
     announce: pb.JobAnnounce
     state: str = "offered"
+    offered_at: float = 0.0
     rounds_done: int = 0
     last_metrics: dict[str, float] = field(default_factory=dict)
 
@@ -113,13 +116,23 @@ class Trainer:
         except EnvelopeError as exc:
             self._drop(exc.reason, exc.sender)
             return
-        if msg.sender == self.node.peer_id or msg.job_id in self.jobs:
+        if msg.sender == self.node.peer_id:
+            return
+        known = self.jobs.get(msg.job_id)
+        now = time.monotonic()
+        if known is not None:
+            # Offer again now and then: a restarted owner has forgotten its offers.
+            if known.owner != msg.sender or now - known.offered_at < self.cfg.reoffer_after_s:
+                return
+            known.offered_at = now
+            assert self._nursery is not None
+            self._nursery.start_soon(self._offer, msg)
             return
         ann = msg.body
         assert isinstance(ann, pb.JobAnnounce)
         if not self._fits(ann):
             return
-        self.jobs[msg.job_id] = _Job(msg.sender, msg.public_key, ann)
+        self.jobs[msg.job_id] = _Job(msg.sender, msg.public_key, ann, offered_at=now)
         while len(self.jobs) > self.cfg.known_jobs:
             self.jobs.popitem(last=False)
         assert self._nursery is not None

@@ -52,7 +52,7 @@ def test_job_over_real_processes_with_seaweedfs(
     procs = Processes(tmp_path)
     (tmp_path / "logs").mkdir()
     try:
-        owner = launch(tmp_path, procs, storage, trainers=3, say=lambda _m: None)
+        owner = launch(tmp_path, procs, storage, trainers=3, say=lambda _m: None).owner_dir
         trainer_pids = [p.pid for name, p, _ in procs.children if name.startswith("trainer")]
         assert len(trainer_pids) == 3
         for pid in trainer_pids:

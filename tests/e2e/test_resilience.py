@@ -1,0 +1,127 @@
+"""Crashes and churn over real processes: an owner killed mid-job resumes, a trainer
+killed mid-round is replaced by a spare, and no round is lost.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+from p2pnode.commands.demo import Cluster, Processes, clean_env, launch
+from p2pnode.control import call
+from p2pnode.errors import ControlError
+from tests.conftest import wait_for
+from tests.s3servers import ServerHandle
+
+JOB: dict[str, Any] = {
+    "model": "mlp",
+    "model_params": {"hidden": [128]},
+    "dataset": "digits",
+    "rounds": 6,
+    "epochs": 3,
+    "lr": 0.1,
+    "batch_size": 16,
+    "partition": "iid",
+    "chunk_samples": 200,
+    "round_deadline_s": 60.0,
+}
+
+
+def storage_of(server: ServerHandle) -> dict[str, Any]:
+    c = server.config
+    return {
+        "kind": "s3",
+        "endpoint": c.endpoint,
+        "bucket": c.bucket,
+        "region": c.region,
+        "access_key": c.access_key,
+        "secret_key": c.secret_key,
+    }
+
+
+def status(owner: Path, job_id: str) -> dict[str, Any] | None:
+    try:
+        result: dict[str, Any] = call(owner, "jobs.status", {"job_id": job_id}, timeout=5)
+        return result
+    except ControlError:
+        return None
+
+
+def ended(owner: Path, job_id: str, procs: Processes) -> dict[str, Any] | None:
+    procs.check_alive()
+    s = status(owner, job_id)
+    return s if s and s["state"] not in ("preparing", "running") else None
+
+
+def start(tmp: Path, server: ServerHandle, trainers: int) -> tuple[Processes, Cluster]:
+    (tmp / "logs").mkdir()
+    procs = Processes(tmp)
+    return procs, launch(tmp, procs, storage_of(server), trainers, say=lambda _m: None)
+
+
+def test_owner_killed_mid_job_resumes_from_its_last_round(
+    tmp_path: Path, nanio_server: ServerHandle
+) -> None:
+    procs, cluster = start(tmp_path, nanio_server, trainers=3)
+    try:
+        owner = cluster.owner_dir
+        job_id = call(owner, "jobs.submit", {"spec": {**JOB, "trainers": 3}})["job_id"]
+        wait_for(
+            lambda: (status(owner, job_id) or {}).get("completed_round", 0) >= 2,
+            timeout=120,
+            what="two rounds",
+        )
+        (proc,) = [p for name, p, _ in procs.children if name == "owner"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        procs.children = [c for c in procs.children if c[0] != "owner"]
+        procs.start("owner-restarted", cluster.owner_argv, clean_env())
+        final = wait_for(
+            lambda: ended(owner, job_id, procs),
+            timeout=180,
+            interval=0.5,
+            what="the resumed job to end",
+        )
+        assert final["state"] == "done", final
+        assert [r["round"] for r in final["history"]] == list(range(1, 7))
+        assert final["history"][-1]["test_accuracy"] > 0.85
+        log = (tmp_path / "logs" / "owner-restarted.log").read_text()
+        assert "resuming after round" in log
+        assert "chunks uploaded" not in log, "the restarted owner uploaded the data again"
+    finally:
+        procs.stop_all()
+
+
+def test_trainer_killed_mid_job_is_replaced_and_no_round_is_lost(
+    tmp_path: Path, nanio_server: ServerHandle
+) -> None:
+    procs, cluster = start(tmp_path, nanio_server, trainers=4)
+    try:
+        owner = cluster.owner_dir
+        spec = {**JOB, "trainers": 3, "spares": 1, "round_deadline_s": 30.0}
+        job_id = call(owner, "jobs.submit", {"spec": spec})["job_id"]
+
+        def training_in_round_2() -> list[str]:
+            s = status(owner, job_id) or {}
+            if s.get("round", 0) < 2:
+                return []
+            return [p for p, st in s["trainers"].items() if st in ("assigned", "training")]
+
+        victim = wait_for(training_in_round_2, timeout=120, what="round 2 under way")[0]
+        ids = {call(tmp_path / f"trainer-{i}", "node.id")["peer_id"]: i for i in range(4)}
+        (proc,) = [p for name, p, _ in procs.children if name == f"trainer-{ids[victim]}"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        procs.children = [c for c in procs.children if c[1] is not proc]
+        final = wait_for(
+            lambda: ended(owner, job_id, procs), timeout=240, interval=0.5, what="the job to end"
+        )
+        assert final["state"] == "done", final
+        history = final["history"]
+        assert [r["round"] for r in history] == list(range(1, 7)), "a round was lost"
+        assert all(r["accepted"] == 3 for r in history), [r["accepted"] for r in history]
+        assert all(victim not in r["trainers"] for r in history[2:])
+        assert final["trainers"][victim] == "gone"
+    finally:
+        procs.stop_all()
