@@ -27,8 +27,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 def redact_url(url: str) -> str:
     """Return ``url`` without its query string and fragment (drops any signature)."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    try:
+        parts = urlsplit(url)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    except ValueError:
+        return "<unparseable URL>"
 
 
 class StorageError(Exception):

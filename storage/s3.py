@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from storage.config import PRESIGN_EXPIRY_CAP_S, StoreConfig
-from storage.errors import ObjectNotFound, StorageConfigError, StoreOperationFailed
+from storage.errors import InvalidKey, ObjectNotFound, StorageConfigError, StoreOperationFailed
 from storage.store import (
     DEFAULT_CONTENT_TYPE,
     ObjectInfo,
@@ -156,8 +156,15 @@ class S3Store(ObjectStore):
             self.client.delete_object(Bucket=self.config.bucket, Key=full)
 
     def delete_prefix(self, prefix: str) -> int:
-        """See ``ObjectStore.delete_prefix``; deletes in batches of 1000 keys."""
+        """See ``ObjectStore.delete_prefix``; deletes in batches of 1000 keys.
+
+        Raises:
+            InvalidKey: ``prefix`` is "" while the config has no prefix either (that
+                would empty the whole bucket).
+        """
         full = self.config.key(check_prefix(prefix))
+        if not full:
+            raise InvalidKey(prefix, "refusing to delete every object in the bucket")
         deleted = 0
         with _wrap("delete_prefix", prefix):
             paginator = self.client.get_paginator("list_objects_v2")

@@ -140,6 +140,8 @@ async def _with_retries(url: str, retry: RetryPolicy, attempt: Callable[[], Awai
     while True:
         try:
             return await attempt()
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise TransferFailed(url, failures + 1, None, f"unusable URL: {exc}") from exc
         except _Retryable as exc:
             status, reason = exc.status, exc.reason
         except httpx.TransportError as exc:

@@ -154,3 +154,9 @@ def test_job_prefix_namespaces_and_refuses_escapes() -> None:
     for key in ["", "/abs", "a/../b", "a\x00b"]:
         with pytest.raises(InvalidKey):
             check_key(key)
+
+
+def test_delete_prefix_never_empties_the_whole_bucket() -> None:
+    store = S3Store(StoreConfig.from_mapping({**GOOD, "access_key": "a", "secret_key": "b"}))
+    with pytest.raises(InvalidKey):
+        store.delete_prefix("")  # refused before any request is made

@@ -123,3 +123,10 @@ async def test_connection_refused_is_retried_then_fails() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     policy = RetryPolicy(attempts=10, base_delay_s=0.5, multiplier=2.0, max_delay_s=3.0)
     assert [policy.delay_s(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "http://[::1/x", "not a url"])
+async def test_unusable_urls_fail_at_once(url: str) -> None:
+    with pytest.raises(TransferFailed) as info:
+        await fetch(url, sha256="0" * 64, max_bytes=10, retry=FAST)
+    assert info.value.attempts == 1
