@@ -15,7 +15,7 @@ def test_fedavg_2nn_reaches_97_percent_on_non_iid_mnist() -> None:
     d = datasets.load("mnist")
     spec = models.ModelSpec.from_mapping({"name": "mlp"})
     parts = datasets.partition(d.train_y, 4, "dirichlet", alpha=0.5, seed=0)
-    params = local.TrainParams(epochs=1, batch_size=32, lr=0.05, momentum=0.9, threads=2)
+    params = local.TrainParams(epochs=1, batch_size=32, lr=0.05, momentum=0.9, threads=1)
     accs = run_federated(
         spec, d, client_chunks(d, parts), params, aggregate.RuleConfig(),
         rounds=20, target=0.97,
