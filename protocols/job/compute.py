@@ -7,6 +7,7 @@ actually prepares, trains or aggregates a job.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -231,7 +232,8 @@ def aggregate(
     global_model: bytes,
     updates: Sequence[tuple[str, int, bytes]],
     server_state: bytes | None,
-) -> tuple[bytes, bytes | None, set[str]]:
+    removed: int = 0,
+) -> tuple[bytes, bytes | None, set[str], set[str]]:
     """Validate the round as a whole (norm outliers), then aggregate with the job's rule.
 
     Args:
@@ -240,10 +242,12 @@ def aggregate(
         global_model: The round's global model bytes.
         updates: ``(sha256, samples, bytes)`` of each update accepted so far.
         server_state: The rule's saved server state, if any.
+        removed: Updates of this round already rejected before it closed.
 
     Returns:
-        (new global model bytes, new server state bytes, sha256 of outliers rejected here).
-        With nothing left to aggregate the global model is returned unchanged.
+        (new global model bytes, new server state bytes, sha256 of the outliers
+        rejected here, sha256 of valid updates the rule left out (e.g. Krum's)). With
+        nothing left to aggregate the global model is returned unchanged.
     """
     from training import aggregate as agg  # noqa: PLC0415
     from training import validate, weights  # noqa: PLC0415
@@ -261,10 +265,17 @@ def aggregate(
         ]
         outliers = set()
     if not accepted:
-        return global_model, server_state, outliers
+        return global_model, server_state, outliers, set()
     rule = agg.RuleConfig(name=spec.rule, seed=spec.seed, **dict(spec.rule_params))
+    # ``f`` counts faulty updates among those submitted; every one validation already
+    # removed is one fewer the rule must tolerate among the rest.
+    f = max(0, rule.f - removed - len(outliers))
+    while f > 0 and len(accepted) < dataclasses.replace(rule, f=f).need(len(accepted)):
+        f -= 1
+    rule = dataclasses.replace(rule, f=f)
     state = agg.ServerState.decode(server_state) if server_state else None
     if state is not None and state.rule != rule.name:
         state = None
     result = agg.aggregate(global_state, accepted, rule, state)
-    return weights.encode(result.weights), result.state.encode(), outliers
+    outvoted = {u.id for u in accepted} - set(result.used_ids)
+    return weights.encode(result.weights), result.state.encode(), outliers, outvoted

@@ -329,28 +329,26 @@ class Owner:
                 )
                 live.phase = "aggregating"
                 updates = [(a.sha256, a.samples, a.data) for a in close]
-                new, server_state, outliers = await trio.to_thread.run_sync(
-                    compute.aggregate, prepared, spec, model, updates, server_state
+                removed = len(self._round_rejected(live))
+                new, server_state, outliers, outvoted = await trio.to_thread.run_sync(
+                    compute.aggregate, prepared, spec, model, updates, server_state, removed
                 )
-                for sha in outliers:
-                    peer = next(a.peer for a in close if a.sha256 == sha)
-                    self._charge(peer, "rejected")
+                verdicts = {sha: "rejected" for sha in outliers} | {
+                    sha: "outvoted" for sha in outvoted
+                }
+                for a in close:
+                    if a.sha256 in verdicts:
+                        self._charge(a.peer, "rejected")
+                        live.trainers[a.peer] = verdicts[a.sha256]
                 loss, acc = await trio.to_thread.run_sync(compute.evaluate, prepared, new)
                 model, model_sha = new, compute.sha256(new)
                 live.model = model
                 model_key = f"{prefix}models/{r}-{model_sha}.safetensors"
                 await trio.to_thread.run_sync(store.put_bytes, model_key, model, CONTENT_TYPE)
-                used = [a.sha256 for a in close if a.sha256 not in outliers]
+                used = [a.sha256 for a in close if a.sha256 not in verdicts]
                 rejected = [*self._round_rejected(live), *outliers]
                 rows = [
-                    (
-                        a.sha256,
-                        a.peer,
-                        a.slot,
-                        a.samples,
-                        "rejected" if a.sha256 in outliers else "accepted",
-                        "",
-                    )
+                    (a.sha256, a.peer, a.slot, a.samples, verdicts.get(a.sha256, "accepted"), "")
                     for a in close
                 ]
                 self.jobs.record_round(
@@ -362,12 +360,13 @@ class Owner:
                     model_key=model_key,
                     model_sha256=model_sha,
                     updates=rows,
-                    reason=live.phase,
+                    reason=live.rnd.close_reason if live.rnd else "",
                     server_state=server_state,
                     detail={
                         "used_updates": used,
                         "rejected_updates": rejected,
-                        "trainers": sorted({a.peer for a in close}),
+                        "trainers": sorted({a.peer for a in close if a.sha256 not in verdicts}),
+                        "outvoted_updates": sorted(outvoted),
                         "train_seconds": [round(a.train_seconds, 4) for a in close],
                         "round_seconds": round(trio.current_time() - round_started, 4),
                     },

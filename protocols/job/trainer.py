@@ -231,18 +231,7 @@ class Trainer:
                 )
                 items = [transfer.FetchItem(c.url, c.sha256, c.size) for c in task.chunks]
                 chunks = await transfer.fetch_many(items, client=client)
-                # Abandoned on cancel: the thread sees ``stop`` at its next batch and ends.
-                result = await trio.to_thread.run_sync(
-                    lambda: compute.train(
-                        job.announce.model_params_json,
-                        job.announce.train_params_json,
-                        model,
-                        chunks,
-                        threads=self.cfg.train_threads,
-                        should_stop=stop.is_set,
-                    ),
-                    abandon_on_cancel=True,
-                )
+                result = await self.train_task(job, model, chunks, stop)
                 note = await self.upload_and_announce(job_id, round, job, task, result, client)
             job.rounds_done += 1
             job.state = "announced"
@@ -255,6 +244,26 @@ class Trainer:
         finally:
             stop.set()
             self.busy -= 1
+
+    async def train_task(
+        self, job: _Job, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        """Train the job's catalogue model on verified ``chunks`` in a worker thread.
+
+        Cancellation returns at once; the abandoned thread sees ``stop`` at its next
+        batch and ends.
+        """
+        return await trio.to_thread.run_sync(
+            lambda: compute.train(
+                job.announce.model_params_json,
+                job.announce.train_params_json,
+                model,
+                chunks,
+                threads=self.cfg.train_threads,
+                should_stop=stop.is_set,
+            ),
+            abandon_on_cancel=True,
+        )
 
     async def upload_and_announce(
         self,

@@ -1,0 +1,89 @@
+"""Adversarial trainers, for tests and bench/scenarios.py only (never a production flag).
+
+Each is a ``Trainer`` subclass that does the honest work and then cheats in one way.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from protocols.job.trainer import Trainer
+from training import chunks as chunk_codec
+from training import weights
+from training.local import TrainResult
+from training.models import ModelSpec
+
+
+def _spec(job: Any) -> ModelSpec:
+    return ModelSpec.from_mapping(json.loads(job.announce.model_params_json))
+
+
+def _delta_scaled(job: Any, model: bytes, result: TrainResult, factor: float) -> TrainResult:
+    spec = _spec(job)
+    g, w = weights.decode(model, spec), weights.decode(result.weights, spec)
+    bad = {k: g[k] + factor * (w[k] - g[k]) for k in g}
+    return TrainResult(weights=weights.encode(bad), metrics=result.metrics)
+
+
+class SignFlip(Trainer):
+    """Sends the honest update multiplied by -10."""
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        honest = await super().train_task(job, model, chunks, stop)
+        return _delta_scaled(job, model, honest, -10.0)
+
+
+class GaussianNoise(Trainer):
+    """Sends the global model plus large Gaussian noise."""
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        import torch
+
+        honest = await super().train_task(job, model, chunks, stop)
+        spec = _spec(job)
+        g = weights.decode(model, spec)
+        gen = torch.Generator().manual_seed(1)
+        noisy = {k: v + 3.0 * torch.randn(v.shape, generator=gen) for k, v in g.items()}
+        return TrainResult(weights=weights.encode(noisy), metrics=honest.metrics)
+
+
+class LabelFlip(Trainer):
+    """Trains honestly on its chunks with every label y replaced by (classes - 1 - y)."""
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        classes = int(_spec(job).classes)
+        flipped = []
+        for c in chunks:
+            x, y = chunk_codec.decode_chunk(c)
+            flipped.append(chunk_codec.encode_chunk(x, (classes - 1 - y)))
+        return await super().train_task(job, model, flipped, stop)
+
+
+class Replayer(Trainer):
+    """Keeps its first update and sends it again in every later round."""
+
+    first: TrainResult | None = None
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        honest = await super().train_task(job, model, chunks, stop)
+        if self.first is None:
+            self.first = honest
+        return self.first
+
+
+ADVERSARIES: dict[str, type[Trainer]] = {
+    "sign_flip": SignFlip,
+    "noise": GaussianNoise,
+    "label_flip": LabelFlip,
+    "replay": Replayer,
+}

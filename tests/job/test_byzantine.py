@@ -1,0 +1,75 @@
+"""Byzantine trainers against the whole owner pipeline (validation, robust rule,
+reputation): 10 trainers of which 3 are adversarial, in-process network, real storage
+and training. The same scenario over real processes runs in bench/scenarios.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from protocols.job.trainer import Trainer
+from tests.job.adversaries import GaussianNoise, LabelFlip, Replayer, SignFlip
+from tests.job.test_job_inprocess import run_job, start
+from tests.s3servers import ServerHandle
+
+JOB: dict[str, Any] = {
+    "model": "logreg",
+    "dataset": "digits",
+    "trainers": 10,
+    "rounds": 6,
+    "epochs": 3,
+    "lr": 0.1,
+    "batch_size": 16,
+    "partition": "iid",
+    "chunk_samples": 200,
+    "round_deadline_s": 60.0,
+}
+
+
+HONEST: list[dict[str, Any]] = []
+
+
+async def scenario(
+    tmp: Path, server: ServerHandle, kinds: list[type[Trainer]], **job: Any
+) -> tuple[dict[str, Any], dict[str, float], list[str]]:
+    await trio.Path(tmp).mkdir(parents=True)
+    async with trio.open_nursery() as nursery:
+        c = await start(nursery, tmp, server, kinds)
+        status = await run_job(c, **{**JOB, **job})
+        rep = {p: s for p, (s, _) in c.owner.jobs.reputation().items()}
+        bad = [t.node.peer_id.to_base58() for t in c.trainers if type(t) is not Trainer]
+        nursery.cancel_scope.cancel()
+    return status, rep, bad
+
+
+@pytest.mark.parametrize(
+    "adversary",
+    [SignFlip, GaussianNoise, LabelFlip, Replayer],
+    ids=["sign_flip", "noise", "label_flip", "replay"],
+)
+async def test_three_of_ten_adversaries_robust_vs_fedavg(
+    tmp_path: Path, nanio_server: ServerHandle, adversary: type[Trainer]
+) -> None:
+    if not HONEST:  # one all-honest baseline for every adversary
+        HONEST.append((await scenario(tmp_path / "honest", nanio_server, [Trainer] * 10))[0])
+    honest = HONEST[0]
+    kinds = [adversary] * 3 + [Trainer] * 7
+    robust, rep, bad = await scenario(
+        tmp_path / "robust", nanio_server, kinds, rule="multi_krum", rule_params={"f": 3}
+    )
+    assert honest["state"] == "done" and robust["state"] == "done"
+    acc_honest = honest["history"][-1]["test_accuracy"]
+    acc_robust = robust["history"][-1]["test_accuracy"]
+    assert acc_robust >= acc_honest - 0.02, (acc_honest, acc_robust)
+    if adversary is not Replayer:  # a replayed honest update is stale, not harmful
+        assert all(rep.get(p, 0.0) < 0 for p in bad), rep
+    if adversary is SignFlip:
+        naive, _, _ = await scenario(
+            tmp_path / "naive", nanio_server, kinds, rule="fedavg", validate_updates=False
+        )
+        acc_naive = naive["history"][-1]["test_accuracy"]
+        assert acc_naive < acc_honest - 0.2, (acc_honest, acc_naive)
