@@ -143,8 +143,16 @@ def test_inconsistent_updates_are_refused() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"name": "mean"}, {"trim": 0.5}, {"f": -1}, {"noise_multiplier": 1.0}, {"clip_norm": 0.0},
-     {"beta1": 1.0}, {"bogus": 1}, {"m": 0}],
+    [
+        {"name": "mean"},
+        {"trim": 0.5},
+        {"f": -1},
+        {"noise_multiplier": 1.0},
+        {"clip_norm": 0.0},
+        {"beta1": 1.0},
+        {"bogus": 1},
+        {"m": 0},
+    ],
 )
 def test_bad_rule_config(bad: dict) -> None:
     with pytest.raises(SpecError):
@@ -167,8 +175,10 @@ def test_clipping_bounds_each_update_and_noise_is_seeded() -> None:
 @pytest.mark.parametrize("name", ["fedadam", "fedyogi", "fedadagrad"])
 def test_fedopt_state_saves_and_restores(name: str) -> None:
     rule = RuleConfig(name=name, server_lr=0.5)
-    ups = [Update({k: torch.full(s, float(i)) for k, s in SHAPES.items()}, 1, f"u{i}")
-           for i in range(1, 4)]
+    ups = [
+        Update({k: torch.full(s, float(i)) for k, s in SHAPES.items()}, 1, f"u{i}")
+        for i in range(1, 4)
+    ]
     r1 = aggregate(GLOBAL, ups, rule)
     restored = ServerState.decode(r1.state.encode())
     direct = aggregate(r1.weights, ups, rule, r1.state)
@@ -178,15 +188,18 @@ def test_fedopt_state_saves_and_restores(name: str) -> None:
     # The server step moves towards the clients' mean (2.0) from 0.
     assert 0 < float(flat(r1.weights)[0]) < 2.0
     with pytest.raises(AggregationError):
-        aggregate(GLOBAL, ups, RuleConfig(name="fedyogi" if name != "fedyogi" else "fedadam"),
-                  r1.state)
+        aggregate(
+            GLOBAL, ups, RuleConfig(name="fedyogi" if name != "fedyogi" else "fedadam"), r1.state
+        )
     with pytest.raises(AggregationError):
         ServerState.decode(b"garbage-bytes")
 
 
 def test_krum_drops_the_outlier() -> None:
-    ups = [Update({k: torch.full(s, 1.0 + 0.01 * i) for k, s in SHAPES.items()}, 1, f"h{i}")
-           for i in range(6)]
+    ups = [
+        Update({k: torch.full(s, 1.0 + 0.01 * i) for k, s in SHAPES.items()}, 1, f"h{i}")
+        for i in range(6)
+    ]
     ups.append(Update({k: torch.full(s, -50.0) for k, s in SHAPES.items()}, 1000, "evil"))
     out: AggregateResult = aggregate(GLOBAL, ups, RuleConfig(name="multi_krum", f=1))
     assert "evil" not in out.used_ids and len(out.used_ids) == 6

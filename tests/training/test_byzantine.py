@@ -68,9 +68,11 @@ def test_robust_rules_survive_three_faulty_clients(setup: tuple, attack: str) ->
 
     fedavg = run(aggregate.RuleConfig())
     robust = {name: run(rule) for name, rule in ROBUST.items()}
-    print(f"\n{attack}: honest={honest:.3f} fedavg={fedavg:.3f} "
-          + " ".join(f"{k}={v:.3f}" for k, v in robust.items())
-          + f" ({time.perf_counter() - t:.1f}s)")
+    print(
+        f"\n{attack}: honest={honest:.3f} fedavg={fedavg:.3f} "
+        + " ".join(f"{k}={v:.3f}" for k, v in robust.items())
+        + f" ({time.perf_counter() - t:.1f}s)"
+    )
     for name, acc in robust.items():
         assert acc >= honest - 0.02, (name, acc, honest)
     if attack != "zero":

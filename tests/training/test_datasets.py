@@ -91,7 +91,9 @@ def test_chunks_round_trip() -> None:
     d = datasets.load("digits")
     chunks = datasets.make_chunks(d.train_x, d.train_y, 500)
     assert len(chunks) == 3
-    xs, ys = zip(*(datasets.decode_chunk(c, sample_shape=(64,), classes=10) for c in chunks))
+    xs, ys = zip(
+        *(datasets.decode_chunk(c, sample_shape=(64,), classes=10) for c in chunks), strict=True
+    )
     assert np.array_equal(np.concatenate(xs), d.train_x)
     assert np.array_equal(np.concatenate(ys), d.train_y)
 

@@ -53,7 +53,9 @@ def test_cancellation_between_batches(digits: datasets.Dataset) -> None:
         return len(calls) > 3
 
     with pytest.raises(TrainingCancelled) as info:
-        local.train(DIGITS, weights.initial(DIGITS, 0), chunks, local.TrainParams(), should_stop=stop)
+        local.train(
+            DIGITS, weights.initial(DIGITS, 0), chunks, local.TrainParams(), should_stop=stop
+        )
     assert info.value.batches_done == 3
 
 
@@ -96,8 +98,10 @@ def test_char_lstm_learns_tiny_text() -> None:
     spec = models.ModelSpec.from_mapping({"name": "char_lstm", "params": {"seq_len": 32}})
     g = weights.initial(spec, 0)
     res = local.train(
-        spec, g, datasets.make_chunks(d.train_x, d.train_y, 2000),
-        local.TrainParams(epochs=2, batch_size=64, lr=0.01, optimizer="adam", threads=2),
+        spec,
+        g,
+        datasets.make_chunks(d.train_x, d.train_y, 2000),
+        local.TrainParams(epochs=2, batch_size=64, lr=0.01, optimizer="adam", threads=1),
     )
     loss0, _ = local.evaluate(spec, g, d.test_x, d.test_y)
     loss1, acc1 = local.evaluate(spec, res.weights, d.test_x, d.test_y)
@@ -106,14 +110,17 @@ def test_char_lstm_learns_tiny_text() -> None:
 
 def test_digits_federated_run_finishes_in_seconds(digits: datasets.Dataset) -> None:
     from tests.training.helpers import client_chunks, run_federated
-
     from training import aggregate
 
     t = time.perf_counter()
     parts = datasets.partition(digits.train_y, 4, "dirichlet", alpha=0.5, seed=0)
     accs = run_federated(
-        DIGITS, digits, client_chunks(digits, parts), local.TrainParams(epochs=2, lr=0.1, momentum=0.9),
-        aggregate.RuleConfig(), rounds=10,
+        DIGITS,
+        digits,
+        client_chunks(digits, parts),
+        local.TrainParams(epochs=2, lr=0.1, momentum=0.9),
+        aggregate.RuleConfig(),
+        rounds=10,
     )
     assert accs[-1] >= 0.93, accs
     print(f"digits 4-client FedAvg: {accs[-1]:.3f} in {time.perf_counter() - t:.1f}s")

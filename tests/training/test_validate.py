@@ -18,7 +18,9 @@ def world() -> tuple:
     honest = []
     for i, p in enumerate(parts):
         res = local.train(
-            SPEC, g_bytes, datasets.make_chunks(d.train_x[p], d.train_y[p], 1000),
+            SPEC,
+            g_bytes,
+            datasets.make_chunks(d.train_x[p], d.train_y[p], 1000),
             local.TrainParams(lr=0.05, seed=i, threads=1),
         )
         honest.append(weights.decode(res.weights, SPEC))
@@ -76,8 +78,11 @@ def test_round_rejects_norm_outliers_and_keeps_the_rest(world: tuple) -> None:
     nan = {k: v.clone() for k, v in honest[1].items()}
     nan["0.bias"][0] = float("nan")
     received = [(f"h{i}", weights.encode(w), 100) for i, w in enumerate(honest)]
-    received += [("big", weights.encode(scaled), 100), ("nan", nan, 100),
-                 ("junk", b"not safetensors", 100)]
+    received += [
+        ("big", weights.encode(scaled), 100),
+        ("nan", nan, 100),
+        ("junk", b"not safetensors", 100),
+    ]
     out = validate_round(g, received, spec=SPEC, heldout=(d.test_x, d.test_y), cfg=CFG)
     assert sorted(u.id for u in out.accepted) == [f"h{i}" for i in range(6)]
     reasons = {uid: v.reason for uid, v in out.rejected}

@@ -48,7 +48,9 @@ def test_malformed_headers() -> None:
     assert _reason(blob[:-1]) == "malformed"
     assert _reason(blob + b"x") == "malformed"
     assert _reason(struct.pack("<Q", 1 << 60) + b"{}") == "malformed"
-    hdr = json.dumps({"0.weight": {"dtype": "F32", "shape": [10**9, 10**9], "data_offsets": [0, 4]}})
+    hdr = json.dumps(
+        {"0.weight": {"dtype": "F32", "shape": [10**9, 10**9], "data_offsets": [0, 4]}}
+    )
     assert _reason(struct.pack("<Q", len(hdr)) + hdr.encode() + b"\x00" * 4) == "malformed"
 
 
