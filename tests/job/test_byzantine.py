@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 
+from protocols.job.selection import ReputationConfig
 from protocols.job.trainer import Trainer
 from tests.job.adversaries import GaussianNoise, LabelFlip, Replayer, SignFlip
 from tests.job.test_job_inprocess import run_job, start
@@ -66,7 +67,9 @@ async def test_three_of_ten_adversaries_robust_vs_fedavg(
     acc_robust = robust["history"][-1]["test_accuracy"]
     assert acc_robust >= acc_honest - 0.02, (acc_honest, acc_robust)
     if adversary is not Replayer:  # a replayed honest update is stale, not harmful
-        assert all(rep.get(p, 0.0) < 0 for p in bad), rep
+        floor = ReputationConfig().floor
+        assert all(rep.get(p, 0.0) < floor for p in bad), rep  # no longer selected
+        assert not set(bad) & set(robust["history"][-1]["trainers"])
     if adversary is SignFlip:
         naive, _, _ = await scenario(
             tmp_path / "naive", nanio_server, kinds, rule="fedavg", validate_updates=False
