@@ -127,6 +127,14 @@ def _to_tensors(
     return tx, torch.from_numpy(np.array(y, dtype=np.int64))
 
 
+def _module(spec: models.ModelSpec, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+    # Built on the meta device and given the tensors: no random init, no global RNG use.
+    with torch.device("meta"):
+        model = models.build(spec)
+    model.load_state_dict(dict(state), assign=True)
+    return model
+
+
 def train(
     spec: models.ModelSpec,
     global_weights: bytes,
@@ -164,8 +172,7 @@ def train(
     x, y = _to_tensors(
         spec, np.concatenate([d[0] for d in decoded]), np.concatenate([d[1] for d in decoded])
     )
-    model = models.build(spec)
-    model.load_state_dict(state)
+    model = _module(spec, state)
     anchor = [p.detach().clone() for p in model.parameters()] if params.prox_mu else []
     opt: torch.optim.Optimizer
     if params.optimizer == "adam":
@@ -224,8 +231,7 @@ def evaluate(
     """
     if isinstance(model_weights, bytes | bytearray):
         model_weights = weights.decode(bytes(model_weights), spec, max_bytes=max_weight_bytes)
-    model = models.build(spec)
-    model.load_state_dict(dict(model_weights))
+    model = _module(spec, model_weights)
     model.eval()
     tx, ty = _to_tensors(spec, x, y)
     loss_sum, correct = 0.0, 0
