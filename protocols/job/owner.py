@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,12 @@ class Owner:
         self.live: dict[str, _Live] = {}
         self._store: Any = None
         self._nursery: trio.Nursery | None = None
+        # Totals since start, for metrics: messages dropped by reason, updates by
+        # (verdict, reason), rounds completed, update bytes fetched.
+        self.dropped: Counter[str] = Counter()
+        self.updates: Counter[tuple[str, str]] = Counter()
+        self.rounds_completed = 0
+        self.bytes_in = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Resume unfinished jobs, then run submitted ones until cancelled."""
@@ -351,6 +358,10 @@ class Owner:
                     (a.sha256, a.peer, a.slot, a.samples, verdicts.get(a.sha256, "accepted"), "")
                     for a in close
                 ]
+                self.rounds_completed += 1
+                for verdict in verdicts.values():
+                    self.updates[verdict, "round"] += 1
+                self.updates["aggregated", ""] += len(used)
                 self.jobs.record_round(
                     job_id,
                     r,
@@ -461,13 +472,17 @@ class Owner:
             live.trainers[p] = "selected"
         log.info("job %s: selected %d trainers, %d spares", live.job_id, len(chosen), len(spares))
 
+    def _dropped(self, live: _Live, reason: str) -> None:
+        live.dropped[reason] = live.dropped.get(reason, 0) + 1
+        self.dropped[reason] += 1
+
     def _feed(self, live: _Live, event: tuple[Any, ...]) -> None:
         if live.events is None:
             return
         try:
             live.events.send_nowait(event)
         except (trio.WouldBlock, trio.ClosedResourceError):
-            live.dropped["queue_full"] = live.dropped.get("queue_full", 0) + 1
+            self._dropped(live, "queue_full")
 
     def _topic_handler(self, live: _Live) -> Callable[[bytes, ID], Any]:
         async def on_message(data: bytes, from_peer: ID) -> None:
@@ -478,7 +493,7 @@ class Owner:
                     replay=self.replay,
                 )
             except EnvelopeError as exc:
-                live.dropped[exc.reason] = live.dropped.get(exc.reason, 0) + 1
+                self._dropped(live, exc.reason)
                 if exc.reason in ("bad_signature", "replay") and exc.sender in live.offers:
                     self._charge(exc.sender, "forged")
                 return
@@ -486,7 +501,7 @@ class Owner:
                 return
             peer = msg.sender.to_base58()
             if msg.job_id != live.job_id or msg.round != live.round_no:
-                live.dropped["wrong_round"] = live.dropped.get("wrong_round", 0) + 1
+                self._dropped(live, "wrong_round")
                 return
             note = msg.body
             assert isinstance(note, pb.UpdateAnnounce)
@@ -499,7 +514,7 @@ class Owner:
                     round=msg.round,
                 ).decode()
             except (SealError, UnicodeDecodeError):
-                live.dropped["bad_seal"] = live.dropped.get("bad_seal", 0) + 1
+                self._dropped(live, "bad_seal")
                 return
             live.trainers[peer] = "announced"
             self._feed(
@@ -719,10 +734,15 @@ class Owner:
                 ok, reason, data = False, compute.reason_of(exc), b""
             except ValueError as exc:
                 ok, reason, data = False, f"bad_sha256: {exc}", b""
+            except Exception as exc:  # noqa: BLE001 - a peer's bytes must never end the round
+                log.warning("job %s: checking update %s failed: %r", live.job_id, a.sha256, exc)
+                ok, reason, data = False, "error", b""
+            self.bytes_in += len(data)
             if ok:
                 ctx.got[a.sha256] = _Got(
                     a.peer, a.slot, a.sha256, int(samples), data, ctx.train_seconds.get(a.sha256, 0)
                 )
+        self.updates["checked" if ok else "rejected", "" if ok else reason.split(":")[0]] += 1
         if not ok:
             log.info(
                 "job %s round %d: update %s from %s rejected: %s",

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +84,10 @@ class Trainer:
         self.jobs: OrderedDict[str, _Job] = OrderedDict()
         self.busy = 0
         self.dropped: dict[str, int] = {}
+        # Totals since start, for metrics.
+        self.tasks: Counter[str] = Counter()
+        self.bytes_in = 0
+        self.bytes_out = 0
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -231,14 +235,18 @@ class Trainer:
                 )
                 items = [transfer.FetchItem(c.url, c.sha256, c.size) for c in task.chunks]
                 chunks = await transfer.fetch_many(items, client=client)
+                self.bytes_in += len(model) + sum(len(c) for c in chunks)
                 result = await self.train_task(job, model, chunks, stop)
                 note = await self.upload_and_announce(job_id, round, job, task, result, client)
+            self.bytes_out += note.size
+            self.tasks["done"] += 1
             job.rounds_done += 1
             job.state = "announced"
             job.last_metrics = {"loss": note.train_loss, "accuracy": note.train_accuracy}
             log.info("job %s round %d: update %s announced", job_id, round, note.sha256[:12])
         except Exception as exc:  # noqa: BLE001 - task boundary: report, never crash the daemon
             job.state = "failed-task"
+            self.tasks[compute.reason_of(exc)] += 1
             log.warning("job %s round %d failed: %r", job_id, round, exc)
             await self._refuse(job_id, round, job.owner, compute.reason_of(exc), str(exc)[:200])
         finally:
