@@ -188,6 +188,22 @@ class ServerState:
             out |= {"m": self.m.contiguous(), "v": self.v.contiguous()}
         return out
 
+    @classmethod
+    def from_tensors(cls, rule: str, tensors: Mapping[str, torch.Tensor]) -> ServerState:
+        """Inverse of :meth:`to_tensors`.
+
+        Raises:
+            AggregationError: reason ``state`` for an unknown rule or inconsistent tensors.
+        """
+        rnd, m, v = tensors.get("round"), tensors.get("m"), tensors.get("v")
+        if rule not in RULES or rnd is None or rnd.shape != (1,):
+            raise AggregationError("state", detail="unknown rule or missing round")
+        if (m is None) != (v is None) or (m is not None and v is not None and m.shape != v.shape):
+            raise AggregationError("state", detail="m and v must come together")
+        if m is not None and (m.dim() != 1 or m.dtype != torch.float32):
+            raise AggregationError("state", detail="moments must be flat float32")
+        return cls(rule, int(rnd[0]), m, v)
+
     def encode(self) -> bytes:
         """Safetensors bytes, for the owner's durable job state."""
         return bytes(_st_save(self.to_tensors(), metadata={"rule": self.rule}))
@@ -200,7 +216,7 @@ class ServerState:
             AggregationError: reason ``state`` for anything malformed.
         """
         try:
-            header = read_header(data, max_bytes=max_bytes)
+            read_header(data, max_bytes=max_bytes)
             tensors = _st_load(bytes(data))
         except TensorFileError as exc:
             raise AggregationError("state", detail=exc.detail) from None
@@ -209,12 +225,7 @@ class ServerState:
         (hlen,) = struct.unpack("<Q", bytes(data[:8]))
         meta = json.loads(bytes(data[8 : 8 + hlen])).get("__metadata__") or {}
         rule = meta.get("rule") if isinstance(meta, dict) else None
-        if rule not in RULES or "round" not in header or header["round"].shape != (1,):
-            raise AggregationError("state", detail="missing rule or round")
-        m, v = tensors.get("m"), tensors.get("v")
-        if (m is None) != (v is None) or (m is not None and v is not None and m.shape != v.shape):
-            raise AggregationError("state", detail="m and v must come together")
-        return cls(str(rule), int(tensors["round"][0]), m, v)
+        return cls.from_tensors(str(rule), tensors)
 
 
 @dataclass(frozen=True)

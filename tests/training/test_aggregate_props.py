@@ -185,6 +185,8 @@ def test_fedopt_state_saves_and_restores(name: str) -> None:
     via_bytes = aggregate(r1.weights, ups, rule, restored)
     assert torch.equal(flat(direct.weights), flat(via_bytes.weights))
     assert direct.state.round == 2
+    again = ServerState.from_tensors(name, r1.state.to_tensors())
+    assert torch.equal(flat(aggregate(r1.weights, ups, rule, again).weights), flat(direct.weights))
     # The server step moves towards the clients' mean (2.0) from 0.
     assert 0 < float(flat(r1.weights)[0]) < 2.0
     with pytest.raises(AggregationError):
