@@ -101,6 +101,8 @@ class EmbeddedS3:
         bucket: the bucket to create.
         host: interface to bind; loopback by default.
         startup_timeout_s: deadline for the server to answer.
+        port: TCP port to listen on; 0 picks a free one (a restart with the port of
+            a previous run keeps its presigned URLs valid).
     """
 
     def __init__(
@@ -110,8 +112,10 @@ class EmbeddedS3:
         bucket: str = DEFAULT_BUCKET,
         host: str = "127.0.0.1",
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        port: int = 0,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.port = port
         self.bucket = bucket
         self.host = host
         self.startup_timeout_s = startup_timeout_s
@@ -146,7 +150,7 @@ class EmbeddedS3:
             f'[[users]]\naccess_key = "{access}"\nsecret_key = "{secret}"\n',
         )
         for attempt in range(_SPAWN_ATTEMPTS):
-            port = free_port(self.host)
+            port = self.port or free_port(self.host)
             self._spawn(options, port)
             try:
                 self._wait_ready(port)

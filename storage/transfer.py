@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -36,6 +37,7 @@ from storage.httpio import LargeReadTransport
 from storage.progress import ProgressCallback, ProgressEvent
 
 T = TypeVar("T")
+log = logging.getLogger("distro_train.transfer")
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 #: Longest silence tolerated while reading or writing a body.
@@ -149,7 +151,15 @@ async def _with_retries(url: str, retry: RetryPolicy, attempt: Callable[[], Awai
         failures += 1
         if failures >= retry.attempts:
             raise TransferFailed(url, failures, status, reason)
-        await trio.sleep(retry.delay_s(failures))
+        delay = retry.delay_s(failures)
+        log.info(
+            "transfer of %s failed (%s); retry %d in %.2fs",
+            redact_url(url),
+            reason,
+            failures,
+            delay,
+        )
+        await trio.sleep(delay)
 
 
 def _check_sha256(sha256: str) -> str:
