@@ -28,7 +28,8 @@ Robust rules ignore the claimed sample counts (a faulty peer could inflate them)
 Every rule may add norm clipping (``clip_norm``: each delta ``u - g`` is scaled to at
 most that L2 norm first) and, with clipping, central-DP Gaussian noise of standard
 deviation ``noise_multiplier * clip_norm / n_used`` on the aggregate, drawn from a
-generator seeded by ``(seed, round)``. Clipping bounds a faulty update's pull to
+generator seeded by ``(seed, round)`` (the std assumes no update weighs more than
+``1 / n_used``; no privacy accounting is done here). Clipping bounds a faulty update's pull to
 ``clip_norm / n``; it does not remove it.
 
 The updates are sorted by id first, so every rule is exactly invariant to their order;
