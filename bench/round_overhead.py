@@ -21,6 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# Run as a script, bench/ is sys.path[0], and bench/storage.py would shadow the
+# storage package: put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from p2pnode.commands.demo import Processes, clean_env, launch
 from p2pnode.control import call
 
@@ -34,17 +38,35 @@ def main() -> int:
     (work / "logs").mkdir()
     procs = Processes(work)
     try:
-        s3 = procs.start("s3", ["-m", "storage.embedded", "--data-dir", str(work / "s3")],
-                         clean_env(), stdout=subprocess.PIPE)
+        s3 = procs.start(
+            "s3",
+            ["-m", "storage.embedded", "--data-dir", str(work / "s3")],
+            clean_env(),
+            stdout=subprocess.PIPE,
+        )
         assert s3.stdout is not None
         info = json.loads(s3.stdout.readline())
         creds = json.loads(Path(info["credentials_file"]).read_text())
-        storage = {"kind": "s3", "endpoint": info["endpoint"], "bucket": info["bucket"],
-                   "region": info["region"], **creds}
+        storage = {
+            "kind": "s3",
+            "endpoint": info["endpoint"],
+            "bucket": info["bucket"],
+            "region": info["region"],
+            **creds,
+        }
         owner = launch(work, procs, storage, args.trainers, say=lambda m: None).owner_dir
-        spec = {"model": "logreg", "model_params": {"in_features": 64}, "dataset": "digits",
-                "trainers": args.trainers, "rounds": args.rounds, "epochs": 1, "lr": 0.1,
-                "batch_size": 16, "partition": "iid", "chunk_samples": 400}
+        spec = {
+            "model": "logreg",
+            "model_params": {"in_features": 64},
+            "dataset": "digits",
+            "trainers": args.trainers,
+            "rounds": args.rounds,
+            "epochs": 1,
+            "lr": 0.1,
+            "batch_size": 16,
+            "partition": "iid",
+            "chunk_samples": 400,
+        }
         job = call(owner, "jobs.submit", {"spec": spec})["job_id"]
         while True:
             status = call(owner, "jobs.status", {"job_id": job})
@@ -61,8 +83,10 @@ def main() -> int:
             wall, slowest = rec["round_seconds"], max(rec["train_seconds"])
             if rec["round"] > 1:  # round 1 also waits for trainers' first imports
                 overheads.append(wall - slowest)
-            print(f"{rec['round']:>5}  {wall:6.3f}  {slowest:15.3f}  {wall - slowest:10.3f}"
-                  f"  {rec['test_accuracy']:.4f}")
+            print(
+                f"{rec['round']:>5}  {wall:6.3f}  {slowest:15.3f}  {wall - slowest:10.3f}"
+                f"  {rec['test_accuracy']:.4f}"
+            )
         print(f"load average: {os.getloadavg()}")
         print(f"round_overhead_s={statistics.median(overheads):.3f}")
         return 0
