@@ -110,7 +110,7 @@ def _check_entry(name: str, info: object, body: int) -> tuple[Entry, tuple[int, 
     if not isinstance(info, dict):
         raise TensorFileError("malformed", f"{name}: entry is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if dtype not in ITEM_SIZES:
+    if not isinstance(dtype, str) or dtype not in ITEM_SIZES:
         raise TensorFileError("malformed", f"{name}: unsupported dtype {dtype!r}")
     if not (isinstance(shape, list) and len(shape) <= 8):
         raise TensorFileError("malformed", f"{name}: bad shape")
