@@ -85,10 +85,9 @@ class JobHost:
         return [p.peer_id.to_base58() for p in self.node.peers()]
 
     def health(self) -> dict[str, Any]:
-        """Our own latest presence status."""
-        busy = self.trainer.busy if self.trainer else 0
-        self.node.sampler.queue_length = busy
-        status = self.node.sampler.sample(self.node.addrs())
+        """Our own latest presence status, with the trainer's current load reported."""
+        self.node.set_queue_length(self.trainer.busy if self.trainer else 0)
+        status = self.node.local_status()
         return {
             "health": status.health,
             "accepting": status.accepting,
