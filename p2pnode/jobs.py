@@ -156,7 +156,7 @@ def install(node: Node) -> tuple[Owner, Trainer]:
     )
     trainer_cfg = settings_from_table(TrainerConfig, "trainer", extra.get("trainer", {}))
     owner = Owner(host, jobs, lambda: _open_store(node, stack), owner_cfg)
-    trainer = Trainer(host, trainer_cfg)
+    trainer = Trainer(host, trainer_cfg, on_load=node.set_queue_length)
     host.trainer = trainer
     node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, trainer))
 

@@ -15,6 +15,7 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -77,8 +78,14 @@ class _Job:
 class Trainer:
     """The trainer behaviour of one daemon. Start with ``nursery.start(trainer.run)``."""
 
-    def __init__(self, node: NodeLike, cfg: TrainerConfig | None = None) -> None:
+    def __init__(
+        self,
+        node: NodeLike,
+        cfg: TrainerConfig | None = None,
+        on_load: Callable[[int], None] | None = None,
+    ) -> None:
         self.node = node
+        self.on_load = on_load
         self.cfg = cfg or TrainerConfig()
         self.replay = ReplayGuard()
         self.jobs: OrderedDict[str, _Job] = OrderedDict()
@@ -200,6 +207,8 @@ class Trainer:
         if self.busy >= self.cfg.slots:
             return pb.Ack(ok=False, reason="busy")
         self.busy += 1
+        if self.on_load:
+            self.on_load(self.busy)
         job.state = "training"
         assert self._nursery is not None
         self._nursery.start_soon(self._work, msg.job_id, msg.round, job, task)
@@ -252,6 +261,8 @@ class Trainer:
         finally:
             stop.set()
             self.busy -= 1
+            if self.on_load:
+                self.on_load(self.busy)
 
     async def train_task(
         self, job: _Job, model: bytes, chunks: list[bytes], stop: threading.Event
