@@ -144,7 +144,7 @@ def settings_from_table(cls: type[T], section: str, table: Mapping[str, Any]) ->
     return cls(**values)
 
 
-def install(node: Node) -> tuple[Owner, Trainer]:
+def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Trainer]:
     """Add the owner and trainer roles and the ``jobs.*`` routes to ``node``."""
     host = JobHost(node)
     jobs = JobStore(node.config.node.data_dir / "jobs.sqlite3")
@@ -156,7 +156,7 @@ def install(node: Node) -> tuple[Owner, Trainer]:
     )
     trainer_cfg = settings_from_table(TrainerConfig, "trainer", extra.get("trainer", {}))
     owner = Owner(host, jobs, lambda: _open_store(node, stack), owner_cfg)
-    trainer = Trainer(host, trainer_cfg, on_load=node.set_queue_length)
+    trainer = trainer_cls(host, trainer_cfg, on_load=node.set_queue_length)
     host.trainer = trainer
     node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, trainer))
 

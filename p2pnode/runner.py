@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
 
 import trio
 
@@ -38,14 +39,21 @@ def setup_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def run_node(config: Config, *, role: str = "daemon", log_level: str = "INFO") -> int:
-    """Run a node until SIGINT/SIGTERM; return the process exit code (0 = clean)."""
+def run_node(
+    config: Config, *, role: str = "daemon", log_level: str = "INFO", trainer_cls: Any = None
+) -> int:
+    """Run a node until SIGINT/SIGTERM; return the process exit code (0 = clean).
+
+    ``trainer_cls`` replaces the trainer behaviour (a ``protocols.job.trainer.Trainer``
+    subclass); tests use it to run adversarial trainers as real daemons.
+    """
     setup_logging(log_level)
     node = Node(config, role=role)
     if role == "daemon":
         from p2pnode.jobs import install
+        from protocols.job.trainer import Trainer
 
-        install(node)
+        install(node, trainer_cls or Trainer)
     trio.run(_serve, node)
     log.info("stopped")
     return 0

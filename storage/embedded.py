@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m storage.embedded")
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--bucket", default=DEFAULT_BUCKET)
+    parser.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     args = parser.parse_args(argv)
     stopping = threading.Event()
 
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    server = EmbeddedS3(args.data_dir, bucket=args.bucket)
+    server = EmbeddedS3(args.data_dir, bucket=args.bucket, port=args.port)
     try:
         config = server.start()
     except StorageError as exc:

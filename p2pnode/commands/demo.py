@@ -287,13 +287,19 @@ class Cluster:
 
 
 def launch(
-    work: Path, procs: Processes, storage: dict[str, Any], trainers: int, say: Any = print
+    work: Path,
+    procs: Processes,
+    storage: dict[str, Any],
+    trainers: int,
+    say: Any = print,
+    trainer_programs: list[list[str]] | None = None,
 ) -> Cluster:
     """Start a bootstrap node, an owner daemon using ``storage`` and ``trainers`` trainers.
 
     Only the owner's config file (mode 0600) holds the storage credentials; trainer
-    processes get none, in files or environment. Returns once the owner sees every
-    trainer.
+    processes get none, in files or environment. ``trainer_programs`` optionally gives
+    each trainer's Python argv in place of ``-m p2pnode.cli daemon`` (tests run other
+    trainer behaviours this way). Returns once the owner sees every trainer.
     """
     env = clean_env()
     boot_dir = work / "bootstrap"
@@ -323,20 +329,21 @@ def launch(
     owner_cfg.write_text(presence + _toml_table("storage", storage))
     trainer_cfg = work / "trainer.toml"
     trainer_cfg.write_text(presence + _toml_table("trainer", {"train_threads": 1}))
-    daemon = [
-        "-m",
-        "p2pnode.cli",
-        "daemon",
-        "--bootstrap",
-        maddr,
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]
+    daemon = ["-m", "p2pnode.cli", "daemon"]
+    flags = ["--bootstrap", maddr, "--listen", "/ip4/127.0.0.1/tcp/0"]
+    programs = trainer_programs or [daemon] * trainers
     cluster = Cluster(
         owner_dir,
-        [*daemon, "--data-dir", str(owner_dir), "--config", str(owner_cfg)],
+        [*daemon, *flags, "--data-dir", str(owner_dir), "--config", str(owner_cfg)],
         [
-            [*daemon, "--data-dir", str(work / f"trainer-{i}"), "--config", str(trainer_cfg)]
+            [
+                *programs[i],
+                *flags,
+                "--data-dir",
+                str(work / f"trainer-{i}"),
+                "--config",
+                str(trainer_cfg),
+            ]
             for i in range(trainers)
         ],
     )

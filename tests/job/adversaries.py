@@ -81,7 +81,22 @@ class Replayer(Trainer):
         return self.first
 
 
+class Straggler(Trainer):
+    """Honest, but takes ``DELAY_S`` longer than it should for every task."""
+
+    DELAY_S = 20.0
+
+    async def train_task(self, job: Any, model: bytes, chunks: list[bytes],
+                         stop: threading.Event) -> TrainResult:
+        import trio
+
+        result = await super().train_task(job, model, chunks, stop)
+        await trio.sleep(self.DELAY_S)
+        return result
+
+
 ADVERSARIES: dict[str, type[Trainer]] = {
+    "slow": Straggler,
     "sign_flip": SignFlip,
     "noise": GaussianNoise,
     "label_flip": LabelFlip,

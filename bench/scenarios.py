@@ -1,0 +1,322 @@
+"""Every resilience scenario at full size, over real processes (not a test).
+
+Each scenario starts its own embedded S3 server, bootstrap node, owner daemon and
+trainer daemons (adversarial trainers are tests/job/adversaries.py behaviours run by
+tests/job/adversary_daemon.py), runs a job to its end and checks the outcome a user
+cares about. One line per scenario with its figures; the last line is
+``scenarios_passed=N/M``.
+
+    .venv/bin/python bench/scenarios.py [--only NAME] [--rounds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Run as a script, bench/ is sys.path[0], and bench/storage.py would shadow the
+# storage package: put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from p2pnode.commands.demo import Cluster, Processes, clean_env, launch
+from p2pnode.control import call
+from p2pnode.errors import ControlError
+from protocols.job.selection import ReputationConfig
+
+BASE: dict[str, Any] = {
+    "model": "logreg",
+    "dataset": "digits",
+    "epochs": 3,
+    "lr": 0.1,
+    "batch_size": 16,
+    "partition": "iid",
+    "chunk_samples": 200,
+    "round_deadline_s": 60.0,
+}
+
+
+class Run:
+    """One scenario's processes: S3 server, bootstrap, owner, trainers."""
+
+    def __init__(self, trainers: int, programs: list[list[str]] | None = None) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="scenario-"))
+        (self.work / "logs").mkdir()
+        self.procs = Processes(self.work)
+        env = clean_env()
+        s3 = self.procs.start(
+            "s3",
+            ["-m", "storage.embedded", "--data-dir", str(self.work / "s3")],
+            env,
+            stdout=subprocess.PIPE,
+        )
+        assert s3.stdout is not None
+        self.s3 = json.loads(s3.stdout.readline())
+        creds = json.loads(Path(self.s3["credentials_file"]).read_text())
+        storage = {
+            "kind": "s3",
+            "endpoint": self.s3["endpoint"],
+            "bucket": self.s3["bucket"],
+            "region": self.s3["region"],
+            **creds,
+        }
+        self.cluster: Cluster = launch(
+            self.work, self.procs, storage, trainers, say=lambda _m: None, trainer_programs=programs
+        )
+        self.owner = self.cluster.owner_dir
+
+    def submit(self, spec: dict[str, Any]) -> str:
+        job_id: str = call(self.owner, "jobs.submit", {"spec": spec})["job_id"]
+        return job_id
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = call(self.owner, "jobs.status", {"job_id": job_id})
+            return result
+        except ControlError:
+            return {}
+
+    def wait(
+        self, job_id: str, until: Callable[[dict[str, Any]], bool], timeout: float, what: str
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.status(job_id)
+            if s and until(s):
+                return s
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not reached in {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def finish(self, job_id: str, timeout: float = 600) -> dict[str, Any]:
+        return self.wait(
+            job_id, lambda s: s["state"] not in ("preparing", "running"), timeout, "job end"
+        )
+
+    def kill(self, name: str) -> None:
+        for n, proc, _ in self.procs.children:
+            if n == name and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.children = [c for c in self.procs.children if c[0] != name]
+
+    def trainer_name(self, peer: str) -> str:
+        for i in range(len(self.cluster.trainer_argv)):
+            try:
+                if call(self.work / f"trainer-{i}", "node.id")["peer_id"] == peer:
+                    return f"trainer-{i}"
+            except ControlError:
+                continue
+        raise KeyError(peer)
+
+    def reputation(self) -> dict[str, float]:
+        db = sqlite3.connect(f"file:{self.owner / 'jobs.sqlite3'}?mode=ro", uri=True)
+        try:
+            return {p: s for p, s in db.execute("SELECT peer, score FROM reputation")}
+        finally:
+            db.close()
+
+    def peer_ids(self, indices: range) -> list[str]:
+        return [call(self.work / f"trainer-{i}", "node.id")["peer_id"] for i in indices]
+
+    def close(self) -> None:
+        self.procs.stop_all()
+
+
+def accuracy(status: dict[str, Any]) -> float:
+    return float(status["history"][-1]["test_accuracy"]) if status.get("history") else 0.0
+
+
+def byzantine(kind: str | None, rule: str, validate: bool, rounds: int) -> tuple[float, Any]:
+    honest = ["-m", "p2pnode.cli", "daemon"]
+    bad = ["-m", "tests.job.adversary_daemon", kind] if kind else honest
+    run = Run(10, [bad] * 3 + [honest] * 7)
+    try:
+        params = {"f": 3} if rule in ("multi_krum", "krum", "median") else {}
+        spec = {
+            **BASE,
+            "trainers": 10,
+            "rounds": rounds,
+            "rule": rule,
+            "rule_params": params,
+            "validate_updates": validate,
+        }
+        status = run.finish(run.submit(spec))
+        bad_ids = run.peer_ids(range(3))
+        rep = run.reputation()
+        excluded = all(rep.get(p, 0.0) < ReputationConfig().floor for p in bad_ids)
+        return accuracy(status), (status, excluded)
+    finally:
+        run.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=None, help="run only scenarios whose name has this")
+    parser.add_argument("--rounds", type=int, default=8)
+    args = parser.parse_args()
+    results: list[tuple[str, bool, str]] = []
+
+    def scenario(name: str, fn: Callable[[], tuple[bool, str]]) -> None:
+        if args.only and args.only not in name:
+            return
+        t0 = time.monotonic()
+        try:
+            ok, detail = fn()
+        except Exception as exc:
+            ok, detail = False, f"error: {type(exc).__name__}: {exc}"
+        line = f"{name:28s} {'PASS' if ok else 'FAIL'} {time.monotonic() - t0:6.1f}s  {detail}"
+        print(line, flush=True)
+        results.append((name, ok, detail))
+
+    honest_acc: dict[str, float] = {}
+
+    def baseline() -> tuple[bool, str]:
+        acc, (status, _) = byzantine(None, "multi_krum", True, args.rounds)
+        honest_acc["v"] = acc
+        return status["state"] == "done", f"all honest, multi_krum: accuracy {acc:.4f}"
+
+    scenario("byzantine/honest-baseline", baseline)
+    for kind in ("sign_flip", "noise", "label_flip", "replay"):
+
+        def attacked(kind: str = kind) -> tuple[bool, str]:
+            acc, (status, excluded) = byzantine(kind, "multi_krum", True, args.rounds)
+            base = honest_acc.get("v", 0.0)
+            ok = status["state"] == "done" and acc >= base - 0.02
+            if kind != "replay":
+                ok = ok and excluded
+            return ok, (
+                f"3/10 {kind}, multi_krum+validation: accuracy {acc:.4f} vs honest "
+                f"{base:.4f}; adversaries below reputation floor: {excluded}"
+            )
+
+        scenario(f"byzantine/{kind}", attacked)
+
+    def naive() -> tuple[bool, str]:
+        acc, _ = byzantine("sign_flip", "fedavg", False, args.rounds)
+        base = honest_acc.get("v", 0.0)
+        return acc < base - 0.2, (
+            f"3/10 sign_flip, plain fedavg, no validation: accuracy "
+            f"{acc:.4f} (degraded vs {base:.4f})"
+        )
+
+    scenario("byzantine/fedavg-degrades", naive)
+
+    def churn() -> tuple[bool, str]:
+        run = Run(9)
+        try:
+            job = run.submit(
+                {
+                    **BASE,
+                    "trainers": 6,
+                    "spares": 3,
+                    "rounds": args.rounds,
+                    "epochs": 20,
+                    "round_deadline_s": 60.0,
+                }
+            )
+            s = run.wait(
+                job,
+                lambda s: (
+                    s.get("round", 0) >= 2
+                    and sum(st == "training" for st in s["trainers"].values()) >= 3
+                ),
+                300,
+                "round 2",
+            )
+            victims = [p for p, st in s["trainers"].items() if st == "training"][:3]
+            for p in victims:
+                run.kill(run.trainer_name(p))
+            final = run.finish(job)
+            rounds = [r["round"] for r in final["history"]]
+            full = all(r["accepted"] == 6 for r in final["history"])
+            ok = final["state"] == "done" and rounds == list(range(1, args.rounds + 1)) and full
+            return ok, (
+                f"killed 3/9 trainers in round 2: {len(rounds)}/{args.rounds} rounds, "
+                f"accepted per round {[r['accepted'] for r in final['history']]}"
+            )
+        finally:
+            run.close()
+
+    scenario("churn/kill-a-third", churn)
+
+    def straggler() -> tuple[bool, str]:
+        slow = ["-m", "tests.job.adversary_daemon", "slow"]
+        honest = ["-m", "p2pnode.cli", "daemon"]
+        run = Run(4, [slow] + [honest] * 3)
+        try:
+            job = run.submit(
+                {**BASE, "trainers": 3, "spares": 1, "rounds": 2, "round_deadline_s": 25.0}
+            )
+            final = run.finish(job)
+            secs = [r["round_seconds"] for r in final["history"]]
+            ok = final["state"] == "done" and all(r["accepted"] == 3 for r in final["history"])
+            return ok, f"one trainer 20 s late, deadline 25 s: round seconds {secs}"
+        finally:
+            run.close()
+
+    scenario("stragglers/backup", straggler)
+
+    def owner_crash() -> tuple[bool, str]:
+        run = Run(3)
+        try:
+            job = run.submit({**BASE, "trainers": 3, "rounds": args.rounds})
+            run.wait(job, lambda s: s.get("completed_round", 0) >= 2, 300, "two rounds")
+            run.kill("owner")
+            run.procs.start("owner-restarted", run.cluster.owner_argv, clean_env())
+            final = run.finish(job)
+            log = (run.work / "logs" / "owner-restarted.log").read_text()
+            ok = (
+                final["state"] == "done"
+                and len(final["history"]) == args.rounds
+                and "resuming after round" in log
+                and "chunks uploaded" not in log
+            )
+            return ok, (
+                f"owner kill -9 after round 2: resumed, {len(final['history'])} rounds, "
+                f"accuracy {accuracy(final):.4f}, no re-upload: "
+                f"{'chunks uploaded' not in log}"
+            )
+        finally:
+            run.close()
+
+    scenario("crash/owner-resumes", owner_crash)
+
+    def s3_restart() -> tuple[bool, str]:
+        run = Run(3)
+        try:
+            job = run.submit({**BASE, "trainers": 3, "rounds": args.rounds})
+            run.wait(job, lambda s: s.get("round", 0) >= 2, 300, "round 2")
+            run.kill("s3")
+            port = run.s3["endpoint"].rsplit(":", 1)[1]
+            s3 = run.procs.start(
+                "s3-restarted",
+                ["-m", "storage.embedded", "--data-dir", str(run.work / "s3"), "--port", port],
+                clean_env(),
+                stdout=subprocess.PIPE,
+            )
+            assert s3.stdout is not None
+            s3.stdout.readline()
+            final = run.finish(job)
+            ok = final["state"] == "done" and len(final["history"]) == args.rounds
+            return ok, f"S3 restarted in round 2: {len(final['history'])} rounds completed"
+        finally:
+            run.close()
+
+    scenario("storage/s3-restart", s3_restart)
+    passed = sum(ok for _, ok, _ in results)
+    print(f"scenarios_passed={passed}/{len(results)}")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
