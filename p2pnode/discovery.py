@@ -23,6 +23,10 @@ from p2pnode.config import Config
 
 log = logging.getLogger(__name__)
 
+EVICT_AFTER_FAILURES = 3
+"""Consecutive failed dials before a peer is evicted: one timeout on a loaded machine is
+not death, and evicting live peers makes an overloaded network fall apart."""
+
 
 async def dial(host: IHost, info: PeerInfo, timeout_s: float) -> bool:
     """Connect to ``info`` within ``timeout_s``; return whether it worked."""
@@ -76,6 +80,7 @@ class Discovery:
         self.rounds = 0
         self._poke = trio.Event()
         self._last: frozenset[ID] = frozenset()
+        self._failures: dict[ID, int] = {}
 
     def poke(self) -> None:
         """Run the next round now and restart the back-off."""
@@ -126,9 +131,12 @@ class Discovery:
         except Exception:  # noqa: BLE001 - PeerStoreError: unknown or expired addresses
             addrs = []
         if addrs and await dial(self.host, PeerInfo(peer_id, addrs), self.config.timeouts.dial_s):
+            self._failures.pop(peer_id, None)
             return
-        self.evict(peer_id)
-        log.debug("evicted unreachable peer %s", peer_id)
+        failures = self._failures[peer_id] = self._failures.get(peer_id, 0) + 1
+        if not addrs or failures >= EVICT_AFTER_FAILURES:
+            self.evict(peer_id)
+            log.debug("evicted unreachable peer %s", peer_id)
 
     def evict(self, peer_id: ID) -> None:
         """Forget ``peer_id``'s routing entry and addresses until a lookup finds it again.
@@ -136,5 +144,6 @@ class Discovery:
         py-libp2p keeps dead peers in the routing table and peerstore, and its lookups
         and auto-connector keep dialling them (one warning per try).
         """
+        self._failures.pop(peer_id, None)
         self.dht.routing_table.remove_peer(peer_id)
         self.host.get_peerstore().clear_addrs(peer_id)

@@ -338,13 +338,14 @@ class Node:
             await trio.sleep(self.config.presence.interval_s)
 
     async def _drop_peer(self, peer_id: ID) -> None:
-        """Disconnect and evict a silent peer.
+        """Disconnect a silent peer and drop it from the routing table.
 
         py-libp2p has no keepalive, so a frozen peer would otherwise stay connected
-        and in the gossip mesh.
+        and in the gossip mesh. Its addresses stay: if it is only slow, discovery
+        finds and dials it again (and evicts it after repeated dial failures).
         """
-        if self._discovery is not None:
-            self._discovery.evict(peer_id)
+        if self.dht is not None:
+            self.dht.routing_table.remove_peer(peer_id)
         with trio.move_on_after(self.config.timeouts.dial_s):
             try:
                 await self.host.disconnect(peer_id)

@@ -65,6 +65,8 @@ class NodeProc:
     proc: subprocess.Popen[bytes] | None = None
     peer_id: str = ""
     addrs: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for the process (``BOOTSTRAP_ADDR`` is cleared unless set here)."""
 
     @property
     def log_path(self) -> Path:
@@ -82,6 +84,7 @@ class NodeProc:
         log = self.log_path.open("ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("BOOTSTRAP_ADDR", None)
+        env.update(self.env)
         self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=log, stderr=log, env=env)
         log.close()
 

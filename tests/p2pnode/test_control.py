@@ -130,3 +130,23 @@ def test_garbage_on_the_libp2p_port_does_not_hurt(net: Network) -> None:
     assert d.rpc("node.id")["peer_id"] == d.peer_id
     half.close()
     assert d.proc is not None and d.proc.poll() is None
+
+
+def test_join_through_env_with_one_bootstrap_down(net: Network) -> None:
+    """BOOTSTRAP_ADDR lists a dead node first; the daemon still joins through the live one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    dead_id = "12D3KooWDzpVNmq32sN8YuoWTCQRPBGg764m5abgzD3NbvyRzhfC"
+    dead = f"/ip4/127.0.0.1/tcp/{dead_port}/p2p/{dead_id}"
+    node = net.daemon_proc("via-env", bootstrap=[])
+    node.env = {"BOOTSTRAP_ADDR": f"{dead},{net.bootstrap_addr}"}
+    node.start()
+    try:
+        node.wait_ready()
+        others = {d.peer_id for d in net.daemons}
+        wait_for(lambda: node.peer_ids() >= others, 60, 0.2, "joined via the live bootstrap")
+        wait_for(lambda: all(node.peer_id in d.peer_ids() for d in net.daemons), 60, 0.2,
+                 "the others see it")
+    finally:
+        node.stop()

@@ -16,12 +16,33 @@ def sees_all(nodes: list[NodeProc]) -> bool:
     return all(n.peer_ids() == ids - {n.peer_id} for n in nodes)
 
 
-def delivered_to_all(sender: NodeProc, others: list[NodeProc], text: str) -> bool:
-    def got(node: NodeProc) -> bool:
-        msgs = node.rpc("debug.messages", {"topic": "t"})
-        return any(m["data"] == text and m["from"] == sender.peer_id for m in msgs)
+def received(node: NodeProc, sender: NodeProc) -> set[str]:
+    msgs = node.rpc("debug.messages", {"topic": "t"})
+    return {m["data"] for m in msgs if m["from"] == sender.peer_id}
 
-    return all(got(n) for n in others)
+
+def publish_until_all_receive(sender: NodeProc, others: list[NodeProc], prefix: str) -> str:
+    """Publish ``prefix-N`` messages until one of them has reached every other node.
+
+    Right after a subscription or a churn event the gossip mesh needs a heartbeat or two,
+    so early messages may legitimately miss a peer; what must hold is that the network
+    converges to delivering to everyone. Returns the first message everyone got.
+    """
+    sent: list[str] = []
+
+    def one_reached_all() -> str | None:
+        sent.append(f"{prefix}-{len(sent)}")
+        sender.rpc("debug.publish", {"topic": "t", "data": sent[-1]})
+        common = set(sent)
+        for node in others:
+            common &= received(node, sender)
+        return min(common, key=sent.index) if common else None
+
+    try:
+        return wait_for(one_reached_all, DELIVERY_DEADLINE, 0.5, f"{prefix} reaches all")
+    except AssertionError:
+        got = {n.data_dir.name: sorted(received(n, sender)) for n in others}
+        raise AssertionError(f"sent {sent}; received {got}") from None
 
 
 def test_five_daemons_discover_gossip_and_survive_bootstrap_loss(tmp_path: Path) -> None:
@@ -29,45 +50,29 @@ def test_five_daemons_discover_gossip_and_survive_bootstrap_loss(tmp_path: Path)
         daemons = net.daemons
         # Every daemon lists the other five (bootstrap publishes no presence).
         wait_for(lambda: sees_all(daemons), DISCOVERY_DEADLINE, 0.2, "all 5 daemons see each other")
-        # Discovery went through the DHT: each daemon holds direct connections to the
-        # others, not only to the bootstrap node.
-        for d in daemons:
-            status = d.rpc("node.status")
-            assert status["connected"] >= 5, status
-            assert status["torch_imported"] is False
+        # Discovery goes through the DHT: each daemon ends up directly connected to the
+        # four others and the bootstrap node, not only to the bootstrap node.
+        wait_for(lambda: all(d.rpc("node.status")["connected"] >= 5 for d in daemons),
+                 DISCOVERY_DEADLINE, 0.2, "direct connections between all daemons")
+        assert not any(d.rpc("node.status")["torch_imported"] for d in daemons)
 
         for d in daemons:
             d.rpc("debug.subscribe", {"topic": "t"})
         sender, others = daemons[0], daemons[1:]
-        # Mesh formation after subscribe takes a heartbeat or two: republish until seen.
-        n = 0
-
-        def first_message_arrives() -> bool:
-            nonlocal n
-            n += 1
-            sender.rpc("debug.publish", {"topic": "t", "data": f"hello-{n}"})
-            return delivered_to_all(sender, others, f"hello-{n}")
-
-        wait_for(first_message_arrives, DELIVERY_DEADLINE, 0.5, "first gossip reaches all")
+        publish_until_all_receive(sender, others, "hello")
 
         # A daemon joining the settled network finds all the others, and they find it.
         late = net.add_daemon("late")
         daemons = net.daemons
         wait_for(lambda: sees_all(daemons), DISCOVERY_DEADLINE, 0.2, "late joiner seen by all")
+        wait_for(lambda: all(d.rpc("node.status")["connected"] >= 6 for d in daemons),
+                 DISCOVERY_DEADLINE, 0.2, "late joiner directly connected to all")
         late.rpc("debug.subscribe", {"topic": "t"})
 
-        # kill -9 of the bootstrap node: a new message still reaches everyone.
+        # kill -9 of the bootstrap node: a message sent after it reaches everyone.
         net.bootstrap.kill()
         sender = daemons[2]
-        n = 0
-
-        def after_bootstrap_loss() -> bool:
-            nonlocal n
-            n += 1
-            sender.rpc("debug.publish", {"topic": "t", "data": f"after-{n}"})
-            return delivered_to_all(sender, [d for d in daemons if d is not sender], f"after-{n}")
-
-        wait_for(after_bootstrap_loss, DELIVERY_DEADLINE, 0.5, "gossip after bootstrap loss")
+        publish_until_all_receive(sender, [d for d in daemons if d is not sender], "after")
 
         # kill -9 of a daemon: the others forget it after the silence timeout and go on.
         victim = daemons[1]
