@@ -14,6 +14,11 @@ Each workaround says why it exists, so it can go when the library is fixed:
   about pending queues for peers not on a topic; lookups warn and the TCP transport logs
   an ERROR for every failed dial to a peer that left. All are normal operation here. The
   auto-connector forces its own logger to INFO and logs its state every cycle.
+- Inbound stream guard: an exception in any protocol handler (e.g. pubsub's
+  ``ParseFromString`` on a malformed RPC raises ``DecodeError``) propagates through the
+  connection's nursery into the swarm service and ends the whole host: one garbage
+  stream from any peer killed the daemon. Every inbound stream now runs behind a guard
+  that logs and resets it.
 - Start order (pubsub services before the first connection, DHT created before
   connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
 """
@@ -22,11 +27,11 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import multiaddr
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
@@ -37,6 +42,8 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
 from p2pnode.config import GossipConfig
+
+log = logging.getLogger(__name__)
 
 _NOISY = (
     ("libp2p.kad_dht.kad_dht", "Failed to read DHT message from stream"),
@@ -73,13 +80,35 @@ def quiet_libp2p_logs(level: int = logging.WARNING) -> None:
 
 
 def make_host(key_pair: KeyPair, listen: Sequence[str]) -> IHost:
-    """Return an unstarted host whose only security transport is Noise."""
+    """Return an unstarted host: Noise only, every inbound stream behind a guard."""
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
         listen_addrs=[multiaddr.Multiaddr(a) for a in listen],
     )
+    network = host.get_network()
+    network.set_stream_handler(_guard_streams(network.common_stream_handler))
+    return host
+
+
+def _guard_streams(
+    inner: Callable[[INetStream], Awaitable[None]],
+) -> Callable[[INetStream], Awaitable[None]]:
+    """Wrap the swarm's inbound-stream handler so a handler failure ends only its stream."""
+
+    async def guarded(stream: INetStream) -> None:
+        try:
+            await inner(stream)
+        except Exception as exc:  # noqa: BLE001 - task boundary of one inbound stream
+            peer = getattr(getattr(stream, "muxed_conn", None), "peer_id", "?")
+            log.debug("inbound stream from %s failed: %r", peer, exc)
+            try:
+                await stream.reset()
+            except Exception:  # noqa: BLE001 - the stream is being discarded
+                log.debug("reset after failure failed", exc_info=True)
+
+    return guarded
 
 
 def make_pubsub(host: IHost, cfg: GossipConfig) -> tuple[Pubsub, GossipSub]:

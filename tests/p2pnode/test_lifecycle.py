@@ -107,3 +107,27 @@ def test_daemon_import_does_not_pull_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_malformed_protocol_messages_do_not_kill_the_daemon(tmp_path: Path) -> None:
+    """py-libp2p lets a pubsub DecodeError end the whole host; p2pnode/host.py guards it."""
+    node = lone_daemon(tmp_path)
+    try:
+        info = info_from_p2p_addr(multiaddr.Multiaddr(node.addrs[0]))
+        attacker = make_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"])
+        listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+        blobs = [b"\x05hello", b"\xff\xff\xff\xff\x0f" + os.urandom(100),
+                 b"\x10" + os.urandom(16)]
+        async with attacker.run(listen_addrs=listen):
+            with trio.fail_after(15):
+                await attacker.connect(info)
+            for proto in ("/meshsub/1.1.0", "/ipfs/kad/1.0.0", "/ipfs/id/1.0.0"):
+                for blob in blobs:
+                    with trio.fail_after(15):
+                        stream = await attacker.new_stream(info.peer_id, [TProtocol(proto)])
+                        await stream.write(blob)
+                        await stream.close()
+        assert node.proc is not None and node.proc.poll() is None, node.tail()
+        assert node.rpc("node.id")["peer_id"] == node.peer_id
+    finally:
+        node.stop()
