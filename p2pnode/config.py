@@ -102,9 +102,11 @@ class WorkConfig:
 
 @dataclass
 class MetricsConfig:
-    """Optional metrics."""
+    """Prometheus metrics: off by default; ``enabled = true`` serves ``/metrics``."""
 
     enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
 
 
 SECTIONS: dict[str, type] = {
@@ -175,6 +177,8 @@ class Config:
             raise ConfigError("work.min_health_to_work", "must be within 0..100")
         if self.control.max_request_bytes < 64:
             raise ConfigError("control.max_request_bytes", "must be >= 64")
+        if not 1 <= self.metrics.port <= 65535:
+            raise ConfigError("metrics.port", "must be within 1..65535")
         return self
 
 

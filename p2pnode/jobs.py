@@ -174,6 +174,12 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     node.add_service(run_owner)
     node.add_service(run_trainer)
     _add_routes(node, owner, trainer)
+    if node.config.metrics.enabled:
+        from p2pnode.metrics import serve_metrics  # noqa: PLC0415
+
+        m = node.config.metrics
+        port = serve_metrics(node, owner, trainer, m.host, m.port)
+        log.info("metrics at http://%s:%d/metrics", m.host, port)
     return owner, trainer
 
 

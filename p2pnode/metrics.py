@@ -80,7 +80,8 @@ class DaemonCollector(Collector):
     def _reputation(self) -> HistogramMetricFamily:
         now = time.time()
         cfg = self.owner.cfg.reputation
-        scores = [decayed(s, now - t / 1000, cfg) for s, t in self.owner.jobs.reputation().values()]
+        stored = list(self.owner.scores.values())
+        scores = [decayed(s, now - t / 1000, cfg) for s, t in stored]
         buckets = [(str(b), sum(1 for s in scores if s <= b)) for b in REPUTATION_BUCKETS]
         buckets.append(("+Inf", len(scores)))
         hist = HistogramMetricFamily("distro_train_reputation", "Reputation scores of known peers.")

@@ -114,6 +114,8 @@ class Owner:
         self.updates: Counter[tuple[str, str]] = Counter()
         self.rounds_completed = 0
         self.bytes_in = 0
+        # A copy of the stored reputation, readable from other threads (metrics).
+        self.scores: dict[str, tuple[float, int]] = jobs.reputation()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Resume unfinished jobs, then run submitted ones until cancelled."""
@@ -760,14 +762,15 @@ class Owner:
 
         return {
             p: decayed(s, now - t / 1000, self.cfg.reputation)
-            for p, (s, t) in self.jobs.reputation().items()
+            for p, (s, t) in self.scores.items()
         }
 
     def _charge(self, peer: str, outcome: str) -> None:
         now_ms = int(time.time() * 1000)
-        score, at = self.jobs.reputation().get(peer, (0.0, now_ms))
+        score, at = self.scores.get(peer, (0.0, now_ms))
         new = updated(score, (now_ms - at) / 1000, outcome, self.cfg.reputation)
         self.jobs.set_reputation(peer, new, now_ms)
+        self.scores[peer] = (new, now_ms)
 
 
 @dataclass
