@@ -26,6 +26,8 @@ import multiaddr
 import psutil
 import trio
 from libp2p.custom_types import TProtocol
+from libp2p.host.ping import ID as PING_PROTOCOL
+from libp2p.host.ping import perform_ping_roundtrip
 from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 
@@ -338,12 +340,17 @@ class Node:
             await trio.sleep(self.config.presence.interval_s)
 
     async def _drop_peer(self, peer_id: ID) -> None:
-        """Disconnect a silent peer and drop it from the routing table.
+        """Ping a peer whose presence went silent; disconnect it if it does not answer.
 
-        py-libp2p has no keepalive, so a frozen peer would otherwise stay connected
-        and in the gossip mesh. Its addresses stay: if it is only slow, discovery
-        finds and dials it again (and evicts it after repeated dial failures).
+        py-libp2p has no keepalive, so a frozen peer would otherwise stay connected and
+        in the gossip mesh. A peer that only fell behind (an overloaded machine) still
+        answers the ping and keeps its connection: cutting it would add churn exactly
+        when the network can least afford it. Its addresses stay either way; discovery
+        evicts it after repeated dial failures.
         """
+        if await self._answers_ping(peer_id):
+            log.debug("peer %s silent on presence but answers ping", peer_id)
+            return
         if self.dht is not None:
             self.dht.routing_table.remove_peer(peer_id)
         with trio.move_on_after(self.config.timeouts.dial_s):
@@ -351,6 +358,21 @@ class Node:
                 await self.host.disconnect(peer_id)
             except Exception as exc:  # noqa: BLE001 - already gone is fine
                 log.debug("disconnect %s: %r", peer_id, exc)
+
+    async def _answers_ping(self, peer_id: ID) -> bool:
+        if peer_id not in self.host.get_connected_peers():
+            return False
+        with trio.move_on_after(self.config.timeouts.dial_s):
+            try:
+                stream = await self.host.new_stream(peer_id, [PING_PROTOCOL])
+                try:
+                    await perform_ping_roundtrip(stream)
+                finally:
+                    await stream.close()
+                return True
+            except Exception as exc:  # noqa: BLE001 - any failure means "no answer"
+                log.debug("ping %s failed: %r", peer_id, exc)
+        return False
 
     async def _expire_loop(self) -> None:
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from tests.conftest import wait_for
@@ -81,3 +82,17 @@ def test_five_daemons_discover_gossip_and_survive_bootstrap_loss(tmp_path: Path)
         wait_for(lambda: sees_all(alive), DISCOVERY_DEADLINE, 0.2, "dead daemon forgotten")
         for d in alive:
             assert d.proc is not None and d.proc.poll() is None
+
+        # A frozen daemon (SIGSTOP) stays "connected" as far as py-libp2p knows: the
+        # others must notice the silence, fail to ping it and disconnect it.
+        frozen = alive[-1]
+        frozen.signal(signal.SIGSTOP)
+        try:
+            rest = [d for d in alive if d is not frozen]
+            wait_for(lambda: sees_all(rest), DISCOVERY_DEADLINE, 0.2, "frozen daemon forgotten")
+            wait_for(lambda: all(d.rpc("node.status")["connected"] == len(rest) - 1 for d in rest),
+                     DISCOVERY_DEADLINE, 0.2, "frozen daemon disconnected")
+        finally:
+            frozen.signal(signal.SIGCONT)
+        # Thawed, it is seen again.
+        wait_for(lambda: sees_all(alive), DISCOVERY_DEADLINE, 0.2, "thawed daemon back")
