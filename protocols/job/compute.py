@@ -43,6 +43,11 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
+def warm_up() -> None:
+    """Import the training stack (torch) ahead of the first task; blocking."""
+    import training.local  # noqa: F401, PLC0415
+
+
 def check_job(model_json: str, params_json: str) -> None:
     """Validate an announced model spec and training parameters.
 

@@ -539,7 +539,24 @@ class Owner:
             if isinstance(outcome, list):
                 return outcome
             log.warning("job %s round %d attempt %d failed: %s", live.job_id, r, attempt, outcome)
+            await self._recover(live)
         raise RuntimeError(f"round {r} failed {self.cfg.round_attempts} times")
+
+    async def _recover(self, live: _Live) -> None:
+        """Prepare another try of a failed round.
+
+        Peers still present are forgiven (they may only have been slow to answer),
+        and we wait until some trainer of the pool is available again.
+        """
+        with trio.move_on_after(self.cfg.recruit_timeout_s):
+            while True:
+                present = set(self.node.live_peers())
+                for peer, state in live.trainers.items():
+                    if state == "gone" and peer in present:
+                        live.trainers[peer] = "offered"
+                if any(live.trainers.get(p) != "gone" for p in live.pool):
+                    return
+                await trio.sleep(self.cfg.announce_interval_s)
 
     async def _round(
         self,
@@ -761,8 +778,7 @@ class Owner:
         from protocols.job.selection import decayed  # noqa: PLC0415
 
         return {
-            p: decayed(s, now - t / 1000, self.cfg.reputation)
-            for p, (s, t) in self.scores.items()
+            p: decayed(s, now - t / 1000, self.cfg.reputation) for p, (s, t) in self.scores.items()
         }
 
     def _charge(self, peer: str, outcome: str) -> None:

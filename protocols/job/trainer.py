@@ -71,6 +71,7 @@ class _Job:
     announce: pb.JobAnnounce
     state: str = "offered"
     offered_at: float = 0.0
+    checked: bool = False
     rounds_done: int = 0
     last_metrics: dict[str, float] = field(default_factory=dict)
 
@@ -96,6 +97,7 @@ class Trainer:
         self.bytes_in = 0
         self.bytes_out = 0
         self._nursery: trio.Nursery | None = None
+        self._warm = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen for jobs until cancelled."""
@@ -148,6 +150,11 @@ class Trainer:
             self.jobs.popitem(last=False)
         assert self._nursery is not None
         self._nursery.start_soon(self._offer, msg)
+        if not self._warm:
+            # Importing torch takes seconds; do it now, off the loop, not when the
+            # owner's assignment is waiting for our answer.
+            self._warm = True
+            self._nursery.start_soon(trio.to_thread.run_sync, compute.warm_up)
 
     def _fits(self, ann: pb.JobAnnounce) -> bool:
         me = self.node.health()
@@ -201,7 +208,7 @@ class Trainer:
             task = pb.Task.FromString(raw)
         except (SealError, Exception) as exc:  # noqa: BLE001 - any undecodable task is refused
             return pb.Ack(ok=False, reason="bad_task", detail=type(exc).__name__)
-        problem = self._check_task(task, job)
+        problem = await self._check_task(task, job)
         if problem:
             return pb.Ack(ok=False, reason=problem)
         if self.busy >= self.cfg.slots:
@@ -214,7 +221,7 @@ class Trainer:
         self._nursery.start_soon(self._work, msg.job_id, msg.round, job, task)
         return pb.Ack(ok=True)
 
-    def _check_task(self, task: pb.Task, job: _Job) -> str:
+    async def _check_task(self, task: pb.Task, job: _Job) -> str:
         if task.model_bytes > self.cfg.max_model_bytes:
             return "oversize_model"
         if len(task.chunks) == 0 or len(task.chunks) > self.cfg.max_chunks:
@@ -224,10 +231,17 @@ class Trainer:
         urls = [task.model_url, task.upload_url, task.update_get_url, *(c.url for c in task.chunks)]
         if not all(u.startswith(("http://", "https://")) for u in urls):
             return "bad_url"
-        try:
-            compute.check_job(job.announce.model_params_json, job.announce.train_params_json)
-        except ValueError as exc:
-            return f"bad_spec: {exc}"[:200]
+        if not job.checked:
+            # The catalogue lives with torch: check in a thread, once per job.
+            try:
+                await trio.to_thread.run_sync(
+                    compute.check_job,
+                    job.announce.model_params_json,
+                    job.announce.train_params_json,
+                )
+            except ValueError as exc:
+                return f"bad_spec: {exc}"[:200]
+            job.checked = True
         return ""
 
     async def _work(self, job_id: str, round: int, job: _Job, task: pb.Task) -> None:
