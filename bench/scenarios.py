@@ -159,11 +159,16 @@ def byzantine(kind: str | None, rule: str, validate: bool, rounds: int) -> tuple
         run.close()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=None, help="run only scenarios whose name has this")
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # unwind, so every Run stops its processes
     results: list[tuple[str, bool, str]] = []
 
     def scenario(name: str, fn: Callable[[], tuple[bool, str]]) -> None:

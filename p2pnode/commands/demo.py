@@ -185,6 +185,11 @@ def _try_call(data_dir: Path, method: str, params: dict[str, Any] | None = None)
         return None
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM behaves like Ctrl-C: unwind, stopping every child process."""
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when the job completed."""
     try:
@@ -194,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         from_mapping(spec)
     except (ValueError, SpecError) as exc:
         return fail(str(exc))
+    signal.signal(signal.SIGTERM, _interrupt)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="distro-train-demo-"))
     (work / "logs").mkdir(parents=True, exist_ok=True)
     procs = Processes(work)
