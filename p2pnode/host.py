@@ -19,6 +19,10 @@ Each workaround says why it exists, so it can go when the library is fixed:
   connection's nursery into the swarm service and ends the whole host: one garbage
   stream from any peer killed the daemon. Every inbound stream now runs behind a guard
   that logs and resets it.
+- Disconnect with a deadline: ``close_peer`` to a frozen peer can hang, and a close
+  that was cancelled half-way is never retried (``SwarmConn.close`` returns early once
+  its closed event is set) while the peer stays in ``connections`` forever.
+  :func:`disconnect` bounds it and then drops the entry itself.
 - Start order (pubsub services before the first connection, DHT created before
   connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
 """
@@ -30,12 +34,14 @@ import warnings
 from collections.abc import Awaitable, Callable, Sequence
 
 import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetStream
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -133,3 +139,16 @@ def make_dht(host: IHost) -> KadDHT:
     configured interval, with timeouts, and evicts peers it cannot dial.
     """
     return KadDHT(host, DHTMode.SERVER, enable_random_walk=False)
+
+
+async def disconnect(host: IHost, peer_id: ID, timeout_s: float) -> None:
+    """Close every connection to ``peer_id`` within ``timeout_s``, whatever the peer does."""
+    network = host.get_network()
+    with trio.move_on_after(timeout_s):
+        try:
+            await host.disconnect(peer_id)
+        except Exception as exc:  # noqa: BLE001 - already gone is fine
+            log.debug("disconnect %s: %r", peer_id, exc)
+    if peer_id in network.connections:
+        log.info("connection to %s did not close in %ss; dropped", peer_id, timeout_s)
+        network.connections.pop(peer_id, None)

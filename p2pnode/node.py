@@ -33,7 +33,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from p2pnode.config import Config
 from p2pnode.discovery import Discovery, join_bootstrap
-from p2pnode.host import make_dht, make_host, make_pubsub
+from p2pnode.host import disconnect, make_dht, make_host, make_pubsub
 from p2pnode.identity import load_or_create_identity, write_atomic
 from p2pnode.peerinfo import PeerInfo, peer_info_from_entry
 from p2pnode.reqresp import RequestHandler, make_stream_handler
@@ -353,11 +353,7 @@ class Node:
             return
         if self.dht is not None:
             self.dht.routing_table.remove_peer(peer_id)
-        with trio.move_on_after(self.config.timeouts.dial_s):
-            try:
-                await self.host.disconnect(peer_id)
-            except Exception as exc:  # noqa: BLE001 - already gone is fine
-                log.debug("disconnect %s: %r", peer_id, exc)
+        await disconnect(self.host, peer_id, self.config.timeouts.dial_s)
 
     async def _answers_ping(self, peer_id: ID) -> bool:
         if peer_id not in self.host.get_connected_peers():
