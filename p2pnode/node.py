@@ -7,9 +7,11 @@ service -> control socket, subscriptions, discovery, presence -> extension servi
 Extension points for other packages (stable; changes are additive):
 
 - ``node.peer_id``, ``node.private_key``, ``node.host``, ``node.config``
-- ``await node.publish(topic, data)``; ``node.subscribe(topic, handler)``
+- ``await node.publish(topic, data)``; ``node.subscribe(topic, handler)``;
+  ``await node.unsubscribe(topic)``
 - ``node.set_stream_handler(protocol_id, handler)``; ``await node.request(...)``
-- ``node.peers()``; ``node.status()``; ``node.routes.add(...)``
+- ``node.peers()``; ``node.local_status()``; ``node.set_queue_length(n)``
+- ``node.status()``; ``node.routes.add(...)``
 - ``node.add_service(fn)``: ``async fn(node, *, task_status)`` started after ready
 """
 
