@@ -25,6 +25,7 @@ from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
 from protocols.errors import EnvelopeError, SealError
 from protocols.job import JOBS_TOPIC, PROTOCOL_ID, compute, job_topic
 from protocols.job import rounds as rd
+from protocols.job.http import LazyClient
 from protocols.job.ports import NodeLike
 from protocols.job.selection import OfferInfo, ReputationConfig, select, updated
 from protocols.job.spec import JobSpec, loads
@@ -108,6 +109,7 @@ class Owner:
         self.live: dict[str, _Live] = {}
         self._store: Any = None
         self._nursery: trio.Nursery | None = None
+        self._http = LazyClient()
         # Totals since start, for metrics: messages dropped by reason, updates by
         # (verdict, reason), rounds completed, update bytes fetched.
         self.dropped: Counter[str] = Counter()
@@ -119,14 +121,17 @@ class Owner:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Resume unfinished jobs, then run submitted ones until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            for row in self.jobs.jobs():
-                if row.state in ("preparing", "running"):
-                    log.info("resuming job %s after round %d", row.job_id, row.completed_round)
-                    self._start(row.job_id, loads(row.spec_json, fmt="json"))
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for row in self.jobs.jobs():
+                    if row.state in ("preparing", "running"):
+                        log.info("resuming job %s after round %d", row.job_id, row.completed_round)
+                        self._start(row.job_id, loads(row.spec_json, fmt="json"))
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            await self._http.aclose()
 
     # control-socket methods -------------------------------------------------
 
@@ -743,7 +748,10 @@ class Owner:
         if url and url == live.issued.get((a.peer, a.slot)):
             try:
                 data = await transfer.fetch(
-                    url, sha256=a.sha256, max_bytes=self.cfg.max_update_bytes
+                    url,
+                    sha256=a.sha256,
+                    max_bytes=self.cfg.max_update_bytes,
+                    client=self._http.get(),
                 )
                 assert live.prepared is not None
                 ok, reason = await trio.to_thread.run_sync(

@@ -16,7 +16,14 @@ from typing import Any
 MODELS = ("logreg", "mlp", "cnn", "char_lstm")
 DATASETS = ("mnist", "digits", "fashion_mnist")
 RULES = (
-    "fedavg", "fedadam", "fedyogi", "fedadagrad", "median", "trimmed_mean", "krum", "multi_krum"
+    "fedavg",
+    "fedadam",
+    "fedyogi",
+    "fedadagrad",
+    "median",
+    "trimmed_mean",
+    "krum",
+    "multi_krum",
 )
 OPTIMIZERS = ("sgd", "adam")
 PARTITIONS = ("iid", "dirichlet", "shards")

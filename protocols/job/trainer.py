@@ -26,6 +26,7 @@ from libp2p.peer.id import ID
 from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
 from protocols.errors import EnvelopeError, SealError
 from protocols.job import JOBS_TOPIC, PROTOCOL_ID, compute, job_topic
+from protocols.job.http import LazyClient
 from protocols.job.ports import NodeLike
 from protocols.job.spec import MODELS
 from protocols.pb import distro_pb2 as pb
@@ -98,14 +99,18 @@ class Trainer:
         self.bytes_out = 0
         self._nursery: trio.Nursery | None = None
         self._warm = False
+        self._http = LazyClient()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen for jobs until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            self.node.subscribe(JOBS_TOPIC, self._on_announce)
-            task_status.started()
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.node.subscribe(JOBS_TOPIC, self._on_announce)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            await self._http.aclose()
 
     def status(self) -> dict[str, Any]:
         """What this trainer is doing, for ``node.status``."""
@@ -249,18 +254,15 @@ class Trainer:
         try:
             from storage import transfer  # noqa: PLC0415 - httpx only when working
 
-            async with transfer.new_client() as client:
-                model = await transfer.fetch(
-                    task.model_url,
-                    sha256=task.model_sha256,
-                    max_bytes=self.cfg.max_model_bytes,
-                    client=client,
-                )
-                items = [transfer.FetchItem(c.url, c.sha256, c.size) for c in task.chunks]
-                chunks = await transfer.fetch_many(items, client=client)
-                self.bytes_in += len(model) + sum(len(c) for c in chunks)
-                result = await self.train_task(job, model, chunks, stop)
-                note = await self.upload_and_announce(job_id, round, job, task, result, client)
+            client = self._http.get()
+            items = [
+                transfer.FetchItem(task.model_url, task.model_sha256, self.cfg.max_model_bytes),
+                *(transfer.FetchItem(c.url, c.sha256, c.size) for c in task.chunks),
+            ]
+            model, *chunks = await transfer.fetch_many(items, client=client)
+            self.bytes_in += len(model) + sum(len(c) for c in chunks)
+            result = await self.train_task(job, model, chunks, stop)
+            note = await self.upload_and_announce(job_id, round, job, task, result, client)
             self.bytes_out += note.size
             self.tasks["done"] += 1
             job.rounds_done += 1
