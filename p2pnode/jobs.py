@@ -174,6 +174,7 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     node.add_service(run_owner)
     node.add_service(run_trainer)
     _add_routes(node, owner, trainer)
+    node.peer_extras.append(lambda peer: {"reputation": round(owner.reputation_of(peer), 2)})
     if node.config.metrics.enabled:
         from p2pnode.metrics import serve_metrics  # noqa: PLC0415
 

@@ -79,6 +79,8 @@ class Node:
         self.pubsub, self.gossipsub = make_pubsub(self.host, config.gossip)
         self.dht: Any = None
         self.routes = Routes()
+        self.peer_extras: list[Callable[[str], dict[str, Any]]] = []
+        """Functions adding fields to each ``node.peers`` record (e.g. reputation)."""
         self.peer_table = PeerTable(config.presence.silence_timeout_s)
         self.sampler = Sampler(config.work.queue_capacity, config.work.min_health_to_work)
         self.dropped_messages = 0

@@ -27,7 +27,13 @@ def register_node_routes(node: Node) -> None:
         return {"peer_id": node.peer_id.to_base58(), "addrs": node.addrs(), "role": node.role}
 
     async def node_peers(params: dict[str, Any]) -> list[dict[str, Any]]:
-        return [p.to_json() for p in node.peers()]
+        out = []
+        for p in node.peers():
+            record = p.to_json()
+            for extra in node.peer_extras:
+                record.update(extra(record["peer_id"]))
+            out.append(record)
+        return out
 
     async def node_status(params: dict[str, Any]) -> dict[str, Any]:
         return node.status()

@@ -70,12 +70,14 @@ def _show_peers(result: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(result)} live peers")
-    for col in ("peer id", "health", "accepting", "cpu%", "mem%", "queue", "gpu", "seen",
-                "address"):
+    for col in ("peer id", "health", "reputation", "accepting", "cpu%", "mem%", "queue", "gpu",
+                "seen", "address"):
         table.add_column(col)
     for p in result:
+        rep = p.get("reputation")
         table.add_row(
-            p["peer_id"], f"{p['health']:.1f}", "yes" if p["accepting"] else "no",
+            p["peer_id"], f"{p['health']:.1f}", "-" if rep is None else f"{rep:+.1f}",
+            "yes" if p["accepting"] else "no",
             f"{p['cpu_percent']:.0f}", f"{p['mem_percent']:.0f}",
             f"{p['queue_length']}/{p['queue_capacity']}", p["gpu"] or "-",
             f"{p['last_seen_s']:.1f}s ago", p["addrs"][0] if p["addrs"] else "-",

@@ -27,7 +27,7 @@ from protocols.job import JOBS_TOPIC, PROTOCOL_ID, compute, job_topic
 from protocols.job import rounds as rd
 from protocols.job.http import LazyClient
 from protocols.job.ports import NodeLike
-from protocols.job.selection import OfferInfo, ReputationConfig, select, updated
+from protocols.job.selection import OfferInfo, ReputationConfig, decayed, select, updated
 from protocols.job.spec import JobSpec, loads
 from protocols.pb import distro_pb2 as pb
 from protocols.seal import seal, unseal
@@ -783,11 +783,14 @@ class Owner:
 
     def _reputation(self) -> dict[str, float]:
         now = time.time()
-        from protocols.job.selection import decayed  # noqa: PLC0415
-
         return {
             p: decayed(s, now - t / 1000, self.cfg.reputation) for p, (s, t) in self.scores.items()
         }
+
+    def reputation_of(self, peer: str) -> float:
+        """``peer``'s reputation now (decayed; 0 for a peer we never dealt with)."""
+        score, at = self.scores.get(peer, (0.0, 0))
+        return decayed(score, time.time() - at / 1000, self.cfg.reputation)
 
     def _charge(self, peer: str, outcome: str) -> None:
         now_ms = int(time.time() * 1000)

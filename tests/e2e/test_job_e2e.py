@@ -80,6 +80,10 @@ def test_job_over_real_processes_with_seaweedfs(
         assert hashlib.sha256(model).hexdigest() == result["model_sha256"]
         assert result["model_sha256"] == history[-1]["model_sha256"]
         assert summary["accuracy"] == history[-1]["test_accuracy"]
+        peers = call(owner, "node.peers")
+        used = set(history[-1]["trainers"])
+        assert {p["peer_id"] for p in peers} >= used
+        assert all(p["reputation"] > 0 for p in peers if p["peer_id"] in used), peers
         trainers_status = [call(tmp_path / f"trainer-{i}", "trainer.status") for i in range(3)]
         assert all(t["jobs"][job_id]["rounds_done"] == 3 for t in trainers_status)
     finally:
