@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,12 @@ class ControlServer:
 
     async def _serve_one(self, stream: trio.SocketStream) -> None:
         async with stream, self._limiter:
+            uid = peer_uid(stream)
+            if uid is not None and uid != os.geteuid():
+                # Mode 0600 already keeps other users out; this holds even if the
+                # socket's mode is loosened by someone.
+                log.warning("control socket: refused a client running as uid %d", uid)
+                return
             try:
                 await self._serve_lines(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -117,6 +124,18 @@ class ControlServer:
             answer = await dispatch(self.routes, line)
             if answer is not None:
                 await stream.send_all(answer)
+
+
+def peer_uid(stream: trio.SocketStream) -> int | None:
+    """The uid of the process at the other end (Linux SO_PEERCRED), or None if unknown."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        raw = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
 
 
 def _is_live(path: Path) -> bool:
