@@ -90,6 +90,8 @@ def train(
 def reason_of(exc: BaseException) -> str:
     """A short machine-readable reason code for a failed task."""
     name = type(exc).__name__
+    if isinstance(exc, ValueError) and name == "ValueError":
+        return "bad_spec"
     codes = {
         "HashMismatch": "hash_mismatch",
         "TooLarge": "oversize_data",

@@ -42,8 +42,11 @@ class OwnerConfig:
 
     Attributes:
         announce_interval_s: Re-announce a recruiting job this often.
-        recruit_timeout_s: Give up a job that finds too few trainers in this time.
-        request_timeout_s: Wait for a trainer's answer to an assignment.
+        recruit_timeout_s: Give up a job that finds no trainer in this time.
+        recruit_patience_s: Start with fewer trainers than wanted once no new offer
+            came for this long.
+        request_timeout_s: Wait for a trainer's answer to an assignment (a busy
+            machine importing torch for its first task can take many seconds).
         tick_s: Round clock resolution (deadlines, liveness checks).
         max_update_bytes: Largest update fetched.
         round_attempts: Tries per round before the job fails.
@@ -54,7 +57,8 @@ class OwnerConfig:
 
     announce_interval_s: float = 2.0
     recruit_timeout_s: float = 120.0
-    request_timeout_s: float = 10.0
+    recruit_patience_s: float = 20.0
+    request_timeout_s: float = 30.0
     tick_s: float = 0.2
     max_update_bytes: int = 64 * 1024 * 1024
     round_attempts: int = 3
@@ -449,7 +453,8 @@ class Owner:
         spec = live.spec
         reputation = self._reputation()
         with trio.move_on_after(self.cfg.recruit_timeout_s):
-            ready_at = None
+            full_at: float | None = None
+            seen, changed_at = 0, trio.current_time()
             while True:
                 chosen, _ = select(
                     list(live.offers.values()),
@@ -459,10 +464,16 @@ class Owner:
                     min_health=spec.min_health,
                     floor=self.cfg.reputation.floor,
                 )
+                now = trio.current_time()
+                if len(live.offers) != seen:
+                    seen, changed_at = len(live.offers), now
                 if len(chosen) >= spec.trainers:
-                    ready_at = ready_at or trio.current_time() + min(1.0, spec.offer_window_s)
-                    if trio.current_time() >= ready_at or spec.spares == 0:
+                    # Enough trainers; with spares wanted, collect offers a while longer.
+                    full_at = full_at or now
+                    if spec.spares == 0 or now >= full_at + spec.offer_window_s:
                         break
+                elif chosen and now - changed_at >= self.cfg.recruit_patience_s:
+                    break  # fewer than wanted and no new offer for a while: start anyway
                 await trio.sleep(self.cfg.tick_s)
         chosen, spares = select(
             list(live.offers.values()),

@@ -213,7 +213,7 @@ class Trainer:
             task = pb.Task.FromString(raw)
         except (SealError, Exception) as exc:  # noqa: BLE001 - any undecodable task is refused
             return pb.Ack(ok=False, reason="bad_task", detail=type(exc).__name__)
-        problem = await self._check_task(task, job)
+        problem = self._check_task(task, job)
         if problem:
             return pb.Ack(ok=False, reason=problem)
         if self.busy >= self.cfg.slots:
@@ -226,7 +226,7 @@ class Trainer:
         self._nursery.start_soon(self._work, msg.job_id, msg.round, job, task)
         return pb.Ack(ok=True)
 
-    async def _check_task(self, task: pb.Task, job: _Job) -> str:
+    def _check_task(self, task: pb.Task, job: _Job) -> str:
         if task.model_bytes > self.cfg.max_model_bytes:
             return "oversize_model"
         if len(task.chunks) == 0 or len(task.chunks) > self.cfg.max_chunks:
@@ -236,17 +236,6 @@ class Trainer:
         urls = [task.model_url, task.upload_url, task.update_get_url, *(c.url for c in task.chunks)]
         if not all(u.startswith(("http://", "https://")) for u in urls):
             return "bad_url"
-        if not job.checked:
-            # The catalogue lives with torch: check in a thread, once per job.
-            try:
-                await trio.to_thread.run_sync(
-                    compute.check_job,
-                    job.announce.model_params_json,
-                    job.announce.train_params_json,
-                )
-            except ValueError as exc:
-                return f"bad_spec: {exc}"[:200]
-            job.checked = True
         return ""
 
     async def _work(self, job_id: str, round: int, job: _Job, task: pb.Task) -> None:
@@ -254,6 +243,16 @@ class Trainer:
         try:
             from storage import transfer  # noqa: PLC0415 - httpx only when working
 
+            if not job.checked:
+                # The catalogue lives with torch: checked in a thread, after the Ack,
+                # so a trainer still importing torch answers its owner at once. A bad
+                # spec is refused through the same path as any failed task.
+                await trio.to_thread.run_sync(
+                    compute.check_job,
+                    job.announce.model_params_json,
+                    job.announce.train_params_json,
+                )
+                job.checked = True
             client = self._http.get()
             items = [
                 transfer.FetchItem(task.model_url, task.model_sha256, self.cfg.max_model_bytes),
