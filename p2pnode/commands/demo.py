@@ -327,7 +327,10 @@ def launch(
         lambda: maddr_file.exists() and maddr_file.read_text().strip(), "the bootstrap node", procs
     )
     say(f"bootstrap node {maddr}")
-    presence = _toml_table("presence", {"interval_s": 1.0, "silence_timeout_s": 10.0})
+    # Presence every second notices a dead trainer fast, but each status is relayed
+    # by every daemon: with many daemons on a small machine, space them out.
+    interval = max(1.0, (trainers + 2) / 4)
+    presence = _toml_table("presence", {"interval_s": interval, "silence_timeout_s": 10 * interval})
     owner_dir = work / "owner"
     owner_dir.mkdir(parents=True)
     owner_cfg = owner_dir / "config.toml"

@@ -356,7 +356,9 @@ class Owner:
                 }
                 for a in close:
                     if a.sha256 in verdicts:
-                        self._charge(a.peer, "rejected")
+                        # The Round charged "accepted" when the update passed its
+                        # checks; the round-wide verdict replaces that charge.
+                        self._charge(a.peer, verdicts[a.sha256], replaces="accepted")
                         live.trainers[a.peer] = verdicts[a.sha256]
                 loss, acc = await trio.to_thread.run_sync(compute.evaluate, prepared, new)
                 model, model_sha = new, compute.sha256(new)
@@ -803,9 +805,11 @@ class Owner:
         score, at = self.scores.get(peer, (0.0, 0))
         return decayed(score, time.time() - at / 1000, self.cfg.reputation)
 
-    def _charge(self, peer: str, outcome: str) -> None:
+    def _charge(self, peer: str, outcome: str, replaces: str | None = None) -> None:
         now_ms = int(time.time() * 1000)
         score, at = self.scores.get(peer, (0.0, now_ms))
+        if replaces is not None:
+            score -= self.cfg.reputation.delta(replaces)
         new = updated(score, (now_ms - at) / 1000, outcome, self.cfg.reputation)
         self.jobs.set_reputation(peer, new, now_ms)
         self.scores[peer] = (new, now_ms)

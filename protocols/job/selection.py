@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-OUTCOMES = ("accepted", "late", "rejected", "vanished", "forged")
+OUTCOMES = ("accepted", "late", "outvoted", "rejected", "vanished", "forged")
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class ReputationConfig:
 
     accepted: float = 10.0
     late: float = 5.0
+    outvoted: float = -10.0  # valid, but left out by a robust rule (e.g. Krum)
     rejected: float = -20.0
     vanished: float = -30.0
     forged: float = -50.0

@@ -59,7 +59,7 @@ class TrainerConfig:
     max_data_bytes: int = 512 * 1024 * 1024
     max_model_bytes: int = 64 * 1024 * 1024
     max_chunks: int = 4096
-    request_timeout_s: float = 10.0
+    request_timeout_s: float = 30.0
     train_threads: int = 0
     known_jobs: int = 256
     reoffer_after_s: float = 8.0
