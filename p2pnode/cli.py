@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     "id": ("p2pnode.commands.query", "add_arguments", "run_id",
            "show the local daemon's peer id and addresses"),
     "peers": ("p2pnode.commands.query", "add_arguments", "run_peers",
-              "list live peers with their health"),
+              "list live peers with their health and reputation"),
     "status": ("p2pnode.commands.jobs", "add_status_arguments", "run_status",
                "show a job's status (--watch to follow it), or the daemon's without JOB"),
     "submit": ("p2pnode.commands.jobs", "add_submit_arguments", "run_submit",
