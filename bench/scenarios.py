@@ -263,9 +263,21 @@ def main() -> int:
                 {**BASE, "trainers": 3, "spares": 1, "rounds": 2, "round_deadline_s": 25.0}
             )
             final = run.finish(job)
+            slow_id = run.peer_ids(range(1))[0]
             secs = [r["round_seconds"] for r in final["history"]]
-            ok = final["state"] == "done" and all(r["accepted"] == 3 for r in final["history"])
-            return ok, f"one trainer 20 s late, deadline 25 s: round seconds {secs}"
+            ok = (
+                final["state"] == "done"
+                and all(r["accepted"] == 3 for r in final["history"])
+                and all(slow_id not in r["trainers"] for r in final["history"])
+                # Round 1: the backup (sent at 15 s) wins before the straggler (20 s).
+                # Later rounds: the straggler, still busy, refuses and a spare steps in.
+                and 15.0 <= secs[0] < 20.0
+            )
+            return ok, (
+                f"one trainer (picked first) 20 s late, deadline 25 s, backups at 15 s: "
+                f"round seconds {secs}, straggler's update used: "
+                f"{any(slow_id in r['trainers'] for r in final['history'])}"
+            )
         finally:
             run.close()
 

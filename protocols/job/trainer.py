@@ -169,13 +169,17 @@ class Trainer:
             return False
         return bool(me.get("accepting")) and float(me.get("health", 0)) >= ann.min_health
 
-    async def _offer(self, msg: Opened) -> None:
+    def offer_for(self, msg: Opened) -> pb.Offer:
+        """What we tell an owner about ourselves when offering for its job."""
         me = self.node.health()
-        offer = pb.Offer(
+        return pb.Offer(
             health=float(me.get("health", 0)),
             free_slots=max(0, self.cfg.slots - self.busy),
             cpu_count=int(me.get("cpu_count", 1)),
         )
+
+    async def _offer(self, msg: Opened) -> None:
+        offer = self.offer_for(msg)
         wire = seal_message(self.node.private_key, "job.offer", offer, job_id=msg.job_id)
         try:
             with trio.fail_after(self.cfg.request_timeout_s):

@@ -82,9 +82,16 @@ class Replayer(Trainer):
 
 
 class Straggler(Trainer):
-    """Honest, but takes ``DELAY_S`` longer than it should for every task."""
+    """Honest, but takes ``DELAY_S`` longer than it should for every task, and claims
+    perfect health so that owners pick it first.
+    """
 
     DELAY_S = 20.0
+
+    def offer_for(self, msg: Any) -> Any:
+        offer = super().offer_for(msg)
+        offer.health = 100.0
+        return offer
 
     async def train_task(self, job: Any, model: bytes, chunks: list[bytes],
                          stop: threading.Event) -> TrainResult:
