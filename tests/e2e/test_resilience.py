@@ -1,5 +1,6 @@
 """Crashes and churn over real processes: an owner killed mid-job resumes, a trainer
-killed mid-round is replaced by a spare, and no round is lost.
+killed mid-round is replaced by a spare, no round is lost, and the trainer, restarted,
+rejoins and is selected again.
 """
 
 from __future__ import annotations
@@ -123,5 +124,26 @@ def test_trainer_killed_mid_job_is_replaced_and_no_round_is_lost(
         assert all(r["accepted"] == 3 for r in history), [r["accepted"] for r in history]
         assert all(victim not in r["trainers"] for r in history[2:])
         assert final["trainers"][victim] == "gone"
+
+        # The killed trainer restarts on its data dir: same peer id, it rejoins and the
+        # owner selects it again for the next job (its reputation took the hit but
+        # stays above the floor).
+        procs.start("victim-restarted", cluster.trainer_argv[ids[victim]], clean_env())
+        wait_for(
+            lambda: victim in {p["peer_id"] for p in call(owner, "node.peers")},
+            60,
+            what="the restarted trainer to rejoin",
+        )
+        again = call(
+            owner, "jobs.submit", {"spec": {**spec, "trainers": 4, "spares": 0, "rounds": 1}}
+        )["job_id"]
+        second = wait_for(
+            lambda: ended(owner, again, procs),
+            timeout=180,
+            interval=0.5,
+            what="the second job to end",
+        )
+        assert second["state"] == "done", second
+        assert victim in second["history"][0]["trainers"]
     finally:
         procs.stop_all()
