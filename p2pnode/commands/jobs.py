@@ -147,6 +147,8 @@ def watch(get: Any, as_json: bool, print_final: bool = True) -> int:
             time.sleep(WATCH_INTERVAL_S)
             status = get()
             live.update(render_status(status))
+    if not console.is_terminal:
+        console.print()  # rich leaves the last frame unterminated when not on a terminal
     if as_json and print_final:
         print_json(status)
     return 0 if status["state"] == "done" else 1
