@@ -13,83 +13,28 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from libp2p.crypto.keys import PublicKey
 from libp2p.peer.id import ID
 
 from p2pnode.jobstore import ChunkRow, JobStore
 from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
 from protocols.errors import EnvelopeError, SealError
-from protocols.job import JOBS_TOPIC, PROTOCOL_ID, compute, job_topic
-from protocols.job import rounds as rd
+from protocols.job import JOBS_TOPIC, compute, job_topic
 from protocols.job.http import LazyClient
+from protocols.job.owner_rounds import CONTENT_TYPE, RoundsMixin
+from protocols.job.owner_state import LiveJob, OwnerConfig
 from protocols.job.ports import NodeLike
-from protocols.job.selection import OfferInfo, ReputationConfig, decayed, select, updated
+from protocols.job.selection import OfferInfo, decayed, select, updated
 from protocols.job.spec import JobSpec, loads
 from protocols.pb import distro_pb2 as pb
-from protocols.seal import seal, unseal
+from protocols.seal import unseal
 
 log = logging.getLogger("distro_train.owner")
-CONTENT_TYPE = "application/octet-stream"
 
 
-@dataclass(frozen=True)
-class OwnerConfig:
-    """Timeouts and limits of the owner role.
-
-    Attributes:
-        announce_interval_s: Re-announce a recruiting job this often.
-        recruit_timeout_s: Give up a job that finds no trainer in this time.
-        recruit_patience_s: Start with fewer trainers than wanted once no new offer
-            came for this long.
-        request_timeout_s: Wait for a trainer's answer to an assignment (a busy
-            machine importing torch for its first task can take many seconds).
-        tick_s: Round clock resolution (deadlines, liveness checks).
-        max_update_bytes: Largest update fetched.
-        round_attempts: Tries per round before the job fails.
-        backup_fraction: Part of the round deadline after which stragglers get backups.
-        events: Bound of each round's event queue.
-        url_expiry_s: Lifetime of presigned URLs handed out per round.
-    """
-
-    announce_interval_s: float = 2.0
-    recruit_timeout_s: float = 120.0
-    recruit_patience_s: float = 20.0
-    request_timeout_s: float = 30.0
-    tick_s: float = 0.2
-    max_update_bytes: int = 64 * 1024 * 1024
-    round_attempts: int = 3
-    backup_fraction: float = 0.6
-    events: int = 1024
-    url_expiry_s: int = 3600
-    reputation: ReputationConfig = field(default_factory=ReputationConfig)
-
-
-@dataclass
-class _Live:
-    job_id: str
-    spec: JobSpec
-    phase: str = "preparing"
-    round_no: int = 0
-    offers: dict[str, OfferInfo] = field(default_factory=dict)
-    keys: dict[str, PublicKey] = field(default_factory=dict)
-    pool: list[str] = field(default_factory=list)
-    trainers: dict[str, str] = field(default_factory=dict)
-    issued: dict[tuple[str, int], str] = field(default_factory=dict)
-    rnd: rd.Round | None = None
-    events: trio.MemorySendChannel[tuple[Any, ...]] | None = None
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    seen_alive: set[str] = field(default_factory=set)
-    dropped: dict[str, int] = field(default_factory=dict)
-    error: str = ""
-    prepared: compute.Prepared | None = None
-    model: bytes = b""
-
-
-class Owner:
+class Owner(RoundsMixin):
     """The owner behaviour of one daemon. Start with ``nursery.start(owner.run)``.
 
     Args:
@@ -110,7 +55,7 @@ class Owner:
         self.open_store = open_store
         self.cfg = cfg or OwnerConfig()
         self.replay = ReplayGuard()
-        self.live: dict[str, _Live] = {}
+        self.live: dict[str, LiveJob] = {}
         self._store: Any = None
         self._nursery: trio.Nursery | None = None
         self._http = LazyClient()
@@ -262,7 +207,7 @@ class Owner:
     # the job ----------------------------------------------------------------
 
     def _start(self, job_id: str, spec: JobSpec) -> None:
-        live = _Live(job_id, spec)
+        live = LiveJob(job_id, spec)
         self.live[job_id] = live
         assert self._nursery is not None
         self._nursery.start_soon(self._run_job, live)
@@ -272,7 +217,7 @@ class Owner:
             self._store = await trio.to_thread.run_sync(self.open_store)
         return self._store
 
-    async def _run_job(self, live: _Live) -> None:
+    async def _run_job(self, live: LiveJob) -> None:
         try:
             with live.scope:
                 await self._drive(live)
@@ -285,7 +230,7 @@ class Owner:
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await self.node.unsubscribe(job_topic(live.job_id))
 
-    async def _drive(self, live: _Live) -> None:
+    async def _drive(self, live: LiveJob) -> None:
         spec, job_id = live.spec, live.job_id
         store = await self._get_store()
         prepared = await trio.to_thread.run_sync(compute.prepare, spec)
@@ -424,10 +369,10 @@ class Owner:
         live.phase = "done"
         self.jobs.finish(job_id, "done")
 
-    def _round_rejected(self, live: _Live) -> list[str]:
+    def _round_rejected(self, live: LiveJob) -> list[str]:
         return list(live.rnd.rejected) if live.rnd is not None else []
 
-    async def _announce_loop(self, live: _Live, prepared: compute.Prepared) -> None:
+    async def _announce_loop(self, live: LiveJob, prepared: compute.Prepared) -> None:
         spec = live.spec
         per_slot = max(sum(len(b) for b, _ in s) for s in prepared.slots)
         while True:
@@ -450,7 +395,7 @@ class Owner:
             recruiting = live.phase in ("preparing", "uploading", "recruiting")
             await trio.sleep(self.cfg.announce_interval_s * (1 if recruiting else 5))
 
-    async def _recruit(self, live: _Live) -> None:
+    async def _recruit(self, live: LiveJob) -> None:
         live.phase = "recruiting"
         spec = live.spec
         reputation = self._reputation()
@@ -492,11 +437,11 @@ class Owner:
             live.trainers[p] = "selected"
         log.info("job %s: selected %d trainers, %d spares", live.job_id, len(chosen), len(spares))
 
-    def _dropped(self, live: _Live, reason: str) -> None:
+    def _dropped(self, live: LiveJob, reason: str) -> None:
         live.dropped[reason] = live.dropped.get(reason, 0) + 1
         self.dropped[reason] += 1
 
-    def _feed(self, live: _Live, event: tuple[Any, ...]) -> None:
+    def _feed(self, live: LiveJob, event: tuple[Any, ...]) -> None:
         if live.events is None:
             return
         try:
@@ -504,7 +449,7 @@ class Owner:
         except (trio.WouldBlock, trio.ClosedResourceError):
             self._dropped(live, "queue_full")
 
-    def _topic_handler(self, live: _Live) -> Callable[[bytes, ID], Any]:
+    def _topic_handler(self, live: LiveJob) -> Callable[[bytes, ID], Any]:
         async def on_message(data: bytes, from_peer: ID) -> None:
             try:
                 msg = open_message(
@@ -543,257 +488,6 @@ class Owner:
 
         return on_message
 
-    async def _round_with_retries(
-        self,
-        live: _Live,
-        r: int,
-        slots: dict[int, list[ChunkRow]],
-        model_key: str,
-        model_sha: str,
-        model_size: int,
-    ) -> list[_Got]:
-        for attempt in range(1, self.cfg.round_attempts + 1):
-            outcome = await self._round(live, r, slots, model_key, model_sha, model_size)
-            if isinstance(outcome, list):
-                return outcome
-            log.warning("job %s round %d attempt %d failed: %s", live.job_id, r, attempt, outcome)
-            await self._recover(live)
-        raise RuntimeError(f"round {r} failed {self.cfg.round_attempts} times")
-
-    async def _recover(self, live: _Live) -> None:
-        """Prepare another try of a failed round.
-
-        Peers still present are forgiven (they may only have been slow to answer),
-        and we wait until some trainer of the pool is available again.
-        """
-        with trio.move_on_after(self.cfg.recruit_timeout_s):
-            while True:
-                present = set(self.node.live_peers())
-                for peer, state in live.trainers.items():
-                    if state == "gone" and peer in present:
-                        live.trainers[peer] = "offered"
-                if any(live.trainers.get(p) != "gone" for p in live.pool):
-                    return
-                await trio.sleep(self.cfg.announce_interval_s)
-
-    async def _round(
-        self,
-        live: _Live,
-        r: int,
-        slots: dict[int, list[ChunkRow]],
-        model_key: str,
-        model_sha: str,
-        model_size: int,
-    ) -> list[_Got] | str:
-        spec, store = live.spec, await self._get_store()
-        live.phase, live.round_no = "training", r
-        rep = self._reputation()
-        floor = self.cfg.reputation.floor
-        alive = [p for p in live.pool if live.trainers.get(p) != "gone" and rep.get(p, 0) >= floor]
-        alive.sort(key=lambda p: -rep.get(p, 0.0))  # stable: ties keep selection order
-        holders = {s: p for s, p in zip(sorted(slots), alive, strict=False)}
-        if not holders:
-            return "no_trainers"
-        spares = alive[len(holders) :]
-        quorum = min(spec.quorum_count, len(holders))
-        rnd = rd.Round(
-            r,
-            holders,
-            spares,
-            quorum=quorum,
-            min_updates=1,
-            deadline_s=spec.round_deadline_s,
-            backup_after_s=self.cfg.backup_fraction * spec.round_deadline_s,
-            now=trio.current_time(),
-        )
-        send, recv = trio.open_memory_channel[tuple[Any, ...]](self.cfg.events)
-        live.rnd, live.events, live.issued = rnd, send, {}
-        model_url = await trio.to_thread.run_sync(
-            store.presign_get, model_key, self.cfg.url_expiry_s
-        )
-        got: dict[str, _Got] = {}
-        ctx = _RoundCtx(live, r, slots, model_url, model_sha, model_size, got)
-        async with trio.open_nursery() as nursery:
-            outcome = self._act(nursery, ctx, rnd.start())
-            while outcome is None:
-                event = None
-                with trio.move_on_after(self.cfg.tick_s):
-                    event = await recv.receive()
-                now = trio.current_time()
-                actions = self._apply(rnd, ctx, event, now) if event else []
-                actions += self._liveness(live, rnd, now) + rnd.tick(now)
-                outcome = self._act(nursery, ctx, actions)
-            nursery.cancel_scope.cancel()
-        live.events = None
-        if isinstance(outcome, rd.Fail):
-            return outcome.reason
-        for a in outcome.accepted:
-            live.trainers[a.peer] = "accepted"
-        return [got[a.sha256] for a in outcome.accepted]
-
-    def _apply(
-        self, rnd: rd.Round, ctx: _RoundCtx, ev: tuple[Any, ...], now: float
-    ) -> list[rd.Action]:
-        kind, peer = ev[0], ev[1]
-        if kind == "announced":
-            _, _, sha, url, samples, train_s = ev
-            ctx.announced[(peer, sha)] = (url, samples)
-            ctx.train_seconds[sha] = float(train_s)
-            return rnd.announced(peer, sha)
-        if kind == "checked":
-            _, _, slot, sha, ok = ev
-            if not ok:
-                ctx.live.trainers[peer] = "rejected"
-            return rnd.checked(peer, slot, sha, ok, now)
-        if kind == "refused":
-            ctx.live.trainers[peer] = "refused"
-            return rnd.refused(peer, now)
-        if kind == "gone":
-            ctx.live.trainers[peer] = "gone"
-            return rnd.gone(peer, now)
-        if kind == "spare":
-            return rnd.add_spare(peer)
-        return []
-
-    def _liveness(self, live: _Live, rnd: rd.Round, now: float) -> list[rd.Action]:
-        alive = set(self.node.live_peers())
-        live.seen_alive |= alive & set(live.pool)
-        actions: list[rd.Action] = []
-        for peer in rnd.pending_peers():
-            if peer in live.seen_alive and peer not in alive:
-                live.trainers[peer] = "gone"
-                actions += rnd.gone(peer, now)
-        return actions
-
-    def _act(
-        self, nursery: trio.Nursery, ctx: _RoundCtx, actions: list[rd.Action]
-    ) -> rd.Close | rd.Fail | None:
-        for a in actions:
-            if isinstance(a, rd.SendTask):
-                ctx.live.trainers[a.peer] = "assigned"
-                nursery.start_soon(self._send_task, ctx, a)
-            elif isinstance(a, rd.CheckUpdate):
-                nursery.start_soon(self._check, ctx, a)
-            elif isinstance(a, rd.Charge):
-                self._charge(a.peer, a.outcome)
-            else:
-                return a
-        return None
-
-    async def _send_task(self, ctx: _RoundCtx, a: rd.SendTask) -> None:
-        from storage.store import job_prefix  # noqa: PLC0415
-
-        live, store = ctx.live, await self._get_store()
-        prefix = job_prefix(str(self.node.peer_id), live.job_id)
-        key = f"{prefix}updates/{ctx.round}/{a.slot}-{a.peer}.safetensors"
-        expiry = self.cfg.url_expiry_s
-
-        def presign() -> pb.Task:
-            return pb.Task(
-                model_url=ctx.model_url,
-                model_sha256=ctx.model_sha,
-                model_bytes=ctx.model_size,
-                chunks=[
-                    pb.Chunk(
-                        url=store.presign_get(c.key, expiry),
-                        sha256=c.sha256,
-                        size=c.size,
-                        samples=c.samples,
-                    )
-                    for c in ctx.slots[a.slot]
-                ],
-                upload_url=store.presign_put(key, CONTENT_TYPE, expiry),
-                upload_content_type=CONTENT_TYPE,
-                update_get_url=store.presign_get(key, expiry),
-                deadline_ms=int((time.time() + live.spec.round_deadline_s) * 1000),
-            )
-
-        task = await trio.to_thread.run_sync(presign)
-        live.issued[(a.peer, a.slot)] = task.update_get_url
-        try:
-            sealed = seal(
-                task.SerializeToString(),
-                live.keys[a.peer],
-                purpose="task",
-                job_id=live.job_id,
-                round=ctx.round,
-            )
-            wire = seal_message(
-                self.node.private_key,
-                "job.assign",
-                pb.Assign(sealed_task=sealed),
-                job_id=live.job_id,
-                round=ctx.round,
-            )
-            peer_id = ID.from_base58(a.peer)
-            with trio.fail_after(self.cfg.request_timeout_s):
-                reply = await self.node.request(
-                    peer_id, PROTOCOL_ID, wire, self.cfg.request_timeout_s
-                )
-            ack = open_message(
-                reply, expected_kinds=frozenset({"job.ack"}), expected_sender=peer_id
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure to reach a trainer means "gone"
-            log.info(
-                "job %s round %d: assigning slot %d to %s failed: %r",
-                live.job_id,
-                ctx.round,
-                a.slot,
-                a.peer,
-                exc,
-            )
-            self._feed(live, ("gone", a.peer))
-            return
-        assert isinstance(ack.body, pb.Ack)
-        if ack.body.ok:
-            live.trainers[a.peer] = "training"
-        else:
-            log.info("job %s: %s refused slot %d: %s", live.job_id, a.peer, a.slot, ack.body.reason)
-            self._feed(live, ("refused", a.peer))
-
-    async def _check(self, ctx: _RoundCtx, a: rd.CheckUpdate) -> None:
-        from storage import transfer  # noqa: PLC0415
-        from storage.errors import TransferError  # noqa: PLC0415
-
-        live = ctx.live
-        url, samples = ctx.announced.get((a.peer, a.sha256), ("", 0))
-        ok, reason = False, "wrong_url"
-        if url and url == live.issued.get((a.peer, a.slot)):
-            try:
-                data = await transfer.fetch(
-                    url,
-                    sha256=a.sha256,
-                    max_bytes=self.cfg.max_update_bytes,
-                    client=self._http.get(),
-                )
-                assert live.prepared is not None
-                ok, reason = await trio.to_thread.run_sync(
-                    compute.check_update, live.prepared, live.spec, live.model, data
-                )
-            except TransferError as exc:
-                ok, reason, data = False, compute.reason_of(exc), b""
-            except ValueError as exc:
-                ok, reason, data = False, f"bad_sha256: {exc}", b""
-            except Exception as exc:  # noqa: BLE001 - a peer's bytes must never end the round
-                log.warning("job %s: checking update %s failed: %r", live.job_id, a.sha256, exc)
-                ok, reason, data = False, "error", b""
-            self.bytes_in += len(data)
-            if ok:
-                ctx.got[a.sha256] = _Got(
-                    a.peer, a.slot, a.sha256, int(samples), data, ctx.train_seconds.get(a.sha256, 0)
-                )
-        self.updates["checked" if ok else "rejected", "" if ok else reason.split(":")[0]] += 1
-        if not ok:
-            log.info(
-                "job %s round %d: update %s from %s rejected: %s",
-                live.job_id,
-                ctx.round,
-                a.sha256[:12],
-                a.peer,
-                reason,
-            )
-        self._feed(live, ("checked", a.peer, a.slot, a.sha256, ok))
-
     def _reputation(self) -> dict[str, float]:
         now = time.time()
         return {
@@ -813,29 +507,6 @@ class Owner:
         new = updated(score, (now_ms - at) / 1000, outcome, self.cfg.reputation)
         self.jobs.set_reputation(peer, new, now_ms)
         self.scores[peer] = (new, now_ms)
-
-
-@dataclass
-class _Got:
-    peer: str
-    slot: int
-    sha256: str
-    samples: int
-    data: bytes
-    train_seconds: float = 0.0
-
-
-@dataclass
-class _RoundCtx:
-    live: _Live
-    round: int
-    slots: dict[int, list[ChunkRow]]
-    model_url: str
-    model_sha: str
-    model_size: int
-    got: dict[str, _Got]
-    announced: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
-    train_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _json(value: Any) -> str:
