@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +13,9 @@ from p2pnode.config import Config
 from p2pnode.control import call
 from p2pnode.errors import RequestError
 from p2pnode.node import Node
+from tests.conftest import wait_until
 
 ECHO = "/distro-train/test-echo/1.0.0"
-
-
-async def until(predicate: Callable[[], bool], deadline_s: float = 20) -> None:
-    with trio.fail_after(deadline_s):
-        for _ in range(int(deadline_s * 20)):
-            if predicate():
-                return
-            await trio.sleep(0.05)
-        raise AssertionError("condition not met")
 
 
 def pair_configs(tmp_path: Path) -> tuple[Config, Config]:
@@ -94,11 +85,11 @@ async def test_request_subscribe_service_and_routes(tmp_path: Path) -> None:
 
         b.subscribe("/distro-train/test/1", on_topic2)
         await a.publish("/distro-train/test/1", b"second")
-        await until(lambda: replaced == [b"second"])
+        await wait_until(lambda: replaced == [b"second"], 20)
         await b.unsubscribe("/distro-train/test/1")
         assert "/distro-train/test/1" not in b.status()["topics"]
 
-        await until(lambda: bool(a.peers() and b.peers()))
+        await wait_until(lambda: bool(a.peers() and b.peers()), 20)
         [seen] = a.peers()
         assert seen.peer_id == b.peer_id and 0 <= seen.health <= 100 and seen.addrs
         result = await trio.to_thread.run_sync(
