@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from p2pnode.commands.demo import Processes, clean_env
-from p2pnode.control import call, socket_path
-from p2pnode.errors import ControlError
+from p2pnode.control import socket_path
 from tests.conftest import wait_for
+from tests.e2e.helpers import answers
 
 NOBODY = 65534
 CLIENT = """
@@ -36,14 +36,6 @@ except (ConnectionResetError, BrokenPipeError):
     data = b""
 print("answer:" + data.decode())
 """
-
-
-def answers(d: Path) -> bool:
-    try:
-        call(d, "node.id", timeout=2)
-        return True
-    except ControlError:
-        return False
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")

@@ -8,23 +8,14 @@ from pathlib import Path
 import httpx
 
 from p2pnode.commands.demo import Processes, clean_env
-from p2pnode.control import call
-from p2pnode.errors import ControlError
 from tests.conftest import wait_for
+from tests.e2e.helpers import answers
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def answers(d: Path) -> bool:
-    try:
-        call(d, "node.id", timeout=2)
-        return True
-    except ControlError:
-        return False
 
 
 def test_metrics_endpoint(tmp_path: Path) -> None:
