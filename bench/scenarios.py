@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -101,13 +100,6 @@ class Run:
         return self.wait(
             job_id, lambda s: s["state"] not in ("preparing", "running"), timeout, "job end"
         )
-
-    def kill(self, name: str) -> None:
-        for n, proc, _ in self.procs.children:
-            if n == name and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.procs.children = [c for c in self.procs.children if c[0] != name]
 
     def trainer_name(self, peer: str) -> str:
         for i in range(len(self.cluster.trainer_argv)):
@@ -240,7 +232,7 @@ def main() -> int:
             )
             victims = [p for p, st in s["trainers"].items() if st == "training"][:3]
             for p in victims:
-                run.kill(run.trainer_name(p))
+                run.procs.kill(run.trainer_name(p))
             final = run.finish(job)
             rounds = [r["round"] for r in final["history"]]
             full = all(r["accepted"] == 6 for r in final["history"])
@@ -288,7 +280,7 @@ def main() -> int:
         try:
             job = run.submit({**BASE, "trainers": 3, "rounds": args.rounds})
             run.wait(job, lambda s: s.get("completed_round", 0) >= 2, 300, "two rounds")
-            run.kill("owner")
+            run.procs.kill("owner")
             run.procs.start("owner-restarted", run.cluster.owner_argv, clean_env())
             final = run.finish(job)
             log = (run.work / "logs" / "owner-restarted.log").read_text()
@@ -313,7 +305,7 @@ def main() -> int:
         try:
             job = run.submit({**BASE, "trainers": 3, "rounds": args.rounds})
             run.wait(job, lambda s: s.get("round", 0) >= 2, 300, "round 2")
-            run.kill("s3")
+            run.procs.kill("s3")
             port = run.s3["endpoint"].rsplit(":", 1)[1]
             s3 = run.procs.start(
                 "s3-restarted",

@@ -147,6 +147,16 @@ class Processes:
                     f"{self.work / 'logs' / (name + '.log')}"
                 )
 
+    def kill(self, name: str) -> None:
+        """SIGKILL the child ``name`` and its process group (a crash), then forget it."""
+        for n, proc, log in self.children:
+            if n == name:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                log.close()
+        self.children = [c for c in self.children if c[0] != name]
+
     def stop_all(self) -> None:
         """SIGTERM every child, newest first; SIGKILL what is left after the deadline."""
         for _, proc, _ in reversed(self.children):

@@ -5,7 +5,6 @@ rejoins and is selected again.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +72,7 @@ def test_owner_killed_mid_job_resumes_from_its_last_round(
             timeout=120,
             what="two rounds",
         )
-        (proc,) = [p for name, p, _ in procs.children if name == "owner"]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        procs.children = [c for c in procs.children if c[0] != "owner"]
+        procs.kill("owner")
         procs.start("owner-restarted", cluster.owner_argv, clean_env())
         final = wait_for(
             lambda: ended(owner, job_id, procs),
@@ -111,10 +107,7 @@ def test_trainer_killed_mid_job_is_replaced_and_no_round_is_lost(
 
         victim = wait_for(training_in_round_2, timeout=120, what="round 2 under way")[0]
         ids = {call(tmp_path / f"trainer-{i}", "node.id")["peer_id"]: i for i in range(4)}
-        (proc,) = [p for name, p, _ in procs.children if name == f"trainer-{ids[victim]}"]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        procs.children = [c for c in procs.children if c[1] is not proc]
+        procs.kill(f"trainer-{ids[victim]}")
         final = wait_for(
             lambda: ended(owner, job_id, procs), timeout=240, interval=0.5, what="the job to end"
         )
