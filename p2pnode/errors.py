@@ -13,11 +13,13 @@ Every error carries fields so callers never match on message text.
 
 from __future__ import annotations
 
+from distro_errors import DistroError
+
 from pathlib import Path
 from typing import Any
 
 
-class NodeError(Exception):
+class NodeError(DistroError):
     """Root of the daemon's errors."""
 
 

@@ -11,8 +11,10 @@ it without matching message text.
 
 from __future__ import annotations
 
+from distro_errors import DistroError
 
-class ProtocolError(Exception):
+
+class ProtocolError(DistroError):
     """Root of the wire-protocol errors."""
 
 

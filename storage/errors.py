@@ -22,6 +22,8 @@ message text. URLs in errors never include their query string (the signature).
 
 from __future__ import annotations
 
+from distro_errors import DistroError
+
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -34,7 +36,7 @@ def redact_url(url: str) -> str:
         return "<unparseable URL>"
 
 
-class StorageError(Exception):
+class StorageError(DistroError):
     """Root of every error raised by ``storage``."""
 
 

@@ -14,8 +14,10 @@ Every error carries fields, so callers branch on them and never on message text:
 
 from __future__ import annotations
 
+from distro_errors import DistroError
 
-class TrainingError(Exception):
+
+class TrainingError(DistroError):
     """Root of every error raised by ``training``."""
 
 
