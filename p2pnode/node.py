@@ -40,6 +40,7 @@ from p2pnode.identity import load_or_create_identity, write_atomic
 from p2pnode.peerinfo import PeerInfo, peer_info_from_entry
 from p2pnode.reqresp import RequestHandler, make_stream_handler
 from p2pnode.reqresp import request as _request
+from p2pnode.routes import register_node_routes
 from p2pnode.rpc import Routes
 from protocols.envelope import ReplayGuard
 from protocols.errors import EnvelopeError
@@ -95,8 +96,6 @@ class Node:
         self._discovery: Discovery | None = None
         self.last_status: dict[str, Any] = {}
         self._last_presence: pb.Presence | None = None
-        from p2pnode.routes import register_node_routes
-
         register_node_routes(self)
 
     # ----- extension points -------------------------------------------------------

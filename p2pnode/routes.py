@@ -1,26 +1,53 @@
 """The daemon's own control methods: ``node.*`` always, ``debug.*`` when enabled.
 
 Other packages register theirs on ``node.routes`` the same way (see p2pnode/rpc.py).
+The routes see the node through :class:`NodeView`, the part of
+:class:`p2pnode.node.Node` they use, so this module does not import the node back.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from libp2p.peer.id import ID
 
-from p2pnode.rpc import InvalidParams
-
-if TYPE_CHECKING:
-    from p2pnode.node import Node
+from p2pnode.config import Config
+from p2pnode.peerinfo import PeerInfo
+from p2pnode.rpc import InvalidParams, Routes
 
 DEBUG_TOPIC_PREFIX = "/distro-train/debug/"
 MAX_DEBUG_MESSAGES = 1000
 
 
-def register_node_routes(node: Node) -> None:
+class NodeView(Protocol):
+    """What the ``node.*`` and ``debug.*`` routes need from a node."""
+
+    peer_id: ID
+    role: str
+    config: Config
+    routes: Routes
+    peer_extras: list[Callable[[str], dict[str, Any]]]
+
+    def addrs(self) -> list[str]:
+        """This node's listen addresses."""
+
+    def peers(self) -> list[PeerInfo]:
+        """The live peers."""
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-able snapshot of the node."""
+
+    def subscribe(self, topic: str, handler: Callable[[bytes, ID], Awaitable[None]]) -> None:
+        """Deliver ``topic``'s messages to ``handler``."""
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Publish ``data`` on ``topic``."""
+
+
+def register_node_routes(node: NodeView) -> None:
     """Add ``node.id``, ``node.peers``, ``node.status`` (and ``debug.*`` if configured)."""
 
     async def node_id(params: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +72,7 @@ def register_node_routes(node: Node) -> None:
         _register_debug_routes(node)
 
 
-def _register_debug_routes(node: Node) -> None:
+def _register_debug_routes(node: NodeView) -> None:
     """Gossip probes for tests and benchmarks: topics under ``/distro-train/debug/``."""
     received: dict[str, deque[dict[str, Any]]] = {}
 

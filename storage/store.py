@@ -12,7 +12,6 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from storage.errors import InvalidKey
 
@@ -125,11 +124,3 @@ class ObjectStore(ABC):
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist yet."""
 
-
-def __getattr__(name: str) -> Any:
-    """Give ``from storage.store import S3Store`` without importing boto3 eagerly."""
-    if name == "S3Store":
-        from storage.s3 import S3Store
-
-        return S3Store
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

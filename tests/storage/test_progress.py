@@ -25,10 +25,3 @@ def test_rich_progress_renders_items_and_bytes() -> None:
     text = out.getvalue()
     assert "uploading chunks" in text and "3/3" in text and "3.0 MiB" in text
     assert bar.skipped == 1
-
-
-def test_store_module_exposes_s3store() -> None:
-    from storage.s3 import S3Store
-    from storage.store import S3Store as Again
-
-    assert Again is S3Store
