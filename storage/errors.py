@@ -14,17 +14,22 @@ message text. URLs in errors never include their query string (the signature).
     ├── EmbeddedServerError     reason, detail: the local S3 server did not start
     └── TransferError           url: by-URL transfers (credential-free client)
         ├── UrlRejected         status: 401/403/400, expired or tampered URL
+        ├── UrlForbidden        host, address: the URL's host is in a forbidden network
         ├── ObjectMissing       status: 404
         ├── HashMismatch        expected, actual: content differs from the signed hash
         ├── TooLarge            limit, size: object over the caller's size limit
-        └── TransferFailed      attempts, status, reason: retries exhausted
+        └── TransferFailed      attempts, status, detail: retries exhausted
+
+Each ``TransferError`` has a class-level ``reason``, the code a trainer reports when
+it gives up a task: ``url_rejected``, ``url_forbidden``, ``object_missing``,
+``hash_mismatch``, ``oversize_data``, ``transfer_failed``.
 """
 
 from __future__ import annotations
 
-from distro_errors import DistroError
-
 from urllib.parse import urlsplit, urlunsplit
+
+from distro_errors import DistroError
 
 
 def redact_url(url: str) -> str:
@@ -109,6 +114,8 @@ class EmbeddedServerError(StorageError):
 class TransferError(StorageError):
     """A by-URL download or upload failed; ``url`` never includes the signature."""
 
+    reason = "transfer_failed"
+
     def __init__(self, url: str, message: str) -> None:
         self.url = redact_url(url)
         super().__init__(f"{message} ({self.url})")
@@ -116,6 +123,8 @@ class TransferError(StorageError):
 
 class UrlRejected(TransferError):
     """The server refused the presigned URL: expired, tampered or wrong signature."""
+
+    reason = "url_rejected"
 
     def __init__(self, url: str, status: int) -> None:
         self.status = status
@@ -125,6 +134,8 @@ class UrlRejected(TransferError):
 class ObjectMissing(TransferError):
     """The URL is valid but names no object (HTTP 404)."""
 
+    reason = "object_missing"
+
     def __init__(self, url: str, status: int = 404) -> None:
         self.status = status
         super().__init__(url, f"object missing (HTTP {status})")
@@ -132,6 +143,8 @@ class ObjectMissing(TransferError):
 
 class HashMismatch(TransferError):
     """The fetched bytes do not hash to the expected sha256."""
+
+    reason = "hash_mismatch"
 
     def __init__(self, url: str, expected: str, actual: str) -> None:
         self.expected = expected
@@ -142,10 +155,30 @@ class HashMismatch(TransferError):
 class TooLarge(TransferError):
     """The object is larger than the caller's limit; ``size`` is what was seen so far."""
 
+    reason = "oversize_data"
+
     def __init__(self, url: str, limit: int, size: int) -> None:
         self.limit = limit
         self.size = size
         super().__init__(url, f"object exceeds size limit {limit} bytes (saw {size})")
+
+
+class UrlForbidden(TransferError):
+    """The URL's host is, or resolves to, an address the client's policy forbids.
+
+    Raised before any byte is sent to that address; never retried.
+
+    Attributes:
+        host: the host as the URL names it.
+        address: the forbidden address it resolved to.
+    """
+
+    reason = "url_forbidden"
+
+    def __init__(self, url: str, host: str, address: str) -> None:
+        self.host = host
+        self.address = address
+        super().__init__(url, f"host {host!r} resolves to forbidden address {address}")
 
 
 class TransferFailed(TransferError):
@@ -154,11 +187,11 @@ class TransferFailed(TransferError):
     Attributes:
         attempts: how many attempts were made.
         status: the last HTTP status, or None if the last failure was a connection error.
-        reason: the last failure, in words.
+        detail: the last failure, in words.
     """
 
-    def __init__(self, url: str, attempts: int, status: int | None, reason: str) -> None:
+    def __init__(self, url: str, attempts: int, status: int | None, detail: str) -> None:
         self.attempts = attempts
         self.status = status
-        self.reason = reason
-        super().__init__(url, f"transfer failed after {attempts} attempt(s): {reason}")
+        self.detail = detail
+        super().__init__(url, f"transfer failed after {attempts} attempt(s): {detail}")

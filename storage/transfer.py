@@ -5,7 +5,11 @@ so it never blocks the event loop. Downloads stream: the size limit is enforced 
 Content-Length up front and again while bytes arrive, and the sha256 is computed while
 streaming; bytes are returned only once they match. Connection errors, 429 and 5xx are
 retried with exponential backoff; 401/403/400 (``UrlRejected``), 404
-(``ObjectMissing``), ``HashMismatch`` and ``TooLarge`` are final.
+(``ObjectMissing``), ``HashMismatch``, ``TooLarge`` and ``UrlForbidden`` are final.
+
+A client made with an ``AddressPolicy`` (``new_client(policy=...)``) connects only to
+the addresses the policy allows, checked on every connection (``storage.httpio``):
+trainers use one for every URL a job's owner hands them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import io
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +34,11 @@ from storage.errors import (
     TooLarge,
     TransferError,
     TransferFailed,
+    UrlForbidden,
     UrlRejected,
     redact_url,
 )
-from storage.httpio import LargeReadTransport
+from storage.httpio import AddressPolicy, ForbiddenAddress, PolicedTransport
 from storage.progress import ProgressCallback, ProgressEvent
 
 T = TypeVar("T")
@@ -91,22 +96,30 @@ class _Retryable(Exception):
         super().__init__(reason)
 
 
+#: The policy of a client made without one: any address (the caller's own storage).
+OPEN_POLICY = AddressPolicy(open=True)
+
+
 def new_client(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     io_timeout_s: float = DEFAULT_IO_TIMEOUT_S,
+    *,
+    policy: AddressPolicy = OPEN_POLICY,
 ) -> httpx.AsyncClient:
     """Return an ``httpx.AsyncClient`` suited to presigned transfers (close it after use).
 
-    It runs under trio only, reads the socket in large blocks (``storage.httpio``),
-    follows no redirects and uses no proxy from the environment.
+    It runs under trio only, reads the socket in large blocks, connects only to
+    addresses ``policy`` allows (checked on every connection; see ``storage.httpio``),
+    follows no redirects and uses no proxy from the environment. Pass a strict policy
+    (``AddressPolicy()``) for URLs that someone else chose.
     """
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(io_timeout_s, connect=connect_timeout_s),
-        transport=LargeReadTransport(limits),
+        transport=PolicedTransport(limits, policy),
         follow_redirects=False,
     )
 
@@ -144,6 +157,8 @@ async def _with_retries(url: str, retry: RetryPolicy, attempt: Callable[[], Awai
             return await attempt()
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise TransferFailed(url, failures + 1, None, f"unusable URL: {exc}") from exc
+        except ForbiddenAddress as exc:
+            raise UrlForbidden(url, exc.host, exc.address) from None
         except _Retryable as exc:
             status, reason = exc.status, exc.reason
         except httpx.TransportError as exc:
@@ -288,6 +303,7 @@ async def fetch(
         ObjectMissing: 404.
         TooLarge: Content-Length or the streamed body exceeds ``max_bytes``.
         HashMismatch: the bytes do not match ``sha256``.
+        UrlForbidden: the URL's host is an address the client's policy forbids.
         TransferFailed: retryable failures exhausted the attempts.
         ValueError: ``sha256`` is not 64 lowercase hex digits.
 
@@ -303,19 +319,37 @@ async def upload(
     data: bytes,
     *,
     content_type: str,
+    fields: Mapping[str, str] | None = None,
     client: httpx.AsyncClient | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
 ) -> None:
-    """Upload ``data`` by presigned PUT, sending the ``content_type`` that was signed.
+    """Upload ``data`` by presigned PUT, or by presigned POST when ``fields`` are given.
+
+    Args:
+        url: a presigned PUT URL, or the form action of a presigned POST.
+        data: the bytes to store.
+        content_type: the Content-Type that was signed (a header for PUT; for POST
+            it is one of the signed ``fields``).
+        fields: the signed form fields of a presigned POST (``UploadTarget.fields``),
+            sent before the file as S3 requires; None for a PUT.
+        client: a shared client; default a temporary one.
+        retry: retry policy for connection errors, 429 and 5xx.
 
     Raises:
-        UrlRejected: 400/401/403 (expired, tampered, or Content-Type not as signed).
+        UrlRejected: 400/401/403 (expired, tampered, Content-Type not as signed, or
+            over the POST policy's size range).
         ObjectMissing: 404 (e.g. the bucket is gone).
+        UrlForbidden: the URL's host is an address the client's policy forbids.
         TransferFailed: retryable failures exhausted the attempts.
     """
 
     async def attempt() -> None:
-        response = await http.put(url, content=data, headers={"Content-Type": content_type})
+        if fields is None:
+            response = await http.put(url, content=data, headers={"Content-Type": content_type})
+        else:
+            response = await http.post(
+                url, data=dict(fields), files={"file": ("update", data, content_type)}
+            )
         _check_status(url, response.status_code)
 
     async with _client_scope(client) as http:

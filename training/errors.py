@@ -1,15 +1,17 @@
 """Errors raised by the training package.
 
-Every error carries fields, so callers branch on them and never on message text::
+Every error carries fields, so callers branch on them and never on message text.
+``reason`` is the machine-readable code a boundary reports (a trainer's refusal, an
+RPC answer); ``problem`` and ``detail`` say more, for logs and for local callers::
 
-    TrainingError
-    ├── SpecError(field, reason)            model spec or config value refused
-    ├── DatasetUnavailable(name, reason)    dataset absent on this machine
-    ├── ChunkError(reason)                  dataset chunk bytes refused
-    ├── WeightsError(reason, detail)        weight bytes refused
-    ├── TrainingCancelled(batches_done)     ``should_stop`` asked to stop
-    ├── TooFewUpdates(rule, have, need)     a rule cannot tolerate its faults
-    └── AggregationError(reason, update_id) updates inconsistent with the global model
+    TrainingError                                   reason
+    ├── SpecError(field, detail)                    bad_spec
+    ├── DatasetUnavailable(name, detail)            no_dataset
+    ├── ChunkError(problem, detail)                 bad_chunk
+    ├── WeightsError(problem, detail)               bad_model
+    ├── TrainingCancelled(batches_done)             cancelled
+    ├── TooFewUpdates(rule, have, need)             too_few_updates
+    └── AggregationError(reason, update_id, detail) names, shape, duplicate_id...
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ class SpecError(TrainingError):
 
     Attributes:
         field: Name of the offending field (``"name"``, ``"params.hidden"``...).
-        reason: Human-readable reason.
+        detail: Human-readable reason.
     """
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
+    reason = "bad_spec"
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
         self.field = field
-        self.reason = reason
+        self.detail = detail
 
 
 class DatasetUnavailable(TrainingError):
@@ -40,27 +44,31 @@ class DatasetUnavailable(TrainingError):
 
     Attributes:
         name: Dataset name as asked.
-        reason: Why it cannot be loaded.
+        detail: Why it cannot be loaded.
     """
 
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"dataset {name!r} unavailable: {reason}")
+    reason = "no_dataset"
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"dataset {name!r} unavailable: {detail}")
         self.name = name
-        self.reason = reason
+        self.detail = detail
 
 
 class ChunkError(TrainingError):
     """Dataset chunk bytes were refused.
 
     Attributes:
-        reason: Short code: ``oversize``, ``malformed``, ``names``, ``dtype``, ``shape``,
+        problem: Short code: ``oversize``, ``malformed``, ``names``, ``dtype``, ``shape``,
             ``labels`` or ``non_finite``.
         detail: Human-readable detail.
     """
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"chunk refused ({reason}): {detail}")
-        self.reason = reason
+    reason = "bad_chunk"
+
+    def __init__(self, problem: str, detail: str = "") -> None:
+        super().__init__(f"chunk refused ({problem}): {detail}")
+        self.problem = problem
         self.detail = detail
 
 
@@ -68,13 +76,15 @@ class WeightsError(TrainingError):
     """Weight bytes were refused.
 
     Attributes:
-        reason: Short code: ``oversize``, ``malformed``, ``names``, ``shape`` or ``dtype``.
+        problem: Short code: ``oversize``, ``malformed``, ``names``, ``shape`` or ``dtype``.
         detail: Human-readable detail.
     """
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"weights refused ({reason}): {detail}")
-        self.reason = reason
+    reason = "bad_model"
+
+    def __init__(self, problem: str, detail: str = "") -> None:
+        super().__init__(f"weights refused ({problem}): {detail}")
+        self.problem = problem
         self.detail = detail
 
 
@@ -84,6 +94,8 @@ class TrainingCancelled(TrainingError):
     Attributes:
         batches_done: Batches completed before the stop was seen.
     """
+
+    reason = "cancelled"
 
     def __init__(self, batches_done: int) -> None:
         super().__init__(f"training cancelled after {batches_done} batches")
@@ -98,6 +110,8 @@ class TooFewUpdates(TrainingError):
         have: Updates given.
         need: Minimum updates the rule needs with its configured ``f``.
     """
+
+    reason = "too_few_updates"
 
     def __init__(self, rule: str, have: int, need: int) -> None:
         super().__init__(f"rule {rule!r} needs at least {need} updates, got {have}")

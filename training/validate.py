@@ -104,7 +104,7 @@ def check_structure(
         try:
             state = weights.decode(bytes(update), spec, max_bytes=cfg.max_bytes)
         except WeightsError as exc:
-            return Verdict(False, exc.reason, exc.detail), None
+            return Verdict(False, exc.problem, exc.detail), None
     else:
         state = dict(update)
         for name, shape, dtype in weights.layout(spec):

@@ -52,7 +52,7 @@ def test_fashion_mnist_is_clear_when_absent_and_loads_when_present() -> None:
     try:
         d = datasets.load("fashion_mnist")
     except DatasetUnavailable as exc:
-        assert exc.name == "fashion_mnist" and "dataset-fashion-mnist" in exc.reason
+        assert exc.name == "fashion_mnist" and "dataset-fashion-mnist" in exc.detail
     else:
         assert d.train_x.shape == (60_000, 784) and d.test_x.shape == (10_000, 784)
 
@@ -114,7 +114,7 @@ def test_chunk_validation_reasons() -> None:
     for reason, call in cases.items():
         with pytest.raises(ChunkError) as info:
             call()
-        assert info.value.reason == reason
+        assert info.value.problem == reason
 
 
 @settings(max_examples=200, deadline=None)

@@ -64,7 +64,7 @@ def test_chunks_must_fit_the_model(digits: datasets.Dataset) -> None:
     mnist_like = datasets.encode_chunk(np.zeros((2, 784), np.float32), np.array([0, 1]))
     with pytest.raises(ChunkError) as info:
         local.train(DIGITS, g, [mnist_like], local.TrainParams())
-    assert info.value.reason == "shape"
+    assert info.value.problem == "shape"
     bad_label = datasets.encode_chunk(np.zeros((1, 64), np.float32), np.array([10]))
     with pytest.raises(ChunkError):
         local.train(DIGITS, g, [bad_label], local.TrainParams())

@@ -23,7 +23,7 @@ def test_round_trip_and_seeded_initial() -> None:
 def _reason(blob: bytes, **kw: int) -> str:
     with pytest.raises(WeightsError) as info:
         weights.decode(blob, SPEC, **kw)
-    return info.value.reason
+    return info.value.problem
 
 
 def test_decode_checks_architecture() -> None:
