@@ -198,7 +198,7 @@ def _add_routes(node: Node, owner: Owner, trainer: Trainer) -> None:
         try:
             spec = loads(spec_in) if isinstance(spec_in, str) else from_mapping(spec_in)
         except SpecError as exc:
-            raise InvalidParams(f"spec.{exc.field}", exc.reason) from None
+            raise InvalidParams(f"spec.{exc.field}", exc.detail) from None
         return {"job_id": await owner.submit(spec)}
 
     async def list_jobs(params: dict[str, Any]) -> list[dict[str, Any]]:

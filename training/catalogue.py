@@ -1,0 +1,180 @@
+"""The one catalogue: models, datasets, rules, optimizers, partitions and their bounds.
+
+Everything a job may name, and every range a hyper-parameter must fall in, is
+declared here once. The job spec (``protocols.job.spec``), the trainer's checks
+(:class:`training.local.TrainParams`, :class:`training.models.ModelSpec`), the
+aggregation rules, the dataset loaders, the demo's flags and ``--help`` all read it.
+
+The module is torch-free and numpy-free, so the daemon imports it without the
+training stack. Bounds are ``Annotated`` types that :mod:`distro_schema` checks.
+
+Which dataset feeds which model: a model reads either flat float ``features`` (every
+image dataset) or int64 ``tokens`` (``tiny_text``). ``char_lstm`` is kept for the
+trainer and the tests, but no dataset offered to jobs gives tokens yet, so a spec
+naming it is refused with a message saying so (see :func:`pair_problem`).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
+
+from pydantic import Field
+
+Inputs = Literal["features", "tokens"]
+
+# ----- hyper-parameter bounds (shared by the spec and the trainer) -------------------
+Epochs = Annotated[int, Field(ge=1, le=100)]
+BatchSize = Annotated[int, Field(ge=1, le=65_536)]
+LearningRate = Annotated[float, Field(gt=0, le=10)]
+Momentum = Annotated[float, Field(ge=0, lt=1)]
+ProxMu = Annotated[float, Field(ge=0)]
+WeightDecay = Annotated[float, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, lt=2**63)]
+Threads = Annotated[int, Field(ge=0, le=1024)]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One model hyper-parameter.
+
+    Attributes:
+        kind: ``"int"``, or ``"ints"`` for a list of 1 to :data:`MAX_LAYERS` positive ints.
+        default: Value when the spec leaves it out.
+        low: Smallest allowed int (each item's, for ``"ints"``).
+        high: Largest allowed int (each item's, for ``"ints"``).
+    """
+
+    kind: Literal["int", "ints"]
+    default: int | tuple[int, ...]
+    low: int = 1
+    high: int = 1 << 20
+
+
+MAX_LAYERS = 16
+"""Most hidden layers an ``"ints"`` parameter may list."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """One catalogue model.
+
+    Attributes:
+        description: One line for docs and CLI listings.
+        inputs: What one sample is: ``features`` (flat float32) or ``tokens`` (int64).
+        params: Hyper-parameters with defaults and bounds.
+    """
+
+    description: str
+    inputs: Inputs
+    params: Mapping[str, Param]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One catalogue dataset.
+
+    Attributes:
+        description: One line for docs and CLI listings.
+        gives: What one sample is (must match a model's ``inputs``).
+        side: Image side in pixels (square, one channel), or 0 for non-images.
+        jobs: Whether a job spec may name it.
+    """
+
+    description: str
+    gives: Inputs
+    side: int = 0
+    jobs: bool = True
+
+
+def _model(description: str, inputs: Inputs, **params: Param) -> Model:
+    return Model(description, inputs, types.MappingProxyType(params))
+
+
+_CLASSES = Param("int", 10, low=2, high=100_000)
+
+MODELS: Mapping[str, Model] = types.MappingProxyType(
+    {
+        "logreg": _model(
+            "multinomial logistic regression on flat features",
+            "features",
+            in_features=Param("int", 784),
+            classes=_CLASSES,
+        ),
+        "mlp": _model(
+            "ReLU MLP; default is McMahan's 2NN 784-200-200-10",
+            "features",
+            in_features=Param("int", 784),
+            hidden=Param("ints", (200, 200), high=1 << 16),
+            classes=_CLASSES,
+        ),
+        "cnn": _model(
+            "McMahan's MNIST CNN: 5x5 conv 32, pool, 5x5 conv 64, pool, dense 512",
+            "features",
+            image_size=Param("int", 28, low=4, high=1024),
+            channels=Param("int", 1, low=1, high=16),
+            conv1=Param("int", 32, high=4096),
+            conv2=Param("int", 64, high=4096),
+            dense=Param("int", 512, high=65_536),
+            classes=_CLASSES,
+        ),
+        "char_lstm": _model(
+            "character LSTM: embedding, LSTM, linear head predicting the next token",
+            "tokens",
+            vocab_size=Param("int", 28, low=2, high=65_536),
+            seq_len=Param("int", 32, high=4096),
+            embed_dim=Param("int", 16, high=4096),
+            hidden_size=Param("int", 64, high=8192),
+            num_layers=Param("int", 1, high=8),
+        ),
+    }
+)
+
+DATASETS: Mapping[str, Dataset] = types.MappingProxyType(
+    {
+        "mnist": Dataset("MNIST handwritten digits, 28x28", "features", side=28),
+        "digits": Dataset("scikit-learn digits, 8x8", "features", side=8),
+        "fashion_mnist": Dataset("Fashion-MNIST clothing, 28x28", "features", side=28),
+        "tiny_text": Dataset(
+            "generated sentences, next-character windows (trainer tests only)",
+            "tokens",
+            jobs=False,
+        ),
+    }
+)
+
+Rule = Literal[
+    "fedavg", "fedadam", "fedyogi", "fedadagrad", "median", "trimmed_mean", "krum", "multi_krum"
+]
+Optimizer = Literal["sgd", "adam"]
+Partition = Literal["iid", "dirichlet", "shards"]
+
+RULES: tuple[str, ...] = get_args(Rule)
+FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+PARTITIONS: tuple[str, ...] = get_args(Partition)
+JOB_DATASETS = tuple(name for name, d in DATASETS.items() if d.jobs)
+"""Datasets a job spec may name."""
+
+
+def feeds(model: str, dataset: str) -> bool:
+    """Whether ``dataset``'s samples are what ``model`` reads (both catalogue names)."""
+    return MODELS[model].inputs == DATASETS[dataset].gives
+
+
+def pair_problem(model: str, dataset: str) -> str | None:
+    """Why a job cannot train ``model`` on ``dataset``, or None when it can."""
+    if feeds(model, dataset):
+        return None
+    wants = MODELS[model].inputs
+    able = [d for d in JOB_DATASETS if DATASETS[d].gives == wants]
+    if able:
+        return f"model {model!r} reads {wants}; datasets that feed it: {', '.join(able)}"
+    return f"model {model!r} reads {wants} and no job dataset gives {wants} yet"
+
+
+def choices(names: tuple[str, ...] | Mapping[str, object]) -> str:
+    """``a | b | c``: a catalogue list as shown in ``--help`` and error messages."""
+    return " | ".join(names)
