@@ -24,6 +24,7 @@ from storage.store import (
     DEFAULT_CONTENT_TYPE,
     ObjectInfo,
     ObjectStore,
+    UploadTarget,
     check_key,
     check_prefix,
 )
@@ -204,6 +205,42 @@ class S3Store(ObjectStore):
         """See ``ObjectStore.presign_put``; Content-Type is part of the signature."""
         params = {"Bucket": self.config.bucket, "Key": self._full(key), "ContentType": content_type}
         return self._presign("put_object", params, expires_s)
+
+    def presign_upload(
+        self,
+        key: str,
+        *,
+        max_bytes: int,
+        expires_s: int,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+    ) -> UploadTarget:
+        """See ``ObjectStore.presign_upload``.
+
+        A presigned POST whose policy fixes the key, the Content-Type and a
+        ``content-length-range`` of ``0..max_bytes``: AWS S3 and SeaweedFS refuse a
+        larger body with 400 EntityTooLarge. The embedded nanio server does not
+        implement POST uploads (it answers 403 MissingAuthenticationToken), so for
+        ``kind = "embedded"`` this is a presigned PUT that the owner checks with
+        ``check_upload``.
+        """
+        if max_bytes < 0:
+            raise StorageConfigError("max_bytes", "must be >= 0")
+        if self.config.kind == "embedded":
+            return UploadTarget(self.presign_put(key, content_type, expires_s), {}, False)
+        full = self._full(key)
+        with _wrap("presign", key):
+            post = self.client.generate_presigned_post(
+                self.config.bucket,
+                full,
+                Fields={"Content-Type": content_type},
+                Conditions=[
+                    {"Content-Type": content_type},
+                    ["content-length-range", 0, max_bytes],
+                ],
+                ExpiresIn=self._expiry(expires_s),
+            )
+        fields = {str(k): str(v) for k, v in post["fields"].items()}
+        return UploadTarget(str(post["url"]), fields, True)
 
     def ensure_bucket(self) -> None:
         """See ``ObjectStore.ensure_bucket``; safe to call concurrently and repeatedly."""

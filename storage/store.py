@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage.errors import InvalidKey
+from storage.errors import InvalidKey, TooLarge
 
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 MAX_KEY_BYTES = 1024
@@ -68,6 +69,23 @@ class ObjectInfo:
     content_type: str
 
 
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where and how an uploader without credentials stores one object.
+
+    Attributes:
+        url: the presigned PUT URL, or the form action of a presigned POST.
+        fields: the signed form fields of a POST (sent before the file); empty for PUT.
+        size_enforced: whether the server itself refuses more than the agreed size
+            (a POST policy's ``content-length-range``). When false the owner must check
+            the object's size before using it: ``ObjectStore.check_upload``.
+    """
+
+    url: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    size_enforced: bool = False
+
+
 class ObjectStore(ABC):
     """A bucket of objects, seen through one key prefix (owner side, with credentials).
 
@@ -119,6 +137,38 @@ class ObjectStore(ABC):
         self, key: str, content_type: str = DEFAULT_CONTENT_TYPE, expires_s: int | None = None
     ) -> str:
         """Return a SigV4 presigned PUT URL; the uploader must send ``content_type``."""
+
+    @abstractmethod
+    def presign_upload(
+        self,
+        key: str,
+        *,
+        max_bytes: int,
+        expires_s: int,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+    ) -> UploadTarget:
+        """Return a target that accepts at most ``max_bytes`` at ``key`` for ``expires_s``.
+
+        Where the server enforces a POST policy this is a presigned POST with a
+        ``content-length-range`` of ``0..max_bytes`` and the Content-Type fixed;
+        elsewhere a presigned PUT with ``size_enforced`` false.
+        """
+
+    def check_upload(self, key: str, max_bytes: int) -> ObjectInfo:
+        """Return what was uploaded at ``key``, deleting it if it is over ``max_bytes``.
+
+        The fallback for targets whose server does not enforce the size: call it
+        before using an uploaded object.
+
+        Raises:
+            ObjectNotFound: nothing was uploaded.
+            TooLarge: the object was larger than ``max_bytes`` (it is deleted).
+        """
+        info = self.head(key)
+        if info.size > max_bytes:
+            self.delete(key)
+            raise TooLarge(key, max_bytes, info.size)
+        return info
 
     @abstractmethod
     def ensure_bucket(self) -> None:

@@ -271,6 +271,26 @@ class Task(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class UploadFieldsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     MODEL_URL_FIELD_NUMBER: _builtins.int
     MODEL_SHA256_FIELD_NUMBER: _builtins.int
     MODEL_BYTES_FIELD_NUMBER: _builtins.int
@@ -279,17 +299,25 @@ class Task(_message.Message):
     UPLOAD_CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     UPDATE_GET_URL_FIELD_NUMBER: _builtins.int
     DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    UPLOAD_FIELDS_FIELD_NUMBER: _builtins.int
     model_url: _builtins.str
     model_sha256: _builtins.str
     model_bytes: _builtins.int
     upload_url: _builtins.str
-    """presigned PUT for this round's update"""
+    """presigned PUT, or POST form action when upload_fields is set"""
     upload_content_type: _builtins.str
     update_get_url: _builtins.str
     """presigned GET for the same object (owner reads it)"""
     deadline_ms: _builtins.int
+    """wall clock (ms since the epoch) the trainer stops at"""
     @_builtins.property
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]: ...
+    @_builtins.property
+    def upload_fields(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Signed form fields of a presigned POST (its policy bounds the update's size);
+        empty means upload_url takes a PUT.
+        """
+
     def __init__(
         self,
         *,
@@ -301,10 +329,11 @@ class Task(_message.Message):
         upload_content_type: _builtins.str = ...,
         update_get_url: _builtins.str = ...,
         deadline_ms: _builtins.int = ...,
+        upload_fields: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "deadline_ms", b"deadline_ms", "model_bytes", b"model_bytes", "model_sha256", b"model_sha256", "model_url", b"model_url", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_url", b"upload_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "deadline_ms", b"deadline_ms", "model_bytes", b"model_bytes", "model_sha256", b"model_sha256", "model_url", b"model_url", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_fields", b"upload_fields", "upload_url", b"upload_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
