@@ -21,13 +21,18 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import multiaddr
+from pydantic import AfterValidator, Field, PositiveFloat, PositiveInt
 
+import distro_schema
 from p2pnode.errors import ConfigError
 
 DEFAULT_HOME = "~/.distro-train"
+PACKAGE_TABLES = ("storage", "owner", "trainer", "reputation")
+"""Top-level tables other packages validate (kept raw in :attr:`Config.extra`)."""
+
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -40,7 +45,9 @@ def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
 class NodeConfig:
     """Identity location and addresses."""
 
-    data_dir: Path = field(default_factory=default_data_dir)
+    data_dir: Annotated[Path, Field(strict=False), AfterValidator(Path.expanduser)] = field(
+        default_factory=default_data_dir
+    )
     listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
     bootstrap: list[str] = field(default_factory=list)
 
@@ -49,46 +56,46 @@ class NodeConfig:
 class TimeoutsConfig:
     """Every network wait of the daemon, in seconds."""
 
-    dial_s: float = 5.0
-    request_s: float = 10.0
-    dht_lookup_s: float = 10.0
-    publish_s: float = 5.0
-    control_read_s: float = 10.0
-    shutdown_s: float = 4.0
+    dial_s: PositiveFloat = 5.0
+    request_s: PositiveFloat = 10.0
+    dht_lookup_s: PositiveFloat = 10.0
+    publish_s: PositiveFloat = 5.0
+    control_read_s: PositiveFloat = 10.0
+    shutdown_s: PositiveFloat = 4.0
 
 
 @dataclass
 class DiscoveryConfig:
     """DHT lookups that find peers and connect to them directly."""
 
-    interval_s: float = 2.0
-    max_interval_s: float = 60.0
-    max_dials_per_round: int = 32
+    interval_s: PositiveFloat = 2.0
+    max_interval_s: PositiveFloat = 60.0
+    max_dials_per_round: PositiveInt = 32
 
 
 @dataclass
 class PresenceConfig:
     """The presence topic: publish period and when a silent peer is forgotten."""
 
-    interval_s: float = 5.0
-    silence_timeout_s: float = 20.0
+    interval_s: PositiveFloat = 5.0
+    silence_timeout_s: PositiveFloat = 20.0
 
 
 @dataclass
 class GossipConfig:
     """Gossipsub router parameters (see p2pnode/host.py for why each is set)."""
 
-    heartbeat_s: int = 1
-    max_messages_per_topic_per_second: float = 100.0
-    subscription_queue: int = 256
+    heartbeat_s: PositiveInt = 1
+    max_messages_per_topic_per_second: PositiveFloat = 100.0
+    subscription_queue: PositiveInt = 256
 
 
 @dataclass
 class ControlConfig:
     """The JSON-RPC control socket and the peer request/response limits."""
 
-    max_request_bytes: int = 1024 * 1024
-    max_peer_message_bytes: int = 1024 * 1024
+    max_request_bytes: Annotated[int, Field(ge=64)] = 1024 * 1024
+    max_peer_message_bytes: PositiveInt = 1024 * 1024
     debug_routes: bool = False
 
 
@@ -96,8 +103,8 @@ class ControlConfig:
 class WorkConfig:
     """Capacity this daemon advertises."""
 
-    queue_capacity: int = 4
-    min_health_to_work: float = 20.0
+    queue_capacity: PositiveInt = 4
+    min_health_to_work: Annotated[float, Field(ge=0, le=100)] = 20.0
 
 
 @dataclass
@@ -106,7 +113,7 @@ class MetricsConfig:
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = 9464
+    port: Annotated[int, Field(ge=1, le=65535)] = 9464
 
 
 SECTIONS: dict[str, type] = {
@@ -150,19 +157,13 @@ class Config:
         return cfg
 
     def validate(self) -> Config:
-        """Check every field; return self.
+        """Check every field against its annotation, then the cross-field rules; return self.
 
         Raises:
             ConfigError: Naming the first bad field.
         """
         for section in SECTIONS:
-            for f in dataclasses.fields(getattr(self, section)):
-                value = getattr(getattr(self, section), f.name)
-                name = f"{section}.{f.name}"
-                if isinstance(value, bool) or name == "work.min_health_to_work":
-                    continue
-                if isinstance(value, int | float) and not value > 0:
-                    raise ConfigError(name, f"must be > 0, got {value!r}")
+            distro_schema.check(getattr(self, section), error=ConfigError, prefix=section)
         for i, addr in enumerate(self.node.listen):
             _check_multiaddr(f"node.listen[{i}]", addr, need_peer=False)
         if not self.node.listen:
@@ -173,12 +174,6 @@ class Config:
             raise ConfigError("presence.silence_timeout_s", "must be >= 2 * presence.interval_s")
         if self.discovery.max_interval_s < self.discovery.interval_s:
             raise ConfigError("discovery.max_interval_s", "must be >= discovery.interval_s")
-        if not 0 <= self.work.min_health_to_work <= 100:
-            raise ConfigError("work.min_health_to_work", "must be within 0..100")
-        if self.control.max_request_bytes < 64:
-            raise ConfigError("control.max_request_bytes", "must be >= 64")
-        if not 1 <= self.metrics.port <= 65535:
-            raise ConfigError("metrics.port", "must be within 1..65535")
         return self
 
 
@@ -191,50 +186,40 @@ def _check_multiaddr(name: str, addr: str, *, need_peer: bool) -> None:
         raise ConfigError(name, f"must end in /p2p/<peer id>: {addr!r}")
 
 
-def _coerce(name: str, default: Any, value: Any) -> Any:
-    """Return ``value`` converted to the type of ``default``, or raise ConfigError."""
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, Path):
-        if isinstance(value, str | Path):
-            return Path(value).expanduser()
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(default, float):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(default, list):
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return list(value)
-    elif isinstance(default, str) and isinstance(value, str):
-        return value
-    raise ConfigError(name, f"expected {type(default).__name__}, got {value!r}")
+def _tables(data: Mapping[str, Any], extra: dict[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Split a parsed file into our sections' tables and other packages' raw tables."""
+    ours: dict[str, Any] = {}
+    for section, table in data.items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(section, "top-level keys must be tables like [node]")
+        if section in SECTIONS:
+            ours[section] = dict(table)
+        elif section in PACKAGE_TABLES:
+            extra[section] = dict(table)
+        else:
+            known = ", ".join([*SECTIONS, *PACKAGE_TABLES])
+            raise ConfigError(section, f"unknown table; known tables: {known}")
+    return ours
 
 
-def _apply(cfg: Config, dotted: Mapping[str, Any]) -> None:
+def _merge(cfg: Config, tables: dict[str, dict[str, Any]]) -> None:
+    """Replace each section named in ``tables`` by its current values updated by them."""
+    for section, table in tables.items():
+        current = getattr(cfg, section)
+        values = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
+        values.update(table)
+        cls = SECTIONS[section]
+        setattr(cfg, section, distro_schema.load(cls, values, error=ConfigError, prefix=section))
+
+
+def _dotted(dotted: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    tables: dict[str, dict[str, Any]] = {}
     for name, value in dotted.items():
         section, _, key = name.partition(".")
         if section not in SECTIONS:
             raise ConfigError(name, "unknown section")
-        obj = getattr(cfg, section)
-        if key not in {f.name for f in dataclasses.fields(obj)}:
-            raise ConfigError(name, "unknown field")
-        setattr(obj, key, _coerce(name, getattr(obj, key), value))
-
-
-def _flatten_file(data: Mapping[str, Any], extra: dict[str, Mapping[str, Any]]) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for section, table in data.items():
-        if not isinstance(table, Mapping):
-            raise ConfigError(section, "top-level keys must be tables like [node]")
-        if section not in SECTIONS:
-            extra[section] = dict(table)
-            continue
-        for key, value in table.items():
-            flat[f"{section}.{key}"] = value
-    return flat
+        tables.setdefault(section, {})[key] = value
+    return tables
 
 
 def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
@@ -264,7 +249,7 @@ def load_config(
         base: Starting point instead of the defaults (e.g. ``Config.for_tests``).
 
     Raises:
-        ConfigError: Unreadable file, unknown field, wrong type or invalid value.
+        ConfigError: Unreadable file, unknown table or field, wrong type or invalid value.
     """
     cfg = base if base is not None else Config()
     if path is not None:
@@ -272,7 +257,20 @@ def load_config(
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError("--config", f"{path}: {exc}") from None
-        _apply(cfg, _flatten_file(data, cfg.extra))
-    _apply(cfg, env_overrides(os.environ if env is None else env))
-    _apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None})
+        _merge(cfg, _tables(data, cfg.extra))
+    _merge(cfg, _dotted(env_overrides(os.environ if env is None else env)))
+    _merge(cfg, _dotted({k: v for k, v in (overrides or {}).items() if v is not None}))
     return cfg.validate()
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of the daemon's own tables (``distro-train schema config``).
+
+    Other packages' tables (:data:`PACKAGE_TABLES`) have their own schemas.
+    """
+    return {
+        "title": "distro-train daemon config",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: distro_schema.schema(cls) for name, cls in SECTIONS.items()},
+    }

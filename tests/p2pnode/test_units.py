@@ -46,6 +46,10 @@ def test_defaults_and_test_defaults_validate(tmp_path: Path) -> None:
     ("[node]\nlisten = [\"not an addr\"]\n", "node.listen[0]"),
     ("[control]\nmax_request_bytes = 10\n", "control.max_request_bytes"),
     ("top = 1\n", "top"),
+    ("[metric]\nenabled = true\n", "metric"),
+    ("[job]\nrounds = 3\n", "job"),
+    ("[metrics]\nport = \"9464\"\n", "metrics.port"),
+    ("[presence]\ninterval_s = nan\n", "presence.interval_s"),
 ])
 def test_validation_names_the_bad_field(tmp_path: Path, toml: str, field: str) -> None:
     path = tmp_path / "c.toml"
@@ -68,11 +72,11 @@ def test_precedence_flags_over_env_over_file_over_defaults(tmp_path: Path) -> No
     path = tmp_path / "c.toml"
     path.write_text(f'[node]\ndata_dir = "{tmp_path / "file"}"\nbootstrap = ["{BOOT}"]\n'
                     "[presence]\ninterval_s = 2.0\n"
-                    "[storage]\nendpoint = \"http://x\"\n[job]\nrounds = 3\n")
+                    "[storage]\nendpoint = \"http://x\"\n[owner]\ntick_s = 0.1\n")
     cfg = load_config(path, env={})
     assert cfg.node.data_dir == tmp_path / "file" and cfg.node.bootstrap == [BOOT]
     assert cfg.presence.interval_s == 2.0 and cfg.timeouts.dial_s == Config().timeouts.dial_s
-    assert cfg.extra == {"storage": {"endpoint": "http://x"}, "job": {"rounds": 3}}
+    assert cfg.extra == {"storage": {"endpoint": "http://x"}, "owner": {"tick_s": 0.1}}
     other = BOOT.replace("4001", "4002")
     env = {"DISTRO_TRAIN_HOME": str(tmp_path / "env"), "BOOTSTRAP_ADDR": f"{other}, {BOOT}"}
     cfg = load_config(path, env=env)
