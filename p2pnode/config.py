@@ -8,9 +8,11 @@ Sources, highest precedence first:
 3. the TOML file given by ``--config``,
 4. the defaults below.
 
-Top-level TOML tables this module does not know (``[storage]``, ``[job]`` ...) are kept
-as raw mappings in :attr:`Config.extra` for their own packages to validate. Field by
-field documentation lives in docs/daemon.md.
+Every section is a dataclass whose annotations are its schema, checked by
+:mod:`distro_schema` (strict types, ranges, unknown fields refused). The tables of
+other packages (:data:`PACKAGE_TABLES`: ``[storage]``, ``[owner]``...) are kept as raw
+mappings in :attr:`Config.extra` for those packages to validate; any other top-level
+table is refused. Field by field documentation lives in docs/daemon.md.
 """
 
 from __future__ import annotations
