@@ -97,6 +97,8 @@ class ControlServer:
                 await self._serve_lines(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 log.debug("control client went away")
+            except Exception:  # task boundary of one client: it must never end the daemon
+                log.exception("control connection failed; closed it")
 
     async def _serve_lines(self, stream: trio.SocketStream) -> None:
         buf = bytearray()

@@ -28,6 +28,9 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects a request may have; deeper is -32600."""
+
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -122,13 +125,19 @@ def error_line(code: int, message: str) -> bytes:
 async def dispatch(routes: Routes, line: bytes) -> bytes | None:
     """Answer one request line; return the encoded response line, or None for a notification.
 
-    Never raises for bad input: every failure becomes an error response. A handler's
-    unexpected exception is logged and answered with -32603; ``trio.Cancelled`` passes.
+    Never raises for bad input: every failure becomes an error response. A request
+    nested deeper than ``MAX_DEPTH`` is refused (-32600) before any handler sees it,
+    so no handler or encoder can recurse on it. A handler's unexpected exception is
+    logged and answered with -32603; ``trio.Cancelled`` passes.
     """
     try:
         req = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return error_line(PARSE_ERROR, f"parse error: {exc}")
+    except RecursionError:
+        return error_line(INVALID_REQUEST, f"invalid request: nested deeper than {MAX_DEPTH}")
+    if _depth_over(req, MAX_DEPTH):
+        return error_line(INVALID_REQUEST, f"invalid request: nested deeper than {MAX_DEPTH}")
     if not isinstance(req, dict):
         return error_line(INVALID_REQUEST, "invalid request: expected a JSON object")
     id_ = req.get("id")
@@ -142,7 +151,29 @@ async def dispatch(routes: Routes, line: bytes) -> bytes | None:
     resp = await _call(routes, id_, method, params)
     if "id" not in req:
         return None
-    return json.dumps(resp, default=str).encode() + b"\n"
+    try:
+        return json.dumps(resp, default=str).encode() + b"\n"
+    except (ValueError, TypeError, RecursionError):
+        log.exception("control method %s returned a value that is not JSON", method)
+        failed = _error(id_, INTERNAL_ERROR, f"internal error in {method}")
+        return json.dumps(failed).encode() + b"\n"
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays/objects deeper than ``limit`` (iterative, no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 async def _call(routes: Routes, id_: Any, method: str, params: Any) -> dict[str, Any]:
