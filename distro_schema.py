@@ -11,6 +11,9 @@ once (cached) and checks untrusted mappings (TOML tables, JSON objects) against 
   a float field accepts an int; NaN and infinities are refused;
 - a field that must accept a looser input says so itself
   (``Annotated[Path, Field(strict=False)]``);
+- a bare ``int`` or ``float`` field (no range of its own) whose default is not
+  negative may not be negative: timeouts, sizes and counts of sections that state
+  no bounds keep a safe floor;
 - :func:`schema` prints the JSON Schema of any such dataclass.
 
 Errors become the caller's own class, built as ``error(field, reason)`` with the
@@ -29,7 +32,7 @@ import dataclasses
 import functools
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -63,13 +66,20 @@ def _model(cls: type) -> type[BaseModel]:
             nested = _model(annotation)
             fields[f.name] = (nested, Field(default_factory=nested))
         elif f.default is not dataclasses.MISSING:
-            fields[f.name] = (annotation, f.default)
+            fields[f.name] = (_signed(annotation, f.default), f.default)
         elif f.default_factory is not dataclasses.MISSING:
             fields[f.name] = (annotation, Field(default_factory=f.default_factory))
         else:
             fields[f.name] = (annotation, ...)
     doc = (cls.__doc__ or "").strip().split("\n\n")[0]
     return model_of(cls.__name__, fields, doc)
+
+
+def _signed(annotation: Any, default: Any) -> Any:
+    """A bare ``int``/``float`` whose default is not negative may not be negative."""
+    if annotation in (int, float) and not isinstance(default, bool) and default >= 0:
+        return Annotated[annotation, Field(ge=0)]
+    return annotation
 
 
 def _where(loc: tuple[int | str, ...], prefix: str) -> str:

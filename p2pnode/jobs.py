@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 from libp2p.peer.id import ID
 
+import distro_schema
 from p2pnode.errors import ConfigError
 from p2pnode.jobstore import JobStore
 from p2pnode.rpc import InvalidParams, RpcError
@@ -118,31 +119,16 @@ def _open_store(node: Node, stack: list[Any]) -> Any:
 def settings_from_table(cls: type[T], section: str, table: Mapping[str, Any]) -> T:
     """Build a frozen settings dataclass from a TOML table, naming any bad field.
 
+    The dataclass's annotations are its schema (``distro_schema``). A nested settings
+    dataclass (``OwnerConfig.reputation``) is its own table, never a key of this one.
+
     Raises:
-        ConfigError: An unknown field, or a value of the wrong type or sign.
+        ConfigError: An unknown field, or a value of the wrong type or out of range.
     """
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values: dict[str, Any] = {}
-    defaults: Any = cls()
-    for key, value in table.items():
-        default: Any = getattr(defaults, key, None) if key in fields else None
-        scalar = isinstance(default, bool | int | float)
-        if key not in fields or not scalar:
-            raise ConfigError(f"{section}.{key}", "unknown field")
-        if isinstance(default, bool) or isinstance(value, bool):
-            ok = isinstance(value, bool) and isinstance(default, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int)
-        elif isinstance(default, float):
-            ok = isinstance(value, int | float)
-        else:
-            ok = False
-        if not ok or value < 0 <= default:
-            raise ConfigError(
-                f"{section}.{key}", f"must be a non-negative {type(default).__name__}"
-            )
-        values[key] = float(value) if isinstance(default, float) else value
-    return cls(**values)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in table and dataclasses.is_dataclass(f.default_factory):
+            raise ConfigError(f"{section}.{f.name}", f"unknown field; use a [{f.name}] table")
+    return distro_schema.load(cls, table, error=ConfigError, prefix=section)
 
 
 def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Trainer]:

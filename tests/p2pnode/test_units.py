@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -15,9 +16,12 @@ from libp2p.peer.id import ID
 
 from p2pnode.config import Config, load_config
 from p2pnode.errors import ConfigError
+from p2pnode.jobs import settings_from_table
 from p2pnode.rpc import InvalidParams, Routes, dispatch
 from protocols.envelope import ReplayGuard
 from protocols.errors import EnvelopeError
+from protocols.job.selection import ReputationConfig
+from protocols.job.trainer import TrainerConfig
 from protocols.pb import distro_pb2 as pb
 from protocols.presence.codec import decode_presence, encode_presence, health_score
 from protocols.presence.table import PeerTable
@@ -185,3 +189,37 @@ async def test_dispatch_codes() -> None:
     assert resp["error"]["code"] == -32603 and resp["id"] == 5
     notification = {k: v for k, v in req.items() if k != "id"}
     assert await dispatch(routes, json.dumps(notification).encode()) is None
+
+
+# ----- package tables ([owner], [trainer], [reputation]) ---------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _WithNested:
+    tick_s: float = 0.2
+    reputation: ReputationConfig = dataclasses.field(default_factory=ReputationConfig)
+
+
+@pytest.mark.parametrize(("section", "cls", "table", "field"), [
+    ("trainer", TrainerConfig, {"slotz": 2}, "trainer.slotz"),
+    ("trainer", TrainerConfig, {"slots": "2"}, "trainer.slots"),
+    ("trainer", TrainerConfig, {"slots": 1.5}, "trainer.slots"),
+    ("trainer", TrainerConfig, {"slots": True}, "trainer.slots"),
+    ("trainer", TrainerConfig, {"request_timeout_s": -1}, "trainer.request_timeout_s"),
+    ("owner", _WithNested, {"reputation": {"accepted": 1.0}}, "owner.reputation"),
+    ("reputation", ReputationConfig, {"floor": "low"}, "reputation.floor"),
+])
+def test_package_tables_name_the_bad_field(section: str, cls: type, table: dict[str, Any],
+                                           field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_table(cls, section, table)
+    assert info.value.field == field
+
+
+def test_package_tables_keep_types_and_allow_negative_defaults() -> None:
+    owner = settings_from_table(_WithNested, "owner", {"tick_s": 1})
+    assert owner.tick_s == 1.0 and isinstance(owner.tick_s, float)
+    assert owner.reputation == ReputationConfig()
+    trainer = settings_from_table(TrainerConfig, "trainer", {"slots": 3})
+    assert trainer.slots == 3 and trainer.known_jobs == TrainerConfig().known_jobs
+    rep = settings_from_table(ReputationConfig, "reputation", {"outvoted": -5})
+    assert rep.outvoted == -5.0 and rep.accepted == ReputationConfig().accepted
