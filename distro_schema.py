@@ -98,7 +98,12 @@ def _reason(err: Mapping[str, Any]) -> str:
     msg = str(err["msg"])
     if msg.startswith("Input should be "):
         msg = "must be " + msg.removeprefix("Input should be ")
-    return f"{msg}, got {err['input']!r}" if err["type"] != "missing" else msg.lower()
+    if err["type"] == "missing":
+        return msg.lower()
+    value = err["input"]
+    # Numbers are echoed; strings and tables only by type, so a secret never reaches a log.
+    shown = repr(value) if isinstance(value, int | float | None) else type(value).__name__
+    return f"{msg}, got {shown}"
 
 
 def validate(

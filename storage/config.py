@@ -1,18 +1,22 @@
 """Object-store configuration: the ``[storage]`` TOML table, env vars and presets.
 
 Precedence (highest first): environment variables, the TOML table, the preset of
-the chosen ``kind``, the dataclass defaults. ``validate()`` names the first bad field.
+the chosen ``kind``, the dataclass defaults. Types and ranges are the annotations,
+checked by :mod:`distro_schema`; ``validate()`` adds the rules between fields and
+names the first bad field. :func:`schema` prints the table's JSON Schema.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
+from pydantic import Field
+
+import distro_schema
 from storage.errors import StorageConfigError
 
 MIB = 1024 * 1024
@@ -26,9 +30,7 @@ AKAVE_ENDPOINT = "https://o3-rc2.akave.xyz"
 AKAVE_REGION = "akave-network"
 
 Kind = Literal["s3", "akave", "embedded"]
-KINDS: tuple[str, ...] = ("s3", "akave", "embedded")
-ADDRESSING: tuple[str, ...] = ("path", "virtual")
-CHECKSUM_MODES: tuple[str, ...] = ("when_required", "when_supported")
+KINDS: tuple[str, ...] = get_args(Kind)
 
 #: Environment variables read by ``from_env``, mapped to config fields.
 ENV_VARS: dict[str, str] = {
@@ -70,18 +72,18 @@ class StoreConfig:
 
     kind: Kind = "s3"
     endpoint: str | None = None
-    region: str = "us-east-1"
+    region: Annotated[str, Field(min_length=1)] = "us-east-1"
     bucket: str = ""
     prefix: str = ""
     access_key: str | None = None
     secret_key: str | None = field(default=None, repr=False)
     addressing: Literal["path", "virtual"] = "path"
-    presign_expiry_s: int = 900
-    multipart_threshold: int = 64 * MIB
-    multipart_part_size: int = 16 * MIB
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
-    max_attempts: int = 3
+    presign_expiry_s: Annotated[int, Field(ge=1, le=PRESIGN_EXPIRY_CAP_S)] = 900
+    multipart_threshold: Annotated[int, Field(ge=MIN_PART_SIZE)] = 64 * MIB
+    multipart_part_size: Annotated[int, Field(ge=MIN_PART_SIZE, le=MAX_PART_SIZE)] = 16 * MIB
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    read_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    max_attempts: Annotated[int, Field(ge=1)] = 3
     checksum_mode: Literal["when_required", "when_supported"] = "when_required"
 
     @classmethod
@@ -102,12 +104,7 @@ class StoreConfig:
         Raises:
             StorageConfigError: an unknown field, a wrong type or an invalid value.
         """
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in table.items():
-            if key not in names:
-                raise StorageConfigError(key, "unknown field")
-            values[key] = value
+        values = dict(table)
         for var, name in ENV_VARS.items():
             if env is not None and env.get(var):
                 values[name] = env[var]
@@ -117,9 +114,7 @@ class StoreConfig:
             values.setdefault("region", AKAVE_REGION)
             values.setdefault("addressing", "path")
             values.setdefault("checksum_mode", "when_required")
-        for name, value in values.items():
-            _check_type(name, value, names[name].type)
-        config = cls(**values)
+        config = distro_schema.load(cls, values, error=StorageConfigError)
         config.validate()
         return config
 
@@ -133,13 +128,12 @@ class StoreConfig:
         return self.prefix + key
 
     def validate(self) -> None:
-        """Check every field.
+        """Check every field: its annotation, then the rules between fields.
 
         Raises:
             StorageConfigError: naming the first bad field and why.
         """
-        if self.kind not in KINDS:
-            raise StorageConfigError("kind", f"must be one of {KINDS}, got {self.kind!r}")
+        distro_schema.check(self, error=StorageConfigError)
         if self.endpoint is not None:
             parts = urlsplit(self.endpoint)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -148,8 +142,6 @@ class StoreConfig:
                 raise StorageConfigError("endpoint", "must not carry credentials or a query")
         elif self.kind != "s3":
             raise StorageConfigError("endpoint", f"required for kind {self.kind!r}")
-        if not self.region:
-            raise StorageConfigError("region", "must not be empty")
         if not _BUCKET_RE.fullmatch(self.bucket) or ".." in self.bucket:
             raise StorageConfigError("bucket", "3-63 chars of a-z, 0-9, '.', '-'")
         if self.prefix and (
@@ -163,35 +155,8 @@ class StoreConfig:
             raise StorageConfigError("secret_key", "access_key and secret_key come together")
         if self.access_key == "" or self.secret_key == "":
             raise StorageConfigError("access_key", "must not be empty when given")
-        if self.addressing not in ADDRESSING:
-            raise StorageConfigError("addressing", f"must be one of {ADDRESSING}")
-        if not 1 <= self.presign_expiry_s <= PRESIGN_EXPIRY_CAP_S:
-            raise StorageConfigError("presign_expiry_s", f"must be 1..{PRESIGN_EXPIRY_CAP_S}")
-        if not MIN_PART_SIZE <= self.multipart_part_size <= MAX_PART_SIZE:
-            raise StorageConfigError("multipart_part_size", "must be 5 MiB..5 GiB")
-        if self.multipart_threshold < MIN_PART_SIZE:
-            raise StorageConfigError("multipart_threshold", "must be at least 5 MiB")
-        for name in ("connect_timeout_s", "read_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise StorageConfigError(name, "must be positive")
-        if self.max_attempts < 1:
-            raise StorageConfigError("max_attempts", "must be at least 1")
-        if self.checksum_mode not in CHECKSUM_MODES:
-            raise StorageConfigError("checksum_mode", f"must be one of {CHECKSUM_MODES}")
 
 
-def _check_type(name: str, value: Any, annotation: Any) -> None:
-    """Reject values whose type cannot match the field (TOML gives str/int/float/bool)."""
-    text = str(annotation)
-    if value is None:
-        if "None" not in text:
-            raise StorageConfigError(name, "must not be null")
-        return
-    if "float" in text:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif "int" in text:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        raise StorageConfigError(name, f"wrong type {type(value).__name__}")
+def schema() -> dict[str, Any]:
+    """The JSON Schema of the ``[storage]`` table."""
+    return distro_schema.schema(StoreConfig)

@@ -347,7 +347,10 @@ def launch(
     owner_cfg.touch(mode=0o600)
     owner_cfg.write_text(presence + _toml_table("storage", storage))
     trainer_cfg = work / "trainer.toml"
-    trainer_cfg.write_text(presence + _toml_table("trainer", {"train_threads": 1}))
+    # Everything runs on this machine, storage included: trainers must be let reach
+    # loopback, which they refuse by default (URLs come from strangers).
+    local = {"train_threads": 1, "allow_networks": ["127.0.0.0/8", "::1/128"]}
+    trainer_cfg.write_text(presence + _toml_table("trainer", local))
     daemon = ["-m", "p2pnode.cli", "daemon"]
     flags = ["--bootstrap", maddr, "--listen", "/ip4/127.0.0.1/tcp/0"]
     programs = trainer_programs or [daemon] * trainers

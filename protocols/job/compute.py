@@ -32,14 +32,17 @@ def sha256(data: bytes) -> str:
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
+    """Decode a peer's small JSON object, or raise ``training.errors.SpecError``."""
+    from training.errors import SpecError  # noqa: PLC0415 - torch-free, kept beside its use
+
     if len(text) > MAX_PARAMS_JSON:
-        raise ValueError(f"{what} larger than {MAX_PARAMS_JSON} bytes")
+        raise SpecError(what, f"larger than {MAX_PARAMS_JSON} bytes")
     try:
         value = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"{what} is not JSON: {exc}") from None
+        raise SpecError(what, f"not JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{what} must be an object")
+        raise SpecError(what, "must be an object")
     return value
 
 
@@ -52,17 +55,14 @@ def check_job(model_json: str, params_json: str) -> None:
     """Validate an announced model spec and training parameters.
 
     Raises:
-        ValueError: naming what is wrong (unknown model, bad hyper-parameter...).
+        training.errors.SpecError: naming what is wrong (unknown model, bad
+            hyper-parameter...); its ``reason`` is ``bad_spec``.
     """
-    from training.errors import TrainingError  # noqa: PLC0415 - torch only when working
-    from training.local import TrainParams  # noqa: PLC0415
+    from training.local import TrainParams  # noqa: PLC0415 - torch only when working
     from training.models import ModelSpec  # noqa: PLC0415
 
-    try:
-        ModelSpec.from_mapping(_json_object(model_json, "model"))
-        TrainParams.from_mapping(_json_object(params_json, "train params"))
-    except TrainingError as exc:
-        raise ValueError(str(exc)) from None
+    ModelSpec.from_mapping(_json_object(model_json, "model"))
+    TrainParams.from_mapping(_json_object(params_json, "train params"))
 
 
 def train(

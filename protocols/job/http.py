@@ -7,6 +7,7 @@ keeps httpx out of a daemon that never transfers anything.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -18,15 +19,28 @@ if TYPE_CHECKING:
 class LazyClient:
     """Holds an ``httpx.AsyncClient`` from ``storage.transfer.new_client``."""
 
-    def __init__(self) -> None:
+    def __init__(self, allow_networks: Sequence[str] | None = None) -> None:
+        """Make nothing yet.
+
+        Args:
+            allow_networks: None for a client that may reach any address (the owner's
+                own storage); else only public addresses plus these CIDR networks (a
+                trainer, whose URLs a stranger chose).
+        """
         self._client: httpx.AsyncClient | None = None
+        self._allow = allow_networks
 
     def get(self) -> httpx.AsyncClient:
         """The client, made on the first call."""
         if self._client is None:
             from storage import transfer  # noqa: PLC0415 - httpx only when transferring
+            from storage.httpio import AddressPolicy  # noqa: PLC0415
 
-            self._client = transfer.new_client()
+            if self._allow is None:
+                self._client = transfer.new_client()
+            else:
+                policy = AddressPolicy(self._allow)
+                self._client = transfer.new_client(policy=policy)
         return self._client
 
     async def aclose(self) -> None:

@@ -3,12 +3,23 @@
 A trainer never holds storage credentials and never runs code a peer names: it
 downloads its chunks and the global model by presigned URL (verified against the
 sha256 in the owner's sealed task), trains a catalogue model in a worker thread,
-uploads its weights by presigned PUT and announces the update's hash on the job's
-topic, with the update's URL sealed to the owner.
+uploads its weights by presigned POST (or PUT) and announces the update's hash on the
+job's topic, with the update's URL sealed to the owner.
+
+The owner is a stranger, so a trainer defends itself:
+
+- every URL goes through an HTTP client that connects only to public addresses (plus
+  the networks in ``allow_networks``), checked on each connection;
+- a task over the trainer's compute and memory budget is refused as ``over_budget``
+  before torch is imported or anything is allocated (``training.budget``);
+- the task's deadline bounds its transfers and training; when it passes the work is
+  cancelled, the slot freed and the refusal reason is ``deadline``;
+- a refusal carries a reason code only, never error text.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -23,6 +34,7 @@ import trio
 from libp2p.crypto.keys import PublicKey
 from libp2p.peer.id import ID
 
+from distro_errors import DistroError
 from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
 from protocols.errors import EnvelopeError, SealError
 from protocols.job import JOBS_TOPIC, PROTOCOL_ID, compute, job_topic
@@ -31,6 +43,7 @@ from protocols.job.ports import NodeLike
 from protocols.job.spec import MODELS
 from protocols.pb import distro_pb2 as pb
 from protocols.seal import seal, unseal
+from training import budget
 
 if TYPE_CHECKING:
     import httpx
@@ -53,6 +66,15 @@ class TrainerConfig:
         train_threads: torch threads per training run (0 = torch's default).
         known_jobs: Announced jobs remembered (oldest forgotten first).
         reoffer_after_s: Offer again for a known job announced after this long.
+        allow_networks: CIDR networks a task's URLs may reach besides public
+            addresses. Empty (the default) refuses loopback, link-local, private,
+            multicast, reserved and unspecified addresses; a single-machine run
+            allows ``["127.0.0.0/8"]``.
+        max_task_s: Longest a task may run when its own deadline is later or absent.
+        max_params: Largest model (trainable parameters) a task may train.
+        max_activation_bytes: Largest estimated activation memory of one batch.
+        max_sample_epochs: Most samples x epochs in one task.
+        max_threads: Most torch threads a task may ask for.
     """
 
     slots: int = 1
@@ -63,6 +85,27 @@ class TrainerConfig:
     train_threads: int = 0
     known_jobs: int = 256
     reoffer_after_s: float = 8.0
+    allow_networks: tuple[str, ...] = ()
+    max_task_s: float = 3600.0
+    max_params: int = budget.Limits.max_params
+    max_activation_bytes: int = budget.Limits.max_activation_bytes
+    max_sample_epochs: int = budget.Limits.max_sample_epochs
+    max_threads: int = budget.Limits.max_threads
+
+    def __post_init__(self) -> None:
+        """Check ``allow_networks`` (a bad network raises ValueError at start)."""
+        for net in self.allow_networks:
+            ipaddress.ip_network(net, strict=False)
+
+    @property
+    def limits(self) -> budget.Limits:
+        """The compute and memory budget of one task."""
+        return budget.Limits(
+            max_params=self.max_params,
+            max_activation_bytes=self.max_activation_bytes,
+            max_sample_epochs=self.max_sample_epochs,
+            max_threads=self.max_threads,
+        )
 
 
 @dataclass
@@ -99,7 +142,7 @@ class Trainer:
         self.bytes_out = 0
         self._nursery: trio.Nursery | None = None
         self._warm = False
-        self._http = LazyClient()
+        self._http = LazyClient(allow_networks=self.cfg.allow_networks)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen for jobs until cancelled."""
@@ -167,6 +210,8 @@ class Trainer:
             return False
         if ann.data_bytes_per_trainer > self.cfg.max_data_bytes:
             return False
+        if self._over_budget(ann, ann.data_bytes_per_trainer, ann.samples):
+            return False
         return bool(me.get("accepting")) and float(me.get("health", 0)) >= ann.min_health
 
     def offer_for(self, msg: Opened) -> pb.Offer:
@@ -215,8 +260,8 @@ class Trainer:
                 round=msg.round,
             )
             task = pb.Task.FromString(raw)
-        except (SealError, Exception) as exc:  # noqa: BLE001 - any undecodable task is refused
-            return pb.Ack(ok=False, reason="bad_task", detail=type(exc).__name__)
+        except (SealError, Exception):  # noqa: BLE001 - any undecodable task is refused
+            return pb.Ack(ok=False, reason="bad_task")
         problem = self._check_task(task, job)
         if problem:
             return pb.Ack(ok=False, reason=problem)
@@ -240,48 +285,88 @@ class Trainer:
         urls = [task.model_url, task.upload_url, task.update_get_url, *(c.url for c in task.chunks)]
         if not all(u.startswith(("http://", "https://")) for u in urls):
             return "bad_url"
+        if task.deadline_ms and task.deadline_ms <= time.time() * 1000:
+            return "deadline"
+        samples = sum(c.samples for c in task.chunks)
+        return self._over_budget(job.announce, sum(c.size for c in task.chunks), samples)
+
+    def _over_budget(self, ann: pb.JobAnnounce, data_bytes: int, samples: int) -> str:
+        """The reason a job's task is beyond our budget (torch-free), or ""."""
+        try:
+            cost = budget.estimate(
+                parse_json(ann.model_params_json),
+                parse_json(ann.train_params_json),
+                data_bytes=data_bytes,
+                samples=samples,
+            )
+            budget.check(cost, self.cfg.limits)
+        except DistroError as exc:
+            return exc.reason
+        except ValueError:
+            return "bad_spec"
         return ""
+
+    def _seconds_left(self, task: pb.Task) -> float:
+        """Seconds until the task must be over: its deadline, capped by ``max_task_s``."""
+        left = self.cfg.max_task_s
+        if task.deadline_ms:
+            left = min(left, task.deadline_ms / 1000 - time.time())
+        return max(0.0, left)
 
     async def _work(self, job_id: str, round: int, job: _Job, task: pb.Task) -> None:
         stop = threading.Event()
+        reason = ""
         try:
-            from storage import transfer  # noqa: PLC0415 - httpx only when working
-
-            if not job.checked:
-                # The catalogue lives with torch: checked in a thread, after the Ack,
-                # so a trainer still importing torch answers its owner at once. A bad
-                # spec is refused through the same path as any failed task.
-                await trio.to_thread.run_sync(
-                    compute.check_job,
-                    job.announce.model_params_json,
-                    job.announce.train_params_json,
-                )
-                job.checked = True
-            client = self._http.get()
-            items = [
-                transfer.FetchItem(task.model_url, task.model_sha256, self.cfg.max_model_bytes),
-                *(transfer.FetchItem(c.url, c.sha256, c.size) for c in task.chunks),
-            ]
-            model, *chunks = await transfer.fetch_many(items, client=client)
-            self.bytes_in += len(model) + sum(len(c) for c in chunks)
-            result = await self.train_task(job, model, chunks, stop)
-            note = await self.upload_and_announce(job_id, round, job, task, result, client)
-            self.bytes_out += note.size
-            self.tasks["done"] += 1
-            job.rounds_done += 1
-            job.state = "announced"
-            job.last_metrics = {"loss": note.train_loss, "accuracy": note.train_accuracy}
-            log.info("job %s round %d: update %s announced", job_id, round, note.sha256[:12])
+            with trio.move_on_after(self._seconds_left(task)) as scope:
+                await self._do_task(job_id, round, job, task, stop)
+            if scope.cancelled_caught:
+                reason = "deadline"
+                log.warning("job %s round %d: deadline passed; task abandoned", job_id, round)
         except Exception as exc:  # noqa: BLE001 - task boundary: report, never crash the daemon
-            job.state = "failed-task"
-            self.tasks[compute.reason_of(exc)] += 1
+            reason = exc.reason if isinstance(exc, DistroError) else "error"
             log.warning("job %s round %d failed: %r", job_id, round, exc)
-            await self._refuse(job_id, round, job.owner, compute.reason_of(exc), str(exc)[:200])
         finally:
+            # The training thread (if any) sees this at its next batch and ends.
             stop.set()
             self.busy -= 1
             if self.on_load:
                 self.on_load(self.busy)
+        if reason:
+            job.state = "failed-task"
+            self.tasks[reason] += 1
+            await self._refuse(job_id, round, job.owner, reason)
+
+    async def _do_task(
+        self, job_id: str, round: int, job: _Job, task: pb.Task, stop: threading.Event
+    ) -> None:
+        """Check the spec, fetch, train, upload and announce one task."""
+        from storage import transfer  # noqa: PLC0415 - httpx only when working
+
+        if not job.checked:
+            # The catalogue lives with torch: checked in a thread, after the Ack,
+            # so a trainer still importing torch answers its owner at once. A bad
+            # spec is refused through the same path as any failed task.
+            await trio.to_thread.run_sync(
+                compute.check_job,
+                job.announce.model_params_json,
+                job.announce.train_params_json,
+            )
+            job.checked = True
+        client = self._http.get()
+        items = [
+            transfer.FetchItem(task.model_url, task.model_sha256, self.cfg.max_model_bytes),
+            *(transfer.FetchItem(c.url, c.sha256, c.size) for c in task.chunks),
+        ]
+        model, *chunks = await transfer.fetch_many(items, client=client)
+        self.bytes_in += len(model) + sum(len(c) for c in chunks)
+        result = await self.train_task(job, model, chunks, stop)
+        note = await self.upload_and_announce(job_id, round, job, task, result, client)
+        self.bytes_out += note.size
+        self.tasks["done"] += 1
+        job.rounds_done += 1
+        job.state = "announced"
+        job.last_metrics = {"loss": note.train_loss, "accuracy": note.train_accuracy}
+        log.info("job %s round %d: update %s announced", job_id, round, note.sha256[:12])
 
     async def train_task(
         self, job: _Job, model: bytes, chunks: list[bytes], stop: threading.Event
@@ -319,6 +404,7 @@ class Trainer:
             task.upload_url,
             result.weights,
             content_type=task.upload_content_type or "application/octet-stream",
+            fields=dict(task.upload_fields) or None,
             client=client,
         )
         return await self.announce(job_id, round, job, task, result, compute.sha256(result.weights))
@@ -348,12 +434,16 @@ class Trainer:
         await self.node.publish(job_topic(job_id), wire)
         return note
 
-    async def _refuse(self, job_id: str, round: int, owner: ID, reason: str, detail: str) -> None:
-        """Tell the owner we give up this round's task, so it reassigns at once."""
+    async def _refuse(self, job_id: str, round: int, owner: ID, reason: str) -> None:
+        """Tell the owner we give up this round's task, so it reassigns at once.
+
+        Only the reason code travels: error text could tell a hostile owner what
+        the addresses its URLs named answered.
+        """
         wire = seal_message(
             self.node.private_key,
             "job.ack",
-            pb.Ack(ok=False, reason=reason, detail=detail),
+            pb.Ack(ok=False, reason=reason),
             job_id=job_id,
             round=round,
         )

@@ -52,6 +52,10 @@ silence_timeout_s = 6.0
 [control]
 max_request_bytes = 65536
 debug_routes = true
+
+[trainer]
+# Every server in the tests is on loopback, which trainers refuse unless allowed.
+allow_networks = ["127.0.0.0/8", "::1/128"]
 """
 
 
