@@ -21,16 +21,12 @@ X = baseline s / FedAvg s (target >= 0.7) and Y = median s / FedAvg s (target <=
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections.abc import Callable
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from training import aggregate, datasets, local, models, weights  # noqa: E402
+from training import aggregate, datasets, local, models, weights
 
 BLOCK_SHAPES = [
     (3072, 1024),

@@ -15,12 +15,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-# Run as a script, bench/ is sys.path[0], and bench/storage.py would shadow the
-# storage package: put the repository root there instead.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import trio
 from hypothesis import HealthCheck, given, settings

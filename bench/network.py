@@ -22,10 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+# tests/ is not an installed package: its harness is imported from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.p2pnode import harness  # noqa: E402
-from tests.p2pnode.harness import Network, NodeProc, open_network  # noqa: E402
+from tests.p2pnode import harness
+from tests.p2pnode.harness import Network, NodeProc, open_network
 
 
 def pct(values: list[float], p: float) -> float:

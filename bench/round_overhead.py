@@ -12,21 +12,16 @@ last line is the median: ``round_overhead_s=X`` (target <= 0.6).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, bench/ is sys.path[0], and bench/storage.py would shadow the
-# storage package: put the repository root there instead.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-from p2pnode.commands.demo import Processes, clean_env, launch
+from p2pnode.commands.demo import clean_env, launch
 from p2pnode.control import call
+from p2pnode.procs import Processes, start_embedded_s3
 
 
 def main() -> int:
@@ -38,22 +33,7 @@ def main() -> int:
     (work / "logs").mkdir()
     procs = Processes(work)
     try:
-        s3 = procs.start(
-            "s3",
-            ["-m", "storage.embedded", "--data-dir", str(work / "s3")],
-            clean_env(),
-            stdout=subprocess.PIPE,
-        )
-        assert s3.stdout is not None
-        info = json.loads(s3.stdout.readline())
-        creds = json.loads(Path(info["credentials_file"]).read_text())
-        storage = {
-            "kind": "s3",
-            "endpoint": info["endpoint"],
-            "bucket": info["bucket"],
-            "region": info["region"],
-            **creds,
-        }
+        storage = start_embedded_s3(procs, "s3", work / "s3", clean_env())
         owner = launch(work, procs, storage, args.trainers, say=lambda m: None).owner_dir
         spec = {
             "model": "logreg",

@@ -12,10 +12,8 @@ cares about. One line per scenario with its figures; the last line is
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,13 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# Run as a script, bench/ is sys.path[0], and bench/storage.py would shadow the
-# storage package: put the repository root there instead.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-from p2pnode.commands.demo import Cluster, Processes, clean_env, launch
+from p2pnode.commands.demo import Cluster, clean_env, launch
 from p2pnode.control import call
 from p2pnode.errors import ControlError
+from p2pnode.procs import Processes, start_embedded_s3, wait_until
 from protocols.job.selection import ReputationConfig
 
 BASE: dict[str, Any] = {
@@ -51,25 +46,9 @@ class Run:
         self.work = Path(tempfile.mkdtemp(prefix="scenario-"))
         (self.work / "logs").mkdir()
         self.procs = Processes(self.work)
-        env = clean_env()
-        s3 = self.procs.start(
-            "s3",
-            ["-m", "storage.embedded", "--data-dir", str(self.work / "s3")],
-            env,
-            stdout=subprocess.PIPE,
-        )
-        assert s3.stdout is not None
-        self.s3 = json.loads(s3.stdout.readline())
-        creds = json.loads(Path(self.s3["credentials_file"]).read_text())
-        storage = {
-            "kind": "s3",
-            "endpoint": self.s3["endpoint"],
-            "bucket": self.s3["bucket"],
-            "region": self.s3["region"],
-            **creds,
-        }
+        self.s3 = start_embedded_s3(self.procs, "s3", self.work / "s3", clean_env())
         self.cluster: Cluster = launch(
-            self.work, self.procs, storage, trainers, say=lambda _m: None, trainer_programs=programs
+            self.work, self.procs, self.s3, trainers, say=lambda _m: None, trainer_programs=programs
         )
         self.owner = self.cluster.owner_dir
 
@@ -87,14 +66,11 @@ class Run:
     def wait(
         self, job_id: str, until: Callable[[dict[str, Any]], bool], timeout: float, what: str
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        def reached() -> dict[str, Any] | None:
             s = self.status(job_id)
-            if s and until(s):
-                return s
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{what} not reached in {timeout:.0f}s")
-            time.sleep(0.2)
+            return s if s and until(s) else None
+
+        return wait_until(reached, timeout, what)
 
     def finish(self, job_id: str, timeout: float = 600) -> dict[str, Any]:
         return self.wait(
@@ -306,15 +282,8 @@ def main() -> int:
             job = run.submit({**BASE, "trainers": 3, "rounds": args.rounds})
             run.wait(job, lambda s: s.get("round", 0) >= 2, 300, "round 2")
             run.procs.kill("s3")
-            port = run.s3["endpoint"].rsplit(":", 1)[1]
-            s3 = run.procs.start(
-                "s3-restarted",
-                ["-m", "storage.embedded", "--data-dir", str(run.work / "s3"), "--port", port],
-                clean_env(),
-                stdout=subprocess.PIPE,
-            )
-            assert s3.stdout is not None
-            s3.stdout.readline()
+            port = int(run.s3["endpoint"].rsplit(":", 1)[1])
+            start_embedded_s3(run.procs, "s3-restarted", run.work / "s3", clean_env(), port)
             final = run.finish(job)
             ok = final["state"] == "done" and len(final["history"]) == args.rounds
             return ok, f"S3 restarted in round 2: {len(final['history'])} rounds completed"

@@ -6,7 +6,7 @@ includes sha256 verification) and through ``curl``. Prints each measurement, the
 medians, and as its last line ``download_ratio_vs_curl=X upload_ratio_vs_curl=Y``
 (project median MB/s divided by curl median MB/s; target >= 0.8).
 
-Usage: .venv/bin/python bench/storage.py [--size-mib 256] [--rounds 3]
+Usage: .venv/bin/python bench/transfer.py [--size-mib 256] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from pathlib import Path
 
 import trio
 
+# tests/ is not an installed package: its harness is imported from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storage.s3 import S3Store  # noqa: E402
-from storage.transfer import fetch, fetch_to_file, new_client, upload  # noqa: E402
-from tests.s3servers import start_seaweedfs  # noqa: E402
+from storage.s3 import S3Store
+from storage.transfer import fetch, fetch_to_file, new_client, upload
+from tests.s3servers import start_seaweedfs
 
 MIB = 1024 * 1024
 CONTENT_TYPE = "application/octet-stream"

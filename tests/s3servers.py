@@ -10,15 +10,14 @@ conftest: ``from tests.s3servers import any_store, nanio_server, seaweed_server`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from p2pnode import procs
 from storage.config import StoreConfig
 from storage.embedded import EmbeddedS3
 from storage.s3 import S3Store
@@ -85,19 +85,9 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def _exited(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        raise RuntimeError(f"weed exited with {process.returncode}")
 
 
 def _s3_answers(config: StoreConfig) -> bool:
@@ -140,21 +130,21 @@ def start_seaweedfs(tmp_path: Path, bucket: str = TEST_BUCKET) -> ServerHandle:
             "-admin.ui=false", "-webdav=false", "-s3.port.lance=0", "-s3.port.iceberg=0",
             f"-s3.config={s3_config}", "-master.volumeSizeLimitMB=256", "-master.telemetry=false",
         ]  # fmt: skip
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=data, start_new_session=True,
-            )  # fmt: skip
+        process = procs.spawn(command, log_path, cwd=data)
         config = StoreConfig(
             kind="s3", endpoint=f"http://127.0.0.1:{s3}", region="us-east-1", bucket=bucket,
             access_key=access, secret_key=secret, connect_timeout_s=2.0,
         )  # fmt: skip
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while process.poll() is None and time.monotonic() < deadline:
-            if _s3_answers(config):
-                return ServerHandle("seaweedfs", config, lambda p=process: _kill_group(p), log_path)
-            time.sleep(0.2)
-        _kill_group(process)
+        stop = functools.partial(procs.stop, [process], STOP_TIMEOUT_S)
+        try:
+            procs.wait_until(
+                lambda config=config: _s3_answers(config), STARTUP_TIMEOUT_S, "SeaweedFS S3",
+                check=lambda p=process: _exited(p),
+            )  # fmt: skip
+        except (TimeoutError, RuntimeError):
+            stop()
+            continue
+        return ServerHandle("seaweedfs", config, stop, log_path)
     tail = log_path.read_text(errors="replace")[-3000:]
     raise RuntimeError(f"SeaweedFS did not become ready; log tail:\n{tail}")
 

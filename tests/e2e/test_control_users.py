@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.commands.demo import Processes, clean_env
+from p2pnode.commands.demo import clean_env
 from p2pnode.control import socket_path
+from p2pnode.procs import Processes
 from tests.conftest import wait_for
 from tests.e2e.helpers import answers
 

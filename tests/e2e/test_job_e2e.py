@@ -11,9 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from p2pnode.commands.demo import Processes, launch
+from p2pnode.commands.demo import launch
 from p2pnode.commands.results import write_result
 from p2pnode.control import call
+from p2pnode.procs import Processes
 from tests.conftest import wait_for
 from tests.s3servers import ServerHandle
 
@@ -53,7 +54,7 @@ def test_job_over_real_processes_with_seaweedfs(
     (tmp_path / "logs").mkdir()
     try:
         owner = launch(tmp_path, procs, storage, trainers=3, say=lambda _m: None).owner_dir
-        trainer_pids = [p.pid for name, p, _ in procs.children if name.startswith("trainer")]
+        trainer_pids = [p.pid for name, p in procs.children.items() if name.startswith("trainer")]
         assert len(trainer_pids) == 3
         for pid in trainer_pids:
             env = environ_of(pid)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from p2pnode.commands.demo import Processes, clean_env
+from p2pnode.commands.demo import clean_env
+from p2pnode.procs import Processes
 from tests.conftest import wait_for
 from tests.e2e.helpers import answers
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from p2pnode.commands.demo import Cluster, Processes, clean_env, launch
+from p2pnode.commands.demo import Cluster, clean_env, launch
 from p2pnode.control import call
 from p2pnode.errors import ControlError
+from p2pnode.procs import Processes
 from tests.conftest import wait_for
 from tests.s3servers import ServerHandle
 

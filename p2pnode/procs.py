@@ -1,0 +1,195 @@
+"""Child processes for the demo, the scenarios and the tests: one harness.
+
+Every child runs in a session (process group) of its own, with its output in a log
+file. Stopping a child reaches its whole group: SIGTERM first, SIGKILL for what is
+left after :data:`STOP_TIMEOUT_S`. Waits poll a condition under a deadline and fail
+early, naming the child, when one of the watched children has exited.
+
+:class:`Processes` keeps the children of one run by name; :func:`start_embedded_s3`
+runs the embedded S3 server (``python -m storage.embedded``) as one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import IO, TypeVar
+
+T = TypeVar("T")
+
+STOP_TIMEOUT_S = 6.0
+"""How long children may take to exit after SIGTERM before their groups are killed."""
+POLL_INTERVAL_S = 0.1
+"""How often :func:`wait_until` checks its condition."""
+
+
+def spawn(
+    argv: list[str],
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdout: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session, appending stderr (and stdout) to ``log``.
+
+    ``stdout=subprocess.PIPE`` keeps stdout readable by the caller instead.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out if stdout is None else stdout,
+            stderr=out,
+            start_new_session=True,
+        )
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass  # already gone
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc``'s process group (a crash) and reap it."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def stop(
+    procs: Iterable[subprocess.Popen[bytes]], timeout_s: float = STOP_TIMEOUT_S
+) -> list[int]:
+    """SIGTERM every group, SIGKILL those still running after ``timeout_s``; reap all.
+
+    All children share one deadline, so stopping many takes ``timeout_s`` at most.
+    Returns the exit codes in order.
+    """
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            kill(proc)
+    return [proc.returncode for proc in procs]
+
+
+def wait_until(
+    predicate: Callable[[], T | None],
+    timeout_s: float,
+    what: str,
+    *,
+    check: Callable[[], None] = lambda: None,
+    interval_s: float = POLL_INTERVAL_S,
+) -> T:
+    """Poll ``predicate`` until it returns a truthy value, and return that value.
+
+    ``check`` runs between polls; it raises to give up early (a child died).
+
+    Raises:
+        TimeoutError: Naming ``what``, after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class Processes:
+    """One run's named Python children, logging to ``work/logs/<name>.log``.
+
+    ``stop_all`` is idempotent; a run calls it in a ``finally``.
+    """
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def log_path(self, name: str) -> Path:
+        """Where child ``name`` writes its stderr (and stdout unless piped)."""
+        return self.work / "logs" / f"{name}.log"
+
+    def start(
+        self, name: str, argv: list[str], env: Mapping[str, str], stdout: int | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``python argv`` as child ``name`` (see :func:`spawn`)."""
+        proc = spawn([sys.executable, *argv], self.log_path(name), env=env, stdout=stdout)
+        self.children[name] = proc
+        return proc
+
+    def check_alive(self) -> None:
+        """Raise RuntimeError naming the first child that has exited."""
+        for name, proc in self.children.items():
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; see {self.log_path(name)}"
+                )
+
+    def wait(self, predicate: Callable[[], T | None], what: str, timeout_s: float) -> T:
+        """:func:`wait_until`, giving up as soon as any child has exited."""
+        return wait_until(predicate, timeout_s, what, check=self.check_alive)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL child ``name`` and its group (a crash), then forget it."""
+        proc = self.children.pop(name, None)
+        if proc is not None:
+            kill(proc)
+
+    def stop_all(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop every child, newest first (see :func:`stop`), and forget them."""
+        stop(reversed(self.children.values()), timeout_s)
+        for proc in self.children.values():
+            if proc.stdout is not None:
+                proc.stdout.close()
+        self.children.clear()
+
+
+def start_embedded_s3(
+    procs: Processes, name: str, data_dir: Path, env: Mapping[str, str], port: int = 0
+) -> dict[str, str]:
+    """Run ``python -m storage.embedded`` as child ``name``; return its ``[storage]`` table.
+
+    The table (kind, endpoint, bucket, region, access and secret key) is what an owner
+    daemon's config needs. ``port`` reuses a previous run's port (0: a free one), so
+    presigned URLs made before a restart stay valid.
+
+    Raises:
+        RuntimeError: The server exited before it printed its address.
+    """
+    argv = ["-m", "storage.embedded", "--data-dir", str(data_dir)]
+    proc = procs.start(name, [*argv, "--port", str(port)] if port else argv, env,
+                       stdout=subprocess.PIPE)
+    stdout: IO[bytes] | None = proc.stdout
+    line = stdout.readline() if stdout is not None else b""
+    if not line:
+        procs.check_alive()
+        raise RuntimeError("embedded S3 server printed nothing")
+    info = json.loads(line)
+    credentials = json.loads(Path(info["credentials_file"]).read_text())
+    return {
+        "kind": "s3",
+        "endpoint": info["endpoint"],
+        "bucket": info["bucket"],
+        "region": info["region"],
+        **credentials,
+    }
