@@ -14,18 +14,18 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from p2pnode.commands.common import fail
+from p2pnode.procs import Processes, start_embedded_s3
 
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 6.0
+"""Seconds for the bootstrap node, the owner and every trainer to come up."""
 SECRET_ENV = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -115,76 +115,6 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-class Processes:
-    """The demo's child processes; ``stop_all`` is idempotent."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.children: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
-
-    def start(
-        self, name: str, argv: list[str], env: dict[str, str], stdout: int | IO[bytes] | None = None
-    ) -> subprocess.Popen[bytes]:
-        """Start ``python argv`` in its own session, logging to ``logs/<name>.log``."""
-        log = (self.work / "logs" / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, *argv],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout if stdout is not None else log,
-            stderr=log,
-            start_new_session=True,
-        )
-        self.children.append((name, proc, log))
-        return proc
-
-    def check_alive(self) -> None:
-        """Raise RuntimeError naming the first child that has exited."""
-        for name, proc, _ in self.children:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with {proc.returncode}; see "
-                    f"{self.work / 'logs' / (name + '.log')}"
-                )
-
-    def kill(self, name: str) -> None:
-        """SIGKILL the child ``name`` and its process group (a crash), then forget it."""
-        for n, proc, log in self.children:
-            if n == name:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                log.close()
-        self.children = [c for c in self.children if c[0] != name]
-
-    def stop_all(self) -> None:
-        """SIGTERM every child, newest first; SIGKILL what is left after the deadline."""
-        for _, proc, _ in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for _, proc, log in self.children:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
-        self.children.clear()
-
-
-def _wait(predicate: Any, what: str, procs: Processes, timeout: float = READY_TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        procs.check_alive()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
-
-
 def _try_call(data_dir: Path, method: str, params: dict[str, Any] | None = None) -> Any:
     from p2pnode.control import call
     from p2pnode.errors import ControlError
@@ -219,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         say("interrupted: stopping every process")
         return 130
-    except RuntimeError as exc:
+    except (RuntimeError, TimeoutError) as exc:
         return fail(str(exc))
     finally:
         procs.stop_all()
@@ -243,27 +173,8 @@ def _run(
 
     started = time.monotonic()
     env = clean_env()
-    s3 = procs.start(
-        "s3",
-        ["-m", "storage.embedded", "--data-dir", str(work / "s3")],
-        env,
-        stdout=subprocess.PIPE,
-    )
-    assert s3.stdout is not None
-    line = s3.stdout.readline()
-    if not line:
-        procs.check_alive()
-        raise RuntimeError("embedded S3 server printed nothing")
-    s3_info = json.loads(line)
-    creds = json.loads(Path(s3_info["credentials_file"]).read_text())
-    say(f"embedded S3 server at {s3_info['endpoint']}")
-    storage = {
-        "kind": "s3",
-        "endpoint": s3_info["endpoint"],
-        "bucket": s3_info["bucket"],
-        "region": s3_info["region"],
-        **creds,
-    }
+    storage = start_embedded_s3(procs, "s3", work / "s3", env)
+    say(f"embedded S3 server at {storage['endpoint']}")
     owner_dir = launch(work, procs, storage, args.trainers, say).owner_dir
     say(f"owner sees {args.trainers} trainers after {time.monotonic() - started:.1f}s; submitting")
     job_id = call(owner_dir, "jobs.submit", {"spec": spec})["job_id"]
@@ -333,8 +244,10 @@ def launch(
         env,
     )
     maddr_file = boot_dir / "multiaddr"
-    maddr = _wait(
-        lambda: maddr_file.exists() and maddr_file.read_text().strip(), "the bootstrap node", procs
+    maddr = procs.wait(
+        lambda: maddr_file.read_text().strip() if maddr_file.exists() else None,
+        "the bootstrap node",
+        READY_TIMEOUT_S,
     )
     say(f"bootstrap node {maddr}")
     # Presence every second notices a dead trainer fast, but each status is relayed
@@ -372,10 +285,10 @@ def launch(
     procs.start("owner", cluster.owner_argv, env)
     for i, argv in enumerate(cluster.trainer_argv):
         procs.start(f"trainer-{i}", argv, env)
-    _wait(lambda: _try_call(owner_dir, "node.id"), "the owner daemon", procs)
-    _wait(
+    procs.wait(lambda: _try_call(owner_dir, "node.id"), "the owner daemon", READY_TIMEOUT_S)
+    procs.wait(
         lambda: len(_try_call(owner_dir, "node.peers") or []) >= trainers,
         f"{trainers} trainers",
-        procs,
+        READY_TIMEOUT_S,
     )
     return cluster

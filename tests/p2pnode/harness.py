@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,13 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2pnode import procs
 from p2pnode.control import call, socket_path
-from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90.0
 """Seconds for a node to be ready; several processes importing libp2p at once on 2
-shared cores take many seconds (LIBP2P_NOTES: 11 at once, 6.5-7.6 s)."""
+shared cores take many seconds (11 at once: 6.5-7.6 s, see docs/libp2p.md#figures)."""
+STOP_TIMEOUT = 10.0
+"""Seconds a node may take to exit after SIGTERM before it is killed."""
 
 TEST_CONFIG = """\
 [timeouts]
@@ -83,28 +84,31 @@ class NodeProc:
         return socket_path(self.data_dir)
 
     def start(self) -> None:
-        """Launch the process (returns at once; see :meth:`wait_ready`)."""
+        """Launch the process in its own group (returns at once; see :meth:`wait_ready`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env.pop("BOOTSTRAP_ADDR", None)
         env.update(self.env)
-        self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=log, stderr=log, env=env)
-        log.close()
+        self.proc = procs.spawn(self.args, self.log_path, env=env, cwd=REPO)
+
+    def check_alive(self) -> None:
+        """Raise AssertionError, with the log's tail, if the process has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"{self.role} exited {self.proc.returncode}: {self.tail()}")
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until the control socket answers ``node.id``; record peer id and addrs."""
 
         def ready() -> dict[str, Any] | None:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"{self.role} exited {self.proc.returncode}: {self.tail()}")
             try:
                 result: dict[str, Any] = call(self.data_dir, "node.id", timeout=5)
                 return result
             except Exception:
                 return None
 
-        info = wait_for(ready, timeout, 0.1, f"{self.role} at {self.data_dir} ready")
+        info = procs.wait_until(
+            ready, timeout, f"{self.role} at {self.data_dir} ready", check=self.check_alive
+        )
         self.peer_id, self.addrs = info["peer_id"], info["addrs"]
 
     def rpc(self, method: str, params: dict[str, Any] | None = None, timeout: float = 10) -> Any:
@@ -135,22 +139,15 @@ class NodeProc:
         self.proc.send_signal(sig)
 
     def kill(self) -> None:
-        """kill -9, and reap."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        """kill -9 (the whole process group), and reap."""
+        if self.proc is not None:
+            procs.kill(self.proc)
 
-    def stop(self, timeout: float = 10.0) -> int | None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, wait, kill -9 if still there; return the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
+        return procs.stop([self.proc], timeout)[0]
 
     def tail(self, n: int = 2000) -> str:
         """Last ``n`` characters of the node's log."""
@@ -193,9 +190,9 @@ class Network:
         return node
 
     def close(self) -> None:
-        """Stop every process (SIGTERM, then kill -9)."""
-        for node in [*self.daemons, self.bootstrap]:
-            node.stop()
+        """Stop every process (SIGTERM, then kill -9 after one shared deadline)."""
+        nodes = [*self.daemons, self.bootstrap]
+        procs.stop([n.proc for n in nodes if n.proc is not None], STOP_TIMEOUT)
 
 
 def start_bootstrap(root: Path, config_path: Path) -> NodeProc:
