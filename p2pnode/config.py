@@ -90,6 +90,15 @@ class GossipConfig:
     heartbeat_s: PositiveInt = 1
     max_messages_per_topic_per_second: PositiveFloat = 100.0
     subscription_queue: PositiveInt = 256
+    future_skew_s: PositiveFloat = 5.0
+    replay_window_s: PositiveFloat = 120.0
+    replay_capacity: PositiveInt = 20_000
+    replay_per_sender: PositiveInt = 1_000
+    peer_messages_per_second: PositiveFloat = 50.0
+    peer_burst: PositiveInt = 500
+    peer_invalid_cost: PositiveFloat = 10.0
+    peer_max_strikes: PositiveInt = 200
+    peer_ban_s: PositiveFloat = 300.0
 
 
 @dataclass

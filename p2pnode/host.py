@@ -23,6 +23,24 @@ Each workaround says why it exists, so it can go when the library is fixed:
   that was cancelled half-way is never retried (``SwarmConn.close`` returns early once
   its closed event is set) while the peer stays in ``connections`` forever.
   :func:`disconnect` bounds it and then drops the entry itself.
+- Gossip guard (:func:`guard_gossip`): 0.8.1 spawns one task per received message
+  (``Pubsub.continuously_read_stream`` -> ``manager.run_task(push_msg)``) with no
+  per-peer limit, and ``signature_validator`` raises (instead of refusing) on a
+  malformed ``key``, which fails that task inside the pubsub service. Its peer
+  scorer only gates on thresholds that default to -inf, counts invalid messages
+  per topic without ever disconnecting anyone, and is not reachable from Pubsub
+  for topics it has no mesh for; so the limit is our own: ``push_msg`` is wrapped
+  once, each forwarding peer pays from a token bucket (:mod:`p2pnode.peergate`),
+  and a peer that keeps flooding is blacklisted in pubsub (its messages ignored,
+  its pubsub stream closed) and disconnected for ``gossip.peer_ban_s``.
+- Topic validators (:func:`set_validator`): ``set_topic_validator`` works as it
+  should in 0.8.1 (validators run in ``push_msg`` after the seen-cache and the
+  pubsub signature, before local delivery and before forwarding; our own
+  publications are validated too), but it hands the validator the raw pubsub
+  message and treats an exception as a task failure. The wrapper gives the
+  validator ``(data, from_peer)``, turns exceptions into refusals, and charges the
+  forwarding peer's bucket for every refusal. A refused message id stays refused for
+  the validation cache's TTL (300 s).
 - Start order (pubsub services before the first connection, DHT created before
   connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
 """
@@ -43,11 +61,13 @@ from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
 from p2pnode.config import GossipConfig
+from p2pnode.peergate import PeerGate
 
 log = logging.getLogger(__name__)
 
@@ -152,3 +172,60 @@ async def disconnect(host: IHost, peer_id: ID, timeout_s: float) -> None:
     if peer_id in network.connections:
         log.info("connection to %s did not close in %ss; dropped", peer_id, timeout_s)
         network.connections.pop(peer_id, None)
+
+
+def make_peer_gate(cfg: GossipConfig) -> PeerGate:
+    """Return the per-peer gossip rate limit configured by ``gossip.peer_*``."""
+    return PeerGate(cfg.peer_messages_per_second, cfg.peer_burst, cfg.peer_invalid_cost,
+                    cfg.peer_max_strikes, cfg.peer_ban_s)
+
+
+def guard_gossip(host: IHost, pubsub: Pubsub, gate: PeerGate, disconnect_s: float) -> None:
+    """Put every received gossip message behind ``gate`` (see the module docstring).
+
+    Call once, before the pubsub service starts. Our own publications pass freely.
+    """
+    inner = pubsub.push_msg
+    me = host.get_id()
+
+    async def push_msg(msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        if msg_forwarder != me and not gate.admit(msg_forwarder):
+            if gate.should_ban(msg_forwarder):
+                log.warning("peer %s flooded gossip; banned for %ss", msg_forwarder, gate.ban_s)
+                pubsub.add_to_blacklist(msg_forwarder)
+                pubsub.manager.run_task(disconnect, host, msg_forwarder, disconnect_s)
+            return
+        try:
+            await inner(msg_forwarder, msg)
+        except Exception as exc:  # noqa: BLE001 - task boundary of one received message
+            log.debug("gossip message from %s failed: %r", msg_forwarder, exc)
+            if msg_forwarder != me:
+                gate.charge_invalid(msg_forwarder)
+
+    pubsub.push_msg = push_msg
+
+
+def lift_expired_bans(pubsub: Pubsub, gate: PeerGate) -> None:
+    """Let peers whose ban is over talk gossip again (call periodically)."""
+    for peer in gate.expired_bans():
+        if isinstance(peer, ID):
+            pubsub.remove_from_blacklist(peer)
+
+
+def set_validator(
+    pubsub: Pubsub, topic: str, validator: Callable[[bytes, ID], bool], gate: PeerGate
+) -> None:
+    """Drop ``topic``'s messages that ``validator(data, from_peer)`` refuses, before relay."""
+    me = pubsub.host.get_id()
+
+    def validate(msg_forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        try:
+            ok = validator(bytes(msg.data), ID(msg.from_id))
+        except Exception as exc:  # noqa: BLE001 - a validator failure is a refusal
+            log.debug("validator for %s failed: %r", topic, exc)
+            ok = False
+        if not ok and msg_forwarder != me:
+            gate.charge_invalid(msg_forwarder)
+        return ok
+
+    pubsub.set_topic_validator(topic, validate, False)

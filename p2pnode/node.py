@@ -35,7 +35,16 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from p2pnode.config import Config
 from p2pnode.discovery import Discovery, join_bootstrap
-from p2pnode.host import disconnect, make_dht, make_host, make_pubsub
+from p2pnode.host import (
+    disconnect,
+    guard_gossip,
+    lift_expired_bans,
+    make_dht,
+    make_host,
+    make_peer_gate,
+    make_pubsub,
+    set_validator,
+)
 from p2pnode.identity import load_or_create_identity, write_atomic
 from p2pnode.peerinfo import PeerInfo, peer_info_from_entry
 from p2pnode.reqresp import RequestHandler, make_stream_handler
@@ -44,6 +53,7 @@ from p2pnode.routes import register_node_routes
 from p2pnode.rpc import Routes
 from protocols.envelope import ReplayGuard
 from protocols.errors import EnvelopeError
+from protocols.gossip import Validator, default_validator
 from protocols.pb import distro_pb2 as pb
 from protocols.presence import TOPIC as PRESENCE_TOPIC
 from protocols.presence.codec import decode_presence, encode_presence
@@ -59,6 +69,9 @@ Service = Callable[..., Awaitable[None]]
 """``async service(node, *, task_status)``: started in the node's nursery after ready."""
 
 ROLES = ("daemon", "bootstrap")
+MAX_PENDING_STARTS = 256
+"""Topic pumps and services registered but not yet started by :meth:`Node.run`."""
+_Start = Callable[[trio.Nursery], Awaitable[None]]
 
 
 class Node:
@@ -78,6 +91,8 @@ class Node:
         self.peer_id = ID.from_pubkey(self.key_pair.public_key)
         self.host = make_host(self.key_pair, config.node.listen)
         self.pubsub, self.gossipsub = make_pubsub(self.host, config.gossip)
+        self.peer_gate = make_peer_gate(config.gossip)
+        guard_gossip(self.host, self.pubsub, self.peer_gate, config.timeouts.dial_s)
         self.dht: Any = None
         self.routes = Routes()
         self.peer_extras: list[Callable[[str], dict[str, Any]]] = []
@@ -88,11 +103,13 @@ class Node:
         self.ready = trio.Event()
         self._created = time.monotonic()
         self._ready_after_s: float | None = None
-        self._services: list[Service] = []
         self._topics: dict[str, TopicHandler] = {}
         self._topic_scopes: dict[str, trio.CancelScope] = {}
-        self._nursery: trio.Nursery | None = None
-        self._replay = ReplayGuard()
+        self._starts, self._pending_starts = trio.open_memory_channel[_Start](MAX_PENDING_STARTS)
+        g = config.gossip
+        self._replay = ReplayGuard(g.replay_window_s, g.replay_capacity,
+                                   future_skew_s=g.future_skew_s,
+                                   per_sender=g.replay_per_sender)
         self._discovery: Discovery | None = None
         self.last_status: dict[str, Any] = {}
         self._last_presence: pb.Presence | None = None
@@ -102,9 +119,11 @@ class Node:
 
     def add_service(self, service: Service) -> None:
         """Start ``service(node, task_status=...)`` in the node's nursery once ready."""
-        self._services.append(service)
-        if self._nursery is not None and self.ready.is_set():
-            self._nursery.start_soon(self._start_service, service)
+
+        async def start(nursery: trio.Nursery) -> None:
+            await nursery.start(service, self)
+
+        self._starts.send_nowait(start)
 
     async def publish(self, topic: str, data: bytes) -> None:
         """Publish ``data`` on ``topic`` (signed by gossipsub), within ``timeouts.publish_s``.
@@ -115,8 +134,18 @@ class Node:
         with trio.fail_after(self.config.timeouts.publish_s):
             await self.pubsub.publish(topic, data)
 
-    def subscribe(self, topic: str, handler: TopicHandler) -> None:
+    def subscribe(
+        self, topic: str, handler: TopicHandler, validator: Validator | None = None
+    ) -> None:
         """Deliver ``topic``'s messages from other peers to ``handler``.
+
+        ``validator(data, from_peer) -> bool`` runs before a message is delivered or
+        forwarded to other peers; refused messages go nowhere and cost the forwarding
+        peer (``gossip.peer_*``). Without one, distro-train topics (presence, jobs,
+        each job's topic) get the envelope validator of :mod:`protocols.gossip`
+        (Ed25519 signature by the gossip sender, kind for the topic, time window);
+        other topics get none. Validators remember no nonce: replay checks stay in
+        the handler.
 
         Messages are pulled from py-libp2p's 32-slot subscription queue at once into a
         queue of ``gossip.subscription_queue`` entries, drained by a task of its own; if
@@ -128,18 +157,27 @@ class Node:
         """
         known = topic in self._topics
         self._topics[topic] = handler
-        if not known and self._nursery is not None:
-            self._nursery.start_soon(self._pump_topic, topic)
+        self._install_validator(topic, validator)
+        if not known:
+            self._start_soon(self._pump_topic, topic)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop delivering ``topic`` and leave its gossip mesh; unknown topics are ignored."""
         self._topics.pop(topic, None)
+        self.pubsub.remove_topic_validator(topic)
         scope = self._topic_scopes.pop(topic, None)
         if scope is not None:
             scope.cancel()
         if topic in self.pubsub.topic_ids:
             with trio.move_on_after(self.config.timeouts.publish_s):
                 await self.pubsub.unsubscribe(topic)
+
+    def _install_validator(self, topic: str, validator: Validator | None) -> None:
+        chosen = validator or default_validator(topic, self._replay)
+        if chosen is None:
+            self.pubsub.remove_topic_validator(topic)
+        else:
+            set_validator(self.pubsub, topic, chosen, self.peer_gate)
 
     def set_stream_handler(self, protocol_id: str, handler: RequestHandler) -> None:
         """Answer requests made with :meth:`request` on ``protocol_id``.
@@ -220,6 +258,8 @@ class Node:
             "discovery_rounds": self._discovery.rounds if self._discovery else 0,
             "topics": sorted(self._topics),
             "dropped_messages": self.dropped_messages,
+            "gossip_rate_limited": self.peer_gate.dropped,
+            "gossip_bans": self.peer_gate.bans,
             "rss_bytes": proc.memory_info().rss,
             "torch_imported": "torch" in sys.modules,
             "pid": os.getpid(),
@@ -249,7 +289,6 @@ class Node:
                 if cfg.node.bootstrap and not joined:
                     log.warning("no bootstrap node reachable yet; will keep trying")
                 async with background_trio_service(self.dht), trio.open_nursery() as nursery:
-                    self._nursery = nursery
                     control = ControlServer(
                         socket_path(cfg.node.data_dir), self.routes,
                         cfg.control.max_request_bytes, cfg.timeouts.control_read_s)
@@ -257,15 +296,14 @@ class Node:
                     try:
                         await self._start_tasks(nursery)
                         task_status.started(self)
+                        nursery.start_soon(self._run_starts, nursery)
                         await trio.sleep_forever()
                     finally:
                         (cfg.node.data_dir / "multiaddr").unlink(missing_ok=True)
 
     async def _start_tasks(self, nursery: trio.Nursery) -> None:
         if PRESENCE_TOPIC not in self._topics:
-            self._topics[PRESENCE_TOPIC] = self._on_presence
-        for topic in self._topics:
-            nursery.start_soon(self._pump_topic, topic)
+            self.subscribe(PRESENCE_TOPIC, self._on_presence)
         self._discovery = Discovery(self.host, self.dht, self.config)
         nursery.start_soon(self._discovery.run)
         nursery.start_soon(self._expire_loop)
@@ -276,12 +314,24 @@ class Node:
                          (self.addrs()[0] + "\n").encode(), mode=0o644)
         self._ready_after_s = round(time.monotonic() - self._created, 3)
         self.ready.set()
-        for service in self._services:
-            await self._start_service(service)
+        while True:  # what was registered before ready: topic pumps, then services
+            try:
+                start = self._pending_starts.receive_nowait()
+            except trio.WouldBlock:
+                break
+            await start(nursery)
 
-    async def _start_service(self, service: Service) -> None:
-        assert self._nursery is not None
-        await self._nursery.start(service, self)
+    def _start_soon(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Have :meth:`run`'s nursery start ``fn(*args)`` (at ready, if called before)."""
+
+        async def start(nursery: trio.Nursery) -> None:
+            nursery.start_soon(fn, *args)
+
+        self._starts.send_nowait(start)
+
+    async def _run_starts(self, nursery: trio.Nursery) -> None:
+        async for start in self._pending_starts:
+            await start(nursery)
 
     async def _pump_topic(self, topic: str) -> None:
         if topic not in self._topics:
@@ -380,4 +430,5 @@ class Node:
                 await self._drop_peer(peer_id)
                 if self._discovery is not None:
                     self._discovery.poke()
+            lift_expired_bans(self.pubsub, self.peer_gate)
             await trio.sleep(min(1.0, self.config.presence.interval_s))
