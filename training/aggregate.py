@@ -50,12 +50,12 @@ import torch
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
-from training import robust
+from training import catalogue, robust
 from training.errors import AggregationError, SpecError, TooFewUpdates
 from training.tensorfile import TensorFileError, read_header
 
-FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
-RULES = ("fedavg", *FEDOPT, "median", "trimmed_mean", "krum", "multi_krum")
+FEDOPT = catalogue.FEDOPT
+RULES = catalogue.RULES
 StateDict = dict[str, torch.Tensor]
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from training import catalogue
 from training.chunks import decode_chunk, encode_chunk, make_chunks
 from training.errors import DatasetUnavailable
 from training.partition import partition
@@ -99,8 +100,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def names() -> list[str]:
-    """Names :func:`load` understands (some may be unavailable on this machine)."""
-    return sorted(_LOADERS)
+    """Names :func:`load` understands: the catalogue's (some may be absent here)."""
+    return sorted(catalogue.DATASETS)
 
 
 def load(name: str, *, limit: int | None = None) -> Dataset:
@@ -114,7 +115,7 @@ def load(name: str, *, limit: int | None = None) -> Dataset:
     Raises:
         DatasetUnavailable: Unknown name, files absent, or files malformed.
     """
-    if name not in _LOADERS:
+    if name not in catalogue.DATASETS:
         raise DatasetUnavailable(name, f"unknown dataset; known: {names()}")
     full = _LOADERS[name]()
     if limit is None:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from training import models, weights
+import distro_schema
+from training import catalogue, models, weights
 from training.chunks import DEFAULT_MAX_CHUNK_BYTES, decode_chunk
 from training.errors import ChunkError, SpecError, TrainingCancelled
 
@@ -32,6 +33,8 @@ _EVAL_BATCH = 4096
 @dataclass(frozen=True)
 class TrainParams:
     """Job hyper-parameters for one local training run.
+
+    Bounds are the catalogue's (``training.catalogue``), the same the job spec checks.
 
     Attributes:
         epochs: Passes over the trainer's samples (>= 1).
@@ -45,48 +48,23 @@ class TrainParams:
         threads: torch intra-op threads; 0 leaves torch's setting alone.
     """
 
-    epochs: int = 1
-    batch_size: int = 32
-    lr: float = 0.05
-    optimizer: str = "sgd"
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    prox_mu: float = 0.0
-    seed: int = 0
-    threads: int = 0
+    epochs: catalogue.Epochs = 1
+    batch_size: catalogue.BatchSize = 32
+    lr: catalogue.LearningRate = 0.05
+    optimizer: catalogue.Optimizer = "sgd"
+    momentum: catalogue.Momentum = 0.0
+    weight_decay: catalogue.WeightDecay = 0.0
+    prox_mu: catalogue.ProxMu = 0.0
+    seed: catalogue.Seed = 0
+    threads: catalogue.Threads = 0
 
     def __post_init__(self) -> None:
-        checks: list[tuple[str, bool, str]] = [
-            ("epochs", _is_int(self.epochs) and 1 <= self.epochs <= 10_000, "int in [1, 10000]"),
-            ("batch_size", _is_int(self.batch_size) and self.batch_size >= 1, "int >= 1"),
-            ("lr", _is_num(self.lr) and 0 < self.lr <= 100, "number in (0, 100]"),
-            ("optimizer", self.optimizer in ("sgd", "adam"), "'sgd' or 'adam'"),
-            ("momentum", _is_num(self.momentum) and 0 <= self.momentum < 1, "number in [0, 1)"),
-            ("weight_decay", _is_num(self.weight_decay) and self.weight_decay >= 0, ">= 0"),
-            ("prox_mu", _is_num(self.prox_mu) and self.prox_mu >= 0, "number >= 0"),
-            ("seed", _is_int(self.seed) and 0 <= self.seed < 2**63, "int in [0, 2**63)"),
-            ("threads", _is_int(self.threads) and 0 <= self.threads <= 1024, "int in [0, 1024]"),
-        ]
-        for field, ok, want in checks:
-            if not ok:
-                raise SpecError(field, f"must be {want}, got {getattr(self, field)!r}")
+        distro_schema.check(self, error=SpecError)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> TrainParams:
         """Build from an untrusted mapping; unknown keys and bad values raise SpecError."""
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise SpecError(str(key), "unknown training parameter")
-        return cls(**data)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: object) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)  # type: ignore[arg-type]
+        return distro_schema.load(cls, data, error=SpecError)
 
 
 @dataclass(frozen=True)

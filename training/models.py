@@ -1,6 +1,7 @@
-"""The model catalogue: architectures declared by name and hyper-parameters.
+"""Catalogue models made real: validated hyper-parameters and torch modules.
 
-A job never ships code. It names an entry of :data:`CATALOGUE` plus hyper-parameters;
+A job never ships code. It names a model of ``training.catalogue.MODELS`` (which
+declares every model's hyper-parameters, defaults and bounds) plus hyper-parameters;
 :meth:`ModelSpec.from_mapping` validates them (unknown name, unknown or out-of-range
 parameter -> :class:`~training.errors.SpecError`) and :func:`build` makes the module.
 
@@ -13,96 +14,38 @@ token.
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import BaseModel, Field
 from torch import nn
 
+import distro_schema
+from training import catalogue
 from training.errors import SpecError
 
 
-@dataclass(frozen=True)
-class _Param:
-    kind: type  # int or tuple (tuple means a list of positive ints)
-    default: Any
-    low: int = 1
-    high: int = 1 << 20
+@functools.cache
+def _params_model(name: str) -> type[BaseModel]:
+    """The strict schema of one catalogue model's hyper-parameters."""
+    fields: dict[str, tuple[Any, Any]] = {}
+    for key, p in catalogue.MODELS[name].params.items():
+        one = Annotated[int, Field(ge=p.low, le=p.high)]
+        if p.kind == "ints":
+            many = Annotated[list[one], Field(min_length=1, max_length=catalogue.MAX_LAYERS)]
+            fields[key] = (many, list(p.default) if isinstance(p.default, tuple) else p.default)
+        else:
+            fields[key] = (one, p.default)
+    return distro_schema.model_of(f"{name}_params", fields, catalogue.MODELS[name].description)
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """One catalogue entry.
-
-    Attributes:
-        name: Catalogue name.
-        description: One line for docs and CLI listings.
-        params: Hyper-parameter schema with defaults.
-    """
-
-    name: str
-    description: str
-    params: Mapping[str, _Param]
-
-
-def _arch(name: str, description: str, **params: _Param) -> Architecture:
-    return Architecture(name, description, types.MappingProxyType(params))
-
-
-CATALOGUE: Mapping[str, Architecture] = types.MappingProxyType(
-    {
-        "logreg": _arch(
-            "logreg",
-            "multinomial logistic regression on flat features",
-            in_features=_Param(int, 784),
-            classes=_Param(int, 10, low=2, high=100_000),
-        ),
-        "mlp": _arch(
-            "mlp",
-            "ReLU MLP; default is McMahan's 2NN 784-200-200-10",
-            in_features=_Param(int, 784),
-            hidden=_Param(tuple, (200, 200)),
-            classes=_Param(int, 10, low=2, high=100_000),
-        ),
-        "cnn": _arch(
-            "cnn",
-            "McMahan's MNIST CNN: 5x5 conv 32, pool, 5x5 conv 64, pool, dense 512",
-            image_size=_Param(int, 28, low=4, high=1024),
-            channels=_Param(int, 1, low=1, high=16),
-            conv1=_Param(int, 32, high=4096),
-            conv2=_Param(int, 64, high=4096),
-            dense=_Param(int, 512, high=65_536),
-            classes=_Param(int, 10, low=2, high=100_000),
-        ),
-        "char_lstm": _arch(
-            "char_lstm",
-            "character LSTM: embedding, LSTM, linear head predicting the next token",
-            vocab_size=_Param(int, 28, low=2, high=65_536),
-            seq_len=_Param(int, 32, high=4096),
-            embed_dim=_Param(int, 16, high=4096),
-            hidden_size=_Param(int, 64, high=8192),
-            num_layers=_Param(int, 1, high=8),
-        ),
-    }
-)
-
-_MAX_HIDDEN_LAYERS = 16
-
-
-def _check_value(field: str, schema: _Param, value: Any) -> Any:
-    if schema.kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(field, f"must be an integer, got {type(value).__name__}")
-        if not schema.low <= value <= schema.high:
-            raise SpecError(field, f"must be in [{schema.low}, {schema.high}], got {value}")
-        return value
-    if not isinstance(value, list | tuple) or not value or len(value) > _MAX_HIDDEN_LAYERS:
-        raise SpecError(field, f"must be a list of 1 to {_MAX_HIDDEN_LAYERS} positive integers")
-    for item in value:
-        _check_value(field, _Param(int, 1, 1, 1 << 16), item)
-    return tuple(value)
+def _param_error(field: str, reason: str) -> SpecError:
+    """Name the parameter, not the list item (``params.hidden``, not ``params.hidden[0]``)."""
+    return SpecError(field.split("[")[0], reason)
 
 
 @dataclass(frozen=True)
@@ -133,18 +76,15 @@ class ModelSpec:
         if extra:
             raise SpecError(str(sorted(extra)[0]), "unknown spec field")
         name = data.get("name")
-        if not isinstance(name, str) or name not in CATALOGUE:
-            raise SpecError("name", f"unknown model {name!r}; known: {sorted(CATALOGUE)}")
+        if not isinstance(name, str) or name not in catalogue.MODELS:
+            raise SpecError("name", f"unknown model {name!r}; known: {sorted(catalogue.MODELS)}")
         raw = data.get("params", {})
-        if not isinstance(raw, Mapping):
-            raise SpecError("params", "must be a mapping")
-        schema = CATALOGUE[name].params
-        params: dict[str, Any] = {}
-        for key in raw:
-            if key not in schema:
-                raise SpecError(f"params.{key}", f"unknown parameter for {name}")
-        for key, entry in schema.items():
-            params[key] = _check_value(f"params.{key}", entry, raw.get(key, entry.default))
+        if isinstance(raw, Mapping):  # a Python caller may give a layer list as a tuple
+            raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
+        checked = distro_schema.validate(
+            _params_model(name), raw, error=_param_error, prefix="params"
+        )
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in checked}
         if name == "cnn" and params["image_size"] % 4:
             raise SpecError("params.image_size", "must be divisible by 4 (two 2x2 poolings)")
         return cls(name, types.MappingProxyType(params))
@@ -169,7 +109,7 @@ class ModelSpec:
     @property
     def input_dtype(self) -> str:
         """``"float32"`` for feature models, ``"int64"`` token ids for text models."""
-        return "int64" if self.name == "char_lstm" else "float32"
+        return "int64" if catalogue.MODELS[self.name].inputs == "tokens" else "float32"
 
     @property
     def classes(self) -> int:
