@@ -23,7 +23,7 @@ from p2pnode.jobstore import JobStore
 from p2pnode.rpc import InvalidParams, RpcError
 from protocols.job import PROTOCOL_ID
 from protocols.job.owner import Owner
-from protocols.job.owner_state import OwnerConfig
+from protocols.job.owner import OwnerConfig
 from protocols.job.ports import RequestHandler, TopicHandler
 from protocols.job.selection import ReputationConfig
 from protocols.job.service import request_handler

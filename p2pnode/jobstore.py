@@ -14,9 +14,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from protocols.job.ports import ChunkRow, JobRow, RoundRecord
+
+__all__ = ["ChunkRow", "JobRow", "JobStore"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -57,33 +60,6 @@ CREATE TABLE IF NOT EXISTS reputation (
   peer TEXT PRIMARY KEY, score REAL NOT NULL, updated_ms INTEGER NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class JobRow:
-    """One job as stored."""
-
-    job_id: str
-    spec_json: str
-    state: str
-    created_ms: int
-    finished_ms: int | None
-    completed_round: int
-    model_key: str | None
-    model_sha256: str | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class ChunkRow:
-    """One stored chunk of a job's data, assigned to a slot."""
-
-    slot: int
-    idx: int
-    key: str
-    sha256: str
-    size: int
-    samples: int
 
 
 class JobStore:
@@ -135,47 +111,36 @@ class JobStore:
                 (model_key, model_sha256, job_id),
             )
 
-    def record_round(
-        self,
-        job_id: str,
-        round: int,
-        *,
-        seconds: float,
-        test_accuracy: float,
-        test_loss: float,
-        model_key: str,
-        model_sha256: str,
-        updates: Iterable[tuple[str, str, int, int, str, str]],
-        reason: str,
-        server_state: bytes | None,
-        detail: dict[str, Any],
-    ) -> None:
+    def record_round(self, job_id: str, record: RoundRecord) -> None:
         """Record a completed round and advance the job to it, atomically.
 
-        ``updates`` rows are (sha256, peer, slot, samples, verdict, reason).
+        ``record.updates`` rows are (sha256, peer, slot, samples, verdict, reason).
         """
-        rows = list(updates)
-        accepted = sum(1 for r in rows if r[4] == "accepted")
+        r = record
+        rows = list(r.updates)
+        accepted = sum(1 for row in rows if row[4] == "accepted")
+        rejected = sum(1 for row in rows if row[4] == "rejected")
         with self._tx() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO updates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(job_id, round, *r) for r in rows],
+                [(job_id, r.round, *row) for row in rows],
             )
             db.execute(
                 "INSERT OR REPLACE INTO rounds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    job_id, round, seconds, test_accuracy, test_loss, model_key, model_sha256,
-                    accepted, len(rows) - accepted, reason, json.dumps(detail),
+                    job_id, r.round, r.seconds, r.test_accuracy, r.test_loss, r.model_key,
+                    r.model_sha256, accepted, rejected, r.reason,
+                    json.dumps(r.detail),
                 ),
             )
-            if server_state is not None:
+            if r.server_state is not None:
                 db.execute(
-                    "INSERT OR REPLACE INTO server_state VALUES (?, ?)", (job_id, server_state)
+                    "INSERT OR REPLACE INTO server_state VALUES (?, ?)", (job_id, r.server_state)
                 )
             db.execute(
                 "UPDATE jobs SET completed_round = ?, model_key = ?, model_sha256 = ? "
                 "WHERE job_id = ? AND completed_round < ?",
-                (round, model_key, model_sha256, job_id, round),
+                (r.round, r.model_key, r.model_sha256, job_id, r.round),
             )
 
     def finish(self, job_id: str, state: str, error: str | None = None) -> None:

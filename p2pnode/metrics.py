@@ -43,7 +43,7 @@ class DaemonCollector(Collector):
             labels=["role", "reason"],
         )
         dropped.add_metric(["node", "subscription_queue"], node.dropped_messages)
-        for reason, n in owner.dropped.items():
+        for reason, n in owner.stats.dropped.items():
             dropped.add_metric(["owner", reason], n)
         for reason, n in trainer.dropped.items():
             dropped.add_metric(["trainer", reason], n)
@@ -53,18 +53,18 @@ class DaemonCollector(Collector):
             "Bytes moved through object storage, by direction.",
             labels=["direction"],
         )
-        transferred.add_metric(["in"], owner.bytes_in + trainer.bytes_in)
+        transferred.add_metric(["in"], owner.stats.bytes_in + trainer.bytes_in)
         transferred.add_metric(["out"], trainer.bytes_out)
         yield transferred
         rounds = CounterMetricFamily("distro_train_rounds", "Rounds completed as owner.")
-        rounds.add_metric([], owner.rounds_completed)
+        rounds.add_metric([], owner.stats.rounds_completed)
         yield rounds
         updates = CounterMetricFamily(
             "distro_train_updates",
             "Updates seen as owner, by verdict and reason.",
             labels=["verdict", "reason"],
         )
-        for (verdict, reason), n in owner.updates.items():
+        for (verdict, reason), n in owner.stats.updates.items():
             updates.add_metric([verdict, reason], n)
         yield updates
         tasks = CounterMetricFamily(
@@ -80,7 +80,7 @@ class DaemonCollector(Collector):
     def _reputation(self) -> HistogramMetricFamily:
         now = time.time()
         cfg = self.owner.cfg.reputation
-        stored = list(self.owner.scores.values())
+        stored = list(self.owner.reputation.scores.values())
         scores = [decayed(s, now - t / 1000, cfg) for s, t in stored]
         buckets = [(str(b), sum(1 for s in scores if s <= b)) for b in REPUTATION_BUCKETS]
         buckets.append(("+Inf", len(scores)))

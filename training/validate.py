@@ -10,6 +10,8 @@ Reason codes (``Verdict.reason``):
 ``shape``    a tensor's shape differs
 ``dtype``    a tensor's dtype differs
 ``non_finite`` NaN or Inf anywhere
+``no_progress`` the global model returned (almost) unchanged: a delta norm of 0,
+             or below ``min_progress`` times the round's median norm
 ``norm_outlier`` ``||update - global|| > norm_factor * round median norm``
 ``quality``  held-out loss worse than the global model's by more than
              ``quality_margin``
@@ -48,9 +50,13 @@ class ValidationConfig:
         quality_margin: Reject updates whose held-out loss exceeds the global model's by
             more than this (absolute, in nats).
         max_bytes: Largest accepted update blob.
+        min_progress: Reject deltas whose L2 norm is below this fraction of the
+            round's median delta norm (a freeloader returning the model nearly as
+            it came); a delta of exactly 0 is always refused.
     """
 
     norm_factor: float = 3.0
+    min_progress: float = 0.01
     quality_margin: float = 0.5
     max_bytes: int = weights.DEFAULT_MAX_BYTES
 
@@ -59,6 +65,8 @@ class ValidationConfig:
             raise SpecError("norm_factor", f"must be >= 1, got {self.norm_factor}")
         if not 0 <= self.quality_margin < math.inf:
             raise SpecError("quality_margin", f"must be >= 0, got {self.quality_margin}")
+        if not 0 <= self.min_progress < 1:
+            raise SpecError("min_progress", f"must be in [0, 1), got {self.min_progress}")
         if self.max_bytes < 1:
             raise SpecError("max_bytes", f"must be >= 1, got {self.max_bytes}")
 
@@ -120,6 +128,20 @@ def check_structure(
     return OK, state
 
 
+def check_progress(
+    global_weights: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    *,
+    median_norm: float | None,
+    cfg: ValidationConfig,
+) -> Verdict:
+    """Refuse an update that changes nothing, or next to nothing beside the round's median."""
+    norm = delta_norm(global_weights, state)
+    if norm == 0 or (median_norm and norm < cfg.min_progress * median_norm):
+        return Verdict(False, "no_progress", f"delta norm {norm:.4g}")
+    return OK
+
+
 def validate(
     global_weights: Mapping[str, torch.Tensor],
     update: bytes | Mapping[str, torch.Tensor],
@@ -143,6 +165,9 @@ def validate(
     """
     verdict, state = check_structure(update, spec=spec, cfg=cfg)
     if state is None:
+        return verdict
+    verdict = check_progress(global_weights, state, median_norm=median_norm, cfg=cfg)
+    if not verdict.ok:
         return verdict
     if median_norm:
         norm = delta_norm(global_weights, state)
@@ -186,11 +211,13 @@ def validate_round(
     spec: models.ModelSpec,
     heldout: Heldout | None,
     cfg: ValidationConfig,
+    checks: tuple[str, ...] = ("progress", "norm", "quality"),
 ) -> RoundValidation:
     """Validate a round's ``(id, update, samples)`` triples.
 
     The median delta norm is taken over the structurally valid updates; the global
-    model's held-out loss is computed once.
+    model's held-out loss is computed once. ``checks`` limits the checks beyond
+    structure (``progress`` alone when the job turned validation off).
     """
     structural: list[tuple[str, dict[str, torch.Tensor], int]] = []
     rejected: list[tuple[str, Verdict]] = []
@@ -205,15 +232,18 @@ def validate_round(
     global_loss = evaluate(spec, global_weights, *heldout)[0] if heldout is not None else None
     accepted: list[Update] = []
     for uid, state, samples in structural:
-        verdict = validate(
-            global_weights,
-            state,
-            spec=spec,
-            median_norm=median,
-            heldout=heldout,
-            cfg=cfg,
-            global_loss=global_loss,
-        )
+        if "norm" in checks:
+            verdict = validate(
+                global_weights,
+                state,
+                spec=spec,
+                median_norm=median,
+                heldout=heldout if "quality" in checks else None,
+                cfg=cfg,
+                global_loss=global_loss,
+            )
+        else:
+            verdict = check_progress(global_weights, state, median_norm=median, cfg=cfg)
         if verdict.ok:
             accepted.append(Update(state, samples, uid))
         else:

@@ -33,7 +33,7 @@ def sha256(data: bytes) -> str:
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
     """Decode a peer's small JSON object, or raise ``training.errors.SpecError``."""
-    from training.errors import SpecError  # noqa: PLC0415 - torch-free, kept beside its use
+    from training.errors import SpecError  # torch-free, kept beside its use
 
     if len(text) > MAX_PARAMS_JSON:
         raise SpecError(what, f"larger than {MAX_PARAMS_JSON} bytes")
@@ -48,7 +48,7 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
 
 def warm_up() -> None:
     """Import the training stack (torch) ahead of the first task; blocking."""
-    import training.local  # noqa: F401, PLC0415
+    import training.local  # noqa: F401
 
 
 def check_job(model_json: str, params_json: str) -> None:
@@ -58,8 +58,8 @@ def check_job(model_json: str, params_json: str) -> None:
         training.errors.SpecError: naming what is wrong (unknown model, bad
             hyper-parameter...); its ``reason`` is ``bad_spec``.
     """
-    from training.local import TrainParams  # noqa: PLC0415 - torch only when working
-    from training.models import ModelSpec  # noqa: PLC0415
+    from training.local import TrainParams  # torch only when working
+    from training.models import ModelSpec
 
     ModelSpec.from_mapping(_json_object(model_json, "model"))
     TrainParams.from_mapping(_json_object(params_json, "train params"))
@@ -75,8 +75,8 @@ def train(
     should_stop: Callable[[], bool],
 ) -> TrainResult:
     """Run one local training task (trainer side); blocking."""
-    from training import local  # noqa: PLC0415
-    from training.models import ModelSpec  # noqa: PLC0415
+    from training import local
+    from training.models import ModelSpec
 
     spec = ModelSpec.from_mapping(_json_object(model_json, "model"))
     params = _json_object(params_json, "train params")
@@ -87,28 +87,9 @@ def train(
     )
 
 
-def reason_of(exc: BaseException) -> str:
-    """A short machine-readable reason code for a failed task."""
-    name = type(exc).__name__
-    if isinstance(exc, ValueError) and name == "ValueError":
-        return "bad_spec"
-    codes = {
-        "HashMismatch": "hash_mismatch",
-        "TooLarge": "oversize_data",
-        "UrlRejected": "url_rejected",
-        "ObjectMissing": "object_missing",
-        "TransferFailed": "transfer_failed",
-        "WeightsError": "bad_model",
-        "ChunkError": "bad_chunk",
-        "SpecError": "bad_spec",
-        "TrainingCancelled": "cancelled",
-    }
-    return codes.get(name, "error")
-
-
 def model_spec_for(spec: JobSpec) -> ModelSpec:
     """The catalogue model for ``spec``, with input size and classes set from its dataset."""
-    from training.models import ModelSpec  # noqa: PLC0415
+    from training.models import ModelSpec
 
     side = 8 if spec.dataset == "digits" else 28
     params: dict[str, Any] = {}
@@ -155,9 +136,9 @@ def prepare(spec: JobSpec) -> Prepared:
 
     Deterministic under ``spec.seed``: a resumed job prepares the same chunks.
     """
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    from training import chunks, datasets, partition, weights  # noqa: PLC0415
+    from training import chunks, datasets, partition, weights
 
     model = model_spec_for(spec)
     data = datasets.load(spec.dataset, limit=spec.limit or None)
@@ -185,39 +166,39 @@ def prepare(spec: JobSpec) -> Prepared:
 
 def evaluate(prepared: Prepared, model: bytes) -> tuple[float, float]:
     """(loss, accuracy) of ``model`` on the job's test set."""
-    from training.local import evaluate as _evaluate  # noqa: PLC0415
+    from training.local import evaluate as _evaluate
 
     return _evaluate(prepared.model, model, prepared.test_x, prepared.test_y)
 
 
 def _validation(spec: JobSpec) -> Any:
-    from training.validate import ValidationConfig  # noqa: PLC0415
+    from training.validate import ValidationConfig
 
     return ValidationConfig(norm_factor=spec.norm_factor, quality_margin=spec.quality_margin)
 
 
-def check_update(
-    prepared: Prepared, spec: JobSpec, global_model: bytes, update: bytes
-) -> tuple[bool, str]:
-    """Validate one update as it arrives: structure, finiteness, held-out quality.
+def check_update(prepared: Prepared, spec: JobSpec, global_model: bytes, update: bytes) -> str:
+    """Validate one update as it arrives: structure, finiteness, progress, held-out quality.
 
     The norm check needs the whole round and happens in :func:`aggregate`. With
-    ``spec.validate_updates`` off only the structure is checked (a malformed update
-    can never be aggregated).
+    ``spec.validate_updates`` off only the structure and progress are checked (a
+    malformed update can never be aggregated, and an unchanged model earns nothing).
 
     Returns:
-        (ok, reason code).
+        "" when the update passes, else its reason code (``training.validate``).
     """
-    from training import validate, weights  # noqa: PLC0415
+    from training import validate, weights
 
     cfg = _validation(spec)
-    if not spec.validate_updates:
-        structure, _ = validate.check_structure(update, spec=prepared.model, cfg=cfg)
-        return structure.ok, structure.reason
     global_state = weights.decode(global_model, prepared.model)
+    if not spec.validate_updates:
+        verdict, state = validate.check_structure(update, spec=prepared.model, cfg=cfg)
+        if state is not None:
+            verdict = validate.check_progress(global_state, state, median_norm=None, cfg=cfg)
+        return "" if verdict.ok else verdict.reason
     key = sha256(global_model)
     if prepared.global_loss[0] != key:
-        from training.local import evaluate as _evaluate  # noqa: PLC0415
+        from training.local import evaluate as _evaluate
 
         loss, _ = _evaluate(prepared.model, global_state, prepared.heldout_x, prepared.heldout_y)
         prepared.global_loss = (key, loss)
@@ -230,7 +211,24 @@ def check_update(
         cfg=cfg,
         global_loss=prepared.global_loss[1],
     )
-    return verdict.ok, verdict.reason
+    return "" if verdict.ok else verdict.reason
+
+
+@dataclass(frozen=True)
+class Aggregated:
+    """The outcome of :func:`aggregate`.
+
+    Attributes:
+        model: The new global model's bytes (unchanged when nothing was left).
+        server_state: The rule's new server state.
+        rejected: Reason code of each update id the round-wide checks refused.
+        outvoted: Ids of valid updates the rule left out (e.g. Krum's).
+    """
+
+    model: bytes
+    server_state: bytes | None
+    rejected: dict[str, str]
+    outvoted: set[str]
 
 
 def aggregate(
@@ -240,43 +238,40 @@ def aggregate(
     updates: Sequence[tuple[str, int, bytes]],
     server_state: bytes | None,
     removed: int = 0,
-) -> tuple[bytes, bytes | None, set[str], set[str]]:
-    """Validate the round as a whole (norm outliers), then aggregate with the job's rule.
+) -> Aggregated:
+    """Validate the round as a whole (norm outliers, no progress), then aggregate.
 
     Args:
         prepared: The job's prepared data (model spec, held-out set).
         spec: The job (rule, rule parameters, validation switch).
         global_model: The round's global model bytes.
-        updates: ``(sha256, samples, bytes)`` of each update accepted so far.
+        updates: ``(id, samples, bytes)`` of each update accepted so far; ids are
+            unique per round (two trainers may send identical bytes).
         server_state: The rule's saved server state, if any.
         removed: Updates of this round already rejected before it closed.
-
-    Returns:
-        (new global model bytes, new server state bytes, sha256 of the outliers
-        rejected here, sha256 of valid updates the rule left out (e.g. Krum's)). With
-        nothing left to aggregate the global model is returned unchanged.
     """
-    from training import aggregate as agg  # noqa: PLC0415
-    from training import validate, weights  # noqa: PLC0415
+    from training import aggregate as agg
+    from training import validate, weights
 
     global_state = weights.decode(global_model, prepared.model)
-    received = [(sha, data, n) for sha, n, data in updates]
+    received = [(uid, data, n) for uid, n, data in updates]
+    cfg = _validation(spec)
     if spec.validate_updates:
         rv = validate.validate_round(
-            global_state, received, spec=prepared.model, heldout=None, cfg=_validation(spec)
+            global_state, received, spec=prepared.model, heldout=None, cfg=cfg
         )
-        accepted, outliers = rv.accepted, {sha for sha, _ in rv.rejected}
     else:
-        accepted = [
-            agg.Update(weights.decode(data, prepared.model), n, sha) for sha, data, n in received
-        ]
-        outliers = set()
+        rv = validate.validate_round(
+            global_state, received, spec=prepared.model, heldout=None, cfg=cfg,
+            checks=("progress",),
+        )
+    accepted, rejected = rv.accepted, {uid: v.reason for uid, v in rv.rejected}
     if not accepted:
-        return global_model, server_state, outliers, set()
+        return Aggregated(global_model, server_state, rejected, set())
     rule = agg.RuleConfig(name=spec.rule, seed=spec.seed, **dict(spec.rule_params))
     # ``f`` counts faulty updates among those submitted; every one validation already
     # removed is one fewer the rule must tolerate among the rest.
-    f = max(0, rule.f - removed - len(outliers))
+    f = max(0, rule.f - removed - len(rejected))
     while f > 0 and len(accepted) < dataclasses.replace(rule, f=f).need(len(accepted)):
         f -= 1
     rule = dataclasses.replace(rule, f=f)
@@ -285,4 +280,4 @@ def aggregate(
         state = None
     result = agg.aggregate(global_state, accepted, rule, state)
     outvoted = {u.id for u in accepted} - set(result.used_ids)
-    return weights.encode(result.weights), result.state.encode(), outliers, outvoted
+    return Aggregated(weights.encode(result.weights), result.state.encode(), rejected, outvoted)

@@ -1,12 +1,14 @@
-"""What the job protocol needs from the daemon (implemented by ``p2pnode.node.Node``).
+"""What the job protocol needs from the daemon: its node and its job store.
 
-Declared here so the job protocol depends on an interface, not on the process
-that hosts it; tests can hand in any object with these members.
+Declared here so the job protocol depends on interfaces, not on the process that
+hosts it (``p2pnode`` implements both); tests can hand in any object with these
+members.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from libp2p.crypto.keys import PrivateKey
@@ -53,3 +55,85 @@ class NodeLike(Protocol):
 
     def health(self) -> dict[str, Any]:
         """This daemon's own current status: health, accepting, cpu_count, free slots."""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job as stored."""
+
+    job_id: str
+    spec_json: str
+    state: str
+    created_ms: int
+    finished_ms: int | None
+    completed_round: int
+    model_key: str | None
+    model_sha256: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """One stored chunk of a job's data, assigned to a slot."""
+
+    slot: int
+    idx: int
+    key: str
+    sha256: str
+    size: int
+    samples: int
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """A completed round, as the owner records it in one transaction."""
+
+    round: int
+    seconds: float
+    test_accuracy: float
+    test_loss: float
+    model_key: str
+    model_sha256: str
+    updates: Sequence[tuple[str, str, int, int, str, str]]
+    reason: str
+    server_state: bytes | None
+    detail: dict[str, Any]
+
+
+class JobStoreLike(Protocol):
+    """The owner's durable state (implemented by ``p2pnode.jobstore.JobStore``)."""
+
+    def create_job(self, job_id: str, spec_json: str) -> None:
+        """Record a newly submitted job in state ``preparing``."""
+
+    def set_prepared(
+        self, job_id: str, chunks: Iterable[ChunkRow], model_key: str, model_sha256: str
+    ) -> None:
+        """Record the uploaded chunks and the initial model; the job becomes ``running``."""
+
+    def record_round(self, job_id: str, record: RoundRecord) -> None:
+        """Record a completed round and advance the job to it, atomically."""
+
+    def finish(self, job_id: str, state: str, error: str | None = None) -> None:
+        """Mark a job ``done``, ``failed`` or ``cancelled``."""
+
+    def job(self, job_id: str) -> JobRow | None:
+        """The job, or None when unknown."""
+
+    def jobs(self) -> list[JobRow]:
+        """Every job, newest first."""
+
+    def chunks(self, job_id: str) -> list[ChunkRow]:
+        """The job's chunks in slot, index order."""
+
+    def rounds(self, job_id: str) -> list[dict[str, Any]]:
+        """One record per completed round, in order."""
+
+    def server_state(self, job_id: str) -> bytes | None:
+        """The aggregation rule's saved server state, if any."""
+
+    def reputation(self) -> dict[str, tuple[float, int]]:
+        """Every peer's stored (score, updated_ms)."""
+
+    def set_reputation(self, peer: str, score: float, updated_ms: int) -> None:
+        """Store one peer's score."""

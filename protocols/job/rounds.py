@@ -1,8 +1,8 @@
 """One round of a job, as a pure state machine fed with events.
 
-The owner's network code feeds events in (``start``, ``announced``, ``checked``,
-``gone``, ``refused``, ``tick``) and carries out the actions that come back; the
-machine itself does no I/O and reads no clock, so a 100-trainer round runs in
+The owner's network code feeds events in (``start``, then ``feed`` with the typed
+events of ``records``, and ``tick``) and carries out the actions that come back;
+the machine itself does no I/O and reads no clock, so a 100-trainer round runs in
 milliseconds under test.
 
 The work of a round is split into *slots*: slot ``i`` is one trainer's share of
@@ -14,6 +14,11 @@ also gets a backup holder; the first valid result for a slot wins.
 The round closes when every slot has an accepted update, as soon as ``quorum``
 slots have one, or at the deadline when at least ``min_updates`` have one; at the
 deadline with fewer it fails, and the owner runs it again.
+
+Reputation: the machine charges only final facts as they happen (``rejected``,
+``vanished``, ``late`` for a result that came after its slot was filled). An
+accepted update is charged once, when the round closes and its verdict is known
+(it may still be dropped as an outlier or outvoted); see ``Accepted.late``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from protocols.job.records import Announced, Checked, Gone, Refused, RoundEvent, Verdict
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,7 @@ class CheckUpdate:
 
 @dataclass(frozen=True)
 class Charge:
-    """A reputation outcome witnessed for ``peer``: accepted, late, rejected, vanished."""
+    """A final reputation outcome witnessed for ``peer``: rejected, vanished or late."""
 
     peer: str
     outcome: str
@@ -51,11 +58,16 @@ class Charge:
 
 @dataclass(frozen=True)
 class Accepted:
-    """An update that will be aggregated."""
+    """An update that passed its checks and will go to aggregation.
+
+    ``late``: it came after the round's backup time (charged ``late``, not
+    ``accepted``, if the aggregation keeps it).
+    """
 
     peer: str
     slot: int
     sha256: str
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,19 @@ class Round:
         """Send every slot's task to its holder."""
         return [SendTask(next(iter(s.holders)), i) for i, s in self.slots.items()]
 
+    def feed(self, event: RoundEvent, now: float) -> list[Action]:
+        """Apply one event from the network; returns the actions it causes."""
+        if isinstance(event, Announced):
+            return self.announced(event.update.peer, event.update.sha256)
+        if isinstance(event, Checked):
+            u = event.update
+            return self.checked(u.peer, u.slot, u.sha256, u.verdict is Verdict.CHECKED, now)
+        if isinstance(event, Refused):
+            return self.refused(event.peer, now)
+        if isinstance(event, Gone):
+            return self.gone(event.peer, now)
+        return self.add_spare(event.peer)
+
     def add_spare(self, peer: str) -> list[Action]:
         """A new trainer is available; give it an orphaned slot if there is one."""
         if self.done or peer in self.gone_peers or self._holds(peer):
@@ -149,9 +174,9 @@ class Round:
             return [Charge(peer, "rejected"), *self._fill_orphans(), *self._maybe_end(now)]
         if s.result is not None:
             return [Charge(peer, "late")]
-        s.result = Accepted(peer, slot, sha256)
         late = self.backup_at is not None and now > self.backup_at
-        return [Charge(peer, "late" if late else "accepted"), *self._maybe_end(now)]
+        s.result = Accepted(peer, slot, sha256, late)
+        return self._maybe_end(now)
 
     def gone(self, peer: str, now: float) -> list[Action]:
         """``peer`` vanished (dead, silent, unreachable): its pending slots pass on."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 from libp2p.crypto.keys import PrivateKey
 from libp2p.peer.id import ID
 
-from protocols.envelope import ReplayGuard, open_message, seal_message
+from protocols.envelope import ReplayGuard
 from protocols.errors import EnvelopeError
+from protocols.job import codec
+from protocols.job.codec import Kind
 from protocols.job.owner import Owner
 from protocols.job.ports import RequestHandler
 from protocols.job.trainer import Trainer
-from protocols.pb import distro_pb2 as pb
-
-REQUEST_KINDS = frozenset({"job.offer", "job.assign", "job.ack"})
 
 
 def request_handler(key: PrivateKey, owner: Owner, trainer: Trainer) -> RequestHandler:
@@ -25,17 +24,15 @@ def request_handler(key: PrivateKey, owner: Owner, trainer: Trainer) -> RequestH
 
     async def on_request(data: bytes, peer: ID) -> bytes:
         try:
-            msg = open_message(
-                data, expected_kinds=REQUEST_KINDS, expected_sender=peer, replay=replay
-            )
+            msg = codec.decode(data, codec.REQUEST_KINDS, sender=peer, replay=replay)
         except EnvelopeError as exc:
-            return seal_message(key, "job.ack", pb.Ack(ok=False, reason=exc.reason))
-        if msg.kind == "job.offer":
+            return codec.encode(key, Kind.ACK, codec.ack(False, exc.reason))
+        if msg.kind == Kind.OFFER:
             ack = await owner.handle_offer(msg)
-        elif msg.kind == "job.assign":
+        elif msg.kind == Kind.ASSIGN:
             ack = await trainer.handle_assign(msg)
         else:
             ack = await owner.handle_refusal(msg)
-        return seal_message(key, "job.ack", ack, job_id=msg.job_id, round=msg.round)
+        return codec.encode(key, Kind.ACK, ack, job_id=msg.job_id, round=msg.round)
 
     return on_request

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from p2pnode.jobstore import ChunkRow, JobStore
+from protocols.job.ports import RoundRecord
 
 
 def test_job_life_round_trip_and_reopen(tmp_path: Path) -> None:
@@ -17,16 +18,18 @@ def test_job_life_round_trip_and_reopen(tmp_path: Path) -> None:
     store.set_prepared("j1", [ChunkRow(0, 0, "k0", "s0", 10, 5)], "m0", "h0")
     store.record_round(
         "j1",
-        1,
-        seconds=1.5,
-        test_accuracy=0.9,
-        test_loss=0.3,
-        model_key="m1",
-        model_sha256="h1",
-        updates=[("u1", "peerA", 0, 5, "accepted", "")],
-        reason="complete",
-        server_state=b"\x01",
-        detail={"rejected_updates": []},
+        RoundRecord(
+            round=1,
+            seconds=1.5,
+            test_accuracy=0.9,
+            test_loss=0.3,
+            model_key="m1",
+            model_sha256="h1",
+            updates=[("u1", "peerA", 0, 5, "accepted", "")],
+            reason="complete",
+            server_state=b"\x01",
+            detail={"rejected_updates": []},
+        ),
     )
     store.close()
     again = JobStore(db)
@@ -46,16 +49,18 @@ def test_a_failed_round_record_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.ProgrammingError):
         store.record_round(
             "j1",
-            1,
-            seconds=1.0,
-            test_accuracy=0.5,
-            test_loss=1.0,
-            model_key="m1",
-            model_sha256="h1",
-            updates=[("u1", "p", 0, 1, "accepted", "", "extra")],  # type: ignore[list-item]
-            reason="complete",
-            server_state=None,
-            detail={},
+            RoundRecord(
+                round=1,
+                seconds=1.0,
+                test_accuracy=0.5,
+                test_loss=1.0,
+                model_key="m1",
+                model_sha256="h1",
+                updates=[("u1", "p", 0, 1, "accepted", "", "extra")],  # type: ignore[list-item]
+                reason="complete",
+                server_state=None,
+                detail={},
+            ),
         )
     job = store.job("j1")
     assert job is not None and job.completed_round == 0 and store.rounds("j1") == []

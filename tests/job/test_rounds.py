@@ -103,7 +103,10 @@ def test_straggler_gets_backup_and_first_valid_result_wins() -> None:
     (chk,) = rnd.announced("s0", "spare-hash")
     out = rnd.checked("s0", 1, chk.sha256, True, now=12.0)
     close = [a for a in out if isinstance(a, Close)][0]
-    assert Accepted("s0", 1, "spare-hash") in close.accepted
+    # After the backup time the result is marked late: the owner charges "late", once,
+    # when the round closes (the machine itself charges no accepted update).
+    assert Accepted("s0", 1, "spare-hash", late=True) in close.accepted
+    assert not any(isinstance(a, Charge) for a in out)
     assert rnd.announced("t0", "again") == [] and rnd.tick(40.0) == []
 
 

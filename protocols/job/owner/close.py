@@ -1,0 +1,161 @@
+"""Closing a round: aggregate, evaluate, store the model, record, publish, charge.
+
+Every update the round saw becomes one row of the job store with its final
+verdict, and every trainer whose update was checked is charged once, from that
+verdict: ``accepted`` (or ``late``), ``outvoted`` or ``rejected``. Rejections made
+while the round ran were charged by the round machine when they happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from protocols.job import codec, compute, job_topic
+from protocols.job.codec import Kind
+from protocols.job.owner.config import LiveJob, OwnerStats
+from protocols.job.owner.prepare import JobData, model_key
+from protocols.job.owner.reputation import Reputation
+from protocols.job.owner.round import RoundOutcome
+from protocols.job.ports import JobStoreLike, NodeLike, RoundRecord
+from protocols.job.records import Phase, TrainerState, Update, Verdict
+from storage.store import DEFAULT_CONTENT_TYPE
+
+log = logging.getLogger("distro_train.owner")
+
+
+class RoundCloser:
+    """Turns a closed round into the next global model and its durable record."""
+
+    def __init__(
+        self,
+        node: NodeLike,
+        jobs: JobStoreLike,
+        reputation: Reputation,
+        stats: OwnerStats,
+        get_store: Callable[[], Awaitable[Any]],
+        prefix: Callable[[str], str],
+    ) -> None:
+        self.node = node
+        self.jobs = jobs
+        self.reputation = reputation
+        self.stats = stats
+        self.get_store = get_store
+        self.prefix = prefix
+
+    async def close(
+        self, live: LiveJob, data: JobData, outcome: RoundOutcome, started: float
+    ) -> bool:
+        """Aggregate ``outcome``, advance ``data`` to the new model; True when the job is done."""
+        live.phase = Phase.AGGREGATING
+        spec, number = live.spec, live.round_no
+        accepted = outcome.accepted
+        removed = sum(1 for u in outcome.updates if u.verdict is Verdict.REJECTED)
+        result = await trio.to_thread.run_sync(
+            compute.aggregate,
+            data.prepared,
+            spec,
+            data.model,
+            [(_uid(u), u.samples, u.data) for u in accepted],
+            self.jobs.server_state(live.job_id),
+            removed,
+        )
+        self._judge(live, accepted, result)
+        loss, acc = await trio.to_thread.run_sync(compute.evaluate, data.prepared, result.model)
+        await self._advance(live, data, result.model)
+        used = [u for u in accepted if u.verdict is Verdict.ACCEPTED]
+        final = number == spec.rounds or bool(spec.target_accuracy and acc >= spec.target_accuracy)
+        self.jobs.record_round(
+            live.job_id, self._record(live, data, outcome, used, result, acc, loss, started)
+        )
+        self.stats.rounds_completed += 1
+        self.stats.updates["aggregated", ""] += len(used)
+        body = codec.round_result(
+            model_sha256=data.model_sha,
+            used=[u.sha256 for u in used],
+            rejected=[u.sha256 for u in outcome.updates if u.verdict is Verdict.REJECTED],
+            accuracy=acc,
+            loss=loss,
+            final=final,
+        )
+        await self.node.publish(
+            job_topic(live.job_id),
+            codec.encode(self.node.private_key, Kind.ROUND, body, job_id=live.job_id, round=number),
+        )
+        log.info(
+            "job %s round %d: accuracy %.4f loss %.4f (%d updates)",
+            live.job_id,
+            number,
+            acc,
+            loss,
+            len(used),
+        )
+        return final
+
+    def _judge(self, live: LiveJob, accepted: list[Update], result: compute.Aggregated) -> None:
+        """Set each accepted update's final verdict and charge its trainer once."""
+        for u in accepted:
+            uid = _uid(u)
+            if uid in result.rejected:
+                u.verdict, u.reason, outcome = Verdict.REJECTED, result.rejected[uid], "rejected"
+                self.stats.updates["rejected", u.reason] += 1
+            elif uid in result.outvoted:
+                u.verdict, outcome = Verdict.OUTVOTED, "outvoted"
+                self.stats.updates["outvoted", "round"] += 1
+            else:
+                u.verdict, outcome = Verdict.ACCEPTED, "late" if u.late else "accepted"
+            u.data = b""
+            live.trainers[u.peer] = TrainerState(str(u.verdict))
+            self.reputation.charge(u.peer, outcome)
+
+    async def _advance(self, live: LiveJob, data: JobData, model: bytes) -> None:
+        store = await self.get_store()
+        sha = compute.sha256(model)
+        key = model_key(self.prefix(live.job_id), live.round_no, sha)
+        await trio.to_thread.run_sync(store.put_bytes, key, model, DEFAULT_CONTENT_TYPE)
+        data.model, data.model_key, data.model_sha = model, key, sha
+
+    def _record(
+        self,
+        live: LiveJob,
+        data: JobData,
+        outcome: RoundOutcome,
+        used: list[Update],
+        result: compute.Aggregated,
+        acc: float,
+        loss: float,
+        started: float,
+    ) -> RoundRecord:
+        row = self.jobs.job(live.job_id)
+        created_s = row.created_ms / 1000 if row else time.time()
+        rejected = [u for u in outcome.updates if u.verdict is Verdict.REJECTED]
+        return RoundRecord(
+            round=live.round_no,
+            seconds=time.time() - created_s,
+            test_accuracy=acc,
+            test_loss=loss,
+            model_key=data.model_key,
+            model_sha256=data.model_sha,
+            updates=[u.row() for u in outcome.updates],
+            reason=outcome.close.reason if outcome.close else "",
+            server_state=result.server_state,
+            detail={
+                "used_updates": [u.sha256 for u in used],
+                "rejected_updates": [u.sha256 for u in rejected],
+                "rejected_reasons": {u.sha256: u.reason for u in rejected},
+                "trainers": sorted({u.peer for u in used}),
+                "outvoted_updates": sorted(
+                    u.sha256 for u in outcome.updates if u.verdict is Verdict.OUTVOTED
+                ),
+                "train_seconds": [round(u.train_seconds, 4) for u in outcome.accepted],
+                "round_seconds": round(trio.current_time() - started, 4),
+            },
+        )
+
+
+def _uid(u: Update) -> str:
+    return f"{u.slot}:{u.peer}"

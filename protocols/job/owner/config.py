@@ -1,0 +1,92 @@
+"""The owner's settings (the ``[owner]`` table) and its in-memory view of a job."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import trio
+from libp2p.crypto.keys import PublicKey
+
+from protocols.job import rounds
+from protocols.job.records import Phase, TrainerState
+from protocols.job.selection import OfferInfo, ReputationConfig
+from protocols.job.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class OwnerConfig:
+    """Timeouts and limits of the owner role. Defaults are documented in docs/jobs.md.
+
+    Attributes:
+        announce_interval_s: Re-announce a recruiting job this often (five times
+            less often once it runs).
+        announce_ttl_s: How long an announcement stays valid for offers.
+        recruit_timeout_s: Give up a job that finds no trainer in this time.
+        recruit_patience_s: Start with fewer trainers than wanted once no new offer
+            came for this long.
+        request_timeout_s: Wait for a trainer's answer to an assignment (a busy
+            machine importing torch for its first task can take many seconds).
+        tick_s: Round clock resolution (deadlines, liveness checks).
+        unsubscribe_timeout_s: Longest wait to leave a finished job's topic.
+        max_update_bytes: Largest update fetched.
+        round_attempts: Tries per round before the job fails.
+        backup_fraction: Part of the round deadline after which stragglers get backups.
+        events: Bound of each round's queue of trainers' announcements (further
+            ones are dropped as ``queue_full``; the owner's own events never are).
+        url_grace_s: Presigned URLs of a round expire this long after its deadline.
+        max_offers: Offers remembered per job (further offers are refused as ``full``).
+        max_spares: Spares kept per job beside the trainers wanted.
+    """
+
+    announce_interval_s: float = 2.0
+    announce_ttl_s: float = 60.0
+    recruit_timeout_s: float = 120.0
+    recruit_patience_s: float = 20.0
+    request_timeout_s: float = 30.0
+    tick_s: float = 0.2
+    unsubscribe_timeout_s: float = 2.0
+    max_update_bytes: int = 64 * 1024 * 1024
+    round_attempts: int = 3
+    backup_fraction: float = 0.6
+    events: int = 1024
+    url_grace_s: float = 60.0
+    max_offers: int = 1024
+    max_spares: int = 64
+    reputation: ReputationConfig = field(default_factory=ReputationConfig)
+
+
+@dataclass
+class OwnerStats:
+    """Totals since the daemon started, for metrics (read from other threads).
+
+    Attributes:
+        dropped: Messages dropped, by reason code.
+        updates: Updates by (verdict, reason): checked, rejected, outvoted, aggregated.
+        rounds_completed: Rounds closed and recorded.
+        bytes_in: Update bytes fetched.
+    """
+
+    dropped: Counter[str] = field(default_factory=Counter)
+    updates: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rounds_completed: int = 0
+    bytes_in: int = 0
+
+
+@dataclass
+class LiveJob:
+    """A running job as the owner sees it (in memory; the job store has the rest)."""
+
+    job_id: str
+    spec: JobSpec
+    phase: Phase = Phase.PREPARING
+    round_no: int = 0
+    offers: dict[str, OfferInfo] = field(default_factory=dict)
+    keys: dict[str, PublicKey] = field(default_factory=dict)
+    pool: list[str] = field(default_factory=list)
+    trainers: dict[str, TrainerState] = field(default_factory=dict)
+    rnd: rounds.Round | None = None
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    seen_alive: set[str] = field(default_factory=set)
+    dropped: Counter[str] = field(default_factory=Counter)
+    error: str = ""

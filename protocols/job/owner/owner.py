@@ -1,0 +1,279 @@
+"""The owner: answers the control API and runs each submitted job to its end.
+
+Each running job is one task in the owner's nursery. Its loop prepares the data,
+recruits trainers, then runs and closes rounds; every closed round is recorded in
+the job store in one transaction, so a restarted owner resumes after its last one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from protocols.envelope import Opened
+from protocols.job import codec, job_topic
+from protocols.job.codec import Kind
+from protocols.job.http import LazyClient
+from protocols.job.owner.close import RoundCloser
+from protocols.job.owner.config import LiveJob, OwnerConfig, OwnerStats
+from protocols.job.owner.prepare import JobData, prepare_job
+from protocols.job.owner.recruit import Recruiter
+from protocols.job.owner.reputation import Reputation
+from protocols.job.owner.round import RoundOutcome, RoundRunner
+from protocols.job.ports import JobStoreLike, NodeLike
+from protocols.job.records import JobState, Phase, TrainerState
+from protocols.job.spec import JobSpec, loads
+from protocols.pb import distro_pb2 as pb
+from storage.store import job_prefix
+
+log = logging.getLogger("distro_train.owner")
+ACTIVE = (JobState.PREPARING, JobState.RUNNING)
+
+
+class Owner:
+    """The owner behaviour of one daemon. Start with ``nursery.start(owner.run)``.
+
+    Args:
+        node: The daemon (see ``protocols.job.ports.NodeLike``).
+        jobs: The daemon's job store (see ``protocols.job.ports.JobStoreLike``).
+        open_store: Returns the object store (blocking; called once, in a thread).
+        cfg: Settings of the ``[owner]`` table.
+    """
+
+    def __init__(
+        self,
+        node: NodeLike,
+        jobs: JobStoreLike,
+        open_store: Callable[[], Any],
+        cfg: OwnerConfig | None = None,
+    ) -> None:
+        self.node = node
+        self.jobs = jobs
+        self.cfg = cfg or OwnerConfig()
+        self.stats = OwnerStats()
+        self.reputation = Reputation(jobs, self.cfg.reputation)
+        self.live: dict[str, LiveJob] = {}
+        self._open_store = open_store
+        self._store: Any = None
+        self._http = LazyClient()
+        self._start: Callable[[str, JobSpec], None] | None = None
+        self.recruiter = Recruiter(node, self.cfg, self.reputation)
+        self.rounds = RoundRunner(
+            node, self.cfg, self.reputation, self.stats, self._http, self._get_store, self._prefix
+        )
+        self.closer = RoundCloser(
+            node, jobs, self.reputation, self.stats, self._get_store, self._prefix
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Resume unfinished jobs, then run submitted ones until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+
+                def start(job_id: str, spec: JobSpec) -> None:
+                    live = LiveJob(job_id, spec)
+                    self.live[job_id] = live
+                    nursery.start_soon(self._run_job, live)
+
+                self._start = start
+                for row in self.jobs.jobs():
+                    if row.state in ACTIVE:
+                        log.info("resuming job %s after round %d", row.job_id, row.completed_round)
+                        start(row.job_id, loads(row.spec_json, fmt="json"))
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._start = None
+            await self._http.aclose()
+
+    # control API ------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec) -> str:
+        """Record and start a job; returns its id.
+
+        Raises:
+            RuntimeError: the owner is not running.
+        """
+        if self._start is None:
+            raise RuntimeError("the owner is not running")
+        job_id = os.urandom(8).hex()
+        self.jobs.create_job(job_id, spec.to_json())
+        self._start(job_id, spec)
+        log.info(
+            "job %s submitted: %s on %s, %d rounds", job_id, spec.model, spec.dataset, spec.rounds
+        )
+        return job_id
+
+    def status(self, job_id: str) -> dict[str, Any] | None:
+        """A job's state, rounds so far and per-trainer state; None when unknown."""
+        row = self.jobs.job(job_id)
+        if row is None:
+            return None
+        live = self.live.get(job_id)
+        history = self.jobs.rounds(job_id)
+        spec = loads(row.spec_json, fmt="json")
+        out: dict[str, Any] = {
+            "job_id": job_id,
+            "state": row.state,
+            "phase": str(live.phase) if live else row.state,
+            "round": live.round_no if live else row.completed_round,
+            "completed_round": row.completed_round,
+            "rounds": spec.rounds,
+            "model": spec.model,
+            "dataset": spec.dataset,
+            "rule": spec.rule,
+            "model_sha256": row.model_sha256,
+            "error": row.error or (live.error if live else ""),
+            "trainers": {p: str(s) for p, s in live.trainers.items()} if live else {},
+            "offers": len(live.offers) if live else 0,
+            "dropped": dict(live.dropped) if live else {},
+            "rejected": sum(r["rejected"] for r in history),
+            "history": history,
+            "created_ms": row.created_ms,
+        }
+        if history:
+            out["test_accuracy"] = history[-1]["test_accuracy"]
+            out["test_loss"] = history[-1]["test_loss"]
+        return out
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """Every job, newest first, in brief."""
+        return [
+            {
+                "job_id": r.job_id,
+                "state": r.state,
+                "completed_round": r.completed_round,
+                "created_ms": r.created_ms,
+                "model_sha256": r.model_sha256,
+            }
+            for r in self.jobs.jobs()
+        ]
+
+    async def result(self, job_id: str) -> dict[str, Any] | None:
+        """The final (or latest) model's URL and hash, and the per-round metrics."""
+        row = self.jobs.job(job_id)
+        if row is None:
+            return None
+        url = None
+        if row.model_key:
+            store = await self._get_store()
+            url = await trio.to_thread.run_sync(store.presign_get, row.model_key)
+        return {
+            "job_id": job_id,
+            "state": row.state,
+            "model_url": url,
+            "model_sha256": row.model_sha256,
+            "rounds": self.jobs.rounds(job_id),
+            "spec": loads(row.spec_json, fmt="json").to_json(),
+        }
+
+    async def cancel(self, job_id: str) -> bool:
+        """Stop a running job; False when it is not running."""
+        live = self.live.get(job_id)
+        row = self.jobs.job(job_id)
+        if row is None or row.state not in ACTIVE:
+            return False
+        if live is not None:
+            live.scope.cancel()
+        self.jobs.finish(job_id, JobState.CANCELLED)
+        body = codec.cancel("owner")
+        wire = codec.encode(self.node.private_key, Kind.CANCEL, body, job_id=job_id)
+        await self.node.publish(job_topic(job_id), wire)
+        return True
+
+    def reputation_of(self, peer: str) -> float:
+        """``peer``'s reputation now (decayed; 0 for a peer we never dealt with)."""
+        return self.reputation.of(peer)
+
+    # requests from trainers -------------------------------------------------
+
+    async def handle_offer(self, msg: Opened) -> pb.Ack:
+        """A trainer offers itself for one of our jobs."""
+        live = self.live.get(msg.job_id)
+        if live is None or live.phase in (Phase.DONE, Phase.FAILED):
+            return codec.ack(False, "unknown_job")
+        answer, joined = self.recruiter.take_offer(live, msg)
+        if joined is not None:
+            self.rounds.feed(live, joined)
+        return answer
+
+    async def handle_refusal(self, msg: Opened) -> pb.Ack:
+        """A trainer gives up its task for a round (bad data, over budget, deadline...)."""
+        live = self.live.get(msg.job_id)
+        if live is not None and msg.round == live.round_no:
+            try:
+                reason = codec.parse_refusal(msg)
+            except codec.BodyError:
+                return codec.ack(False, "bad_field")
+            log.info("job %s round %d: %s refused: %s", msg.job_id, msg.round, msg.sender, reason)
+            self.rounds.refused(live, msg.sender.to_base58())
+        return codec.ack(True)
+
+    # one job ----------------------------------------------------------------
+
+    async def _run_job(self, live: LiveJob) -> None:
+        try:
+            with live.scope:
+                await self._drive(live)
+        except Exception as exc:  # noqa: BLE001 - task boundary: the job fails, the daemon lives
+            log.exception("job %s failed", live.job_id)
+            live.phase, live.error = Phase.FAILED, repr(exc)
+            self.jobs.finish(live.job_id, JobState.FAILED, repr(exc)[:500])
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(self.cfg.unsubscribe_timeout_s):
+                await self.node.unsubscribe(job_topic(live.job_id))
+
+    async def _drive(self, live: LiveJob) -> None:
+        data = await prepare_job(
+            live, self.jobs, await self._get_store(), self._prefix(live.job_id)
+        )
+        self.node.subscribe(job_topic(live.job_id), self.rounds.on_topic(live))
+        row = self.jobs.job(live.job_id)
+        first = (row.completed_round if row else 0) + 1
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.recruiter.announce_forever, live, data.prepared)
+            await self.recruiter.recruit(live)
+            for number in range(first, live.spec.rounds + 1):
+                started = trio.current_time()
+                outcome = await self._round(live, data, number)
+                if await self.closer.close(live, data, outcome, started):
+                    break
+            nursery.cancel_scope.cancel()
+        live.phase = Phase.DONE
+        self.jobs.finish(live.job_id, JobState.DONE)
+
+    async def _round(self, live: LiveJob, data: JobData, number: int) -> RoundOutcome:
+        """Run round ``number`` until it closes, trying again after a failed attempt."""
+        for attempt in range(1, self.cfg.round_attempts + 1):
+            outcome = await self.rounds.run(live, data, number)
+            if outcome.close is not None:
+                return outcome
+            log.warning(
+                "job %s round %d attempt %d failed: %s", live.job_id, number, attempt, outcome.fail
+            )
+            await self._recover(live)
+        raise RuntimeError(f"round {number} failed {self.cfg.round_attempts} times")
+
+    async def _recover(self, live: LiveJob) -> None:
+        """Before another try: forgive peers still present, wait for one to be available."""
+        with trio.move_on_after(self.cfg.recruit_timeout_s):
+            while True:
+                present = set(self.node.live_peers())
+                for peer, state in live.trainers.items():
+                    if state == TrainerState.GONE and peer in present:
+                        live.trainers[peer] = TrainerState.OFFERED
+                if any(live.trainers.get(p) != TrainerState.GONE for p in live.pool):
+                    return
+                await trio.sleep(self.cfg.announce_interval_s)
+
+    async def _get_store(self) -> Any:
+        if self._store is None:
+            self._store = await trio.to_thread.run_sync(self._open_store)
+        return self._store
+
+    def _prefix(self, job_id: str) -> str:
+        return job_prefix(str(self.node.peer_id), job_id)

@@ -1,0 +1,128 @@
+"""Recruiting trainers: announce the job, take offers, select trainers and spares.
+
+Offers are bounded per job (``max_offers``) and spares per job (``max_spares``); a
+spare gets nothing but a place in the pool until a round hands it a slot, so
+offering never reveals any of the owner's data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import trio
+
+from protocols.envelope import Opened
+from protocols.job import JOBS_TOPIC, codec, compute, job_topic
+from protocols.job.codec import Kind
+from protocols.job.owner.config import LiveJob, OwnerConfig
+from protocols.job.owner.reputation import Reputation
+from protocols.job.ports import NodeLike
+from protocols.job.records import Phase, SpareJoined, TrainerState
+from protocols.job.selection import OfferInfo, select
+from protocols.pb import distro_pb2 as pb
+
+log = logging.getLogger("distro_train.owner")
+
+RECRUITING = (Phase.PREPARING, Phase.UPLOADING, Phase.RECRUITING)
+
+
+class Recruiter:
+    """Announces jobs and turns offers into each job's pool of trainers."""
+
+    def __init__(self, node: NodeLike, cfg: OwnerConfig, reputation: Reputation) -> None:
+        self.node = node
+        self.cfg = cfg
+        self.reputation = reputation
+
+    async def announce_forever(self, live: LiveJob, prepared: compute.Prepared) -> None:
+        """Publish ``live``'s announcement now and then until cancelled."""
+        while True:
+            body = self.announcement(live, prepared)
+            await self.node.publish(
+                JOBS_TOPIC,
+                codec.encode(self.node.private_key, Kind.ANNOUNCE, body, job_id=live.job_id),
+            )
+            slow = 1 if live.phase in RECRUITING else 5
+            await trio.sleep(self.cfg.announce_interval_s * slow)
+
+    def announcement(self, live: LiveJob, prepared: compute.Prepared) -> pb.JobAnnounce:
+        """What trainers learn about the job before they offer."""
+        spec = live.spec
+        sizes = [len(b) for s in prepared.slots for b, _ in s]
+        return pb.JobAnnounce(
+            model_name=spec.model,
+            model_params_json=json.dumps(prepared.model.to_mapping(), sort_keys=True),
+            dataset=spec.dataset,
+            samples=sum(n for s in prepared.slots for _, n in s),
+            rounds=spec.rounds,
+            trainers_wanted=spec.trainers,
+            min_health=spec.min_health,
+            max_chunk_bytes=max(sizes),
+            data_bytes_per_trainer=max(sum(len(b) for b, _ in s) for s in prepared.slots),
+            topic=job_topic(live.job_id),
+            train_params_json=compute.train_params_json(spec),
+            expires_ms=int((time.time() + self.cfg.announce_ttl_s) * 1000),
+        )
+
+    def take_offer(self, live: LiveJob, msg: Opened) -> tuple[pb.Ack, SpareJoined | None]:
+        """Record a verified offer; returns the answer and, mid-job, a spare for the round."""
+        try:
+            note = codec.parse_offer(msg)
+        except codec.BodyError as exc:
+            return codec.ack(False, exc.reason), None
+        peer = msg.sender.to_base58()
+        if peer not in live.offers and len(live.offers) >= self.cfg.max_offers:
+            return codec.ack(False, "full"), None
+        live.offers[peer] = OfferInfo(peer, note.health, note.free_slots, note.cpu_count)
+        live.keys[peer] = msg.public_key
+        live.trainers.setdefault(peer, TrainerState.OFFERED)
+        joined = None
+        spares = len(live.pool) - live.spec.trainers
+        if live.rnd is not None and peer not in live.pool and spares < self.cfg.max_spares:
+            live.pool.append(peer)
+            joined = SpareJoined(peer)
+        return codec.ack(True), joined
+
+    async def recruit(self, live: LiveJob) -> None:
+        """Wait for enough offers (or patience to run out), then fill ``live.pool``.
+
+        Raises:
+            RuntimeError: no trainer offered within ``recruit_timeout_s``.
+        """
+        live.phase = Phase.RECRUITING
+        spec = live.spec
+        with trio.move_on_after(self.cfg.recruit_timeout_s):
+            full_at: float | None = None
+            seen, changed_at = 0, trio.current_time()
+            while True:
+                chosen, _ = self._select(live, spec.spares)
+                now = trio.current_time()
+                if len(live.offers) != seen:
+                    seen, changed_at = len(live.offers), now
+                if len(chosen) >= spec.trainers:
+                    # Enough trainers; with spares wanted, collect offers a while longer.
+                    full_at = full_at or now
+                    if spec.spares == 0 or now >= full_at + spec.offer_window_s:
+                        break
+                elif chosen and now - changed_at >= self.cfg.recruit_patience_s:
+                    break  # fewer than wanted and no new offer for a while: start anyway
+                await trio.sleep(self.cfg.tick_s)
+        chosen, spares = self._select(live, spec.spares + self.cfg.max_spares)
+        if not chosen:
+            raise RuntimeError(f"no trainer offered within {self.cfg.recruit_timeout_s}s")
+        live.pool = chosen + spares[: self.cfg.max_spares]
+        for p in chosen:
+            live.trainers[p] = TrainerState.SELECTED
+        log.info("job %s: selected %d trainers, %d spares", live.job_id, len(chosen), len(spares))
+
+    def _select(self, live: LiveJob, spares: int) -> tuple[list[str], list[str]]:
+        return select(
+            list(live.offers.values()),
+            self.reputation.view(),
+            wanted=live.spec.trainers,
+            spares=spares,
+            min_health=live.spec.min_health,
+            floor=self.cfg.reputation.floor,
+        )

@@ -1,0 +1,379 @@
+"""Running one round: assign the slots, take announcements, check updates, watch liveness.
+
+The decisions belong to the pure ``rounds.Round``; this module feeds it typed
+events and carries out its actions (send a task, check an update, charge a final
+outcome). Trainers' announcements and the owner's own task results share one
+bounded queue: an announcement is dropped (``queue_full``) when the queue is full,
+while the owner's own results wait for room, and trio hands a waiting sender the
+first free place, so a flood never starves them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+
+from distro_errors import DistroError
+from protocols.envelope import ReplayGuard
+from protocols.errors import EnvelopeError, SealError
+from protocols.job import PROTOCOL_ID, codec, compute, rounds
+from protocols.job.codec import Kind
+from protocols.job.http import LazyClient
+from protocols.job.owner.config import LiveJob, OwnerConfig, OwnerStats
+from protocols.job.owner.prepare import JobData
+from protocols.job.owner.reputation import Reputation
+from protocols.job.ports import NodeLike
+from protocols.job.records import (
+    Announced,
+    Checked,
+    Gone,
+    Phase,
+    Refused,
+    RoundEvent,
+    TrainerState,
+    Update,
+    Verdict,
+)
+from protocols.pb import distro_pb2 as pb
+from protocols.seal import seal, unseal
+from storage.store import DEFAULT_CONTENT_TYPE
+
+log = logging.getLogger("distro_train.owner")
+
+
+@dataclass
+class RoundOutcome:
+    """How a round ended: ``close`` (aggregate it) or ``fail`` (a reason), and every update."""
+
+    close: rounds.Close | None
+    fail: str
+    updates: list[Update]
+
+    @property
+    def accepted(self) -> list[Update]:
+        """The updates the round machine accepted, in slot order."""
+        if self.close is None:
+            return []
+        by_key = {u.key: u for u in self.updates}
+        out = []
+        for a in self.close.accepted:
+            u = by_key[(a.peer, a.slot)]
+            u.late = a.late
+            out.append(u)
+        return out
+
+
+@dataclass
+class _Ctx:
+    """What the tasks of one round share."""
+
+    live: LiveJob
+    data: JobData
+    number: int
+    model_url: str
+    expiry_s: int
+    send: trio.MemorySendChannel[RoundEvent]
+    announced: dict[str, Update] = field(default_factory=dict)
+    updates: dict[tuple[str, int], Update] = field(default_factory=dict)
+    issued: dict[tuple[str, int], str] = field(default_factory=dict)
+
+
+class RoundRunner:
+    """Runs rounds of the owner's jobs and decodes their topics' announcements."""
+
+    def __init__(
+        self,
+        node: NodeLike,
+        cfg: OwnerConfig,
+        reputation: Reputation,
+        stats: OwnerStats,
+        http: LazyClient,
+        get_store: Callable[[], Awaitable[Any]],
+        prefix: Callable[[str], str],
+    ) -> None:
+        self.node = node
+        self.cfg = cfg
+        self.reputation = reputation
+        self.stats = stats
+        self.http = http
+        self.get_store = get_store
+        self.prefix = prefix
+        self.replay = ReplayGuard()
+        self._inbox: dict[str, trio.MemorySendChannel[RoundEvent]] = {}
+
+    async def run(self, live: LiveJob, data: JobData, number: int) -> RoundOutcome:
+        """Run round ``number`` of ``live`` once, until it closes or fails."""
+        live.phase, live.round_no = Phase.TRAINING, number
+        rnd = self._new_round(live, data, number)
+        if rnd is None:
+            return RoundOutcome(None, "no_trainers", [])
+        store = await self.get_store()
+        expiry = int(live.spec.round_deadline_s + self.cfg.url_grace_s)
+        url = await trio.to_thread.run_sync(store.presign_get, data.model_key, expiry)
+        send, recv = trio.open_memory_channel[RoundEvent](self.cfg.events)
+        ctx = _Ctx(live, data, number, url, expiry, send)
+        live.rnd, self._inbox[live.job_id] = rnd, send
+        try:
+            end = await self._loop(ctx, rnd, recv)
+        finally:
+            live.rnd = None
+            self._inbox.pop(live.job_id, None)
+        updates = list(ctx.updates.values())
+        if isinstance(end, rounds.Fail):
+            return RoundOutcome(None, end.reason, updates)
+        return RoundOutcome(end, "", updates)
+
+    def _new_round(self, live: LiveJob, data: JobData, number: int) -> rounds.Round | None:
+        rep = self.reputation.view()
+        floor = self.cfg.reputation.floor
+        alive = [
+            p
+            for p in live.pool
+            if live.trainers.get(p) != TrainerState.GONE and rep.get(p, 0.0) >= floor
+        ]
+        alive.sort(key=lambda p: -rep.get(p, 0.0))  # stable: ties keep selection order
+        holders = dict(zip(sorted(data.slots), alive, strict=False))
+        if not holders:
+            return None
+        deadline = live.spec.round_deadline_s
+        return rounds.Round(
+            number,
+            holders,
+            alive[len(holders) :],
+            quorum=min(live.spec.quorum_count, len(holders)),
+            min_updates=1,
+            deadline_s=deadline,
+            backup_after_s=self.cfg.backup_fraction * deadline,
+            now=trio.current_time(),
+        )
+
+    async def _loop(
+        self, ctx: _Ctx, rnd: rounds.Round, recv: trio.MemoryReceiveChannel[RoundEvent]
+    ) -> rounds.Close | rounds.Fail:
+        async with trio.open_nursery() as nursery:
+            end = self._act(nursery, ctx, rnd.start())
+            while end is None:
+                event = None
+                with trio.move_on_after(self.cfg.tick_s):
+                    event = await recv.receive()
+                now = trio.current_time()
+                actions = rnd.feed(self._note(ctx, event), now) if event else []
+                actions += self._liveness(ctx.live, rnd, now) + rnd.tick(now)
+                end = self._act(nursery, ctx, actions)
+            nursery.cancel_scope.cancel()
+        return end
+
+    def _note(self, ctx: _Ctx, event: RoundEvent) -> RoundEvent:
+        """Keep the owner's view of each trainer in step with ``event``."""
+        trainers = ctx.live.trainers
+        if isinstance(event, Announced):
+            ctx.announced[event.update.peer] = event.update
+            trainers[event.update.peer] = TrainerState.ANNOUNCED
+        elif isinstance(event, Checked) and event.update.verdict is Verdict.REJECTED:
+            trainers[event.update.peer] = TrainerState.REJECTED
+        elif isinstance(event, Refused):
+            trainers[event.peer] = TrainerState.REFUSED
+        elif isinstance(event, Gone):
+            trainers[event.peer] = TrainerState.GONE
+        return event
+
+    def _liveness(self, live: LiveJob, rnd: rounds.Round, now: float) -> list[rounds.Action]:
+        alive = set(self.node.live_peers())
+        live.seen_alive |= alive & set(live.pool)
+        actions: list[rounds.Action] = []
+        for peer in rnd.pending_peers():
+            if peer in live.seen_alive and peer not in alive:
+                live.trainers[peer] = TrainerState.GONE
+                actions += rnd.gone(peer, now)
+        return actions
+
+    def _act(
+        self, nursery: trio.Nursery, ctx: _Ctx, actions: list[rounds.Action]
+    ) -> rounds.Close | rounds.Fail | None:
+        for a in actions:
+            if isinstance(a, rounds.SendTask):
+                ctx.live.trainers[a.peer] = TrainerState.ASSIGNED
+                nursery.start_soon(self._send_task, ctx, a)
+            elif isinstance(a, rounds.CheckUpdate):
+                update = ctx.announced.pop(a.peer)
+                update.slot, update.samples = a.slot, ctx.data.samples(a.slot)
+                ctx.updates[update.key] = update
+                nursery.start_soon(self._check, ctx, update)
+            elif isinstance(a, rounds.Charge):
+                self.reputation.charge(a.peer, a.outcome)
+            else:
+                return a
+        return None
+
+    async def _send_task(self, ctx: _Ctx, a: rounds.SendTask) -> None:
+        live = ctx.live
+        try:
+            task = await self._task(ctx, a)
+            sealed = seal(
+                task.SerializeToString(),
+                live.keys[a.peer],
+                purpose="task",
+                job_id=live.job_id,
+                round=ctx.number,
+            )
+            wire = codec.encode(
+                self.node.private_key,
+                Kind.ASSIGN,
+                pb.Assign(sealed_task=sealed),
+                job_id=live.job_id,
+                round=ctx.number,
+            )
+            peer_id = ID.from_base58(a.peer)
+            timeout = self.cfg.request_timeout_s
+            with trio.fail_after(timeout):
+                reply = await self.node.request(peer_id, PROTOCOL_ID, wire, timeout)
+            ack = codec.decode(reply, frozenset({Kind.ACK}), sender=peer_id).body
+        except Exception as exc:  # noqa: BLE001 - any failure to reach a trainer means "gone"
+            log.info(
+                "job %s round %d: assigning slot %d to %s failed: %r",
+                live.job_id,
+                ctx.number,
+                a.slot,
+                a.peer,
+                exc,
+            )
+            await ctx.send.send(Gone(a.peer))
+            return
+        assert isinstance(ack, pb.Ack)
+        if ack.ok:
+            live.trainers[a.peer] = TrainerState.TRAINING
+        else:
+            log.info("job %s: %s refused slot %d: %s", live.job_id, a.peer, a.slot, ack.reason)
+            await ctx.send.send(Refused(a.peer))
+
+    async def _task(self, ctx: _Ctx, a: rounds.SendTask) -> pb.Task:
+        store = await self.get_store()
+        key = f"{self.prefix(ctx.live.job_id)}updates/{ctx.number}/{a.slot}-{a.peer}.safetensors"
+        deadline_ms = int((time.time() + ctx.live.spec.round_deadline_s) * 1000)
+
+        def presign() -> pb.Task:
+            return pb.Task(
+                model_url=ctx.model_url,
+                model_sha256=ctx.data.model_sha,
+                model_bytes=len(ctx.data.model),
+                chunks=[
+                    pb.Chunk(
+                        url=store.presign_get(c.key, ctx.expiry_s),
+                        sha256=c.sha256,
+                        size=c.size,
+                        samples=c.samples,
+                    )
+                    for c in ctx.data.slots[a.slot]
+                ],
+                upload_url=store.presign_put(key, DEFAULT_CONTENT_TYPE, ctx.expiry_s),
+                upload_content_type=DEFAULT_CONTENT_TYPE,
+                update_get_url=store.presign_get(key, ctx.expiry_s),
+                deadline_ms=deadline_ms,
+            )
+
+        task = await trio.to_thread.run_sync(presign)
+        ctx.issued[(a.peer, a.slot)] = task.update_get_url
+        return task
+
+    async def _check(self, ctx: _Ctx, update: Update) -> None:
+        from storage import transfer  # httpx only when an update arrives
+
+        live, reason = ctx.live, "wrong_url"
+        if update.url == ctx.issued.get(update.key):
+            try:
+                data = await transfer.fetch(
+                    update.url,
+                    sha256=update.sha256,
+                    max_bytes=self.cfg.max_update_bytes,
+                    client=self.http.get(),
+                )
+                self.stats.bytes_in += len(data)
+                reason = await trio.to_thread.run_sync(
+                    compute.check_update, ctx.data.prepared, live.spec, ctx.data.model, data
+                )
+                update.data = data if not reason else b""
+            except DistroError as exc:
+                reason = exc.reason
+            except Exception as exc:  # noqa: BLE001 - a peer's bytes must never end the round
+                log.warning(
+                    "job %s: checking update %s failed: %r", live.job_id, update.sha256, exc
+                )
+                reason = "error"
+        update.verdict = Verdict.REJECTED if reason else Verdict.CHECKED
+        update.reason = reason
+        self.stats.updates["rejected" if reason else "checked", reason] += 1
+        if reason:
+            log.info(
+                "job %s round %d: update %s from %s rejected: %s",
+                live.job_id,
+                ctx.number,
+                update.sha256[:12],
+                update.peer,
+                reason,
+            )
+        await ctx.send.send(Checked(update))
+
+    def feed(self, live: LiveJob, event: RoundEvent) -> None:
+        """Queue an event that came from a peer for ``live``'s running round, if any."""
+        inbox = self._inbox.get(live.job_id)
+        if inbox is None:
+            return
+        try:
+            inbox.send_nowait(event)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            self._drop(live, "queue_full")
+
+    def refused(self, live: LiveJob, peer: str) -> None:
+        """``peer`` gave up its task; only a peer holding a slot can."""
+        if live.rnd is not None and peer in live.rnd.pending_peers():
+            self.feed(live, Refused(peer))
+
+    def _drop(self, live: LiveJob, reason: str) -> None:
+        live.dropped[reason] += 1
+        self.stats.dropped[reason] += 1
+
+    def on_topic(self, live: LiveJob) -> Callable[[bytes, ID], Awaitable[None]]:
+        """The handler of ``live``'s topic: verified update announcements feed its round."""
+
+        async def on_message(data: bytes, from_peer: ID) -> None:
+            reason = self._announcement(live, data)
+            if reason:
+                self._drop(live, reason)
+
+        return on_message
+
+    def _announcement(self, live: LiveJob, data: bytes) -> str:
+        """Queue one announcement for the round; returns a drop reason or ""."""
+        try:
+            msg = codec.decode(data, codec.TOPIC_KINDS, replay=self.replay)
+        except EnvelopeError as exc:
+            # Unverified bytes may carry anyone's key: they charge nobody.
+            return exc.reason
+        if msg.kind != Kind.UPDATE:
+            return ""
+        rnd, peer = live.rnd, msg.sender.to_base58()
+        if msg.job_id != live.job_id or msg.round != live.round_no or rnd is None:
+            return "wrong_round"
+        if peer not in rnd.pending_peers():
+            return "not_holder"
+        try:
+            note = codec.parse_update(msg)
+            url = unseal(
+                note.sealed_url,
+                self.node.private_key,
+                purpose="update-url",
+                job_id=live.job_id,
+                round=msg.round,
+            ).decode()
+        except codec.BodyError as exc:
+            return exc.reason
+        except (SealError, UnicodeDecodeError):
+            return "bad_seal"
+        self.feed(live, Announced(Update(peer, note.sha256, url, note.train_seconds)))
+        return ""

@@ -1,0 +1,137 @@
+"""The typed vocabulary of a job: states, round events and the update record.
+
+One :class:`Update` is made when a trainer's announcement arrives and is carried,
+filled in, until it becomes a row of the job store: the announcement sets who sent
+what and where, the round machine names its slot, the owner's check sets its bytes
+and verdict, and closing the round sets the final verdict. Events are what the
+owner's network code feeds the pure round machine (``rounds.Round.feed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """A job's durable state (the job store's ``state`` column)."""
+
+    PREPARING = "preparing"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Phase(StrEnum):
+    """What a live job is doing now (status only; not stored)."""
+
+    PREPARING = "preparing"
+    UPLOADING = "uploading"
+    RECRUITING = "recruiting"
+    TRAINING = "training"
+    AGGREGATING = "aggregating"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class TrainerState(StrEnum):
+    """One trainer's state in a job, as the owner last saw it."""
+
+    OFFERED = "offered"
+    SELECTED = "selected"
+    ASSIGNED = "assigned"
+    TRAINING = "training"
+    ANNOUNCED = "announced"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    OUTVOTED = "outvoted"
+    REFUSED = "refused"
+    GONE = "gone"
+
+
+class Verdict(StrEnum):
+    """Where an update stands. ``CHECKED`` passed its own checks; the rest are final."""
+
+    PENDING = "pending"
+    CHECKED = "checked"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    OUTVOTED = "outvoted"
+
+
+@dataclass
+class Update:
+    """One trainer's update for one round, from announcement to database row.
+
+    Attributes:
+        peer: The trainer (base58 peer id) that signed the announcement.
+        sha256: Hash of the update bytes, as announced.
+        url: Where the owner fetches it (unsealed from the announcement).
+        train_seconds: The trainer's own report; shown, never trusted for anything.
+        slot: The data slot the round machine matched it to (-1 until then).
+        samples: The owner's own count of the slot's samples (the FedAvg weight);
+            a trainer's self-reported count is never used.
+        data: The fetched bytes, once checked (dropped after the round).
+        verdict: See :class:`Verdict`.
+        reason: Reason code of a rejection (``quality``, ``no_progress``, ...).
+        late: Accepted after the round's backup time (charged ``late``).
+    """
+
+    peer: str
+    sha256: str
+    url: str
+    train_seconds: float = 0.0
+    slot: int = -1
+    samples: int = 0
+    data: bytes = b""
+    verdict: Verdict = Verdict.PENDING
+    reason: str = ""
+    late: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(peer, slot): unique within a round, unlike the hash (copies share it)."""
+        return (self.peer, self.slot)
+
+    def row(self) -> tuple[str, str, int, int, str, str]:
+        """The job store's ``updates`` row: (sha256, peer, slot, samples, verdict, reason)."""
+        return (self.sha256, self.peer, self.slot, self.samples, str(self.verdict), self.reason)
+
+
+@dataclass(frozen=True)
+class Announced:
+    """A slot holder announced an update (not yet fetched or checked)."""
+
+    update: Update
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The owner finished checking ``update``; its verdict says how it went."""
+
+    update: Update
+
+
+@dataclass(frozen=True)
+class Refused:
+    """``peer`` gave up its task (bad data, busy, over budget...): no charge."""
+
+    peer: str
+
+
+@dataclass(frozen=True)
+class Gone:
+    """``peer`` vanished: unreachable, or its presence timed out."""
+
+    peer: str
+
+
+@dataclass(frozen=True)
+class SpareJoined:
+    """A new trainer offered while the round runs; it may fill an orphaned slot."""
+
+    peer: str
+
+
+RoundEvent = Announced | Checked | Refused | Gone | SpareJoined
