@@ -164,6 +164,10 @@ def feeds(model: str, dataset: str) -> bool:
     return MODELS[model].inputs == DATASETS[dataset].gives
 
 
+JOB_MODELS = tuple(m for m in MODELS if any(feeds(m, d) for d in JOB_DATASETS))
+"""Models some job dataset can feed (what the demo offers)."""
+
+
 def pair_problem(model: str, dataset: str) -> str | None:
     """Why a job cannot train ``model`` on ``dataset``, or None when it can."""
     if feeds(model, dataset):

@@ -23,6 +23,7 @@ from typing import Any
 
 from p2pnode.commands.common import fail
 from p2pnode.procs import Processes, start_embedded_s3
+from training import catalogue as cat
 
 READY_TIMEOUT_S = 60.0
 """Seconds for the bootstrap node, the owner and every trainer to come up."""
@@ -43,18 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--trainers", type=int, default=4, help="trainer daemons to start (default 4)")
     a("--rounds", type=int, default=20, help="federated rounds (default 20)")
-    a("--dataset", default="mnist", choices=["mnist", "digits", "fashion_mnist"])
+    a("--dataset", default="mnist", choices=cat.JOB_DATASETS, help="(default mnist)")
     a(
         "--model",
         default="mlp",
-        choices=["logreg", "mlp", "cnn"],
+        choices=cat.JOB_MODELS,
         help="catalogue model (default mlp: McMahan's 2NN)",
     )
-    a("--rule", default="fedavg", help="aggregation rule (default fedavg)")
+    a("--rule", default="fedavg", choices=cat.RULES, help="aggregation rule (default fedavg)")
     a(
         "--partition",
         default="dirichlet:0.5",
-        help="iid, shards, or dirichlet[:ALPHA] (default dirichlet:0.5)",
+        help=f"{', '.join(cat.PARTITIONS)}; dirichlet[:ALPHA] (default dirichlet:0.5)",
     )
     a("--epochs", type=int, default=None, help="local epochs per round (default: per dataset)")
     a("--batch-size", type=int, default=None, help="local batch size (default: per dataset)")
@@ -83,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _partition(text: str) -> dict[str, Any]:
     kind, _, alpha = text.partition(":")
-    if kind not in ("iid", "dirichlet", "shards"):
+    if kind not in cat.PARTITIONS:
         raise ValueError(f"--partition: unknown kind {kind!r}")
     out: dict[str, Any] = {"partition": kind}
     if alpha:
