@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from training import catalogue as cat
+
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     # name: (module, add_arguments function, run function, help)
     "daemon": ("p2pnode.commands.daemon", "add_arguments", "run",
@@ -25,7 +27,9 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     "status": ("p2pnode.commands.jobs", "add_status_arguments", "run_status",
                "show a job's status (--watch to follow it), or the daemon's without JOB"),
     "submit": ("p2pnode.commands.jobs", "add_submit_arguments", "run_submit",
-               "submit a job spec (TOML or JSON) to the local daemon"),
+               "submit a job spec (TOML or JSON) to the local daemon; models: "
+               f"{', '.join(cat.JOB_MODELS)}; datasets: {', '.join(cat.JOB_DATASETS)}; "
+               f"rules: {', '.join(cat.RULES)} (distro-train schema job: every field)"),
     "jobs": ("p2pnode.commands.jobs", "add_list_arguments", "run_list",
              "list the local daemon's jobs"),
     "result": ("p2pnode.commands.jobs", "add_result_arguments", "run_result",
@@ -34,6 +38,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
                "cancel a running job"),
     "demo": ("p2pnode.commands.demo", "add_arguments", "run",
              "run the whole product on this machine: S3, bootstrap, owner, trainers"),
+    "schema": ("p2pnode.commands.schema", "add_arguments", "run",
+               "print the JSON Schema of the daemon config, the [storage] table or a job spec"),
 }
 
 
