@@ -82,6 +82,7 @@ class _Ctx:
     announced: dict[str, Update] = field(default_factory=dict)
     updates: dict[tuple[str, int], Update] = field(default_factory=dict)
     issued: dict[tuple[str, int], str] = field(default_factory=dict)
+    unenforced: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 class RoundRunner:
@@ -258,6 +259,10 @@ class RoundRunner:
         deadline_ms = int((time.time() + ctx.live.spec.round_deadline_s) * 1000)
 
         def presign() -> pb.Task:
+            target = store.presign_upload(
+                key, max_bytes=self.cfg.max_update_bytes, expires_s=ctx.expiry_s
+            )
+            ctx.unenforced[(a.peer, a.slot)] = "" if target.size_enforced else key
             return pb.Task(
                 model_url=ctx.model_url,
                 model_sha256=ctx.data.model_sha,
@@ -271,7 +276,8 @@ class RoundRunner:
                     )
                     for c in ctx.data.slots[a.slot]
                 ],
-                upload_url=store.presign_put(key, DEFAULT_CONTENT_TYPE, ctx.expiry_s),
+                upload_url=target.url,
+                upload_fields=dict(target.fields),
                 upload_content_type=DEFAULT_CONTENT_TYPE,
                 update_get_url=store.presign_get(key, ctx.expiry_s),
                 deadline_ms=deadline_ms,
@@ -287,6 +293,14 @@ class RoundRunner:
         live, reason = ctx.live, "wrong_url"
         if update.url == ctx.issued.get(update.key):
             try:
+                key = ctx.unenforced.get(update.key)
+                if key:
+                    # The server did not enforce the upload's size: check, and delete
+                    # an oversize object, before fetching anything.
+                    store = await self.get_store()
+                    await trio.to_thread.run_sync(
+                        store.check_upload, key, self.cfg.max_update_bytes
+                    )
                 data = await transfer.fetch(
                     update.url,
                     sha256=update.sha256,
