@@ -29,7 +29,6 @@ it is already the most widely kept validation library for Python.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
@@ -56,8 +55,17 @@ def model_of(name: str, fields: Mapping[str, tuple[Any, Any]], doc: str = "") ->
     return model
 
 
-@functools.cache
-def _model(cls: type) -> type[BaseModel]:
+_MODELS: dict[Any, type[BaseModel]] = {}
+
+
+def _model(cls: Any) -> type[BaseModel]:
+    """The strict pydantic model of the dataclass ``cls`` (made once, then reused)."""
+    if cls not in _MODELS:
+        _MODELS[cls] = _make_model(cls)
+    return _MODELS[cls]
+
+
+def _make_model(cls: Any) -> type[BaseModel]:
     hints = typing.get_type_hints(cls, include_extras=True)
     fields: dict[str, tuple[Any, Any]] = {}
     for f in dataclasses.fields(cls):

@@ -84,7 +84,9 @@ class ModelSpec:
         checked = distro_schema.validate(
             _params_model(name), raw, error=_param_error, prefix="params"
         )
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in checked}
+        params: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in checked
+        }
         if name == "cnn" and params["image_size"] % 4:
             raise SpecError("params.image_size", "must be divisible by 4 (two 2x2 poolings)")
         return cls(name, types.MappingProxyType(params))
