@@ -34,6 +34,23 @@ ProxMu = Annotated[float, Field(ge=0)]
 WeightDecay = Annotated[float, Field(ge=0)]
 Seed = Annotated[int, Field(ge=0, lt=2**63)]
 Threads = Annotated[int, Field(ge=0, le=1024)]
+Optimizer = Literal["sgd", "adam"]
+
+
+@dataclass(frozen=True)
+class HyperParams:
+    """The local-training hyper-parameters a job sets, with their one set of bounds.
+
+    ``protocols.job.spec.JobSpec`` and ``training.local.TrainParams`` both derive from
+    it, so the owner and the trainer check the same ranges.
+    """
+
+    epochs: Epochs = 1
+    batch_size: BatchSize = 32
+    lr: LearningRate = 0.05
+    optimizer: Optimizer = "sgd"
+    momentum: Momentum = 0.0
+    prox_mu: ProxMu = 0.0
 
 
 @dataclass(frozen=True)
@@ -148,7 +165,6 @@ DATASETS: Mapping[str, Dataset] = types.MappingProxyType(
 Rule = Literal[
     "fedavg", "fedadam", "fedyogi", "fedadagrad", "median", "trimmed_mean", "krum", "multi_krum"
 ]
-Optimizer = Literal["sgd", "adam"]
 Partition = Literal["iid", "dirichlet", "shards"]
 
 RULES: tuple[str, ...] = get_args(Rule)

@@ -31,7 +31,7 @@ _EVAL_BATCH = 4096
 
 
 @dataclass(frozen=True)
-class TrainParams:
+class TrainParams(catalogue.HyperParams):
     """Job hyper-parameters for one local training run.
 
     Bounds are the catalogue's (``training.catalogue``), the same the job spec checks.
@@ -48,13 +48,7 @@ class TrainParams:
         threads: torch intra-op threads; 0 leaves torch's setting alone.
     """
 
-    epochs: catalogue.Epochs = 1
-    batch_size: catalogue.BatchSize = 32
-    lr: catalogue.LearningRate = 0.05
-    optimizer: catalogue.Optimizer = "sgd"
-    momentum: catalogue.Momentum = 0.0
     weight_decay: catalogue.WeightDecay = 0.0
-    prox_mu: catalogue.ProxMu = 0.0
     seed: catalogue.Seed = 0
     threads: catalogue.Threads = 0
 

@@ -27,10 +27,12 @@ MAX_SPEC_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
-class JobSpec:
+class JobSpec(cat.HyperParams):
     """A validated training job.
 
     Attributes mirror the TOML keys; see docs/jobs.md for each one's meaning. The
+    training hyper-parameters (epochs, batch_size, lr, optimizer, momentum, prox_mu)
+    are inherited from ``training.catalogue.HyperParams``. The
     annotations are the schema (:func:`schema`); names and hyper-parameter bounds
     come from ``training.catalogue``.
     """
@@ -44,12 +46,6 @@ class JobSpec:
     trainers: Annotated[int, Field(ge=1, le=256)] = 4
     spares: Annotated[int, Field(ge=0, le=256)] = 0
     rounds: Annotated[int, Field(ge=1, le=10_000)] = 20
-    epochs: cat.Epochs = 1
-    batch_size: cat.BatchSize = 32
-    lr: cat.LearningRate = 0.05
-    optimizer: cat.Optimizer = "sgd"
-    momentum: cat.Momentum = 0.0
-    prox_mu: cat.ProxMu = 0.0
     rule: cat.Rule = "fedavg"
     rule_params: Mapping[str, Any] = field(default_factory=dict)
     quorum: Annotated[int, Field(ge=0)] = 0  # 0 = every trainer; at most ``trainers``
