@@ -5,7 +5,7 @@ checks the contract: the decoder returns a value or raises its own typed error,
 never anything else, and never takes long. Prints one line per decoder and, last,
 ``fuzz_passed=N/M``. CI runs the same properties with fewer examples.
 
-    .venv/bin/python bench/fuzz.py [--examples 20000]
+    .venv/bin/python -m bench.fuzz [--examples 20000]
 """
 
 from __future__ import annotations
@@ -13,22 +13,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
-import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from libp2p.crypto.ed25519 import create_new_key_pair
 
-from p2pnode.rpc import Routes, dispatch
+from p2pnode.rpc import Routes
 from protocols.envelope import ReplayGuard, open_message
 from protocols.errors import EnvelopeError, SealError
 from protocols.job.spec import SpecError, loads
 from protocols.seal import unseal
 from storage.chunks import Manifest
 from storage.errors import ManifestError
+from tests.job.fuzz_support import (
+    BODY_DECODERS,
+    bodies,
+    check_answer,
+    decode_body,
+    real_routes,
+    signed,
+)
 from training import chunks as chunk_codec
 from training import weights
 from training.errors import TrainingError
@@ -36,14 +44,8 @@ from training.models import ModelSpec
 
 KEY = create_new_key_pair().private_key
 SPEC = ModelSpec.from_mapping({"name": "logreg", "params": {"in_features": 64}})
-ROUTES = Routes()
-
-
-async def _echo(params: dict[str, Any]) -> dict[str, Any]:
-    return params
-
-
-ROUTES.add("echo", _echo, optional={"x": int})
+ROUTES: Routes = real_routes(Path(tempfile.mkdtemp(prefix="fuzz-routes-")))
+"""The route table of a real daemon (node and jobs routes), not a stand-in."""
 
 
 def envelope(data: bytes) -> None:
@@ -90,9 +92,33 @@ def chunk_blob(data: bytes) -> None:
 
 
 def rpc_line(data: bytes) -> None:
-    answer = trio.run(dispatch, ROUTES, data)
-    if answer is not None:
-        json.loads(answer)
+    check_answer(ROUTES, data)
+
+
+def rpc_request(data: bytes) -> None:
+    check_answer(ROUTES, data)
+
+
+def rpc_requests() -> st.SearchStrategy[bytes]:
+    """Well-formed requests to every real method with fuzzed params."""
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=12,
+    )
+    params = st.dictionaries(st.sampled_from(["job_id", "spec", "topic", "data"]) | st.text(),
+                             values, max_size=3)
+    return st.fixed_dictionaries(
+        {"jsonrpc": st.just("2.0"), "id": st.integers(0, 9),
+         "method": st.sampled_from(ROUTES.names()), "params": params},
+    ).map(lambda r: json.dumps(r).encode())
+
+
+def signed_body_case(
+    kind: str,
+) -> tuple[Callable[[bytes], None], st.SearchStrategy[bytes]]:
+    """Fuzzed bodies of ``kind`` inside validly signed envelopes: the decoders are reached."""
+    return (lambda body: decode_body(kind, signed(kind, body))), bodies(kind)
 
 
 def safetensors_like() -> st.SearchStrategy[bytes]:
@@ -121,6 +147,8 @@ CASES: dict[str, tuple[Callable[[bytes], None], st.SearchStrategy[bytes]]] = {
         rpc_line,
         st.binary(max_size=512) | st.text(max_size=256).map(lambda t: t.encode() + b"\n"),
     ),
+    "json_rpc_real_routes": (rpc_request, rpc_requests()),
+    **{f"signed_{kind}": signed_body_case(kind) for kind in sorted(BODY_DECODERS)},
 }
 
 
