@@ -64,6 +64,7 @@ class TimeoutsConfig:
     publish_s: PositiveFloat = 5.0
     control_read_s: PositiveFloat = 10.0
     shutdown_s: PositiveFloat = 4.0
+    stream_close_s: PositiveFloat = 1.0
 
 
 @dataclass
@@ -81,6 +82,7 @@ class PresenceConfig:
 
     interval_s: PositiveFloat = 5.0
     silence_timeout_s: PositiveFloat = 20.0
+    expire_check_s: PositiveFloat = 1.0
 
 
 @dataclass

@@ -4,7 +4,8 @@ The bootstrap node keeps no list: each round looks up our own id and a random ke
 non-empty bucket (py-libp2p's ``refresh_routing_table``), which teaches both sides of
 every query about each other, then dials every routing-table peer we are not connected
 to. A peer that cannot be dialled is evicted from the routing table (py-libp2p keeps
-dead peers forever otherwise). Provider records are not used (LIBP2P_NOTES trap 7).
+dead peers forever otherwise: docs/libp2p.md#dead-peers). Provider records are not used
+(docs/libp2p.md#provider-records).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class Discovery:
         """Forget ``peer_id``'s routing entry and addresses until a lookup finds it again.
 
         py-libp2p keeps dead peers in the routing table and peerstore, and its lookups
-        and auto-connector keep dialling them (one warning per try).
+        and auto-connector keep dialling them (docs/libp2p.md#dead-peers).
         """
         self._failures.pop(peer_id, None)
         self.dht.routing_table.remove_peer(peer_id)

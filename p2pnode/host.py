@@ -1,28 +1,32 @@
-"""The one place that wraps py-libp2p 0.8.1's quirks (see /work/shared/LIBP2P_NOTES.md).
+"""The one place that wraps py-libp2p 0.8.1's quirks (written up in docs/libp2p.md).
 
 Each workaround says why it exists, so it can go when the library is fixed:
 
 - Noise only (``sec_opt``): by default ``new_host`` also accepts ``/plaintext/2.0.0``,
-  secio and TLS; a plaintext-only dialer was accepted.
+  secio and TLS; a plaintext-only dialer was accepted (docs/libp2p.md#noise-only).
 - Gossipsub heartbeat 1 s instead of 120 s: mesh repair after churn and first delivery
-  after subscribe are slow otherwise.
+  after subscribe are slow otherwise (docs/libp2p.md#gossip-heartbeat).
 - Spam protection stays on, but its per-topic limit comes from config: the default
-  10 msg/s silently drops the publisher's *own* messages above that rate.
+  10 msg/s silently drops the publisher's *own* messages above that rate
+  (docs/libp2p.md#gossip-spam-limit).
 - Eclipse protection off: it wants 3 distinct IPs in a mesh, which a loopback or
-  single-LAN network never has; it only adds grafting churn there.
+  single-LAN network never has; it only adds grafting churn there
+  (docs/libp2p.md#eclipse-protection).
 - Log filters: every inbound DHT stream that closes logs a warning, and gossipsub warns
   about pending queues for peers not on a topic; lookups warn and the TCP transport logs
   an ERROR for every failed dial to a peer that left. All are normal operation here. The
-  auto-connector forces its own logger to INFO and logs its state every cycle.
+  auto-connector forces its own logger to INFO and logs its state every cycle
+  (docs/libp2p.md#log-noise).
 - Inbound stream guard: an exception in any protocol handler (e.g. pubsub's
   ``ParseFromString`` on a malformed RPC raises ``DecodeError``) propagates through the
   connection's nursery into the swarm service and ends the whole host: one garbage
   stream from any peer killed the daemon. Every inbound stream now runs behind a guard
-  that logs and resets it.
+  that logs and resets it (docs/libp2p.md#malformed-stream).
 - Disconnect with a deadline: ``close_peer`` to a frozen peer can hang, and a close
   that was cancelled half-way is never retried (``SwarmConn.close`` returns early once
   its closed event is set) while the peer stays in ``connections`` forever.
-  :func:`disconnect` bounds it and then drops the entry itself.
+  :func:`disconnect` bounds it and then drops the entry itself
+  (docs/libp2p.md#close-peer).
 - Gossip guard (:func:`guard_gossip`): 0.8.1 spawns one task per received message
   (``Pubsub.continuously_read_stream`` -> ``manager.run_task(push_msg)``) with no
   per-peer limit, and ``signature_validator`` raises (instead of refusing) on a

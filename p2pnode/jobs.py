@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +20,7 @@ import distro_schema
 from p2pnode.errors import ConfigError
 from p2pnode.jobstore import JobStore
 from p2pnode.rpc import InvalidParams, RpcError
+from p2pnode.stores import Stoppable, open_owner_store
 from protocols.job import PROTOCOL_ID
 from protocols.job.owner import Owner
 from protocols.job.owner import OwnerConfig
@@ -97,25 +97,6 @@ class JobHost:
         }
 
 
-def _open_store(node: Node, stack: list[Any]) -> Any:
-    """Build the owner's object store (blocking; called once in a worker thread)."""
-    from storage.config import StoreConfig  # noqa: PLC0415 - boto3 only for owners
-    from storage.embedded import EmbeddedS3  # noqa: PLC0415
-    from storage.s3 import S3Store  # noqa: PLC0415
-
-    table = node.config.extra.get("storage")
-    if table is None and not os.environ.get("DISTRO_TRAIN_S3_ENDPOINT"):
-        server = EmbeddedS3(node.config.node.data_dir / "s3")
-        stack.append(server)
-        cfg = server.start()
-        log.info("no storage configured: embedded S3 server at %s", cfg.endpoint)
-    else:
-        cfg = StoreConfig.from_mapping(table or {}, env=os.environ)
-    store = S3Store(cfg)
-    store.ensure_bucket()
-    return store
-
-
 def settings_from_table(cls: type[T], section: str, table: Mapping[str, Any]) -> T:
     """Build a frozen settings dataclass from a TOML table, naming any bad field.
 
@@ -135,14 +116,17 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     """Add the owner and trainer roles and the ``jobs.*`` routes to ``node``."""
     host = JobHost(node)
     jobs = JobStore(node.config.node.data_dir / "jobs.sqlite3")
-    stack: list[Any] = []
+    stack: list[Stoppable] = []
     extra = node.config.extra
     owner_cfg = dataclasses.replace(
         settings_from_table(OwnerConfig, "owner", extra.get("owner", {})),
         reputation=settings_from_table(ReputationConfig, "reputation", extra.get("reputation", {})),
     )
     trainer_cfg = settings_from_table(TrainerConfig, "trainer", extra.get("trainer", {}))
-    owner = Owner(host, jobs, lambda: _open_store(node, stack), owner_cfg)
+    data_dir = node.config.node.data_dir
+    owner = Owner(
+        host, jobs, lambda: open_owner_store(extra.get("storage"), data_dir, stack), owner_cfg
+    )
     trainer = trainer_cls(host, trainer_cfg, on_load=node.set_queue_length)
     host.trainer = trainer
     node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, trainer))
@@ -163,7 +147,7 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     _add_routes(node, owner, trainer)
     node.peer_extras.append(lambda peer: {"reputation": round(owner.reputation_of(peer), 2)})
     if node.config.metrics.enabled:
-        from p2pnode.metrics import serve_metrics  # noqa: PLC0415
+        from p2pnode.metrics import serve_metrics  # prometheus_client only when enabled
 
         m = node.config.metrics
         port = serve_metrics(node, owner, trainer, m.host, m.port)

@@ -1,6 +1,6 @@
 """The daemon's process core: host, pubsub, DHT, discovery, presence, control socket.
 
-Start order (LIBP2P_NOTES traps 1-2): host listening -> pubsub + gossipsub services ->
+Start order (docs/libp2p.md#start-order): host listening -> pubsub + gossipsub services ->
 ``wait_until_ready`` -> DHT created -> bootstrap dialled and routing table seeded -> DHT
 service -> control socket, subscriptions, discovery, presence -> extension services.
 
@@ -147,13 +147,14 @@ class Node:
         other topics get none. Validators remember no nonce: replay checks stay in
         the handler.
 
-        Messages are pulled from py-libp2p's 32-slot subscription queue at once into a
-        queue of ``gossip.subscription_queue`` entries, drained by a task of its own; if
-        the handler falls that far behind, new messages are dropped and counted in
-        ``status()["dropped_messages"]``. Handler exceptions are logged, never fatal.
-        One handler per topic: subscribing again replaces the handler (messages already
-        queued go to the new one). This node's own messages are not delivered. May be
-        called before or after :meth:`run` starts.
+        Messages are pulled from py-libp2p's 32-slot subscription queue
+        (docs/libp2p.md#subscription-queue) at once into a queue of
+        ``gossip.subscription_queue`` entries, drained by a task of its own; if the handler
+        falls that far behind, new messages are dropped and counted in
+        ``status()["dropped_messages"]``. Handler exceptions are logged, never fatal. One
+        handler per topic: subscribing again replaces the handler (messages already queued
+        go to the new one). This node's own messages are not delivered. May be called before
+        or after :meth:`run` starts.
         """
         known = topic in self._topics
         self._topics[topic] = handler
@@ -187,7 +188,8 @@ class Node:
         """
         cfg = self.config
         wrapped = make_stream_handler(
-            handler, cfg.control.max_peer_message_bytes, cfg.timeouts.request_s
+            handler, cfg.control.max_peer_message_bytes, cfg.timeouts.request_s,
+            cfg.timeouts.stream_close_s,
         )
         self.host.set_stream_handler(TProtocol(protocol_id), wrapped)
 
@@ -215,6 +217,7 @@ class Node:
             self.host, peer_id, protocol_id, data,
             timeout_s=cfg.timeouts.request_s if timeout is None else timeout,
             max_bytes=cfg.control.max_peer_message_bytes,
+            close_timeout_s=cfg.timeouts.stream_close_s,
         )
 
     def set_queue_length(self, n: int) -> None:
@@ -395,11 +398,11 @@ class Node:
     async def _drop_peer(self, peer_id: ID) -> None:
         """Ping a peer whose presence went silent; disconnect it if it does not answer.
 
-        py-libp2p has no keepalive, so a frozen peer would otherwise stay connected and
-        in the gossip mesh. A peer that only fell behind (an overloaded machine) still
-        answers the ping and keeps its connection: cutting it would add churn exactly
-        when the network can least afford it. Its addresses stay either way; discovery
-        evicts it after repeated dial failures.
+        py-libp2p has no keepalive (docs/libp2p.md#no-keepalive), so a frozen peer would otherwise
+        stay connected and in the gossip mesh. A peer that only fell behind (an overloaded
+        machine) still answers the ping and keeps its connection: cutting it would add churn
+        exactly when the network can least afford it. Its addresses stay either way;
+        discovery evicts it after repeated dial failures.
         """
         if await self._answers_ping(peer_id):
             log.debug("peer %s silent on presence but answers ping", peer_id)
@@ -431,4 +434,5 @@ class Node:
                 if self._discovery is not None:
                     self._discovery.poke()
             lift_expired_bans(self.pubsub, self.peer_gate)
-            await trio.sleep(min(1.0, self.config.presence.interval_s))
+            presence = self.config.presence
+            await trio.sleep(min(presence.expire_check_s, presence.interval_s))

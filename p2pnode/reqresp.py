@@ -41,7 +41,8 @@ async def _read_exact(stream: INetStream, n: int) -> bytes:
         try:
             chunk = await stream.read(n - len(buf))
         except EOFError:
-            # py-libp2p raises StreamEOF (an EOFError) instead of returning b"".
+            # py-libp2p raises StreamEOF (an EOFError) instead of returning b"":
+            # see docs/libp2p.md#stream-eof
             raise FrameError("closed") from None
         if not chunk:
             raise FrameError("closed")
@@ -67,9 +68,13 @@ async def write_frame(stream: INetStream, data: bytes) -> None:
 
 
 def make_stream_handler(
-    handler: RequestHandler, max_bytes: int, timeout_s: float
+    handler: RequestHandler, max_bytes: int, timeout_s: float, close_timeout_s: float
 ) -> Callable[[INetStream], Awaitable[None]]:
-    """Wrap ``handler`` as a libp2p stream handler: read, answer, close; never raise."""
+    """Wrap ``handler`` as a libp2p stream handler: read, answer, close; never raise.
+
+    The exchange gets ``timeout_s``; resetting a failed stream gets ``close_timeout_s``
+    more, shielded from cancellation.
+    """
 
     async def on_stream(stream: INetStream) -> None:
         peer = stream.muxed_conn.peer_id
@@ -89,7 +94,7 @@ def make_stream_handler(
             log.exception("request handler failed for peer %s", peer)
         finally:
             if not ok:
-                with trio.move_on_after(1), trio.CancelScope(shield=True):
+                with trio.move_on_after(close_timeout_s), trio.CancelScope(shield=True):
                     await _reset_quietly(stream)
 
     return on_stream
@@ -111,9 +116,12 @@ async def _close_quietly(stream: INetStream) -> None:
 
 async def request(
     host: IHost, peer_id: ID, protocol_id: str, data: bytes, *, timeout_s: float,
-    max_bytes: int,
+    max_bytes: int, close_timeout_s: float,
 ) -> bytes:
     """Send ``data`` to ``peer_id`` on a fresh stream and return the response.
+
+    The exchange gets ``timeout_s``; closing the stream gets ``close_timeout_s`` more,
+    shielded from cancellation.
 
     Raises:
         RequestError: ``too_large`` (our request or its response exceeds
@@ -140,5 +148,5 @@ async def request(
         raise RequestError(who, protocol_id, "closed", repr(exc)) from None
     finally:
         if stream is not None:
-            with trio.move_on_after(1), trio.CancelScope(shield=True):
+            with trio.move_on_after(close_timeout_s), trio.CancelScope(shield=True):
                 await _close_quietly(stream)

@@ -1,7 +1,7 @@
 """Run a node in the foreground: logging, signals, bounded shutdown.
 
 py-libp2p effectively swallows SIGINT (a process took 16.7 s to exit after Ctrl-C), so
-a signal task cancels the top nursery instead (LIBP2P_NOTES trap 10). If teardown still
+a signal task cancels the top nursery instead (docs/libp2p.md#sigint). If teardown still
 exceeds ``timeouts.shutdown_s``, a watchdog removes the socket and ``multiaddr`` files
 and ends the process, so SIGTERM always means "gone within the deadline".
 """

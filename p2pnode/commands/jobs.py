@@ -187,7 +187,7 @@ def render_status(status: dict[str, Any]) -> Any:
 def run_result(args: argparse.Namespace) -> int:
     """Download the job's model and write model.safetensors, metrics.json, curve.png."""
     from p2pnode.commands.results import write_result
-    from storage.errors import StorageError
+    from p2pnode.stores import StorageError
 
     result = _call(args, "jobs.result", {"job_id": args.job})
     try:

@@ -46,21 +46,15 @@ def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
         A summary: accuracy, rounds, seconds, model_sha256 and the written paths.
 
     Raises:
-        storage.errors.TransferError: The model could not be fetched or failed its hash.
+        p2pnode.stores.StorageError: The model could not be fetched or failed its hash.
         ValueError: The job has no model yet.
     """
-    import trio
-
-    from storage import transfer
+    from p2pnode.stores import fetch_verified
 
     if not result.get("model_url") or not result.get("model_sha256"):
         raise ValueError(f"job {result.get('job_id')} has no model yet")
     out.mkdir(parents=True, exist_ok=True)
-    model = trio.run(
-        lambda: transfer.fetch(
-            result["model_url"], sha256=result["model_sha256"], max_bytes=MAX_MODEL_BYTES
-        )
-    )
+    model = fetch_verified(result["model_url"], result["model_sha256"], MAX_MODEL_BYTES)
     _write_atomic(out / "model.safetensors", model)
     records = metrics_records(result)
     last = records[-1] if records else {}

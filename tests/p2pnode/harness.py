@@ -29,7 +29,7 @@ from p2pnode.control import call, socket_path
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90.0
 """Seconds for a node to be ready; several processes importing libp2p at once on 2
-shared cores take many seconds (11 at once: 6.5-7.6 s, see docs/libp2p.md#figures)."""
+shared cores take many seconds (11 at once: 6.5-7.6 s, see docs/libp2p.md#import-time)."""
 STOP_TIMEOUT = 10.0
 """Seconds a node may take to exit after SIGTERM before it is killed."""
 

@@ -1,0 +1,77 @@
+"""The one door from ``p2pnode`` (the daemon and the CLI) into ``storage/``.
+
+- :func:`open_owner_store`: the owner's object store, from the ``[storage]`` table and
+  the environment, or an embedded S3 server when none is configured.
+- :func:`fetch_verified`: download one object by presigned URL and check its sha256
+  (the CLI's ``result`` and the demo fetch the final model this way).
+- :class:`StorageError`: the root of everything these raise.
+
+``storage.s3`` pulls in boto3, so the store modules are imported inside the function
+that needs them: a daemon that never owns a job, and the CLI, never load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from storage.s3 import S3Store
+
+log = logging.getLogger("distro_train.jobs")
+
+__all__ = ["Stoppable", "StorageError", "fetch_verified", "open_owner_store"]
+
+
+class Stoppable(Protocol):
+    """Something :func:`open_owner_store` started, to stop when the daemon exits."""
+
+    def stop(self) -> None:
+        """Stop it (blocking; idempotent)."""
+
+
+def open_owner_store(
+    table: Mapping[str, Any] | None, data_dir: Path, started: list[Stoppable]
+) -> S3Store:
+    """Build the owner's object store and make sure its bucket exists (blocking).
+
+    With no ``[storage]`` table and no ``DISTRO_TRAIN_S3_ENDPOINT``, an embedded S3
+    server is started in ``data_dir/s3`` and appended to ``started``.
+
+    Raises:
+        StorageError: Bad configuration, or the store could not be reached.
+    """
+    from storage.config import StoreConfig
+    from storage.embedded import EmbeddedS3
+    from storage.s3 import S3Store
+
+    if table is None and not os.environ.get("DISTRO_TRAIN_S3_ENDPOINT"):
+        server = EmbeddedS3(data_dir / "s3")
+        started.append(server)
+        cfg = server.start()
+        log.info("no storage configured: embedded S3 server at %s", cfg.endpoint)
+    else:
+        cfg = StoreConfig.from_mapping(table or {}, env=os.environ)
+    store = S3Store(cfg)
+    store.ensure_bucket()
+    return store
+
+
+def fetch_verified(url: str, sha256: str, max_bytes: int) -> bytes:
+    """Download ``url`` (at most ``max_bytes``) and check it hashes to ``sha256``.
+
+    Blocking: runs its own trio loop, so call it from synchronous code only.
+
+    Raises:
+        StorageError: The download failed, was too large or failed its hash.
+    """
+    import trio
+
+    from storage import transfer
+
+    return trio.run(lambda: transfer.fetch(url, sha256=sha256, max_bytes=max_bytes))
