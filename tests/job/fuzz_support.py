@@ -94,9 +94,9 @@ def decode_body(kind: str, data: bytes) -> None:
 
 def real_routes(data_dir: Path) -> Routes:
     """The route table of a real daemon with the jobs routes installed (not running)."""
-    from p2pnode.config import Config  # noqa: PLC0415 - heavy: only when fuzzing routes
-    from p2pnode.jobs import install  # noqa: PLC0415
-    from p2pnode.node import Node  # noqa: PLC0415
+    from p2pnode.config import Config  # heavy: only when fuzzing routes
+    from p2pnode.jobs import install
+    from p2pnode.node import Node
 
     node = Node(Config.for_tests(data_dir))
     install(node)

@@ -55,14 +55,14 @@ def canary_server(host: str) -> Iterator[Canary]:
     canary = Canary(host, 0)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:  # http.server's naming
             canary.hits.append(self.path)
             self.send_response(200)
             self.send_header("Content-Length", "6")
             self.end_headers()
             self.wfile.write(b"secret")
 
-        do_PUT = do_POST = do_GET  # noqa: N815
+        do_PUT = do_POST = do_GET
 
         def log_message(self, *args: Any) -> None:
             pass
