@@ -187,7 +187,8 @@ def start_embedded_s3(
     info = json.loads(line)
     credentials = json.loads(Path(info["credentials_file"]).read_text())
     return {
-        "kind": "s3",
+        # "embedded": nanio takes presigned PUTs only (no POST policy uploads).
+        "kind": "embedded",
         "endpoint": info["endpoint"],
         "bucket": info["bucket"],
         "region": info["region"],

@@ -28,11 +28,12 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import trio
 from libp2p.crypto.keys import PublicKey
 from libp2p.peer.id import ID
+from pydantic import Field
 
 from distro_errors import DistroError
 from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
@@ -85,7 +86,8 @@ class TrainerConfig:
     train_threads: int = 0
     known_jobs: int = 256
     reoffer_after_s: float = 8.0
-    allow_networks: tuple[str, ...] = ()
+    # A TOML array arrives as a list; lax mode lets it become the tuple.
+    allow_networks: Annotated[tuple[str, ...], Field(strict=False)] = ()
     max_task_s: float = 3600.0
     max_params: int = budget.Limits.max_params
     max_activation_bytes: int = budget.Limits.max_activation_bytes

@@ -32,7 +32,8 @@ JOB: dict[str, Any] = {
 def storage_of(server: ServerHandle) -> dict[str, Any]:
     c = server.config
     return {
-        "kind": "s3",
+        # The server's own kind: an embedded (nanio) server takes presigned PUTs only.
+        "kind": c.kind,
         "endpoint": c.endpoint,
         "bucket": c.bucket,
         "region": c.region,

@@ -5,6 +5,7 @@ Each is a ``Trainer`` subclass that does the honest work and then cheats in one 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from typing import Any
@@ -102,7 +103,44 @@ class Straggler(Trainer):
         return result
 
 
+class Freeloader(Trainer):
+    """Does no work: returns the global model as it came, with plausible metrics."""
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        honest = await super().train_task(job, model, chunks, stop)
+        return TrainResult(weights=model, metrics=honest.metrics)
+
+
+class SampleLiar(Trainer):
+    """Trains honestly but claims 2**64 - 1 samples, to own the FedAvg average."""
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        honest = await super().train_task(job, model, chunks, stop)
+        lie = dataclasses.replace(honest.metrics, samples=2**64 - 1)
+        return TrainResult(weights=honest.weights, metrics=lie)
+
+
+class Copycat(Trainer):
+    """A Sybil: every copy returns the same bytes (the global model nudged by 1e-3)."""
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        honest = await super().train_task(job, model, chunks, stop)
+        g = weights.decode(model, _spec(job))
+        return TrainResult(
+            weights=weights.encode({k: v + 1e-3 for k, v in g.items()}), metrics=honest.metrics
+        )
+
+
 ADVERSARIES: dict[str, type[Trainer]] = {
+    "freeload": Freeloader,
+    "sample_liar": SampleLiar,
+    "copycat": Copycat,
     "slow": Straggler,
     "sign_flip": SignFlip,
     "noise": GaussianNoise,
