@@ -31,7 +31,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _json_object(text: str, what: str) -> dict[str, Any]:
+def json_object(text: str, what: str) -> dict[str, Any]:
     """Decode a peer's small JSON object, or raise ``training.errors.SpecError``."""
     from training.errors import SpecError  # torch-free, kept beside its use
 
@@ -61,8 +61,8 @@ def check_job(model_json: str, params_json: str) -> None:
     from training.local import TrainParams  # torch only when working
     from training.models import ModelSpec
 
-    ModelSpec.from_mapping(_json_object(model_json, "model"))
-    TrainParams.from_mapping(_json_object(params_json, "train params"))
+    ModelSpec.from_mapping(json_object(model_json, "model"))
+    TrainParams.from_mapping(json_object(params_json, "train params"))
 
 
 def train(
@@ -78,8 +78,8 @@ def train(
     from training import local
     from training.models import ModelSpec
 
-    spec = ModelSpec.from_mapping(_json_object(model_json, "model"))
-    params = _json_object(params_json, "train params")
+    spec = ModelSpec.from_mapping(json_object(model_json, "model"))
+    params = json_object(params_json, "train params")
     if threads:
         params["threads"] = threads
     return local.train(

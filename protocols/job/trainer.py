@@ -20,9 +20,7 @@ The owner is a stranger, so a trainer defends itself:
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import math
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -36,9 +34,10 @@ from libp2p.peer.id import ID
 from pydantic import Field
 
 from distro_errors import DistroError
-from protocols.envelope import Opened, ReplayGuard, open_message, seal_message
+from protocols.envelope import Opened, ReplayGuard
 from protocols.errors import EnvelopeError, SealError
-from protocols.job import JOBS_TOPIC, PROTOCOL_ID, compute, job_topic
+from protocols.job import JOBS_TOPIC, PROTOCOL_ID, codec, compute, job_topic
+from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
 from protocols.job.ports import NodeLike
 from protocols.job.spec import MODELS
@@ -65,7 +64,9 @@ class TrainerConfig:
         max_chunks: Most chunks in one assignment.
         request_timeout_s: Wait for an owner's answer to an offer or refusal.
         train_threads: torch threads per training run (0 = torch's default).
-        known_jobs: Announced jobs remembered (oldest forgotten first).
+        known_jobs: Announced jobs remembered; only jobs merely offered for are
+            forgotten to make room, oldest first.
+        jobs_per_owner: Announced jobs remembered per owner key.
         reoffer_after_s: Offer again for a known job announced after this long.
         allow_networks: CIDR networks a task's URLs may reach besides public
             addresses. Empty (the default) refuses loopback, link-local, private,
@@ -85,6 +86,7 @@ class TrainerConfig:
     request_timeout_s: float = 30.0
     train_threads: int = 0
     known_jobs: int = 256
+    jobs_per_owner: int = 8
     reoffer_after_s: float = 8.0
     # A TOML array arrives as a list; lax mode lets it become the tuple.
     allow_networks: Annotated[tuple[str, ...], Field(strict=False)] = ()
@@ -108,6 +110,10 @@ class TrainerConfig:
             max_sample_epochs=self.max_sample_epochs,
             max_threads=self.max_threads,
         )
+
+
+IDLE_STATES = ("offered", "declined")
+"""Jobs in these states may be forgotten to make room for newly announced ones."""
 
 
 @dataclass
@@ -175,7 +181,7 @@ class Trainer:
 
     async def _on_announce(self, data: bytes, from_peer: ID) -> None:
         try:
-            msg = open_message(data, expected_kinds=frozenset({"job.announce"}), replay=self.replay)
+            msg = codec.decode(data, frozenset({Kind.ANNOUNCE}), replay=self.replay)
         except EnvelopeError as exc:
             self._drop(exc.reason, exc.sender)
             return
@@ -195,9 +201,9 @@ class Trainer:
         assert isinstance(ann, pb.JobAnnounce)
         if not self._fits(ann):
             return
-        self.jobs[msg.job_id] = _Job(msg.sender, msg.public_key, ann, offered_at=now)
-        while len(self.jobs) > self.cfg.known_jobs:
-            self.jobs.popitem(last=False)
+        if not self._remember(msg.job_id, _Job(msg.sender, msg.public_key, ann, offered_at=now)):
+            self._drop("jobs_full")
+            return
         assert self._nursery is not None
         self._nursery.start_soon(self._offer, msg)
         if not self._warm:
@@ -205,6 +211,26 @@ class Trainer:
             # owner's assignment is waiting for our answer.
             self._warm = True
             self._nursery.start_soon(trio.to_thread.run_sync, compute.warm_up)
+
+    def _remember(self, job_id: str, job: _Job) -> bool:
+        """Add ``job`` to the bounded table; False when it has no room.
+
+        A job id belongs to the key that first announced it (another sender's
+        announcement of it is ignored). When the table is full, the oldest job we
+        merely offered for or were declined by is forgotten; a job we were
+        selected for or are training is never evicted by announcements, and one
+        owner holds at most ``jobs_per_owner`` entries.
+        """
+        mine = sum(1 for k in self.jobs.values() if k.owner == job.owner)
+        if mine >= self.cfg.jobs_per_owner:
+            return False
+        if len(self.jobs) >= self.cfg.known_jobs:
+            idle = next((j for j, k in self.jobs.items() if k.state in IDLE_STATES), None)
+            if idle is None:
+                return False
+            del self.jobs[idle]
+        self.jobs[job_id] = job
+        return True
 
     def _fits(self, ann: pb.JobAnnounce) -> bool:
         me = self.node.health()
@@ -219,7 +245,7 @@ class Trainer:
     def offer_for(self, msg: Opened) -> pb.Offer:
         """What we tell an owner about ourselves when offering for its job."""
         me = self.node.health()
-        return pb.Offer(
+        return codec.offer(
             health=float(me.get("health", 0)),
             free_slots=max(0, self.cfg.slots - self.busy),
             cpu_count=int(me.get("cpu_count", 1)),
@@ -227,15 +253,13 @@ class Trainer:
 
     async def _offer(self, msg: Opened) -> None:
         offer = self.offer_for(msg)
-        wire = seal_message(self.node.private_key, "job.offer", offer, job_id=msg.job_id)
+        wire = codec.encode(self.node.private_key, Kind.OFFER, offer, job_id=msg.job_id)
         try:
             with trio.fail_after(self.cfg.request_timeout_s):
                 reply = await self.node.request(
                     msg.sender, PROTOCOL_ID, wire, self.cfg.request_timeout_s
                 )
-            ack = open_message(
-                reply, expected_kinds=frozenset({"job.ack"}), expected_sender=msg.sender
-            )
+            ack = codec.decode(reply, frozenset({Kind.ACK}), sender=msg.sender)
         except (trio.TooSlowError, EnvelopeError, OSError) as exc:
             log.info("offer for job %s to %s failed: %r", msg.job_id, msg.sender, exc)
             return
@@ -251,7 +275,7 @@ class Trainer:
         """Check an owner's assignment and start the work; the Ack answers the request."""
         job = self.jobs.get(msg.job_id)
         if job is None or job.owner != msg.sender:
-            return pb.Ack(ok=False, reason="unknown_job")
+            return codec.ack(False, "unknown_job")
         assert isinstance(msg.body, pb.Assign)
         try:
             raw = unseal(
@@ -263,19 +287,19 @@ class Trainer:
             )
             task = pb.Task.FromString(raw)
         except (SealError, Exception):  # noqa: BLE001 - any undecodable task is refused
-            return pb.Ack(ok=False, reason="bad_task")
+            return codec.ack(False, "bad_task")
         problem = self._check_task(task, job)
         if problem:
-            return pb.Ack(ok=False, reason=problem)
+            return codec.ack(False, problem)
         if self.busy >= self.cfg.slots:
-            return pb.Ack(ok=False, reason="busy")
+            return codec.ack(False, "busy")
         self.busy += 1
         if self.on_load:
             self.on_load(self.busy)
         job.state = "training"
         assert self._nursery is not None
         self._nursery.start_soon(self._work, msg.job_id, msg.round, job, task)
-        return pb.Ack(ok=True)
+        return codec.ack(True)
 
     def _check_task(self, task: pb.Task, job: _Job) -> str:
         if task.model_bytes > self.cfg.max_model_bytes:
@@ -296,8 +320,8 @@ class Trainer:
         """The reason a job's task is beyond our budget (torch-free), or ""."""
         try:
             cost = budget.estimate(
-                parse_json(ann.model_params_json),
-                parse_json(ann.train_params_json),
+                compute.json_object(ann.model_params_json, "model"),
+                compute.json_object(ann.train_params_json, "train params"),
                 data_bytes=data_bytes,
                 samples=samples,
             )
@@ -423,16 +447,16 @@ class Trainer:
             round=round,
         )
         m = result.metrics
-        note = pb.UpdateAnnounce(
+        note = codec.update_note(
             sha256=sha,
             size=len(result.weights),
             samples=m.samples,
-            train_loss=_finite(m.loss),
-            train_accuracy=m.accuracy,
-            train_seconds=m.seconds,
+            loss=m.loss,
+            accuracy=m.accuracy,
+            seconds=m.seconds,
             sealed_url=sealed_url,
         )
-        wire = seal_message(self.node.private_key, "job.update", note, job_id=job_id, round=round)
+        wire = codec.encode(self.node.private_key, Kind.UPDATE, note, job_id=job_id, round=round)
         await self.node.publish(job_topic(job_id), wire)
         return note
 
@@ -442,12 +466,8 @@ class Trainer:
         Only the reason code travels: error text could tell a hostile owner what
         the addresses its URLs named answered.
         """
-        wire = seal_message(
-            self.node.private_key,
-            "job.ack",
-            pb.Ack(ok=False, reason=reason),
-            job_id=job_id,
-            round=round,
+        wire = codec.encode(
+            self.node.private_key, Kind.ACK, codec.ack(False, reason), job_id=job_id, round=round
         )
         with trio.move_on_after(self.cfg.request_timeout_s):
             try:
@@ -455,16 +475,3 @@ class Trainer:
             except Exception as exc:  # noqa: BLE001 - best effort; the round deadline covers it
                 log.info("could not tell %s about refusal: %r", owner, exc)
 
-
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else 1e30
-
-
-def parse_json(text: str, limit: int = 16 * 1024) -> dict[str, Any]:
-    """Decode a small JSON object from a peer, or raise ValueError."""
-    if len(text) > limit:
-        raise ValueError("too large")
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError("not an object")
-    return value

@@ -256,3 +256,30 @@ async def test_an_unreadable_spec_is_refused_as_bad_spec() -> None:
         ann = announce({"name": "mlp", "params": {"hidden": "wide"}}, TRAIN)
         ack = await assign(r, ann, task_for("http://example.invalid"))
         assert (ack.ok, ack.reason) == (False, "bad_spec")
+
+
+async def test_a_flood_of_announcements_never_evicts_a_job_being_trained() -> None:
+    from libp2p.crypto.ed25519 import create_new_key_pair
+
+    async with rig(TrainerConfig(known_jobs=4, jobs_per_owner=2)) as r:
+        r.trainer.jobs["real"] = _Job(
+            r.owner.peer_id, r.owner.private_key.get_public_key(), announce(DIGITS_MODEL, TRAIN),
+            state="training",
+        )
+        body = announce(DIGITS_MODEL, TRAIN)
+        for i in range(50):
+            key = create_new_key_pair(os.urandom(32)).private_key
+            for j in range(3):  # the same stranger tries more jobs than it may hold
+                wire = seal_message(key, "job.announce", body, job_id=f"fake{i}-{j}")
+                await r.trainer._on_announce(wire, r.owner.peer_id)
+        # Someone else announcing the real job's id changes nothing: the id is bound.
+        key = create_new_key_pair(os.urandom(32)).private_key
+        await r.trainer._on_announce(
+            seal_message(key, "job.announce", body, job_id="real"), r.owner.peer_id
+        )
+        assert r.trainer.jobs["real"].state == "training"
+        assert r.trainer.jobs["real"].owner == r.owner.peer_id
+        assert len(r.trainer.jobs) <= 4
+        assert any(j.startswith("fake") for j in r.trainer.jobs), "the flood was taken in"
+        owners = [k.owner for k in r.trainer.jobs.values()]
+        assert all(owners.count(o) <= 2 for o in owners)
