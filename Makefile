@@ -25,8 +25,8 @@ demo: $(STAMP)
 	$(BIN)/distro-train demo $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check p2pnode protocols training storage distro_errors.py bootstrap.py tests bench
-	$(BIN)/mypy p2pnode protocols training storage distro_errors.py bootstrap.py
+	$(BIN)/ruff check p2pnode protocols training storage distro_errors.py distro_schema.py bootstrap.py tests bench
+	$(BIN)/mypy p2pnode protocols training storage distro_errors.py distro_schema.py bootstrap.py
 
 test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -13,10 +13,10 @@ Every error carries fields so callers never match on message text.
 
 from __future__ import annotations
 
-from distro_errors import DistroError
-
 from pathlib import Path
 from typing import Any
+
+from distro_errors import DistroError
 
 
 class NodeError(DistroError):

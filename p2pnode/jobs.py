@@ -22,8 +22,7 @@ from p2pnode.jobstore import JobStore
 from p2pnode.rpc import InvalidParams, RpcError
 from p2pnode.stores import Stoppable, open_owner_store
 from protocols.job import PROTOCOL_ID
-from protocols.job.owner import Owner
-from protocols.job.owner import OwnerConfig
+from protocols.job.owner import Owner, OwnerConfig
 from protocols.job.ports import RequestHandler, TopicHandler
 from protocols.job.selection import ReputationConfig
 from protocols.job.service import request_handler

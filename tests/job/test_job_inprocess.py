@@ -16,8 +16,7 @@ import trio
 from p2pnode.jobstore import JobStore
 from protocols.errors import SealError
 from protocols.job import PROTOCOL_ID, job_topic
-from protocols.job.owner import Owner
-from protocols.job.owner import OwnerConfig
+from protocols.job.owner import Owner, OwnerConfig
 from protocols.job.service import request_handler
 from protocols.job.spec import from_mapping
 from protocols.job.trainer import Trainer, TrainerConfig
