@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
-from libp2p.peer.id import ID
 
 import distro_schema
 from p2pnode.errors import ConfigError
@@ -23,7 +22,6 @@ from p2pnode.rpc import InvalidParams, RpcError
 from p2pnode.stores import Stoppable, open_owner_store
 from protocols.job import PROTOCOL_ID
 from protocols.job.owner import Owner, OwnerConfig
-from protocols.job.ports import RequestHandler, TopicHandler
 from protocols.job.selection import ReputationConfig
 from protocols.job.service import request_handler
 from protocols.job.spec import SpecError, from_mapping, loads
@@ -36,64 +34,6 @@ log = logging.getLogger("distro_train.jobs")
 T = TypeVar("T")
 JOB_NOT_FOUND = -32001
 """JSON-RPC application error: no job with that id on this daemon."""
-
-
-class JobHost:
-    """Adapts ``p2pnode.node.Node`` to ``protocols.job.ports.NodeLike``."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.trainer: Trainer | None = None
-
-    @property
-    def peer_id(self) -> ID:
-        """This daemon's peer id."""
-        return self.node.peer_id
-
-    @property
-    def private_key(self) -> Any:
-        """This daemon's identity key."""
-        return self.node.private_key
-
-    async def publish(self, topic: str, data: bytes) -> None:
-        """Publish on gossipsub."""
-        await self.node.publish(topic, data)
-
-    def subscribe(self, topic: str, handler: TopicHandler) -> None:
-        """Subscribe once; later calls for the same topic replace the handler."""
-        self.node.subscribe(topic, handler)
-
-    async def unsubscribe(self, topic: str) -> None:
-        """Stop delivering ``topic``."""
-        await self.node.unsubscribe(topic)
-
-    def set_stream_handler(self, protocol_id: str, handler: RequestHandler) -> None:
-        """Answer request/response streams."""
-        self.node.set_stream_handler(protocol_id, handler)
-
-    async def request(
-        self,
-        peer_id: ID,
-        protocol_id: str,
-        data: bytes,
-        timeout: float | None = None,  # noqa: ASYNC109 - the daemon's own deadline parameter
-    ) -> bytes:
-        """One request, one response."""
-        return await self.node.request(peer_id, protocol_id, data, timeout)
-
-    def live_peers(self) -> Sequence[str]:
-        """Peers whose presence has not timed out."""
-        return [p.peer_id.to_base58() for p in self.node.peers()]
-
-    def health(self) -> dict[str, Any]:
-        """Our own latest presence status, with the trainer's current load reported."""
-        self.node.set_queue_length(self.trainer.busy if self.trainer else 0)
-        status = self.node.local_status()
-        return {
-            "health": status.health,
-            "accepting": status.accepting,
-            "cpu_count": status.cpu_count,
-        }
 
 
 def settings_from_table(cls: type[T], section: str, table: Mapping[str, Any]) -> T:
@@ -113,7 +53,6 @@ def settings_from_table(cls: type[T], section: str, table: Mapping[str, Any]) ->
 
 def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Trainer]:
     """Add the owner and trainer roles and the ``jobs.*`` routes to ``node``."""
-    host = JobHost(node)
     jobs = JobStore(node.config.node.data_dir / "jobs.sqlite3")
     stack: list[Stoppable] = []
     extra = node.config.extra
@@ -124,10 +63,9 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     trainer_cfg = settings_from_table(TrainerConfig, "trainer", extra.get("trainer", {}))
     data_dir = node.config.node.data_dir
     owner = Owner(
-        host, jobs, lambda: open_owner_store(extra.get("storage"), data_dir, stack), owner_cfg
+        node, jobs, lambda: open_owner_store(extra.get("storage"), data_dir, stack), owner_cfg
     )
-    trainer = trainer_cls(host, trainer_cfg, on_load=node.set_queue_length)
-    host.trainer = trainer
+    trainer = trainer_cls(node, trainer_cfg, on_load=node.set_queue_length)
     node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, trainer))
 
     async def run_owner(_node: Node, *, task_status: trio.TaskStatus[None]) -> None:

@@ -241,6 +241,19 @@ class Node:
         return [peer_info_from_entry(e, now, e.peer_id in connected)
                 for e in self.peer_table.entries()]
 
+    def live_peers(self) -> list[str]:
+        """Base58 ids of the live peers (``protocols.job.ports.NodeLike``)."""
+        return [e.peer_id.to_base58() for e in self.peer_table.entries()]
+
+    def health(self) -> dict[str, Any]:
+        """Our own latest status: health, accepting, cpu_count (``NodeLike``)."""
+        status = self.local_status()
+        return {
+            "health": status.health,
+            "accepting": status.accepting,
+            "cpu_count": status.cpu_count,
+        }
+
     def addrs(self) -> list[str]:
         """Return this node's listen addresses, each ending in ``/p2p/<peer id>``."""
         return [str(a) for a in self.host.get_addrs()]
