@@ -26,6 +26,8 @@ from p2pnode.procs import Processes, start_embedded_s3
 from training import catalogue as cat
 
 READY_TIMEOUT_S = 60.0
+CALL_TIMEOUT_S = 10.0
+"""Longest wait for one control-socket answer from a demo daemon."""
 """Seconds for the bootstrap node, the owner and every trainer to come up."""
 SECRET_ENV = (
     "AWS_ACCESS_KEY_ID",
@@ -121,7 +123,7 @@ def _try_call(data_dir: Path, method: str, params: dict[str, Any] | None = None)
     from p2pnode.errors import ControlError
 
     try:
-        return call(data_dir, method, params or {}, timeout=5.0)
+        return call(data_dir, method, params or {}, timeout=CALL_TIMEOUT_S)
     except ControlError:
         return None
 
@@ -182,7 +184,7 @@ def _run(
 
     def get() -> Any:
         procs.check_alive()
-        return call(owner_dir, "jobs.status", {"job_id": job_id}, timeout=10.0)
+        return call(owner_dir, "jobs.status", {"job_id": job_id}, timeout=CALL_TIMEOUT_S)
 
     watch(get, as_json=args.json, print_final=False)
     result = call(owner_dir, "jobs.result", {"job_id": job_id})
