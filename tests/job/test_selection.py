@@ -27,8 +27,10 @@ def test_reputation_outcomes_and_decay() -> None:
     cfg = ReputationConfig()
     s = updated(0.0, 0, "accepted", cfg)
     assert s == 10.0
-    assert updated(s, 0, "forged", cfg) == -40.0
+    assert updated(s, 0, "vanished", cfg) == -20.0
     assert decayed(40.0, cfg.half_life_s, cfg) == pytest.approx(20.0)
     assert updated(95.0, 0, "accepted", cfg) == cfg.cap
+    with pytest.raises(ValueError):  # nothing charges "forged": unverified bytes name nobody
+        updated(0.0, 0, "forged", cfg)
     with pytest.raises(ValueError):
         cfg.delta("nonsense")
