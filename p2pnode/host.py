@@ -36,7 +36,11 @@ Each workaround says why it exists, so it can go when the library is fixed:
   for topics it has no mesh for; so the limit is our own: ``push_msg`` is wrapped
   once, each forwarding peer pays from a token bucket (:mod:`p2pnode.peergate`),
   and a peer that keeps flooding is blacklisted in pubsub (its messages ignored,
-  its pubsub stream closed) and disconnected for ``gossip.peer_ban_s``.
+  its pubsub stream closed) and disconnected for ``gossip.peer_ban_s``. The guard
+  belongs in ``push_msg`` because every received message lands there and nothing
+  before it limits a sender; a flood from a stock py-libp2p ``publish`` loop mostly
+  never leaves the sender, whose 32-RPC outbound queue drops the rest silently, so
+  tests flood with raw RPC frames (docs/libp2p.md#outbound-queue).
 - Topic validators (:func:`set_validator`): ``set_topic_validator`` works as it
   should in 0.8.1 (validators run in ``push_msg`` after the seen-cache and the
   pubsub signature, before local delivery and before forwarding; our own
