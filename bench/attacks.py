@@ -422,10 +422,11 @@ def malicious_owner(work: Path) -> Line:
 
             def refusals() -> list[str]:
                 return [x for x in log.read_text(errors="replace").splitlines()
-                        if "refused slot" in x]
+                        if "refused slot" in x or " refused: " in x]
 
             try:
-                procs.wait(refusals, "the trainer's refusal", 120)
+                procs.wait(lambda: refusals() and call(owner, "jobs.status", {"job_id": job_id})[
+                    "state"] not in ("preparing", "running"), "the trainer's refusals", 120)
             except TimeoutError:
                 pass
             reasons = sorted({x.rsplit(": ", 1)[-1] for x in refusals()})
