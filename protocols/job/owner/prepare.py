@@ -60,7 +60,8 @@ async def prepare_job(live: LiveJob, jobs: JobStoreLike, store: Any, prefix: str
         await _upload(live.job_id, prepared, jobs, store, prefix)
         row = jobs.job(live.job_id)
     else:
-        log.info("job %s: resuming; data already stored", live.job_id)
+        done = row.completed_round if row is not None else 0
+        log.info("job %s: resuming after round %d; data already stored", live.job_id, done)
     assert row is not None and row.model_key and row.model_sha256
     model = await trio.to_thread.run_sync(store.get_bytes, row.model_key)
     if compute.sha256(model) != row.model_sha256:
