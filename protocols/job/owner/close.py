@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import trio
 
 from protocols.job import codec, compute, job_topic
 from protocols.job.codec import Kind
-from protocols.job.owner.config import LiveJob, OwnerStats
+from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData, model_key
-from protocols.job.owner.reputation import Reputation
 from protocols.job.owner.round import RoundOutcome
-from protocols.job.ports import JobStoreLike, NodeLike, RoundRecord
+from protocols.job.ports import RoundRecord
 from protocols.job.records import Phase, TrainerState, Update, Verdict
 from storage.store import DEFAULT_CONTENT_TYPE
 
@@ -31,21 +28,10 @@ log = logging.getLogger("distro_train.owner")
 class RoundCloser:
     """Turns a closed round into the next global model and its durable record."""
 
-    def __init__(
-        self,
-        node: NodeLike,
-        jobs: JobStoreLike,
-        reputation: Reputation,
-        stats: OwnerStats,
-        get_store: Callable[[], Awaitable[Any]],
-        prefix: Callable[[str], str],
-    ) -> None:
-        self.node = node
-        self.jobs = jobs
-        self.reputation = reputation
-        self.stats = stats
-        self.get_store = get_store
-        self.prefix = prefix
+    def __init__(self, env: OwnerEnv) -> None:
+        self.env = env
+        self.node, self.jobs, self.stats = env.node, env.jobs, env.stats
+        self.reputation = env.reputation
 
     async def close(
         self, live: LiveJob, data: JobData, outcome: RoundOutcome, started: float
@@ -113,9 +99,9 @@ class RoundCloser:
             self.reputation.charge(u.peer, outcome)
 
     async def _advance(self, live: LiveJob, data: JobData, model: bytes) -> None:
-        store = await self.get_store()
+        store = await self.env.get_store()
         sha = compute.sha256(model)
-        key = model_key(self.prefix(live.job_id), live.round_no, sha)
+        key = model_key(self.env.prefix(live.job_id), live.round_no, sha)
         await trio.to_thread.run_sync(store.put_bytes, key, model, DEFAULT_CONTENT_TYPE)
         data.model, data.model_key, data.model_sha = model, key, sha
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import trio
 from libp2p.crypto.keys import PublicKey
 
 from protocols.job import rounds
+from protocols.job.http import LazyClient
+from protocols.job.ports import JobStoreLike, NodeLike
 from protocols.job.records import Phase, TrainerState
 from protocols.job.selection import OfferInfo, ReputationConfig
 from protocols.job.spec import JobSpec
+
+if TYPE_CHECKING:
+    from protocols.job.owner.reputation import Reputation
 
 
 @dataclass(frozen=True)
@@ -90,3 +97,28 @@ class LiveJob:
     seen_alive: set[str] = field(default_factory=set)
     dropped: Counter[str] = field(default_factory=Counter)
     error: str = ""
+
+
+@dataclass
+class OwnerEnv:
+    """What the owner's parts share: the daemon, the store, settings and the books.
+
+    Attributes:
+        node: The daemon (``NodeLike``).
+        jobs: The job store (``JobStoreLike``).
+        cfg: The ``[owner]`` settings.
+        reputation: The reputation book.
+        stats: Totals for metrics.
+        http: The owner's HTTP client for fetching updates.
+        get_store: Returns the object store, opened on first use.
+        prefix: The object-key prefix of a job id.
+    """
+
+    node: NodeLike
+    jobs: JobStoreLike
+    cfg: OwnerConfig
+    reputation: Reputation
+    stats: OwnerStats
+    http: LazyClient
+    get_store: Callable[[], Awaitable[Any]]
+    prefix: Callable[[str], str]

@@ -19,7 +19,7 @@ from protocols.job import codec, job_topic
 from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
 from protocols.job.owner.close import RoundCloser
-from protocols.job.owner.config import LiveJob, OwnerConfig, OwnerStats
+from protocols.job.owner.config import LiveJob, OwnerConfig, OwnerEnv, OwnerStats
 from protocols.job.owner.prepare import JobData, prepare_job
 from protocols.job.owner.recruit import Recruiter
 from protocols.job.owner.reputation import Reputation
@@ -61,13 +61,19 @@ class Owner:
         self._store: Any = None
         self._http = LazyClient()
         self._start: Callable[[str, JobSpec], None] | None = None
-        self.recruiter = Recruiter(node, self.cfg, self.reputation)
-        self.rounds = RoundRunner(
-            node, self.cfg, self.reputation, self.stats, self._http, self._get_store, self._prefix
+        env = OwnerEnv(
+            node,
+            jobs,
+            self.cfg,
+            self.reputation,
+            self.stats,
+            self._http,
+            self._get_store,
+            self._prefix,
         )
-        self.closer = RoundCloser(
-            node, jobs, self.reputation, self.stats, self._get_store, self._prefix
-        )
+        self.recruiter = Recruiter(env)
+        self.rounds = RoundRunner(env)
+        self.closer = RoundCloser(env)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Resume unfinished jobs, then run submitted ones until cancelled."""

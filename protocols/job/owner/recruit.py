@@ -16,9 +16,7 @@ import trio
 from protocols.envelope import Opened
 from protocols.job import JOBS_TOPIC, codec, compute, job_topic
 from protocols.job.codec import Kind
-from protocols.job.owner.config import LiveJob, OwnerConfig
-from protocols.job.owner.reputation import Reputation
-from protocols.job.ports import NodeLike
+from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.records import Phase, SpareJoined, TrainerState
 from protocols.job.selection import OfferInfo, select
 from protocols.pb import distro_pb2 as pb
@@ -31,10 +29,8 @@ RECRUITING = (Phase.PREPARING, Phase.UPLOADING, Phase.RECRUITING)
 class Recruiter:
     """Announces jobs and turns offers into each job's pool of trainers."""
 
-    def __init__(self, node: NodeLike, cfg: OwnerConfig, reputation: Reputation) -> None:
-        self.node = node
-        self.cfg = cfg
-        self.reputation = reputation
+    def __init__(self, env: OwnerEnv) -> None:
+        self.node, self.cfg, self.reputation = env.node, env.cfg, env.reputation
 
     async def announce_forever(self, live: LiveJob, prepared: compute.Prepared) -> None:
         """Publish ``live``'s announcement now and then until cancelled."""

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 from libp2p.peer.id import ID
@@ -24,11 +23,8 @@ from protocols.envelope import ReplayGuard
 from protocols.errors import EnvelopeError, SealError
 from protocols.job import PROTOCOL_ID, codec, compute, rounds
 from protocols.job.codec import Kind
-from protocols.job.http import LazyClient
-from protocols.job.owner.config import LiveJob, OwnerConfig, OwnerStats
+from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
-from protocols.job.owner.reputation import Reputation
-from protocols.job.ports import NodeLike
 from protocols.job.records import (
     Announced,
     Checked,
@@ -88,23 +84,10 @@ class _Ctx:
 class RoundRunner:
     """Runs rounds of the owner's jobs and decodes their topics' announcements."""
 
-    def __init__(
-        self,
-        node: NodeLike,
-        cfg: OwnerConfig,
-        reputation: Reputation,
-        stats: OwnerStats,
-        http: LazyClient,
-        get_store: Callable[[], Awaitable[Any]],
-        prefix: Callable[[str], str],
-    ) -> None:
-        self.node = node
-        self.cfg = cfg
-        self.reputation = reputation
-        self.stats = stats
-        self.http = http
-        self.get_store = get_store
-        self.prefix = prefix
+    def __init__(self, env: OwnerEnv) -> None:
+        self.env = env
+        self.node, self.cfg, self.stats = env.node, env.cfg, env.stats
+        self.reputation = env.reputation
         self.replay = ReplayGuard()
         self._inbox: dict[str, trio.MemorySendChannel[RoundEvent]] = {}
 
@@ -114,7 +97,7 @@ class RoundRunner:
         rnd = self._new_round(live, data, number)
         if rnd is None:
             return RoundOutcome(None, "no_trainers", [])
-        store = await self.get_store()
+        store = await self.env.get_store()
         expiry = int(live.spec.round_deadline_s + self.cfg.url_grace_s)
         url = await trio.to_thread.run_sync(store.presign_get, data.model_key, expiry)
         send, recv = trio.open_memory_channel[RoundEvent](self.cfg.events)
@@ -254,8 +237,10 @@ class RoundRunner:
             await ctx.send.send(Refused(a.peer))
 
     async def _task(self, ctx: _Ctx, a: rounds.SendTask) -> pb.Task:
-        store = await self.get_store()
-        key = f"{self.prefix(ctx.live.job_id)}updates/{ctx.number}/{a.slot}-{a.peer}.safetensors"
+        store = await self.env.get_store()
+        key = (
+            f"{self.env.prefix(ctx.live.job_id)}updates/{ctx.number}/{a.slot}-{a.peer}.safetensors"
+        )
         deadline_ms = int((time.time() + ctx.live.spec.round_deadline_s) * 1000)
 
         def presign() -> pb.Task:
@@ -297,7 +282,7 @@ class RoundRunner:
                 if key:
                     # The server did not enforce the upload's size: check, and delete
                     # an oversize object, before fetching anything.
-                    store = await self.get_store()
+                    store = await self.env.get_store()
                     await trio.to_thread.run_sync(
                         store.check_upload, key, self.cfg.max_update_bytes
                     )
@@ -305,7 +290,7 @@ class RoundRunner:
                     update.url,
                     sha256=update.sha256,
                     max_bytes=self.cfg.max_update_bytes,
-                    client=self.http.get(),
+                    client=self.env.http.get(),
                 )
                 self.stats.bytes_in += len(data)
                 reason = await trio.to_thread.run_sync(
