@@ -307,8 +307,7 @@ def trainer_attacks(sizes: Sizes) -> list[Line]:
                             f"{caught if later else 'not exercised'}; {verdicts(peers[i])}"))
         elif kind == "slow":
             secs = [r["round_seconds"] for r in final["history"]]
-            out.append(line(kind, i, all(p != peers[i] for _, p in used)
-                            and max(secs, default=0) < Straggler.DELAY_S,
+            out.append(line(kind, i, never_used(i) and max(secs, default=0) < Straggler.DELAY_S,
                             f"late update never waited for; round seconds {secs}; "
                             f"{verdicts(peers[i])}"))
         else:
