@@ -396,8 +396,9 @@ def malicious_owner(work: Path) -> Line:
             boot = work / "bootstrap"
             procs.start("bootstrap", ["-m", "p2pnode.cli", "bootstrap", "--data-dir", str(boot),
                                       "--listen", "/ip4/127.0.0.1/tcp/0"], env)
-            maddr = procs.wait(lambda: (boot / "multiaddr").exists()
-                               and (boot / "multiaddr").read_text().strip(), "bootstrap", 60)
+            maddr_file = boot / "multiaddr"
+            maddr = procs.wait(lambda: maddr_file.read_text().strip() if maddr_file.exists()
+                               else None, "bootstrap", 60)
             flags = ["--bootstrap", maddr, "--listen", "/ip4/127.0.0.1/tcp/0"]
             owner, trainer = work / "owner", work / "trainer"
             owner.mkdir()
