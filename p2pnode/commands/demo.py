@@ -223,13 +223,15 @@ def launch(
     trainers: int,
     say: Any = print,
     trainer_programs: list[list[str]] | None = None,
+    owner_toml: str = "",
 ) -> Cluster:
     """Start a bootstrap node, an owner daemon using ``storage`` and ``trainers`` trainers.
 
     Only the owner's config file (mode 0600) holds the storage credentials; trainer
     processes get none, in files or environment. ``trainer_programs`` optionally gives
     each trainer's Python argv in place of ``-m p2pnode.cli daemon`` (tests run other
-    trainer behaviours this way). Returns once the owner sees every trainer.
+    trainer behaviours this way); ``owner_toml`` is appended to the owner's config file.
+    Returns once the owner sees every trainer.
     """
     env = clean_env()
     boot_dir = work / "bootstrap"
@@ -261,7 +263,7 @@ def launch(
     owner_dir.mkdir(parents=True)
     owner_cfg = owner_dir / "config.toml"
     owner_cfg.touch(mode=0o600)
-    owner_cfg.write_text(presence + _toml_table("storage", storage))
+    owner_cfg.write_text(presence + _toml_table("storage", storage) + owner_toml)
     trainer_cfg = work / "trainer.toml"
     # Everything runs on this machine, storage included: trainers must be let reach
     # loopback, which they refuse by default (URLs come from strangers).

@@ -28,6 +28,7 @@ def metrics_records(result: dict[str, Any]) -> list[dict[str, Any]]:
             "model_sha256": r["model_sha256"],
             "used_updates": r.get("used_updates", []),
             "rejected_updates": r.get("rejected_updates", []),
+            "rejected_reasons": r.get("rejected_reasons", {}),
         }
         for r in result["rounds"]
     ]

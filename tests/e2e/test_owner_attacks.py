@@ -9,14 +9,20 @@ the job store; identical bytes from two identities fail nothing.
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from p2pnode.commands.demo import launch
+from p2pnode.commands.results import write_result
 from p2pnode.control import call
 from p2pnode.procs import Processes
 from tests.conftest import wait_for
+from tests.e2e.test_metrics import free_port
 from tests.e2e.test_resilience import JOB, ended, storage_of
 from tests.s3servers import ServerHandle
 
@@ -30,10 +36,11 @@ def test_lying_trainers_cannot_sabotage_a_job(tmp_path: Path, nanio_server: Serv
         ["-m", "tests.job.adversary_daemon", k] if k else ["-m", "p2pnode.cli", "daemon"]
         for k in KINDS
     ]
+    port = free_port()
     try:
         cluster = launch(
             tmp_path, procs, storage_of(nanio_server), len(KINDS), say=lambda _m: None,
-            trainer_programs=programs,
+            trainer_programs=programs, owner_toml=f"[metrics]\nenabled = true\nport = {port}\n",
         )
         owner = cluster.owner_dir
         peers = {
@@ -63,6 +70,15 @@ def test_lying_trainers_cannot_sabotage_a_job(tmp_path: Path, nanio_server: Serv
         for r in copies:
             by_round.setdefault(r[0], set()).add(r[4])
         assert any(len(s) == 1 for s in by_round.values()), "the copies' bytes were identical"
+        # Every rejection is counted where it is reported: Prometheus and metrics.json.
+        refused = len(reasons)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        labels = ('verdict="rejected"', 'reason="no_progress"')
+        assert _counter(text, "distro_train_updates_total", *labels) >= refused, text
+        assert _counter(text, "distro_train_rounds_total") == len(final["history"])
+        write_result(call(owner, "jobs.result", {"job_id": job_id}), tmp_path / "out")
+        doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
+        assert sum(r["rejected"] for r in doc["rounds"]) == refused
     finally:
         procs.stop_all()
 
@@ -76,3 +92,11 @@ def _updates(db: Path, job_id: str) -> list[tuple[int, str, int, int, str, str]]
         ).fetchall()
     finally:
         con.close()
+
+
+def _counter(text: str, *needles: str) -> float:
+    """The value of the first Prometheus sample line containing every one of ``needles``."""
+    for line in text.splitlines():
+        if all(n in line for n in needles) and not line.startswith("#"):
+            return float(re.split(r"\s+", line.strip())[-1])
+    return 0.0
