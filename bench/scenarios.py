@@ -17,6 +17,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -164,12 +165,14 @@ def main() -> int:
         def attacked(kind: str = kind) -> tuple[bool, str]:
             acc, (status, excluded) = byzantine(kind, "multi_krum", True, args.rounds)
             base = honest_acc.get("v", 0.0)
-            ok = status["state"] == "done" and acc >= base - 0.02
-            if kind != "replay":
-                ok = ok and excluded
+            ok = status["state"] == "done" and acc >= base - 0.02 and excluded
+            reasons = [r for rec in status["history"] for r in rec["rejected_reasons"].values()]
+            if kind == "replay":  # a replayed update must be detected, not just survived
+                ok = ok and "replayed" in reasons
             return ok, (
                 f"3/10 {kind}, multi_krum+validation: accuracy {acc:.4f} vs honest "
-                f"{base:.4f}; adversaries below reputation floor: {excluded}"
+                f"{base:.4f}; adversaries below reputation floor: {excluded}; "
+                f"rejections {dict(Counter(reasons))}"
             )
 
         scenario(f"byzantine/{kind}", attacked)

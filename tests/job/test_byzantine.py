@@ -66,10 +66,12 @@ async def test_three_of_ten_adversaries_robust_vs_fedavg(
     acc_honest = honest["history"][-1]["test_accuracy"]
     acc_robust = robust["history"][-1]["test_accuracy"]
     assert acc_robust >= acc_honest - 0.02, (acc_honest, acc_robust)
-    if adversary is not Replayer:  # a replayed honest update is stale, not harmful
-        floor = ReputationConfig().floor
-        assert all(rep.get(p, 0.0) < floor for p in bad), rep  # no longer selected
-        assert not set(bad) & set(robust["history"][-1]["trainers"])
+    floor = ReputationConfig().floor
+    assert all(rep.get(p, 0.0) < floor for p in bad), rep  # no longer selected
+    assert not set(bad) & set(robust["history"][-1]["trainers"])
+    if adversary is Replayer:  # detected, not merely survived
+        reasons = [r for rec in robust["history"] for r in rec["rejected_reasons"].values()]
+        assert "replayed" in reasons, robust["history"]
     if adversary is SignFlip:
         naive, _, _ = await scenario(
             tmp_path / "naive", nanio_server, kinds, rule="fedavg", validate_updates=False

@@ -51,6 +51,7 @@ class RoundCloser:
             removed,
         )
         self._judge(live, accepted, result)
+        live.past_updates.update(u.sha256 for u in outcome.updates)
         loss, acc = await trio.to_thread.run_sync(compute.evaluate, data.prepared, result.model)
         await self._advance(live, data, result.model)
         used = [u for u in accepted if u.verdict is Verdict.ACCEPTED]

@@ -95,6 +95,7 @@ class LiveJob:
     rnd: rounds.Round | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     seen_alive: set[str] = field(default_factory=set)
+    past_updates: set[str] = field(default_factory=set)
     dropped: Counter[str] = field(default_factory=Counter)
     error: str = ""
 

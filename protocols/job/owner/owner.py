@@ -240,6 +240,8 @@ class Owner:
         self.node.subscribe(job_topic(live.job_id), self.rounds.on_topic(live))
         row = self.jobs.job(live.job_id)
         first = (row.completed_round if row else 0) + 1
+        for rec in self.jobs.rounds(live.job_id):  # a resumed job still knows old updates
+            live.past_updates.update(rec.get("used_updates", []), rec.get("rejected_updates", []))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.recruiter.announce_forever, live, data.prepared)
             await self.recruiter.recruit(live)

@@ -276,7 +276,10 @@ class RoundRunner:
         from storage import transfer  # httpx only when an update arrives
 
         live, reason = ctx.live, "wrong_url"
-        if update.url == ctx.issued.get(update.key):
+        if update.sha256 in live.past_updates:
+            # Bytes an earlier round already saw: an old update sent again.
+            reason = "replayed"
+        elif update.url == ctx.issued.get(update.key):
             try:
                 key = ctx.unenforced.get(update.key)
                 if key:
