@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -30,9 +30,7 @@ AKAVE_ENDPOINT = "https://o3-rc2.akave.xyz"
 AKAVE_REGION = "akave-network"
 
 Kind = Literal["s3", "akave", "embedded"]
-KINDS: tuple[str, ...] = get_args(Kind)
-
-#: Environment variables read by ``from_env``, mapped to config fields.
+#: Environment variables read by ``from_mapping(..., env=...)``, mapped to config fields.
 ENV_VARS: dict[str, str] = {
     "AWS_ACCESS_KEY_ID": "access_key",
     "AWS_SECRET_ACCESS_KEY": "secret_key",
@@ -117,11 +115,6 @@ class StoreConfig:
         config = distro_schema.load(cls, values, error=StorageConfigError)
         config.validate()
         return config
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], **table: Any) -> StoreConfig:
-        """Shorthand for ``from_mapping(table, env=env)``."""
-        return cls.from_mapping(table, env=env)
 
     def key(self, key: str) -> str:
         """Return the full object key: ``prefix + key``."""

@@ -127,7 +127,6 @@ class Round:
         self.rejected: list[str] = []
         self.gone_peers: set[str] = set()
         self.done = False
-        self.close_reason = ""
 
     def start(self) -> list[Action]:
         """Send every slot's task to its holder."""
@@ -249,5 +248,4 @@ class Round:
         if not reason:
             return []
         self.done = True
-        self.close_reason = reason
         return [Close(tuple(accepted), tuple(self.rejected), reason)]

@@ -55,10 +55,6 @@ class PeerTable:
             del self._peers[p]
         return gone
 
-    def forget(self, peer_id: ID) -> bool:
-        """Drop ``peer_id``; return whether it was known."""
-        return self._peers.pop(peer_id, None) is not None
-
     def get(self, peer_id: ID) -> PeerEntry | None:
         """Return the entry of ``peer_id`` or None."""
         return self._peers.get(peer_id)
