@@ -1,7 +1,11 @@
 """Content-addressed chunks and the manifest that lists them.
 
-A chunk's key is ``<job prefix>chunks/<sha256 hex of its bytes>``, so identical chunks
-share one object and a chunk already in the store is never uploaded again. The
+A chunk's key is ``<job prefix>chunks/<sha256 hex of its stored bytes>``, so identical
+chunks share one object and a chunk already in the store is never uploaded again.
+Encrypted chunks (``upload_chunks(..., seal=...)``) are addressed by their
+ciphertext, which a deterministic per-chunk key makes a function of the job's key
+and the plaintext: identical chunks of one job still share one object, and the key
+names no hash of the plaintext for the storage operator to test guesses against. The
 manifest is JSON; ``Manifest.decode`` treats its input as untrusted: size first, then
 parse, then validate every field.
 """
@@ -53,12 +57,19 @@ def split_records(
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One chunk: its key (relative to the store prefix), size, sha256 and sample count."""
+    """One chunk: its key (relative to the store prefix), size, sha256 and sample count.
+
+    ``size`` and ``sha256`` are those of the stored bytes. For an encrypted chunk
+    ``plain_sha256`` and ``plain_size`` describe its plaintext (its content
+    identity); both are empty (``""``, 0) for a chunk stored in the clear.
+    """
 
     key: str
     size: int
     sha256: str
     samples: int
+    plain_sha256: str = ""
+    plain_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,10 +92,7 @@ class Manifest:
         """Return the manifest as canonical JSON bytes (sorted keys, no spaces)."""
         body = {
             "version": MANIFEST_VERSION,
-            "entries": [
-                {"key": e.key, "size": e.size, "sha256": e.sha256, "samples": e.samples}
-                for e in self.entries
-            ],
+            "entries": [_encode_entry(e) for e in self.entries],
             "total_bytes": self.total_bytes,
             "total_samples": self.total_samples,
         }
@@ -118,20 +126,37 @@ class Manifest:
         return manifest
 
 
+_PLAIN_FIELDS = {"key", "size", "sha256", "samples"}
+_SEALED_FIELDS = _PLAIN_FIELDS | {"plain_sha256", "plain_size"}
+
+
+def _encode_entry(e: ManifestEntry) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": e.key, "size": e.size, "sha256": e.sha256, "samples": e.samples}
+    if e.plain_sha256:
+        out.update(plain_sha256=e.plain_sha256, plain_size=e.plain_size)
+    return out
+
+
 def _entry(index: int, raw: Any) -> ManifestEntry:
     """Validate one decoded manifest entry."""
     where = f"entries[{index}]"
-    if not isinstance(raw, dict) or set(raw) != {"key", "size", "sha256", "samples"}:
-        raise ManifestError("bad_field", f"{where} must have exactly key, size, sha256, samples")
+    if not isinstance(raw, dict) or set(raw) not in (_PLAIN_FIELDS, _SEALED_FIELDS):
+        raise ManifestError(
+            "bad_field",
+            f"{where} must have exactly key, size, sha256, samples (and, when encrypted, "
+            "plain_sha256 and plain_size)",
+        )
     key, size, sha, samples = raw["key"], raw["size"], raw["sha256"], raw["samples"]
-    if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
-        raise ManifestError("bad_field", f"{where}.sha256 must be 64 lowercase hex digits")
+    plain_sha, plain_size = raw.get("plain_sha256", ""), raw.get("plain_size", 0)
+    for name, digest in (("sha256", sha), ("plain_sha256", plain_sha or "0" * 64)):
+        if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
+            raise ManifestError("bad_field", f"{where}.{name} must be 64 lowercase hex digits")
     if not isinstance(key, str) or not key.endswith(f"chunks/{sha}"):
         raise ManifestError("bad_field", f"{where}.key must end with chunks/<sha256>")
-    for name, value in (("size", size), ("samples", samples)):
+    for name, value in (("size", size), ("samples", samples), ("plain_size", plain_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ManifestError("bad_field", f"{where}.{name} must be a non-negative integer")
-    return ManifestEntry(key=key, size=size, sha256=sha, samples=samples)
+    return ManifestEntry(key, size, sha, samples, plain_sha, plain_size)
 
 
 def upload_chunks(
@@ -141,6 +166,7 @@ def upload_chunks(
     progress: Callable[[ProgressEvent], None] | None = None,
     *,
     total_items: int | None = None,
+    seal: Callable[[bytes, str], bytes] | None = None,
 ) -> Manifest:
     """Upload chunks under ``prefix`` (content-addressed, deduplicated) and list them.
 
@@ -154,6 +180,9 @@ def upload_chunks(
         items: ``(chunk bytes, sample count)`` pairs.
         progress: called after each chunk with a ``ProgressEvent``.
         total_items: the number of items, if known, for progress displays.
+        seal: encrypts a chunk, given its bytes and their sha256, into the bytes to
+            store; it must be deterministic for content addressing to deduplicate.
+            None stores chunks in the clear.
 
     Returns:
         The manifest of every chunk, in input order.
@@ -162,14 +191,19 @@ def upload_chunks(
     seen: set[str] = set()
     done_bytes = 0
     for data, samples in items:
-        sha = hashlib.sha256(data).hexdigest()
+        sha = plain_sha = hashlib.sha256(data).hexdigest()
+        stored = data
+        if seal is not None:
+            stored = seal(data, plain_sha)
+            sha = hashlib.sha256(stored).hexdigest()
         key = chunk_key(prefix, sha)
         skipped = key in seen or store.exists(key)
         if not skipped:
-            store.put_bytes(key, data, CHUNK_CONTENT_TYPE)
+            store.put_bytes(key, stored, CHUNK_CONTENT_TYPE)
         seen.add(key)
-        entries.append(ManifestEntry(key=key, size=len(data), sha256=sha, samples=samples))
-        done_bytes += len(data)
+        sealed = (plain_sha, len(data)) if seal is not None else ("", 0)
+        entries.append(ManifestEntry(key, len(stored), sha, samples, *sealed))
+        done_bytes += len(stored)
         if progress is not None:
             progress(
                 ProgressEvent(

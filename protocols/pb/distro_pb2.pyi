@@ -300,6 +300,10 @@ class Task(_message.Message):
     UPDATE_GET_URL_FIELD_NUMBER: _builtins.int
     DEADLINE_MS_FIELD_NUMBER: _builtins.int
     UPLOAD_FIELDS_FIELD_NUMBER: _builtins.int
+    MODEL_KEY_FIELD_NUMBER: _builtins.int
+    MODEL_CIPHER_SHA256_FIELD_NUMBER: _builtins.int
+    MODEL_CIPHER_BYTES_FIELD_NUMBER: _builtins.int
+    ENCRYPT_UPDATE_FIELD_NUMBER: _builtins.int
     model_url: _builtins.str
     model_sha256: _builtins.str
     model_bytes: _builtins.int
@@ -310,6 +314,16 @@ class Task(_message.Message):
     """presigned GET for the same object (owner reads it)"""
     deadline_ms: _builtins.int
     """wall clock (ms since the epoch) the trainer stops at"""
+    model_key: _builtins.bytes
+    """Encryption at rest (docs/storage.md). Empty/zero when the job stores in the clear.
+    model_sha256 and model_bytes describe the plaintext; these the stored ciphertext.
+    AES-256-GCM key of this round's global model
+    """
+    model_cipher_sha256: _builtins.str
+    """transport hash of the stored model"""
+    model_cipher_bytes: _builtins.int
+    encrypt_update: _builtins.bool
+    """upload the update encrypted, its key sealed to the owner"""
     @_builtins.property
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]: ...
     @_builtins.property
@@ -330,10 +344,14 @@ class Task(_message.Message):
         update_get_url: _builtins.str = ...,
         deadline_ms: _builtins.int = ...,
         upload_fields: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        model_key: _builtins.bytes = ...,
+        model_cipher_sha256: _builtins.str = ...,
+        model_cipher_bytes: _builtins.int = ...,
+        encrypt_update: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "deadline_ms", b"deadline_ms", "model_bytes", b"model_bytes", "model_sha256", b"model_sha256", "model_url", b"model_url", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_fields", b"upload_fields", "upload_url", b"upload_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "deadline_ms", b"deadline_ms", "encrypt_update", b"encrypt_update", "model_bytes", b"model_bytes", "model_cipher_bytes", b"model_cipher_bytes", "model_cipher_sha256", b"model_cipher_sha256", "model_key", b"model_key", "model_sha256", b"model_sha256", "model_url", b"model_url", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_fields", b"upload_fields", "upload_url", b"upload_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -347,10 +365,20 @@ class Chunk(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    CIPHER_SHA256_FIELD_NUMBER: _builtins.int
+    CIPHER_SIZE_FIELD_NUMBER: _builtins.int
     url: _builtins.str
     sha256: _builtins.str
+    """of the plaintext (content identity)"""
     size: _builtins.int
+    """of the plaintext"""
     samples: _builtins.int
+    key: _builtins.bytes
+    """AES-256-GCM key of this chunk alone; empty when stored in the clear"""
+    cipher_sha256: _builtins.str
+    """transport hash of the stored ciphertext"""
+    cipher_size: _builtins.int
     def __init__(
         self,
         *,
@@ -358,10 +386,13 @@ class Chunk(_message.Message):
         sha256: _builtins.str = ...,
         size: _builtins.int = ...,
         samples: _builtins.int = ...,
+        key: _builtins.bytes = ...,
+        cipher_sha256: _builtins.str = ...,
+        cipher_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["samples", b"samples", "sha256", b"sha256", "size", b"size", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cipher_sha256", b"cipher_sha256", "cipher_size", b"cipher_size", "key", b"key", "samples", b"samples", "sha256", b"sha256", "size", b"size", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -408,6 +439,8 @@ class UpdateAnnounce(_message.Message):
     TRAIN_ACCURACY_FIELD_NUMBER: _builtins.int
     TRAIN_SECONDS_FIELD_NUMBER: _builtins.int
     SEALED_URL_FIELD_NUMBER: _builtins.int
+    CIPHER_SHA256_FIELD_NUMBER: _builtins.int
+    SEALED_KEY_FIELD_NUMBER: _builtins.int
     sha256: _builtins.str
     size: _builtins.int
     samples: _builtins.int
@@ -416,6 +449,12 @@ class UpdateAnnounce(_message.Message):
     train_seconds: _builtins.float
     sealed_url: _builtins.bytes
     """HPKE-sealed GET URL of the update, to the owner"""
+    cipher_sha256: _builtins.str
+    """When the task asked for encryption: sha256 above is the plaintext's (content
+    identity), cipher_sha256 the stored ciphertext's, and sealed_key its AES-256-GCM
+    key, HPKE-sealed to the owner.
+    """
+    sealed_key: _builtins.bytes
     def __init__(
         self,
         *,
@@ -426,10 +465,12 @@ class UpdateAnnounce(_message.Message):
         train_accuracy: _builtins.float = ...,
         train_seconds: _builtins.float = ...,
         sealed_url: _builtins.bytes = ...,
+        cipher_sha256: _builtins.str = ...,
+        sealed_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["samples", b"samples", "sealed_url", b"sealed_url", "sha256", b"sha256", "size", b"size", "train_accuracy", b"train_accuracy", "train_loss", b"train_loss", "train_seconds", b"train_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cipher_sha256", b"cipher_sha256", "samples", b"samples", "sealed_key", b"sealed_key", "sealed_url", b"sealed_url", "sha256", b"sha256", "size", b"size", "train_accuracy", b"train_accuracy", "train_loss", b"train_loss", "train_seconds", b"train_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
