@@ -304,6 +304,8 @@ class Task(_message.Message):
     MODEL_CIPHER_SHA256_FIELD_NUMBER: _builtins.int
     MODEL_CIPHER_BYTES_FIELD_NUMBER: _builtins.int
     ENCRYPT_UPDATE_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
+    DETERMINISTIC_FIELD_NUMBER: _builtins.int
     model_url: _builtins.str
     model_sha256: _builtins.str
     model_bytes: _builtins.int
@@ -324,6 +326,12 @@ class Task(_message.Message):
     model_cipher_bytes: _builtins.int
     encrypt_update: _builtins.bool
     """upload the update encrypted, its key sealed to the owner"""
+    nonce: _builtins.bytes
+    """Proof of useful work (docs/verification.md): the task's nonce seeds the data
+    order, so an update is bound to its task; both replicas of a slot get the same
+    one. deterministic: train on one thread so replicas can be compared.
+    """
+    deterministic: _builtins.bool
     @_builtins.property
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]: ...
     @_builtins.property
@@ -348,10 +356,12 @@ class Task(_message.Message):
         model_cipher_sha256: _builtins.str = ...,
         model_cipher_bytes: _builtins.int = ...,
         encrypt_update: _builtins.bool = ...,
+        nonce: _builtins.bytes = ...,
+        deterministic: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "deadline_ms", b"deadline_ms", "encrypt_update", b"encrypt_update", "model_bytes", b"model_bytes", "model_cipher_bytes", b"model_cipher_bytes", "model_cipher_sha256", b"model_cipher_sha256", "model_key", b"model_key", "model_sha256", b"model_sha256", "model_url", b"model_url", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_fields", b"upload_fields", "upload_url", b"upload_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "deadline_ms", b"deadline_ms", "deterministic", b"deterministic", "encrypt_update", b"encrypt_update", "model_bytes", b"model_bytes", "model_cipher_bytes", b"model_cipher_bytes", "model_cipher_sha256", b"model_cipher_sha256", "model_key", b"model_key", "model_sha256", b"model_sha256", "model_url", b"model_url", "nonce", b"nonce", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_fields", b"upload_fields", "upload_url", b"upload_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
