@@ -279,9 +279,7 @@ class Decryptor:
         return last
 
 
-def encrypt(
-    key: bytes, oid: ObjectId, data: bytes, *, nonce_prefix: bytes | None = None
-) -> bytes:
+def encrypt(key: bytes, oid: ObjectId, data: bytes, *, nonce_prefix: bytes | None = None) -> bytes:
     """Encrypt a whole object held in memory (the same bytes as streaming it)."""
     enc = Encryptor(key, oid, nonce_prefix=nonce_prefix)
     seg, view = enc._segment, memoryview(data)  # noqa: SLF001 - same module
