@@ -12,8 +12,10 @@ more to verify and are never what a distro-train daemon signs with.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError, Message
@@ -36,6 +38,48 @@ ED25519_KEY_PREFIX = b"\x08\x01\x12\x20"
 IDENTITY_MULTIHASH_PREFIX = b"\x00\x24"
 """An Ed25519 peer id is the identity multihash (code 0, length 36) of the key."""
 ED25519_SIGNATURE_BYTES = 64
+VERIFIED_CACHE_ENTRIES = 4096
+"""How many recently verified (envelope, signature) pairs :func:`open_message` remembers."""
+
+
+class VerifiedCache:
+    """Digests of (signed envelope, signature) pairs whose signature verified: bounded LRU.
+
+    A gossip message is opened twice on each hop, by the topic validator before it is
+    relayed and by the handler after: the second open skips the Ed25519 verification.
+    The digest covers the signed bytes and the signature (the key is inside the signed
+    bytes), so only the very same bytes that verified before can hit; every cheap check
+    (sender, kind, time window, replay) still runs on each open.
+    """
+
+    def __init__(self, capacity: int = VERIFIED_CACHE_ENTRIES) -> None:
+        self.capacity = capacity
+        self.hits = 0
+        self.verifications = 0
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+
+    @staticmethod
+    def digest(signed_envelope: bytes, signature: bytes) -> bytes:
+        """The cache key of one signed envelope."""
+        return hashlib.sha256(signature + signed_envelope).digest()
+
+    def contains(self, key: bytes) -> bool:
+        """Whether ``key`` verified recently (refreshes it)."""
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            self.hits += 1
+            return True
+        return False
+
+    def add(self, key: bytes) -> None:
+        """Remember that ``key`` verified."""
+        self._seen[key] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+
+VERIFIED = VerifiedCache()
+"""The process-wide cache :func:`open_message` uses."""
 
 BODY_TYPES: dict[str, type[Message]] = {
     "presence": pb.Presence,
@@ -116,7 +160,9 @@ def open_message(
     Order: size, decode, key type and length (Ed25519 only), sender matches key,
     expected sender, kind, timestamp window and replay pre-check, signature, body
     decode, and only then is the nonce remembered. Nothing costs a signature check
-    before every cheap filter passed.
+    before every cheap filter passed, and bytes that verified recently are not verified
+    again (:class:`VerifiedCache`: the gossip validator and the handler open each
+    message on every hop).
 
     Args:
         data: Untrusted bytes from the network.
@@ -136,12 +182,16 @@ def open_message(
             earlier refusal names nobody, since anyone can copy a public key.
     """
     env, public = _precheck(data, expected_kinds, expected_sender, replay, window, now_ms)
-    try:
-        valid = public.verify(DOMAIN + env.signed_envelope, env.signature)
-    except Exception:  # noqa: BLE001 - a malformed signature is a bad signature
-        valid = False
-    if not valid:
-        raise EnvelopeError("bad_signature")
+    key = VerifiedCache.digest(env.signed_envelope, env.signature)
+    if not VERIFIED.contains(key):
+        VERIFIED.verifications += 1
+        try:
+            valid = public.verify(DOMAIN + env.signed_envelope, env.signature)
+        except Exception:  # noqa: BLE001 - a malformed signature is a bad signature
+            valid = False
+        if not valid:
+            raise EnvelopeError("bad_signature")
+        VERIFIED.add(key)
     sender = ID(env.sender)
     try:
         body = BODY_TYPES[env.kind].FromString(env.body)
