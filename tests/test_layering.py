@@ -10,12 +10,13 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("p2pnode", "protocols", "training", "storage")
+PACKAGES = ("p2pnode", "protocols", "training", "storage", "ledger")
 ALLOWED: dict[str, set[str]] = {
-    "p2pnode": {"protocols", "training", "storage"},
-    "protocols": {"training", "storage"},
+    "p2pnode": {"protocols", "training", "storage", "ledger"},
+    "protocols": {"training", "storage", "ledger"},
     "training": set(),
     "storage": set(),
+    "ledger": set(),
 }
 """Which other packages each package may import (``distro_errors`` is open to all)."""
 
@@ -114,3 +115,20 @@ def test_dependencies_point_one_way() -> None:
         and package_of(target) not in ALLOWED[package_of(source)]
     )
     assert upward == []
+
+
+def test_web3_only_in_ledger() -> None:
+    """The EVM client libraries stay in ``ledger/`` (issue 14)."""
+    heavy = ("web3", "eth_account", "eth_utils", "eth_abi")
+    offenders = []
+    for name, path in modules().items():
+        if package_of(name) == "ledger":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            roots = []
+            if isinstance(node, ast.Import):
+                roots = [alias.name.partition(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                roots = [node.module.partition(".")[0]]
+            offenders += [f"{name}: {root}" for root in roots if root in heavy]
+    assert offenders == []

@@ -1,0 +1,198 @@
+"""``Market``: the one door to the contract over any EVM JSON-RPC endpoint (blocking).
+
+Every method blocks on HTTP; daemons call them with ``trio.to_thread.run_sync``.
+Transactions are signed locally with the wallet key (``eth_sendRawTransaction``),
+so the endpoint never holds a key: anvil, Hedera's JSON-RPC relay or any other
+EVM node works alike. A revert surfaces as ``TxRefused`` with the contract's reason;
+an unreachable endpoint as ``ChainUnavailable``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from eth_account import Account
+from eth_utils.address import to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+
+from ledger import artifact
+from ledger.errors import ChainUnavailable, TxRefused
+from ledger.receipts import Receipt, job_key, sha256_bytes
+
+#: Per-request HTTP timeout.
+RPC_TIMEOUT_S = 10.0
+#: How long to wait for a transaction to be mined.
+TX_TIMEOUT_S = 60.0
+#: The most receipts one ``redeem`` transaction carries (the contract's MAX_BATCH).
+MAX_BATCH = 128
+
+
+@dataclass(frozen=True)
+class TxResult:
+    """A mined transaction."""
+
+    tx_hash: str
+    gas_used: int
+    block: int
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the contract holds for one job (amounts in wei)."""
+
+    owner: str
+    deposit: int
+    paid: int
+    ended_at: int
+    refunded: bool
+    rounds: int
+
+    @property
+    def left(self) -> int:
+        """What is still escrowed and unpaid."""
+        return 0 if self.refunded else self.deposit - self.paid
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """One entry of a job's public round log (digests as hex)."""
+
+    index: int
+    round: int
+    model: str
+    parent: str
+    updates_root: str
+
+
+class Market:
+    """A connection to one deployed market contract.
+
+    Args:
+        rpc_url: the JSON-RPC endpoint.
+        contract: the contract address.
+        key: the wallet key that signs transactions (None: read-only).
+    """
+
+    def __init__(self, rpc_url: str, contract: str, key: bytes | None = None) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+        self.address = to_checksum_address(contract)
+        self.contract = self.w3.eth.contract(address=self.address, abi=artifact.load().abi)
+        self._key = key
+        self.sender = Account.from_key(key).address if key else None
+        self._lock = threading.Lock()
+
+    @property
+    def chain_id(self) -> int:
+        """The endpoint's chain id."""
+        return int(self._rpc(lambda: self.w3.eth.chain_id))
+
+    @staticmethod
+    def deploy(rpc_url: str, key: bytes, *, grace_s: int) -> str:
+        """Deploy the checked-in artifact; return the new contract's address."""
+        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+        art = artifact.load()
+        factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        sender = Account.from_key(key).address
+        tx = _rpc(lambda: factory.constructor(grace_s).build_transaction(
+            {"from": sender, "nonce": w3.eth.get_transaction_count(sender, "pending")}))
+        receipt = _send(w3, key, tx)
+        return str(receipt["contractAddress"])
+
+    def _rpc(self, call: Any) -> Any:
+        return _rpc(call)
+
+    def _transact(self, fn: Any, value: int = 0) -> TxResult:
+        if self._key is None or self.sender is None:
+            raise TxRefused("this market client has no wallet key", reason="no_wallet")
+        with self._lock:
+            tx = self._rpc(lambda: fn.build_transaction({
+                "from": self.sender, "value": value,
+                "nonce": self.w3.eth.get_transaction_count(self.sender, "pending")}))
+            receipt = _send(self.w3, self._key, tx)
+        return TxResult(tx_hash=receipt["transactionHash"].hex(),
+                        gas_used=int(receipt["gasUsed"]), block=int(receipt["blockNumber"]))
+
+    def deposit(self, job_id: str, wei: int) -> TxResult:
+        """Escrow ``wei`` for ``job_id`` (the first deposit makes the sender its owner)."""
+        return self._transact(self.contract.functions.deposit(job_key(job_id)), value=wei)
+
+    def redeem(self, receipts: list[Receipt]) -> TxResult:
+        """Redeem up to ``MAX_BATCH`` receipts in one transaction (all or none)."""
+        if not 0 < len(receipts) <= MAX_BATCH:
+            raise TxRefused(f"a batch holds 1..{MAX_BATCH} receipts", reason="bad_batch")
+        rows = [(job_key(r.job_id), r.round, r.trainer, sha256_bytes(r.update), r.amount,
+                 r.signature[64] if r.signature[64] >= 27 else r.signature[64] + 27,
+                 r.signature[:32], r.signature[32:64]) for r in receipts]
+        return self._transact(self.contract.functions.redeem(rows))
+
+    def end_job(self, job_id: str) -> TxResult:
+        """Declare the job over; the grace period starts at this block's time."""
+        return self._transact(self.contract.functions.end_job(job_key(job_id)))
+
+    def refund(self, job_id: str) -> TxResult:
+        """Take back the unpaid rest (after end + grace)."""
+        return self._transact(self.contract.functions.refund(job_key(job_id)))
+
+    def commit_round(self, job_id: str, round_: int, *, model: str, parent: str,
+                     updates_root: bytes) -> TxResult:
+        """Append one round to the job's public log."""
+        parent_b = sha256_bytes(parent) if parent else bytes(32)
+        return self._transact(self.contract.functions.commit_round(
+            job_key(job_id), round_, sha256_bytes(model), parent_b, updates_root))
+
+    def job(self, job_id: str) -> JobState:
+        """The contract's record of ``job_id`` (owner is the zero address if unknown)."""
+        row = self._rpc(lambda: self.contract.functions.jobs(job_key(job_id)).call())
+        return JobState(owner=str(row[0]), deposit=int(row[1]), paid=int(row[2]),
+                        ended_at=int(row[3]), refunded=bool(row[4]), rounds=int(row[5]))
+
+    def redeemed(self, digest: bytes) -> bool:
+        """Whether the receipt with EIP-712 ``digest`` was redeemed."""
+        return bool(self._rpc(lambda: self.contract.functions.redeemed(digest).call()))
+
+    def round_log(self, job_id: str) -> list[Commitment]:
+        """The job's whole public round log, in order."""
+        n = self.job(job_id).rounds
+        out = []
+        for i in range(n):
+            row = self._rpc(
+                lambda i=i: self.contract.functions.round_log(job_key(job_id), i).call())
+            out.append(Commitment(index=i, round=int(row[0]), model=bytes(row[1]).hex(),
+                                  parent=bytes(row[2]).hex(), updates_root=bytes(row[3]).hex()))
+        return out
+
+    def grace_s(self) -> int:
+        """The contract's grace period after a job's end, in seconds."""
+        return int(self._rpc(lambda: self.contract.functions.GRACE().call()))
+
+    def balance(self, address: str) -> int:
+        """The balance of ``address`` in wei."""
+        return int(self._rpc(lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+
+
+def _rpc(call: Any) -> Any:
+    try:
+        return call()
+    except ContractLogicError as exc:
+        raise TxRefused(str(exc.message or exc)) from exc
+    except (requests.RequestException, OSError) as exc:
+        raise ChainUnavailable(f"JSON-RPC endpoint unreachable: {exc}") from exc
+    except Web3Exception as exc:
+        raise ChainUnavailable(f"JSON-RPC error: {exc}") from exc
+
+
+def _send(w3: Web3, key: bytes, tx: dict[str, Any]) -> Any:
+    signed = Account.sign_transaction(tx, key)
+    tx_hash = _rpc(lambda: w3.eth.send_raw_transaction(signed.raw_transaction))
+    try:
+        receipt = _rpc(lambda: w3.eth.wait_for_transaction_receipt(tx_hash,
+                                                                   timeout=TX_TIMEOUT_S))
+    except TimeExhausted as exc:
+        raise ChainUnavailable(f"transaction {tx_hash.hex()} not mined in time") from exc
+    if int(receipt["status"]) != 1:
+        raise TxRefused(f"transaction {tx_hash.hex()} reverted")
+    return receipt
