@@ -19,12 +19,13 @@ import distro_schema
 from p2pnode.errors import ConfigError
 from p2pnode.jobstore import JobStore
 from p2pnode.rpc import InvalidParams, RpcError
-from p2pnode.stores import Stoppable, open_owner_store
+from p2pnode.stores import Stoppable, open_owner_store, reachable_host
 from protocols.job import PROTOCOL_ID
 from protocols.job.owner import Owner, OwnerConfig
 from protocols.job.selection import ReputationConfig
 from protocols.job.service import request_handler
 from protocols.job.spec import SpecError, from_mapping, loads
+from protocols.job.spec import schema as spec_json_schema
 from protocols.job.trainer import Trainer, TrainerConfig
 
 if TYPE_CHECKING:
@@ -63,7 +64,10 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     trainer_cfg = settings_from_table(TrainerConfig, "trainer", extra.get("trainer", {}))
     data_dir = node.config.node.data_dir
     owner = Owner(
-        node, jobs, lambda: open_owner_store(extra.get("storage"), data_dir, stack), owner_cfg
+        node, jobs,
+        lambda: open_owner_store(extra.get("storage"), data_dir, stack,
+                                 reachable_host(node.addrs())),
+        owner_cfg,
     )
     trainer = trainer_cls(node, trainer_cfg, on_load=node.set_queue_length)
     node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, trainer))
@@ -83,12 +87,6 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     node.add_service(run_trainer)
     _add_routes(node, owner, trainer)
     node.peer_extras.append(lambda peer: {"reputation": round(owner.reputation_of(peer), 2)})
-    if node.config.metrics.enabled:
-        from p2pnode.metrics import serve_metrics  # prometheus_client only when enabled
-
-        m = node.config.metrics
-        port = serve_metrics(node, owner, trainer, m.host, m.port)
-        log.info("metrics at http://%s:%d/metrics", m.host, port)
     return owner, trainer
 
 
@@ -104,9 +102,9 @@ def _add_routes(node: Node, owner: Owner, trainer: Trainer) -> None:
         spec_in = params["spec"]
         try:
             spec = loads(spec_in) if isinstance(spec_in, str) else from_mapping(spec_in)
+            return {"job_id": await owner.submit(spec)}
         except SpecError as exc:
             raise InvalidParams(f"spec.{exc.field}", exc.detail) from None
-        return {"job_id": await owner.submit(spec)}
 
     async def list_jobs(params: dict[str, Any]) -> list[dict[str, Any]]:
         return owner.list_jobs()
@@ -154,3 +152,8 @@ def _add_routes(node: Node, owner: Owner, trainer: Trainer) -> None:
     )
     node.routes.add("jobs.cancel", cancel, required=one_job, doc="Stop a running job.")
     node.routes.add("trainer.status", trainer_status, doc="What this daemon's trainer role does.")
+
+    async def spec_schema(params: dict[str, Any]) -> dict[str, Any]:
+        return spec_json_schema()
+
+    node.routes.add("jobs.schema", spec_schema, doc="The JSON Schema of a job spec.")

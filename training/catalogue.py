@@ -9,9 +9,14 @@ The module is torch-free and numpy-free, so the daemon imports it without the
 training stack. Bounds are ``Annotated`` types that :mod:`distro_schema` checks.
 
 Which dataset feeds which model: a model reads either flat float ``features`` (every
-image dataset) or int64 ``tokens`` (``tiny_text``). ``char_lstm`` is kept for the
-trainer and the tests, but no dataset offered to jobs gives tokens yet, so a spec
-naming it is refused with a message saying so (see :func:`pair_problem`).
+image dataset, tables, arrays) or int64 ``tokens`` (``text``, ``tiny_text``); a spec
+pairing a model with a dataset that cannot feed it is refused with a message saying so
+(see :func:`pair_problem`).
+
+Datasets are of two sources: ``bundled`` ones ship with the project (mnist, digits,
+fashion_mnist), ``owner`` ones are formats of the owner's own files (``table``,
+``npz``, ``images``, ``text``), read from the path in the spec's ``data`` table
+(:class:`DataSource`) by ``training.owndata``.
 """
 
 from __future__ import annotations
@@ -96,14 +101,18 @@ class Dataset:
     Attributes:
         description: One line for docs and CLI listings.
         gives: What one sample is (must match a model's ``inputs``).
-        side: Image side in pixels (square, one channel), or 0 for non-images.
+        side: Image side in pixels (square, one channel), or 0 for non-images or
+            owner formats (whose size the data decides).
         jobs: Whether a job spec may name it.
+        source: ``bundled`` (ships with the project) or ``owner`` (a format of the
+            owner's own files at ``data.path``).
     """
 
     description: str
     gives: Inputs
     side: int = 0
     jobs: bool = True
+    source: Literal["bundled", "owner"] = "bundled"
 
 
 def _model(description: str, inputs: Inputs, **params: Param) -> Model:
@@ -159,8 +168,71 @@ DATASETS: Mapping[str, Dataset] = types.MappingProxyType(
             "tokens",
             jobs=False,
         ),
+        "table": Dataset(
+            "the owner's CSV or Parquet table: a target column and feature columns",
+            "features",
+            source="owner",
+        ),
+        "npz": Dataset(
+            "the owner's NumPy .npz file with arrays x and y", "features", source="owner"
+        ),
+        "images": Dataset(
+            "the owner's image folder: one sub-folder of PNG/JPEG files per class",
+            "features",
+            source="owner",
+        ),
+        "text": Dataset(
+            "the owner's plain-text files, byte tokens, next-token windows",
+            "tokens",
+            source="owner",
+        ),
     }
 )
+
+# ----- the owner's own data (the spec's ``data`` table) -------------------------------
+MAX_DATA_BYTES = 1 << 30
+"""Default bound on the owner's data files, each and in all (1 GiB)."""
+Fraction = Annotated[float, Field(gt=0, le=0.9)]
+Names = Annotated[tuple[str, ...], Field(strict=False, max_length=4096)]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the owner's own data is and how to read it (the spec's ``data`` table).
+
+    Only read for the owner formats (``table``, ``npz``, ``images``, ``text``); the
+    path never leaves the owner's machine. docs/jobs.md describes each field.
+
+    Attributes:
+        path: File or folder on the owner's machine.
+        target: Table column to predict.
+        features: Table columns to read (empty: every column but the target).
+        categorical: Table columns holding categories; any other non-numeric
+            feature is an error.
+        encoding: ``onehot`` (one 0/1 feature per category) or ``index`` (the
+            category's index as one feature).
+        missing: ``error`` (refuse, naming row and column), ``drop`` (drop the row)
+            or ``fill`` (numeric: the training mean; categorical: its own category).
+        image_size: Side in pixels images are resized to.
+        channels: 1 (grayscale) or 3 (RGB).
+        seq_len: Tokens per text window (the model predicts the next one).
+        validation: Fraction kept by the owner to check updates.
+        test: Fraction kept by the owner to report accuracy.
+        max_bytes: Largest data allowed, each file and in all.
+    """
+
+    path: str = ""
+    target: str = ""
+    features: Names = ()
+    categorical: Names = ()
+    encoding: Literal["onehot", "index"] = "onehot"
+    missing: Literal["error", "drop", "fill"] = "error"
+    image_size: Annotated[int, Field(ge=4, le=512)] = 28
+    channels: Literal[1, 3] = 1
+    seq_len: Annotated[int, Field(ge=2, le=4096)] = 32
+    validation: Fraction = 0.1
+    test: Fraction = 0.2
+    max_bytes: Annotated[int, Field(ge=1)] = MAX_DATA_BYTES
 
 Rule = Literal[
     "fedavg", "fedadam", "fedyogi", "fedadagrad", "median", "trimmed_mean", "krum", "multi_krum"
@@ -173,6 +245,10 @@ OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 PARTITIONS: tuple[str, ...] = get_args(Partition)
 JOB_DATASETS = tuple(name for name, d in DATASETS.items() if d.jobs)
 """Datasets a job spec may name."""
+BUNDLED_DATASETS = tuple(n for n in JOB_DATASETS if DATASETS[n].source == "bundled")
+"""Job datasets that ship with the project (what the demo's ``--dataset`` offers)."""
+OWNER_FORMATS = tuple(n for n in JOB_DATASETS if DATASETS[n].source == "owner")
+"""Formats of the owner's own files, read from ``data.path``."""
 
 
 def feeds(model: str, dataset: str) -> bool:

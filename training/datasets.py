@@ -100,8 +100,11 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def names() -> list[str]:
-    """Names :func:`load` understands: the catalogue's (some may be absent here)."""
-    return sorted(catalogue.DATASETS)
+    """Names :func:`load` understands: the catalogue's bundled datasets.
+
+    Some may be absent on this machine; the owner formats are read by ``training.owndata``.
+    """
+    return sorted(n for n, d in catalogue.DATASETS.items() if d.source == "bundled")
 
 
 def load(name: str, *, limit: int | None = None) -> Dataset:
@@ -115,7 +118,7 @@ def load(name: str, *, limit: int | None = None) -> Dataset:
     Raises:
         DatasetUnavailable: Unknown name, files absent, or files malformed.
     """
-    if name not in catalogue.DATASETS:
+    if name not in _LOADERS:
         raise DatasetUnavailable(name, f"unknown dataset; known: {names()}")
     full = _LOADERS[name]()
     if limit is None:

@@ -6,6 +6,7 @@ RPC answer); ``problem`` and ``detail`` say more, for logs and for local callers
 
     TrainingError                                   reason
     ├── SpecError(field, detail)                    bad_spec
+    │   └── DataError(file, where, problem)         bad_data
     ├── DatasetUnavailable(name, detail)            no_dataset
     ├── ChunkError(problem, detail)                 bad_chunk
     ├── WeightsError(problem, detail)               bad_model
@@ -37,6 +38,26 @@ class SpecError(TrainingError):
         super().__init__(f"{field}: {detail}")
         self.field = field
         self.detail = detail
+
+
+class DataError(SpecError):
+    """The owner's data cannot be used as the spec says.
+
+    A :class:`SpecError` on field ``data``, so whoever reports bad specs reports it.
+
+    Attributes:
+        file: The file or folder at fault.
+        where: The row and/or column (``"row 3, column 'age'"``), or "".
+        problem: What is wrong, and where it helps, how to fix it.
+    """
+
+    reason = "bad_data"
+
+    def __init__(self, file: str, where: str, problem: str) -> None:
+        super().__init__("data", f"{file}: {where + ': ' if where else ''}{problem}")
+        self.file = file
+        self.where = where
+        self.problem = problem
 
 
 class DatasetUnavailable(TrainingError):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2pnode.commands.common import fail
+from p2pnode.commands.common import JSON_HELP, fail, print_json
 from p2pnode.procs import Processes, start_embedded_s3
 from training import catalogue as cat
 
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--trainers", type=int, default=4, help="trainer daemons to start (default 4)")
     a("--rounds", type=int, default=20, help="federated rounds (default 20)")
-    a("--dataset", default="mnist", choices=cat.JOB_DATASETS, help="(default mnist)")
+    a("--dataset", default="mnist", choices=cat.BUNDLED_DATASETS, help="(default mnist)")
     a(
         "--model",
         default="mlp",
@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a(
         "--json",
         action="store_true",
-        help="print progress to stderr and one JSON summary as the last stdout line",
+        help=JSON_HELP + " (progress goes to stderr; the summary is the JSON document)",
     )
 
 
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         f"in {summary['seconds']:.1f}s; model, metrics.json and curve.png in {args.out}"
     )
     if args.json:
-        print(json.dumps(summary, sort_keys=True), flush=True)
+        print_json(summary)
     return 0 if summary["state"] == "done" else 1
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from training.local import TrainResult
     from training.models import ModelSpec
+    from training.owndata import Split
 
 MAX_PARAMS_JSON = 16 * 1024
 HELDOUT_SAMPLES = 1000
@@ -73,8 +74,14 @@ def train(
     *,
     threads: int,
     should_stop: Callable[[], bool],
+    nonce: bytes = b"",
 ) -> TrainResult:
-    """Run one local training task (trainer side); blocking."""
+    """Run one local training task (trainer side); blocking.
+
+    ``nonce``: the task's nonce; it replaces the seed by
+    ``verification.task_seed(seed, nonce)``, which sets the data order.
+    """
+    from protocols.job.verification import task_seed
     from training import local
     from training.models import ModelSpec
 
@@ -82,23 +89,95 @@ def train(
     params = json_object(params_json, "train params")
     if threads:
         params["threads"] = threads
+    if nonce:
+        params["seed"] = task_seed(int(params.get("seed", 0)), nonce)
     return local.train(
         spec, model, chunks, local.TrainParams.from_mapping(params), should_stop=should_stop
     )
 
 
-def model_spec_for(spec: JobSpec) -> ModelSpec:
-    """The catalogue model for ``spec``, with input size and classes set from its dataset."""
+def load_data(spec: JobSpec) -> Split:
+    """The job's data, split: a bundled dataset or the owner's files (``spec.data``).
+
+    A bundled dataset's validation set is the first :data:`HELDOUT_SAMPLES` (at most
+    half) of its test set, as before owner data existed.
+
+    Raises:
+        training.errors.DataError: the owner's data is unusable (names file, row, column).
+        training.errors.DatasetUnavailable: a bundled dataset is not installed.
+    """
+    from training import catalogue, datasets, owndata
+
+    if catalogue.DATASETS[spec.dataset].source == "owner":
+        return owndata.load(spec.dataset, spec.data, seed=spec.seed, limit=spec.limit)
+    data = datasets.load(spec.dataset, limit=spec.limit or None)
+    n = min(HELDOUT_SAMPLES, len(data.test_y) // 2)
+    return owndata.Split(
+        data.train_x, data.train_y, data.test_x[:n], data.test_y[:n], data.test_x, data.test_y,
+        data.classes, tuple(data.train_x.shape[1:]),
+    )
+
+
+def model_spec_for(spec: JobSpec, data: Split) -> ModelSpec:
+    """The catalogue model for ``spec``, its input size and classes set from ``data``.
+
+    Raises:
+        training.errors.SpecError: ``model_params`` contradicts the data (field
+            ``model_params.<name>``), or the model cannot read it.
+    """
     from training.models import ModelSpec
 
-    side = 8 if spec.dataset == "digits" else 28
-    params: dict[str, Any] = {}
+    width = 1
+    for d in data.input_shape:
+        width *= d
+    derived: dict[str, Any] = {}
     if spec.model in ("logreg", "mlp"):
-        params["in_features"] = side * side
+        derived = {"in_features": width, "classes": data.classes}
     elif spec.model == "cnn":
-        params["image_size"] = side
-    params.update(spec.model_params)
-    return ModelSpec.from_mapping({"name": spec.model, "params": params})
+        side = 8 if spec.dataset == "digits" else 28
+        if spec.dataset == "images":
+            side = spec.data.image_size
+            derived["channels"] = spec.data.channels
+        derived.update(image_size=side, classes=data.classes)
+    elif spec.model == "char_lstm":
+        derived = {"vocab_size": data.classes, "seq_len": width}
+    for key, value in derived.items():
+        if key in spec.model_params and spec.model_params[key] != value:
+            from training.errors import SpecError
+
+            raise SpecError(f"model_params.{key}", f"the data gives {value}")
+    model = ModelSpec.from_mapping({"name": spec.model, "params": {**spec.model_params, **derived}})
+    if model.input_shape != (width,) and model.input_shape != data.input_shape:
+        from training.errors import SpecError
+
+        raise SpecError("model", f"reads samples of {model.input_shape}, the data gives {width}")
+    return model
+
+
+def check_data(spec: JobSpec) -> dict[str, Any]:
+    """Read the job's data and fit the model to it, as at submit; blocking.
+
+    Returns:
+        What the owner should see: samples per split, classes, sample shape, model
+        parameters.
+
+    Raises:
+        training.errors.SpecError: as :func:`load_data` and :func:`model_spec_for`
+            (``DataError`` names the file, row or column).
+    """
+    from training.models import parameter_count
+
+    data = load_data(spec)
+    model = model_spec_for(spec, data)
+    return {
+        "train": len(data.train_y),
+        "validation": len(data.val_y),
+        "test": len(data.test_y),
+        "classes": data.classes,
+        "sample_shape": list(data.input_shape),
+        "model": model.to_mapping(),
+        "parameters": parameter_count(model),
+    }
 
 
 def train_params_json(spec: JobSpec) -> str:
@@ -134,14 +213,19 @@ class Prepared:
 def prepare(spec: JobSpec) -> Prepared:
     """Load the dataset, split it among ``spec.trainers`` slots, chunk each slot.
 
-    Deterministic under ``spec.seed``: a resumed job prepares the same chunks.
+    Only the training split is chunked; the validation split (update checks) and
+    the test split (reported accuracy) stay in the owner's memory. Deterministic
+    under ``spec.seed``: a resumed job prepares the same chunks.
+
+    Raises:
+        training.errors.SpecError: as :func:`check_data`.
     """
     import numpy as np
 
-    from training import chunks, datasets, partition, weights
+    from training import chunks, partition, weights
 
-    model = model_spec_for(spec)
-    data = datasets.load(spec.dataset, limit=spec.limit or None)
+    data = load_data(spec)
+    model = model_spec_for(spec, data)
     parts = partition.partition(
         data.train_y, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed
     )
@@ -152,12 +236,11 @@ def prepare(spec: JobSpec) -> Prepared:
         blobs = chunks.make_chunks(x, y, spec.chunk_samples)
         counts = [min(spec.chunk_samples, len(y) - i) for i in range(0, len(y), spec.chunk_samples)]
         slots.append(list(zip(blobs, counts, strict=True)))
-    n = min(HELDOUT_SAMPLES, len(data.test_y) // 2)
     return Prepared(
         model=model,
         slots=slots,
-        heldout_x=data.test_x[:n],
-        heldout_y=data.test_y[:n],
+        heldout_x=data.val_x,
+        heldout_y=data.val_y,
         test_x=data.test_x,
         test_y=data.test_y,
         initial=weights.initial(model, spec.seed),
@@ -212,6 +295,32 @@ def check_update(prepared: Prepared, spec: JobSpec, global_model: bytes, update:
         global_loss=prepared.global_loss[1],
     )
     return "" if verdict.ok else verdict.reason
+
+
+def rerun(prepared: Prepared, spec: JobSpec, global_model: bytes, slot: int, nonce: bytes) -> bytes:
+    """The owner trains ``slot``'s task itself, as a trainer must have (one thread)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        return train(
+            json.dumps(prepared.model.to_mapping(), sort_keys=True),
+            train_params_json(spec),
+            global_model,
+            [blob for blob, _ in prepared.slots[slot]],
+            threads=1,
+            should_stop=lambda: False,
+            nonce=nonce,
+        ).weights
+    finally:
+        torch.set_num_threads(before)
+
+
+def replica_distance(prepared: Prepared, global_model: bytes, a: bytes, b: bytes) -> float:
+    """``training.replicas.distance`` of two updates of the same task."""
+    from training.replicas import distance
+
+    return distance(prepared.model, global_model, a, b)
 
 
 @dataclass(frozen=True)

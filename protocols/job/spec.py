@@ -1,8 +1,11 @@
 """Job specs: what an owner submits (TOML or JSON), validated field by field.
 
-A spec names a model from the catalogue and its hyper-parameters; it never carries
-code. Validation here is torch-free so the daemon can check a submission at once;
-the model's hyper-parameters are checked again by ``training.models`` when built.
+A spec names a model from the catalogue and its hyper-parameters, and a bundled
+dataset or a format of the owner's own files (the ``data`` table: a local path that
+never leaves the owner's machine); it never carries code. Validation here is
+torch-free so the daemon can check a submission at once; the model's
+hyper-parameters are checked again by ``training.models`` when built, and the
+owner's data by ``training.owndata`` at submit.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class JobSpec(cat.HyperParams):
     model: str = "mlp"
     model_params: Mapping[str, Any] = field(default_factory=dict)
     dataset: str = "mnist"
+    data: cat.DataSource = field(default_factory=cat.DataSource)
     limit: Annotated[int, Field(ge=0)] = 0  # 0 = the whole training set
     partition: cat.Partition = "dirichlet"
     alpha: Annotated[float, Field(gt=0)] = 0.5
@@ -93,6 +97,15 @@ def _cross_check(spec: JobSpec) -> None:
     problem = cat.pair_problem(spec.model, spec.dataset)
     if problem:
         raise SpecError("model", problem)
+    if cat.DATASETS[spec.dataset].source == "owner":
+        if not spec.data.path:
+            raise SpecError("data.path", f"dataset {spec.dataset!r} reads the owner's files")
+        if spec.dataset == "table" and not spec.data.target:
+            raise SpecError("data.target", "a table job names its target column")
+        if spec.data.validation + spec.data.test >= 0.95:
+            raise SpecError("data.test", "validation and test leave too little to train on")
+    elif spec.data != cat.DataSource():
+        raise SpecError("data", f"dataset {spec.dataset!r} is bundled; data is for owner files")
     if spec.quorum > spec.trainers:
         raise SpecError("quorum", "must be 0..trainers")
 

@@ -21,22 +21,50 @@ def test_trainer_side_reads_the_same_lists() -> None:
     from training import aggregate, datasets, models
 
     assert aggregate.RULES == cat.RULES
-    assert datasets.names() == sorted(cat.DATASETS)
-    assert set(datasets._LOADERS) == set(cat.DATASETS)
+    bundled = {n for n, d in cat.DATASETS.items() if d.source == "bundled"}
+    assert set(datasets.names()) == set(datasets._LOADERS) == bundled
+    assert set(cat.OWNER_FORMATS) == set(cat.DATASETS) - bundled
     assert set(models._BUILDERS) == set(cat.MODELS)
+
+
+def _spec_for(model: str, dataset: str) -> dict[str, object]:
+    spec: dict[str, object] = {"model": model, "dataset": dataset}
+    if dataset in cat.OWNER_FORMATS:
+        spec["data"] = {"path": "somewhere", "target": "y"}
+    return spec
 
 
 @pytest.mark.parametrize("model", cat.JOB_MODELS)
 @pytest.mark.parametrize("dataset", cat.JOB_DATASETS)
-def test_every_job_pair_is_accepted(model: str, dataset: str) -> None:
-    assert from_mapping({"model": model, "dataset": dataset}).model == model
+def test_every_job_pair_that_feeds_is_accepted_and_no_other(model: str, dataset: str) -> None:
+    if cat.feeds(model, dataset):
+        assert from_mapping(_spec_for(model, dataset)).model == model
+    else:
+        with pytest.raises(SpecError) as info:
+            from_mapping(_spec_for(model, dataset))
+        assert info.value.field == "model"
 
 
-def test_a_model_no_dataset_feeds_is_refused_clearly() -> None:
-    assert "char_lstm" in cat.MODELS and "char_lstm" not in cat.JOB_MODELS
+def test_every_job_model_has_a_dataset_and_a_mismatch_names_the_ones_that_feed() -> None:
+    assert set(cat.JOB_MODELS) == set(cat.MODELS)
     with pytest.raises(SpecError) as info:
         from_mapping({"model": "char_lstm"})
-    assert info.value.field == "model" and "tokens" in info.value.detail
+    assert info.value.field == "model" and "text" in info.value.detail
+
+
+def test_owner_formats_need_a_path_and_bundled_sets_refuse_one() -> None:
+    with pytest.raises(SpecError) as info:
+        from_mapping({"dataset": "npz"})
+    assert info.value.field == "data.path"
+    with pytest.raises(SpecError) as info:
+        from_mapping({"dataset": "table", "data": {"path": "t.csv"}})
+    assert info.value.field == "data.target"
+    with pytest.raises(SpecError) as info:
+        from_mapping({"dataset": "mnist", "data": {"path": "t.csv"}})
+    assert info.value.field == "data"
+    with pytest.raises(SpecError) as info:
+        from_mapping({"dataset": "npz", "data": {"path": "a.npz", "missing": "guess"}})
+    assert info.value.field == "data.missing"
 
 
 def test_spec_and_trainer_share_hyper_parameter_bounds() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import trio
 
 from protocols.envelope import Opened
-from protocols.job import codec, job_topic
+from protocols.job import codec, compute, job_topic
 from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
 from protocols.job.owner.close import RoundCloser
@@ -103,9 +103,13 @@ class Owner:
 
         Raises:
             RuntimeError: the owner is not running.
+            training.errors.SpecError: the owner's data is unusable (``DataError``,
+                naming the file, row or column) or does not fit the model.
         """
         if self._start is None:
             raise RuntimeError("the owner is not running")
+        if spec.data.path:  # the owner's own files: refuse bad data before anything is stored
+            await trio.to_thread.run_sync(compute.check_data, spec)
         job_id = os.urandom(8).hex()
         self.jobs.create_job(job_id, spec.to_json())
         self._start(job_id, spec)
@@ -235,7 +239,11 @@ class Owner:
 
     async def _drive(self, live: LiveJob) -> None:
         data = await prepare_job(
-            live, self.jobs, await self._get_store(), self._prefix(live.job_id)
+            live,
+            self.jobs,
+            await self._get_store(),
+            self._prefix(live.job_id),
+            encrypt=self.cfg.encrypt,
         )
         self.node.subscribe(job_topic(live.job_id), self.rounds.on_topic(live))
         row = self.jobs.job(live.job_id)

@@ -1,0 +1,1 @@
+"""Ready job files an owner can copy, and the script that writes their data."""
