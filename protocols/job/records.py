@@ -9,7 +9,7 @@ owner's network code feeds the pure round machine (``rounds.Round.feed``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -76,6 +76,13 @@ class Update:
         verdict: See :class:`Verdict`.
         reason: Reason code of a rejection (``quality``, ``no_progress``, ...).
         late: Accepted after the round's backup time (charged ``late``).
+        verified: Reproduced by a replica or by the owner's own re-run (see
+            docs/verification.md); what payment and the end of quarantine need.
+        share: Fraction of the slot's samples this update stands for in FedAvg
+            (0.5 for each of two agreeing replicas: the slot's data counts once).
+        cipher_sha256: Hash of the stored ciphertext of an encrypted update, else ""
+            (``sha256`` is then the plaintext's: the update's identity).
+        secret: The encrypted update's key, unsealed from the announcement.
     """
 
     peer: str
@@ -88,6 +95,10 @@ class Update:
     verdict: Verdict = Verdict.PENDING
     reason: str = ""
     late: bool = False
+    verified: bool = False
+    share: float = 1.0
+    cipher_sha256: str = ""
+    secret: bytes = field(default=b"", repr=False)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -114,6 +125,23 @@ class Checked:
 
 
 @dataclass(frozen=True)
+class Compared:
+    """The owner compared the updates of ``slot`` (see ``rounds.Compare``).
+
+    ``agreed``: the peers whose updates are in line (accepted, verified);
+    ``outliers``: the peers out of line (cheated). Both empty: two replicas
+    disagree and nobody can tell which is wrong yet (an arbiter is needed).
+    ``verified`` is false when the comparison could not be made (then ``agreed``
+    holds every compared peer, accepted unverified).
+    """
+
+    slot: int
+    agreed: tuple[str, ...]
+    outliers: tuple[str, ...]
+    verified: bool = True
+
+
+@dataclass(frozen=True)
 class Refused:
     """``peer`` gave up its task (bad data, busy, over budget...): no charge."""
 
@@ -134,4 +162,4 @@ class SpareJoined:
     peer: str
 
 
-RoundEvent = Announced | Checked | Refused | Gone | SpareJoined
+RoundEvent = Announced | Checked | Compared | Refused | Gone | SpareJoined

@@ -16,9 +16,20 @@ slots have one, or at the deadline when at least ``min_updates`` have one; at th
 deadline with fewer it fails, and the owner runs it again.
 
 Reputation: the machine charges only final facts as they happen (``rejected``,
-``vanished``, ``late`` for a result that came after its slot was filled). An
-accepted update is charged once, when the round closes and its verdict is known
-(it may still be dropped as an outlier or outvoted); see ``Accepted.late``.
+``vanished``, ``late`` for a result that came after its slot was filled,
+``cheated`` for an update a comparison found out of line). An accepted update is
+charged once, when the round closes and its verdict is known (it may still be
+dropped as an outlier or outvoted); see ``Accepted.late``.
+
+Verification (docs/verification.md): a *redundant* slot (``replicas``) is trained
+by two holders on the same task; once both updates passed their checks the
+machine asks for a :class:`Compare`, and the owner answers with a ``Compared``
+event. Agreeing replicas are both accepted, each standing for half the slot's
+samples. Disagreeing ones get an arbiter (a spare, or the owner itself when none
+is left): whoever is out of line is charged ``cheated`` and dropped. A *checked*
+slot (``spot``), or any result from a peer on ``probation``, is compared with the
+owner's own re-run of the task the same way. A cheater's other results in the
+round are dropped too, and it gets no further task in it.
 """
 
 from __future__ import annotations
@@ -27,7 +38,15 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from protocols.job.records import Announced, Checked, Gone, Refused, RoundEvent, Verdict
+from protocols.job.records import (
+    Announced,
+    Checked,
+    Compared,
+    Gone,
+    Refused,
+    RoundEvent,
+    Verdict,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,7 @@ class SendTask:
     peer: str
     slot: int
     backup: bool = False
+    replica: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,8 +69,22 @@ class CheckUpdate:
 
 
 @dataclass(frozen=True)
+class Compare:
+    """Compare the checked updates of ``peers`` for ``slot`` (same task, same data).
+
+    ``owner``: the owner re-runs the task itself and judges every peer against its
+    own result; otherwise the peers are judged against each other. Answer with a
+    ``records.Compared`` event.
+    """
+
+    slot: int
+    peers: tuple[str, ...]
+    owner: bool
+
+
+@dataclass(frozen=True)
 class Charge:
-    """A final reputation outcome witnessed for ``peer``: rejected, vanished or late."""
+    """A final reputation outcome witnessed for ``peer``: rejected, vanished, late, cheated."""
 
     peer: str
     outcome: str
@@ -61,22 +95,29 @@ class Accepted:
     """An update that passed its checks and will go to aggregation.
 
     ``late``: it came after the round's backup time (charged ``late``, not
-    ``accepted``, if the aggregation keeps it).
+    ``accepted``, if the aggregation keeps it). ``verified``: a comparison
+    reproduced it. ``share``: the part of the slot's samples it stands for.
     """
 
     peer: str
     slot: int
     sha256: str
     late: bool = False
+    verified: bool = False
+    share: float = 1.0
 
 
 @dataclass(frozen=True)
 class Close:
-    """The round is over: aggregate ``accepted``. ``reason``: complete, quorum, deadline."""
+    """The round is over: aggregate ``accepted``. ``reason``: complete, quorum, deadline.
+
+    ``cheaters``: peers a comparison caught in this round.
+    """
 
     accepted: tuple[Accepted, ...]
     rejected: tuple[str, ...]
     reason: str
+    cheaters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,15 +127,20 @@ class Fail:
     reason: str
 
 
-Action = SendTask | CheckUpdate | Charge | Close | Fail
+Action = SendTask | CheckUpdate | Compare | Charge | Close | Fail
 
 
 @dataclass
 class _Slot:
     holders: set[str] = field(default_factory=set)
     announced: set[str] = field(default_factory=set)
-    result: Accepted | None = None
+    result: tuple[Accepted, ...] | None = None
     backed_up: bool = False
+    want: int = 1  # distinct results compared before the slot is settled
+    spot: bool = False
+    checked: dict[str, Accepted] = field(default_factory=dict)  # passed, not yet settled
+    comparing: bool = False
+    owner_judged: bool = False
 
 
 class Round:
@@ -111,9 +157,15 @@ class Round:
         deadline_s: float,
         backup_after_s: float | None,
         now: float,
+        replicas: Mapping[int, str] | None = None,
+        spot: Iterable[int] = (),
+        probation: Iterable[str] = (),
     ) -> None:
         if not holders:
             raise ValueError("a round needs at least one slot")
+        replicas = dict(replicas or {})
+        if any(s not in holders or holders[s] == p for s, p in replicas.items()):
+            raise ValueError("a replica needs a slot and a holder of its own")
         if not 1 <= min_updates <= quorum <= len(holders):
             raise ValueError("need 1 <= min_updates <= quorum <= slots")
         self.number = number
@@ -124,13 +176,25 @@ class Round:
         self.backup_at = None if backup_after_s is None else now + backup_after_s
         self.spares: deque[str] = deque(spares)
         self.slots = {slot: _Slot(holders={peer}) for slot, peer in holders.items()}
+        for slot, peer in replicas.items():
+            self.slots[slot].holders.add(peer)
+            self.slots[slot].want = 2
+        for slot in spot:
+            if slot in self.slots:
+                self.slots[slot].spot = True
+        self.probation = set(probation)
+        self.cheaters: list[str] = []
         self.rejected: list[str] = []
         self.gone_peers: set[str] = set()
         self.done = False
 
     def start(self) -> list[Action]:
-        """Send every slot's task to its holder."""
-        return [SendTask(next(iter(s.holders)), i) for i, s in self.slots.items()]
+        """Send every slot's task to its holder (and replica)."""
+        return [
+            SendTask(p, i, replica=s.want > 1)
+            for i, s in self.slots.items()
+            for p in sorted(s.holders)
+        ]
 
     def feed(self, event: RoundEvent, now: float) -> list[Action]:
         """Apply one event from the network; returns the actions it causes."""
@@ -139,6 +203,8 @@ class Round:
         if isinstance(event, Checked):
             u = event.update
             return self.checked(u.peer, u.slot, u.sha256, u.verdict is Verdict.CHECKED, now)
+        if isinstance(event, Compared):
+            return self.compared(event.slot, event.agreed, event.outliers, event.verified, now)
         if isinstance(event, Refused):
             return self.refused(event.peer, now)
         if isinstance(event, Gone):
@@ -147,7 +213,7 @@ class Round:
 
     def add_spare(self, peer: str) -> list[Action]:
         """A new trainer is available; give it an orphaned slot if there is one."""
-        if self.done or peer in self.gone_peers or self._holds(peer):
+        if self.done or peer in self.gone_peers or peer in self.cheaters or self._holds(peer):
             return []
         self.spares.append(peer)
         return self._fill_orphans()
@@ -170,12 +236,51 @@ class Round:
         if not ok:
             self.rejected.append(sha256)
             s.holders.discard(peer)
-            return [Charge(peer, "rejected"), *self._fill_orphans(), *self._maybe_end(now)]
+            return [
+                Charge(peer, "rejected"),
+                *self._settle(slot, s),
+                *self._fill_orphans(),
+                *self._maybe_end(now),
+            ]
         if s.result is not None:
             return [Charge(peer, "late")]
         late = self.backup_at is not None and now > self.backup_at
-        s.result = Accepted(peer, slot, sha256, late)
-        return self._maybe_end(now)
+        s.checked[peer] = Accepted(peer, slot, sha256, late)
+        return [*self._settle(slot, s), *self._maybe_end(now)]
+
+    def compared(
+        self,
+        slot: int,
+        agreed: Iterable[str],
+        outliers: Iterable[str],
+        verified: bool,
+        now: float,
+    ) -> list[Action]:
+        """The owner's answer to a :class:`Compare` for ``slot``."""
+        s = self.slots.get(slot)
+        if self.done or s is None or not s.comparing:
+            return []
+        s.comparing = False
+        agreed = [p for p in agreed if p in s.checked]
+        actions: list[Action] = []
+        for peer in outliers:
+            actions += self._caught(peer)
+        if agreed:
+            share = 1.0 / len(agreed)
+            s.result = tuple(
+                Accepted(p, slot, s.checked[p].sha256, s.checked[p].late, verified, share)
+                for p in sorted(agreed)
+            )
+            s.checked.clear()
+        elif not list(outliers):
+            if s.want == 2 and not s.owner_judged:
+                s.want = 3  # replicas disagree: an arbiter decides
+            elif s.checked:
+                # Even an arbiter left it open: the owner re-runs the task and decides.
+                s.comparing, s.owner_judged = True, True
+                return [*actions, Compare(slot, tuple(sorted(s.checked)), owner=True)]
+        actions += self._settle(slot, s)
+        return [*actions, *self._fill_orphans(), *self._maybe_end(now)]
 
     def gone(self, peer: str, now: float) -> list[Action]:
         """``peer`` vanished (dead, silent, unreachable): its pending slots pass on."""
@@ -184,12 +289,17 @@ class Round:
         self.gone_peers.add(peer)
         if peer in self.spares:
             self.spares.remove(peer)
-        lost = [s for s in self.slots.values() if peer in s.holders and s.result is None]
+        lost = [
+            s
+            for s in self.slots.values()
+            if peer in s.holders and s.result is None and peer not in s.checked
+        ]
         for s in lost:
             s.holders.discard(peer)
         if not lost:
             return []
-        return [Charge(peer, "vanished"), *self._fill_orphans(), *self._maybe_end(now)]
+        settle = [a for i, s in self.slots.items() if s in lost for a in self._settle(i, s)]
+        return [Charge(peer, "vanished"), *settle, *self._fill_orphans(), *self._maybe_end(now)]
 
     def refused(self, peer: str, now: float) -> list[Action]:
         """``peer`` refused its task: like ``gone`` but without the reputation charge."""
@@ -214,7 +324,12 @@ class Round:
     @property
     def accepted(self) -> list[Accepted]:
         """The accepted updates so far, in slot order."""
-        return [s.result for _, s in sorted(self.slots.items()) if s.result is not None]
+        return [a for _, s in sorted(self.slots.items()) if s.result is not None for a in s.result]
+
+    @property
+    def settled(self) -> int:
+        """Slots with an accepted result."""
+        return sum(1 for s in self.slots.values() if s.result is not None)
 
     def pending_peers(self) -> set[str]:
         """Peers holding a slot that has no accepted update yet."""
@@ -223,24 +338,75 @@ class Round:
     def _holds(self, peer: str) -> bool:
         return any(peer in s.holders for s in self.slots.values()) or peer in self.spares
 
+    def _caught(self, peer: str) -> list[Action]:
+        """``peer`` cheated: charge it once, drop all its work in this round."""
+        if peer in self.cheaters:
+            return []
+        self.cheaters.append(peer)
+        if peer in self.spares:
+            self.spares.remove(peer)
+        actions: list[Action] = [Charge(peer, "cheated")]
+        for i, s in self.slots.items():
+            s.holders.discard(peer)
+            s.checked.pop(peer, None)
+            if s.result is not None and any(a.peer == peer for a in s.result):
+                # A result it had settled with: the slot is open again, and whoever
+                # agreed with the cheater is no longer verified.
+                s.checked = {a.peer: Accepted(a.peer, i, a.sha256, a.late) for a in s.result
+                             if a.peer != peer}
+                s.result = None
+                actions += self._settle(i, s)
+        return actions
+
+    def _settle(self, slot: int, s: _Slot) -> list[Action]:
+        """Move ``slot`` on: compare what came in, or find the holders still needed."""
+        if s.result is not None or s.comparing:
+            return []
+        results = tuple(sorted(s.checked))
+        working = s.holders - set(s.checked)
+        if s.want == 1 and results:
+            peer = results[0]
+            if s.spot or peer in self.probation:
+                s.comparing, s.owner_judged = True, True
+                return [Compare(slot, (peer,), owner=True)]
+            s.result = (s.checked.pop(peer),)
+            s.checked.clear()
+            return []
+        if s.want > 1 and len(results) >= s.want:
+            s.comparing = True
+            return [Compare(slot, results, owner=False)]
+        actions: list[Action] = []
+        while len(results) + len(working) < s.want and self.spares:
+            spare = self.spares.popleft()
+            s.holders.add(spare)
+            working.add(spare)
+            actions.append(SendTask(spare, slot, replica=s.want > 1))
+        if results and not working:
+            # Nobody left to reproduce it: the owner judges what came in itself.
+            s.comparing, s.owner_judged = True, True
+            actions.append(Compare(slot, results, owner=True))
+        return actions
+
     def _fill_orphans(self) -> list[Action]:
         actions: list[Action] = []
         for i, s in sorted(self.slots.items()):
             if s.result is None and not s.holders and self.spares:
                 spare = self.spares.popleft()
                 s.holders.add(spare)
-                actions.append(SendTask(spare, i))
+                actions.append(SendTask(spare, i, replica=s.want > 1))
+                actions += self._settle(i, s)
         return actions
 
     def _maybe_end(self, now: float) -> list[Action]:
         accepted = self.accepted
+        settled = self.settled
         reason = ""
-        if len(accepted) == len(self.slots):
+        if settled == len(self.slots):
             reason = "complete"
-        elif len(accepted) >= self.quorum:
+        elif settled >= self.quorum:
             reason = "quorum"
         elif now >= self.deadline or not self.pending_peers():
-            if len(accepted) >= self.min_updates:
+            if settled >= self.min_updates:
                 reason = "deadline" if now >= self.deadline else "no_trainers"
             else:
                 self.done = True
@@ -248,4 +414,4 @@ class Round:
         if not reason:
             return []
         self.done = True
-        return [Close(tuple(accepted), tuple(self.rejected), reason)]
+        return [Close(tuple(accepted), tuple(self.rejected), reason, tuple(self.cheaters))]

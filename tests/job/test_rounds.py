@@ -129,3 +129,116 @@ def test_invalid_construction_is_refused() -> None:
         Round(1, {}, quorum=1, min_updates=1, deadline_s=1, backup_after_s=None, now=0)
     with pytest.raises(ValueError):
         make_round(2, quorum=3)
+
+
+# --- verification: replicas, arbiters, spot checks, probation (docs/verification.md) ---
+
+from protocols.job.records import Compared  # noqa: E402
+from protocols.job.rounds import Compare  # noqa: E402
+from protocols.job.verification import judge, plan, quarantined, task_nonce, task_seed  # noqa: E402
+
+
+def _deliver(rnd: Round, peer: str, slot: int, now: float = 1.0) -> list[object]:
+    out: list[object] = []
+    for a in rnd.announced(peer, f"sha-{peer}"):
+        assert isinstance(a, CheckUpdate) and a.slot == slot
+        out += rnd.checked(peer, slot, a.sha256, True, now)
+    return out
+
+
+def test_agreeing_replicas_are_both_accepted_as_one_slot() -> None:
+    rnd = make_round(2, replicas={0: "r0"})
+    sent = rnd.start()
+    assert {(a.peer, a.slot) for a in sent if isinstance(a, SendTask)} == {
+        ("t0", 0), ("r0", 0), ("t1", 1)
+    }
+    assert _deliver(rnd, "t0", 0) == []  # waits for its replica
+    assert _deliver(rnd, "t1", 1) == []
+    out = _deliver(rnd, "r0", 0)
+    assert out == [Compare(0, ("r0", "t0"), owner=False)]
+    out = rnd.feed(Compared(0, ("r0", "t0"), ()), 2.0)
+    (close,) = out
+    assert isinstance(close, Close) and close.reason == "complete" and close.cheaters == ()
+    by_peer = {a.peer: a for a in close.accepted}
+    assert by_peer["t0"].share == by_peer["r0"].share == 0.5
+    assert by_peer["t0"].verified and not by_peer["t1"].verified
+    assert by_peer["t1"].share == 1.0
+
+
+def test_disagreeing_replicas_get_an_arbiter_and_the_outlier_is_charged() -> None:
+    rnd = make_round(1, spares=1, replicas={0: "r0"})
+    rnd.start()
+    _deliver(rnd, "t0", 0)
+    assert _deliver(rnd, "r0", 0) == [Compare(0, ("r0", "t0"), owner=False)]
+    out = rnd.feed(Compared(0, (), ()), 2.0)
+    assert out == [SendTask("s0", 0, replica=True)]
+    assert _deliver(rnd, "s0", 0) == [Compare(0, ("r0", "s0", "t0"), owner=False)]
+    out = rnd.feed(Compared(0, ("s0", "t0"), ("r0",)), 3.0)
+    assert out[0] == Charge("r0", "cheated")
+    close = out[-1]
+    assert isinstance(close, Close) and close.cheaters == ("r0",)
+    assert {a.peer for a in close.accepted} == {"s0", "t0"}
+
+
+def test_without_spares_the_owner_arbitrates() -> None:
+    rnd = make_round(1, replicas={0: "r0"})
+    rnd.start()
+    _deliver(rnd, "t0", 0)
+    _deliver(rnd, "r0", 0)
+    assert rnd.feed(Compared(0, (), ()), 2.0) == [Compare(0, ("r0", "t0"), owner=True)]
+    out = rnd.feed(Compared(0, ("t0",), ("r0",)), 3.0)
+    assert out[0] == Charge("r0", "cheated")
+    assert isinstance(out[-1], Close) and [a.peer for a in out[-1].accepted] == ["t0"]
+
+
+def test_a_spot_checked_cheater_is_dropped_and_its_slot_passes_on() -> None:
+    rnd = make_round(2, spares=1, spot=[1])
+    rnd.start()
+    assert _deliver(rnd, "t0", 0) == []
+    assert _deliver(rnd, "t1", 1) == [Compare(1, ("t1",), owner=True)]
+    out = rnd.feed(Compared(1, (), ("t1",)), 2.0)
+    assert out == [Charge("t1", "cheated"), SendTask("s0", 1)]
+    assert _deliver(rnd, "s0", 1) == [Compare(1, ("s0",), owner=True)]  # still checked
+    (close,) = rnd.feed(Compared(1, ("s0",), ()), 3.0)
+    assert isinstance(close, Close) and close.cheaters == ("t1",)
+    assert {a.peer for a in close.accepted} == {"t0", "s0"}
+    assert rnd.add_spare("t1") == []  # a cheater gets no further task
+
+
+def test_a_cheater_loses_every_result_it_had_in_the_round() -> None:
+    rnd = make_round(2, spot=[1], quorum=2)
+    rnd.start()
+    rnd.slots[0].holders.add("t1")  # t1 also backs slot 0 up
+    assert _deliver(rnd, "t1", 0) == []  # slot 0 settled by t1
+    assert _deliver(rnd, "t1", 1) == [Compare(1, ("t1",), owner=True)]
+    rnd.feed(Compared(1, (), ("t1",)), 2.0)
+    assert all(a.peer != "t1" for a in rnd.accepted)
+    assert rnd.settled == 0
+
+
+def test_probation_peers_are_checked_by_the_owner() -> None:
+    rnd = make_round(2, probation=["t1"])
+    rnd.start()
+    assert _deliver(rnd, "t0", 0) == []
+    assert _deliver(rnd, "t1", 1) == [Compare(1, ("t1",), owner=True)]
+
+
+def test_plan_judge_nonce_and_quarantine() -> None:
+    import random as _random
+
+    p = plan(list(range(10)), 0.2, 0.0, _random.Random(1))
+    assert len(p.redundant) == 2 and not p.spot
+    p = plan(list(range(1000)), 0.0, 0.1, _random.Random(1))
+    assert not p.redundant and 50 < len(p.spot) < 150
+    d = {("a", "b"): 1e-7, ("a", "c"): 0.9, ("b", "c"): 0.9}
+
+    def dist(x: str, y: str) -> float:
+        return d.get((x, y), d.get((y, x), 0.0))
+
+    assert judge(["a", "b", "c"], dist, 1e-3) == (("a", "b"), ("c",))
+    assert judge(["a", "c"], dist, 1e-3) == ((), ())
+    assert judge(["a", "c"], dist, 1e-3, reference={"a": 0.0, "c": 0.5}) == (("a",), ("c",))
+    n1, n2 = task_nonce(b"k", "j", 1, 0), task_nonce(b"k", "j", 1, 1)
+    assert n1 == task_nonce(b"k", "j", 1, 0) and n1 != n2 and n1 != task_nonce(b"x", "j", 1, 0)
+    assert task_seed(0, n1) != task_seed(0, n2)
+    assert quarantined(["a", "b"], {"a": 1}, 1) == {"b"}
