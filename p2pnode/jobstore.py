@@ -36,7 +36,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS chunks (
   job_id TEXT NOT NULL, slot INTEGER NOT NULL, idx INTEGER NOT NULL,
   key TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, samples INTEGER NOT NULL,
+  cipher_sha256 TEXT NOT NULL DEFAULT '', cipher_size INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (job_id, slot, idx)
+);
+CREATE TABLE IF NOT EXISTS job_keys (  -- the owner's encryption key of each job
+  job_id TEXT PRIMARY KEY, key BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rounds (
   job_id TEXT NOT NULL, round INTEGER NOT NULL,
@@ -71,7 +75,18 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._migrate()
         path.chmod(0o600)
+
+    def _migrate(self) -> None:
+        """Add the columns a database made by an older version lacks."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
+        for column, decl in (
+            ("cipher_sha256", "TEXT NOT NULL DEFAULT ''"),
+            ("cipher_size", "INTEGER NOT NULL DEFAULT 0"),
+        ):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE chunks ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         """Close the database (idempotent)."""
@@ -102,8 +117,13 @@ class JobStore:
         with self._tx() as db:
             db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
             db.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(job_id, c.slot, c.idx, c.key, c.sha256, c.size, c.samples) for c in chunks],
+                "INSERT INTO chunks (job_id, slot, idx, key, sha256, size, samples, "
+                "cipher_sha256, cipher_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (job_id, c.slot, c.idx, c.key, c.sha256, c.size, c.samples)
+                    + (c.cipher_sha256, c.cipher_size)
+                    for c in chunks
+                ],
             )
             db.execute(
                 "UPDATE jobs SET state = 'running', model_key = ?, model_sha256 = ? "
@@ -164,11 +184,22 @@ class JobStore:
     def chunks(self, job_id: str) -> list[ChunkRow]:
         """The job's chunks in slot, index order."""
         rows = self._db.execute(
-            "SELECT slot, idx, key, sha256, size, samples FROM chunks WHERE job_id = ? "
+            "SELECT slot, idx, key, sha256, size, samples, cipher_sha256, cipher_size "
+            "FROM chunks WHERE job_id = ? "
             "ORDER BY slot, idx",
             (job_id,),
         ).fetchall()
         return [ChunkRow(*r) for r in rows]
+
+    def job_key(self, job_id: str) -> bytes | None:
+        """The job's encryption key, or None for a job stored in the clear."""
+        row = self._db.execute("SELECT key FROM job_keys WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_job_key(self, job_id: str, key: bytes) -> None:
+        """Keep the job's encryption key (the file is readable by the daemon's user only)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO job_keys VALUES (?, ?)", (job_id, key))
 
     def rounds(self, job_id: str) -> list[dict[str, Any]]:
         """One record per completed round, in order."""

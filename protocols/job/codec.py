@@ -92,8 +92,10 @@ def ack(ok: bool, reason: str = "") -> pb.Ack:
 class UpdateNote:
     """What a trainer's update announcement claims, range-checked.
 
-    Only ``sha256`` and the sealed URL are acted on; the figures are shown in
-    status and logs, never used as weights.
+    Only the hashes and the sealed URL and key are acted on; the figures are shown
+    in status and logs, never used as weights. An encrypted update has a
+    ``cipher_sha256`` (of the stored bytes) and a ``sealed_key``; ``sha256`` is then
+    its plaintext's. Both are "" / b"" for an update stored in the clear.
     """
 
     sha256: str
@@ -102,6 +104,8 @@ class UpdateNote:
     train_loss: float
     train_accuracy: float
     sealed_url: bytes
+    cipher_sha256: str = ""
+    sealed_key: bytes = b""
 
 
 def update_note(
@@ -113,8 +117,10 @@ def update_note(
     accuracy: float,
     seconds: float,
     sealed_url: bytes,
+    cipher_sha256: str = "",
+    sealed_key: bytes = b"",
 ) -> pb.UpdateAnnounce:
-    """The body of a trainer's update announcement."""
+    """The body of a trainer's update announcement (encrypted: with its key sealed)."""
     return pb.UpdateAnnounce(
         sha256=sha256,
         size=size,
@@ -123,6 +129,8 @@ def update_note(
         train_accuracy=accuracy,
         train_seconds=seconds,
         sealed_url=sealed_url,
+        cipher_sha256=cipher_sha256,
+        sealed_key=sealed_key,
     )
 
 
@@ -139,6 +147,10 @@ def parse_update(msg: Opened) -> UpdateNote:
     _number(body.size, 1, MAX_UPDATE_BYTES_CLAIM, "size")
     if not body.sealed_url:
         raise BodyError("bad_field", "sealed_url")
+    if body.cipher_sha256 and not SHA256_HEX.fullmatch(body.cipher_sha256):
+        raise BodyError("bad_sha256", "cipher_sha256")
+    if bool(body.cipher_sha256) != bool(body.sealed_key):
+        raise BodyError("bad_field", "sealed_key")
     return UpdateNote(
         body.sha256,
         body.size,
@@ -146,6 +158,8 @@ def parse_update(msg: Opened) -> UpdateNote:
         float(body.train_loss),
         float(body.train_accuracy),
         body.sealed_url,
+        body.cipher_sha256,
+        body.sealed_key,
     )
 
 

@@ -74,7 +74,12 @@ class JobRow:
 
 @dataclass(frozen=True)
 class ChunkRow:
-    """One stored chunk of a job's data, assigned to a slot."""
+    """One stored chunk of a job's data, assigned to a slot.
+
+    ``sha256`` and ``size`` describe the plaintext (its content identity); an
+    encrypted chunk's stored ciphertext has ``cipher_sha256`` and ``cipher_size``,
+    which are empty (``""``, 0) for a chunk stored in the clear.
+    """
 
     slot: int
     idx: int
@@ -82,6 +87,8 @@ class ChunkRow:
     sha256: str
     size: int
     samples: int
+    cipher_sha256: str = ""
+    cipher_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,12 @@ class JobStoreLike(Protocol):
 
     def rounds(self, job_id: str) -> list[dict[str, Any]]:
         """One record per completed round, in order."""
+
+    def job_key(self, job_id: str) -> bytes | None:
+        """The job's encryption key (32 bytes), or None for a job stored in the clear."""
+
+    def set_job_key(self, job_id: str, key: bytes) -> None:
+        """Keep the job's encryption key, durably, before anything is encrypted with it."""
 
     def server_state(self, job_id: str) -> bytes | None:
         """The aggregation rule's saved server state, if any."""

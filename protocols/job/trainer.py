@@ -4,7 +4,10 @@ A trainer never holds storage credentials and never runs code a peer names: it
 downloads its chunks and the global model by presigned URL (verified against the
 sha256 in the owner's sealed task), trains a catalogue model in a worker thread,
 uploads its weights by presigned POST (or PUT) and announces the update's hash on the
-job's topic, with the update's URL sealed to the owner.
+job's topic, with the update's URL sealed to the owner. When the owner stores its
+job encrypted, the task carries the keys of exactly this trainer's chunks and of
+the round's model (sealed to it with the task), and the trainer encrypts its update
+under a fresh key that it seals to the owner (``protocols.job.objects``).
 
 The owner is a stranger, so a trainer defends itself:
 
@@ -36,13 +39,14 @@ from pydantic import Field
 from distro_errors import DistroError
 from protocols.envelope import Opened, ReplayGuard
 from protocols.errors import EnvelopeError, SealError
-from protocols.job import JOBS_TOPIC, PROTOCOL_ID, codec, compute, job_topic
+from protocols.job import JOBS_TOPIC, PROTOCOL_ID, codec, compute, job_topic, objects
 from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
 from protocols.job.ports import NodeLike
 from protocols.job.spec import MODELS
 from protocols.pb import distro_pb2 as pb
 from protocols.seal import seal, unseal
+from storage import crypto
 from training import budget
 
 if TYPE_CHECKING:
@@ -308,6 +312,8 @@ class Trainer:
             return "bad_chunks"
         if sum(c.size for c in task.chunks) > self.cfg.max_data_bytes:
             return "oversize_data"
+        if not _keys_well_formed(task):
+            return "bad_keys"
         urls = [task.model_url, task.upload_url, task.update_get_url, *(c.url for c in task.chunks)]
         if not all(u.startswith(("http://", "https://")) for u in urls):
             return "bad_url"
@@ -379,12 +385,26 @@ class Trainer:
             )
             job.checked = True
         client = self._http.get()
+        max_model = self.cfg.max_model_bytes
         items = [
-            transfer.FetchItem(task.model_url, task.model_sha256, self.cfg.max_model_bytes),
-            *(transfer.FetchItem(c.url, c.sha256, c.size) for c in task.chunks),
+            transfer.FetchItem(task.model_url, task.model_sha256, max_model)
+            if not task.model_key
+            else transfer.FetchItem(
+                task.model_url, task.model_cipher_sha256, crypto.sealed_size(max_model)
+            ),
+            *(
+                transfer.FetchItem(c.url, c.cipher_sha256, c.cipher_size)
+                if c.key
+                else transfer.FetchItem(c.url, c.sha256, c.size)
+                for c in task.chunks
+            ),
         ]
         model, *chunks = await transfer.fetch_many(items, client=client)
         self.bytes_in += len(model) + sum(len(c) for c in chunks)
+        if task.model_key or any(c.key for c in task.chunks):
+            model, chunks = await trio.to_thread.run_sync(
+                _open_task, job_id, round, task, model, chunks
+            )
         result = await self.train_task(job, model, chunks, stop)
         note = await self.upload_and_announce(job_id, round, job, task, result, client)
         self.bytes_out += note.size
@@ -426,19 +446,49 @@ class Trainer:
         """Upload the trained weights by the task's URL and announce their hash."""
         from storage import transfer  # noqa: PLC0415
 
+        body, cipher_sha, sealed_key = result.weights, "", b""
+        if task.encrypt_update:
+            # A fresh key for this update alone, readable by the owner only.
+            secret = crypto.new_key()
+            oid = objects.update_id(job_id, round, self.node.peer_id.to_base58())
+            body = await trio.to_thread.run_sync(crypto.encrypt, secret, oid, result.weights)
+            cipher_sha = compute.sha256(body)
+            sealed_key = seal(
+                secret,
+                job.owner_key,
+                purpose=objects.UPDATE_KEY_PURPOSE,
+                job_id=job_id,
+                round=round,
+            )
         await transfer.upload(
             task.upload_url,
-            result.weights,
+            body,
             content_type=task.upload_content_type or "application/octet-stream",
             fields=dict(task.upload_fields) or None,
             client=client,
         )
-        return await self.announce(job_id, round, job, task, result, compute.sha256(result.weights))
+        sha = compute.sha256(result.weights)
+        return await self.announce(
+            job_id, round, job, task, result, sha, cipher_sha=cipher_sha, sealed_key=sealed_key
+        )
 
     async def announce(
-        self, job_id: str, round: int, job: _Job, task: pb.Task, result: TrainResult, sha: str
+        self,
+        job_id: str,
+        round: int,
+        job: _Job,
+        task: pb.Task,
+        result: TrainResult,
+        sha: str,
+        *,
+        cipher_sha: str = "",
+        sealed_key: bytes = b"",
     ) -> pb.UpdateAnnounce:
-        """Publish the update's hash and metrics, its URL sealed to the owner."""
+        """Publish the update's hash and metrics, its URL (and key) sealed to the owner.
+
+        ``sha`` is the update's plaintext hash; an encrypted update adds the hash of
+        its ciphertext and its key sealed to the owner.
+        """
         sealed_url = seal(
             task.update_get_url.encode(),
             job.owner_key,
@@ -455,6 +505,8 @@ class Trainer:
             accuracy=m.accuracy,
             seconds=m.seconds,
             sealed_url=sealed_url,
+            cipher_sha256=cipher_sha,
+            sealed_key=sealed_key,
         )
         wire = codec.encode(self.node.private_key, Kind.UPDATE, note, job_id=job_id, round=round)
         await self.node.publish(job_topic(job_id), wire)
@@ -475,3 +527,40 @@ class Trainer:
             except Exception as exc:  # noqa: BLE001 - best effort; the round deadline covers it
                 log.info("could not tell %s about refusal: %r", owner, exc)
 
+
+def _keys_well_formed(task: pb.Task) -> bool:
+    """Whether every key in ``task`` is a 32-byte key with a ciphertext hash beside it."""
+    pairs = [(task.model_key, task.model_cipher_sha256)]
+    pairs += [(c.key, c.cipher_sha256) for c in task.chunks]
+    return all(
+        (not key and not sha)
+        or (len(key) == objects.KEY_BYTES and codec.SHA256_HEX.fullmatch(sha) is not None)
+        for key, sha in pairs
+    )
+
+
+def _open_task(
+    job_id: str, round_no: int, task: pb.Task, model: bytes, chunks: list[bytes]
+) -> tuple[bytes, list[bytes]]:
+    """Decrypt a task's verified ciphertexts and check their plaintext hashes (blocking).
+
+    Raises:
+        storage.crypto.DecryptError: an object does not decrypt under its key and
+            identity (``undecryptable``).
+        storage.errors.HashMismatch: a plaintext is not the one the task names.
+    """
+    from storage.errors import HashMismatch  # noqa: PLC0415
+
+    def opened(url: str, key: bytes, oid: crypto.ObjectId, data: bytes, sha: str) -> bytes:
+        plain = crypto.decrypt(key, oid, data) if key else data
+        if key and compute.sha256(plain) != sha:
+            raise HashMismatch(url, sha, compute.sha256(plain))
+        return plain
+
+    model_oid = objects.model_id(job_id, round_no - 1, task.model_sha256)
+    out_model = opened(task.model_url, task.model_key, model_oid, model, task.model_sha256)
+    out_chunks = [
+        opened(c.url, c.key, objects.chunk_id(job_id, c.sha256), data, c.sha256)
+        for c, data in zip(task.chunks, chunks, strict=True)
+    ]
+    return out_model, out_chunks

@@ -47,8 +47,8 @@ LOOPBACK_TRAINER = TrainerConfig(allow_networks=("127.0.0.0/8",))
 class HashLiar(Trainer):
     """Uploads its real weights but announces the hash of other bytes."""
 
-    async def announce(self, job_id, round, job, task, result, sha):  # type: ignore[no-untyped-def]
-        return await super().announce(job_id, round, job, task, result, "0" * 64)
+    async def announce(self, job_id, round, job, task, result, sha, **sealed):  # type: ignore[no-untyped-def]
+        return await super().announce(job_id, round, job, task, result, "0" * 64, **sealed)
 
 
 class Eavesdropper(Trainer):

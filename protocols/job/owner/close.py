@@ -16,11 +16,10 @@ import trio
 from protocols.job import codec, compute, job_topic
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
-from protocols.job.owner.prepare import JobData, model_key
+from protocols.job.owner.prepare import JobData, model_key, store_model
 from protocols.job.owner.round import RoundOutcome
 from protocols.job.ports import RoundRecord
 from protocols.job.records import Phase, TrainerState, Update, Verdict
-from storage.store import DEFAULT_CONTENT_TYPE
 
 log = logging.getLogger("distro_train.owner")
 
@@ -102,9 +101,13 @@ class RoundCloser:
     async def _advance(self, live: LiveJob, data: JobData, model: bytes) -> None:
         store = await self.env.get_store()
         sha = compute.sha256(model)
-        key = model_key(self.env.prefix(live.job_id), live.round_no, sha)
-        await trio.to_thread.run_sync(store.put_bytes, key, model, DEFAULT_CONTENT_TYPE)
+        number = live.round_no
+        key = model_key(self.env.prefix(live.job_id), number, sha)
+        cipher_sha, size = await trio.to_thread.run_sync(
+            store_model, live.job_key, store, key, number, model, sha
+        )
         data.model, data.model_key, data.model_sha = model, key, sha
+        data.model_round, data.model_cipher_sha, data.model_stored_size = number, cipher_sha, size
 
     def _record(
         self,
@@ -140,6 +143,7 @@ class RoundCloser:
                 ),
                 "train_seconds": [round(u.train_seconds, 4) for u in outcome.accepted],
                 "round_seconds": round(trio.current_time() - started, 4),
+                "model_cipher_sha256": data.model_cipher_sha,
             },
         )
 

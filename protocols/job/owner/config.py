@@ -12,6 +12,7 @@ from libp2p.crypto.keys import PublicKey
 
 from protocols.job import rounds
 from protocols.job.http import LazyClient
+from protocols.job.objects import JobKey
 from protocols.job.ports import JobStoreLike, NodeLike
 from protocols.job.records import Phase, TrainerState
 from protocols.job.selection import OfferInfo, ReputationConfig
@@ -44,6 +45,9 @@ class OwnerConfig:
         url_grace_s: Presigned URLs of a round expire this long after its deadline.
         max_offers: Offers remembered per job (further offers are refused as ``full``).
         max_spares: Spares kept per job beside the trainers wanted.
+        encrypt: Store a new job's chunks and models encrypted, and ask trainers
+            for encrypted updates (docs/storage.md); false stores them in the
+            clear, for public data. A job keeps the choice it was prepared with.
     """
 
     announce_interval_s: float = 2.0
@@ -60,6 +64,7 @@ class OwnerConfig:
     url_grace_s: float = 60.0
     max_offers: int = 1024
     max_spares: int = 64
+    encrypt: bool = True
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
 
@@ -96,6 +101,7 @@ class LiveJob:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     seen_alive: set[str] = field(default_factory=set)
     past_updates: set[str] = field(default_factory=set)
+    job_key: JobKey | None = None
     dropped: Counter[str] = field(default_factory=Counter)
     error: str = ""
 

@@ -21,7 +21,7 @@ from libp2p.peer.id import ID
 from distro_errors import DistroError
 from protocols.envelope import ReplayGuard
 from protocols.errors import EnvelopeError, SealError
-from protocols.job import PROTOCOL_ID, codec, compute, rounds
+from protocols.job import PROTOCOL_ID, codec, compute, objects, rounds
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
@@ -38,6 +38,7 @@ from protocols.job.records import (
 )
 from protocols.pb import distro_pb2 as pb
 from protocols.seal import seal, unseal
+from storage import crypto
 from storage.store import DEFAULT_CONTENT_TYPE
 
 log = logging.getLogger("distro_train.owner")
@@ -243,23 +244,29 @@ class RoundRunner:
         )
         deadline_ms = int((time.time() + ctx.live.spec.round_deadline_s) * 1000)
 
+        job_key, data = ctx.live.job_key, ctx.data
+
         def presign() -> pb.Task:
             target = store.presign_upload(
                 key, max_bytes=self.cfg.max_update_bytes, expires_s=ctx.expiry_s
             )
             ctx.unenforced[(a.peer, a.slot)] = "" if target.size_enforced else key
-            return pb.Task(
+            task = pb.Task(
                 model_url=ctx.model_url,
-                model_sha256=ctx.data.model_sha,
-                model_bytes=len(ctx.data.model),
+                model_sha256=data.model_sha,
+                model_bytes=len(data.model),
                 chunks=[
                     pb.Chunk(
                         url=store.presign_get(c.key, ctx.expiry_s),
                         sha256=c.sha256,
                         size=c.size,
                         samples=c.samples,
+                        # Only this slot's chunks' keys: nothing opens another slot's.
+                        key=job_key.chunk_key(c.sha256) if job_key else b"",
+                        cipher_sha256=c.cipher_sha256,
+                        cipher_size=c.cipher_size,
                     )
-                    for c in ctx.data.slots[a.slot]
+                    for c in data.slots[a.slot]
                 ],
                 upload_url=target.url,
                 upload_fields=dict(target.fields),
@@ -267,6 +274,12 @@ class RoundRunner:
                 update_get_url=store.presign_get(key, ctx.expiry_s),
                 deadline_ms=deadline_ms,
             )
+            if job_key is not None:
+                task.model_key = job_key.model_key(data.model_round, data.model_sha)
+                task.model_cipher_sha256 = data.model_cipher_sha
+                task.model_cipher_bytes = data.model_stored_size
+                task.encrypt_update = True
+            return task
 
         task = await trio.to_thread.run_sync(presign)
         ctx.issued[(a.peer, a.slot)] = task.update_get_url
@@ -291,11 +304,15 @@ class RoundRunner:
                     )
                 data = await transfer.fetch(
                     update.url,
-                    sha256=update.sha256,
+                    sha256=update.cipher_sha256 or update.sha256,
                     max_bytes=self.cfg.max_update_bytes,
                     client=self.env.http.get(),
                 )
                 self.stats.bytes_in += len(data)
+                if update.secret:
+                    data = await trio.to_thread.run_sync(
+                        _open_update, live, ctx.number, update, data
+                    )
                 reason = await trio.to_thread.run_sync(
                     compute.check_update, ctx.data.prepared, live.spec, ctx.data.model, data
                 )
@@ -373,9 +390,43 @@ class RoundRunner:
                 job_id=live.job_id,
                 round=msg.round,
             ).decode()
+            if bool(note.sealed_key) != (live.job_key is not None):
+                # An encrypted job takes encrypted updates only (and a clear one clear).
+                return "wrong_encryption"
+            secret = b""
+            if note.sealed_key:
+                secret = unseal(
+                    note.sealed_key,
+                    self.node.private_key,
+                    purpose=objects.UPDATE_KEY_PURPOSE,
+                    job_id=live.job_id,
+                    round=msg.round,
+                )
+                if len(secret) != objects.KEY_BYTES:
+                    return "bad_seal"
         except codec.BodyError as exc:
             return exc.reason
         except (SealError, UnicodeDecodeError):
             return "bad_seal"
-        self.feed(live, Announced(Update(peer, note.sha256, url, note.train_seconds)))
+        update = Update(peer, note.sha256, url, note.train_seconds)
+        update.cipher_sha256, update.secret = note.cipher_sha256, secret
+        self.feed(live, Announced(update))
         return ""
+
+
+def _open_update(live: LiveJob, round_no: int, update: Update, sealed: bytes) -> bytes:
+    """Decrypt a fetched update and check it is the plaintext announced (blocking).
+
+    Raises:
+        storage.crypto.DecryptError: it does not decrypt as this trainer's update
+            of this round (``undecryptable``).
+        storage.errors.HashMismatch: the plaintext is not what was announced.
+    """
+    from storage.errors import HashMismatch
+
+    oid = objects.update_id(live.job_id, round_no, update.peer)
+    plain = crypto.decrypt(update.secret, oid, sealed)
+    actual = compute.sha256(plain)
+    if actual != update.sha256:
+        raise HashMismatch(update.url, update.sha256, actual)
+    return plain
