@@ -176,6 +176,12 @@ class JobAnnounce(_message.Message):
     TOPIC_FIELD_NUMBER: _builtins.int
     TRAIN_PARAMS_JSON_FIELD_NUMBER: _builtins.int
     EXPIRES_MS_FIELD_NUMBER: _builtins.int
+    PRICE_BUDGET_FIELD_NUMBER: _builtins.int
+    PRICE_MAX_FIELD_NUMBER: _builtins.int
+    PRICE_UNIT_FIELD_NUMBER: _builtins.int
+    LEDGER_CHAIN_ID_FIELD_NUMBER: _builtins.int
+    LEDGER_CONTRACT_FIELD_NUMBER: _builtins.int
+    OWNER_ADDRESS_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     model_params_json: _builtins.str
     """hyper-parameters, validated against the catalogue"""
@@ -192,6 +198,21 @@ class JobAnnounce(_message.Message):
     """epochs, batch size, lr, optimiser, prox mu, seed"""
     expires_ms: _builtins.int
     """offers after this are ignored"""
+    price_budget: _builtins.str
+    """Market (docs/ledger.md): empty price_budget means an unpaid job. Amounts are
+    decimal strings of wei (they overflow 64 bits).
+    escrowed for the job
+    """
+    price_max: _builtins.str
+    """most paid per unit, whatever the asks"""
+    price_unit: _builtins.str
+    """"update" (per accepted update) or "ksamples" """
+    ledger_chain_id: _builtins.int
+    """the EVM chain the job settles on"""
+    ledger_contract: _builtins.str
+    """the market contract's address there"""
+    owner_address: _builtins.str
+    """the owner's wallet: receipts are signed by it"""
     def __init__(
         self,
         *,
@@ -207,10 +228,16 @@ class JobAnnounce(_message.Message):
         topic: _builtins.str = ...,
         train_params_json: _builtins.str = ...,
         expires_ms: _builtins.int = ...,
+        price_budget: _builtins.str = ...,
+        price_max: _builtins.str = ...,
+        price_unit: _builtins.str = ...,
+        ledger_chain_id: _builtins.int = ...,
+        ledger_contract: _builtins.str = ...,
+        owner_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_bytes_per_trainer", b"data_bytes_per_trainer", "dataset", b"dataset", "expires_ms", b"expires_ms", "max_chunk_bytes", b"max_chunk_bytes", "min_health", b"min_health", "model_name", b"model_name", "model_params_json", b"model_params_json", "rounds", b"rounds", "samples", b"samples", "topic", b"topic", "train_params_json", b"train_params_json", "trainers_wanted", b"trainers_wanted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_bytes_per_trainer", b"data_bytes_per_trainer", "dataset", b"dataset", "expires_ms", b"expires_ms", "ledger_chain_id", b"ledger_chain_id", "ledger_contract", b"ledger_contract", "max_chunk_bytes", b"max_chunk_bytes", "min_health", b"min_health", "model_name", b"model_name", "model_params_json", b"model_params_json", "owner_address", b"owner_address", "price_budget", b"price_budget", "price_max", b"price_max", "price_unit", b"price_unit", "rounds", b"rounds", "samples", b"samples", "topic", b"topic", "train_params_json", b"train_params_json", "trainers_wanted", b"trainers_wanted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -225,19 +252,31 @@ class Offer(_message.Message):
     HEALTH_FIELD_NUMBER: _builtins.int
     FREE_SLOTS_FIELD_NUMBER: _builtins.int
     CPU_COUNT_FIELD_NUMBER: _builtins.int
+    ASK_FIELD_NUMBER: _builtins.int
+    WALLET_ADDRESS_FIELD_NUMBER: _builtins.int
+    WALLET_BINDING_FIELD_NUMBER: _builtins.int
     health: _builtins.float
     free_slots: _builtins.int
     cpu_count: _builtins.int
+    ask: _builtins.str
+    """Market: the trainer's ask (decimal wei per price_unit) and its wallet, bound
+    to the sender's peer id by the wallet's signature (ledger/wallet.py).
+    """
+    wallet_address: _builtins.str
+    wallet_binding: _builtins.bytes
     def __init__(
         self,
         *,
         health: _builtins.float = ...,
         free_slots: _builtins.int = ...,
         cpu_count: _builtins.int = ...,
+        ask: _builtins.str = ...,
+        wallet_address: _builtins.str = ...,
+        wallet_binding: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_count", b"cpu_count", "free_slots", b"free_slots", "health", b"health"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask", b"ask", "cpu_count", b"cpu_count", "free_slots", b"free_slots", "health", b"health", "wallet_address", b"wallet_address", "wallet_binding", b"wallet_binding"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -498,10 +537,17 @@ class RoundResult(_message.Message):
     TEST_ACCURACY_FIELD_NUMBER: _builtins.int
     TEST_LOSS_FIELD_NUMBER: _builtins.int
     FINAL_FIELD_NUMBER: _builtins.int
+    UPDATES_ROOT_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
     model_sha256: _builtins.str
     test_accuracy: _builtins.float
     test_loss: _builtins.float
     final: _builtins.bool
+    updates_root: _builtins.str
+    """Market: Merkle root of used_updates (ledger/receipts.py) as committed to the
+    ledger, and the clearing price paid per unit this round (decimal wei).
+    """
+    price: _builtins.str
     @_builtins.property
     def used_updates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """sha256 of each update aggregated"""
@@ -517,14 +563,75 @@ class RoundResult(_message.Message):
         test_accuracy: _builtins.float = ...,
         test_loss: _builtins.float = ...,
         final: _builtins.bool = ...,
+        updates_root: _builtins.str = ...,
+        price: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "model_sha256", b"model_sha256", "rejected_updates", b"rejected_updates", "test_accuracy", b"test_accuracy", "test_loss", b"test_loss", "used_updates", b"used_updates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["final", b"final", "model_sha256", b"model_sha256", "price", b"price", "rejected_updates", b"rejected_updates", "test_accuracy", b"test_accuracy", "test_loss", b"test_loss", "updates_root", b"updates_root", "used_updates", b"used_updates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoundResult: _TypeAlias = RoundResult  # noqa: Y015
+
+@_typing.final
+class Receipts(_message.Message):
+    """kind "job.receipts": owner -> trainer request after a round, the EIP-712
+    receipts for that trainer's accepted updates (ledger/receipts.py).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def receipts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Receipt]: ...
+    def __init__(
+        self,
+        *,
+        receipts: _abc.Iterable[Global___Receipt] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipts", b"receipts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Receipts: _TypeAlias = Receipts  # noqa: Y015
+
+@_typing.final
+class Receipt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUND_FIELD_NUMBER: _builtins.int
+    TRAINER_FIELD_NUMBER: _builtins.int
+    UPDATE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    round: _builtins.int
+    trainer: _builtins.str
+    """wallet address paid"""
+    update: _builtins.str
+    """sha256 of the update paid for"""
+    amount: _builtins.str
+    """decimal wei"""
+    signature: _builtins.bytes
+    """65 bytes, by the owner's wallet"""
+    def __init__(
+        self,
+        *,
+        round: _builtins.int = ...,
+        trainer: _builtins.str = ...,
+        update: _builtins.str = ...,
+        amount: _builtins.str = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "round", b"round", "signature", b"signature", "trainer", b"trainer", "update", b"update"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Receipt: _TypeAlias = Receipt  # noqa: Y015
 
 @_typing.final
 class JobCancel(_message.Message):
