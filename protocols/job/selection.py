@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-OUTCOMES = ("accepted", "late", "outvoted", "rejected", "vanished")
+OUTCOMES = ("accepted", "late", "outvoted", "rejected", "vanished", "cheated")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class ReputationConfig:
     outvoted: float = -10.0  # valid, but left out by a robust rule (e.g. Krum)
     rejected: float = -20.0
     vanished: float = -30.0
+    cheated: float = -100.0  # out of line with a replica or the owner's re-run (the heaviest)
     half_life_s: float = 3600.0
     floor: float = -40.0  # peers below this are not selected
     cap: float = 100.0

@@ -17,6 +17,7 @@ from protocols.job.ports import JobStoreLike, NodeLike
 from protocols.job.records import Phase, TrainerState
 from protocols.job.selection import OfferInfo, ReputationConfig
 from protocols.job.spec import JobSpec
+from protocols.job.verification import DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:
     from protocols.job.owner.reputation import Reputation
@@ -48,6 +49,16 @@ class OwnerConfig:
         encrypt: Store a new job's chunks and models encrypted, and ask trainers
             for encrypted updates (docs/storage.md); false stores them in the
             clear, for public data. A job keeps the choice it was prepared with.
+        spot_check_rate: Chance that the owner re-runs a (non-redundant) task itself
+            and compares (docs/verification.md).
+        replica_tolerance: Largest relative L2 distance of two updates of the same
+            task taken as the same work.
+        quarantine_contributions: Accepted and verified contributions a peer needs
+            before its unverified updates get full weight.
+        quarantine_weight: FedAvg weight factor of a quarantined peer's unverified
+            update (0: validated and recorded, but left out of the average).
+        probation_checks: Tasks of quarantined peers the owner re-runs per round
+            (their way out of quarantine).
     """
 
     announce_interval_s: float = 2.0
@@ -65,6 +76,11 @@ class OwnerConfig:
     max_offers: int = 1024
     max_spares: int = 64
     encrypt: bool = True
+    spot_check_rate: float = 0.05
+    replica_tolerance: float = DEFAULT_TOLERANCE
+    quarantine_contributions: int = 1
+    quarantine_weight: float = 0.0
+    probation_checks: int = 2
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
 
@@ -104,6 +120,8 @@ class LiveJob:
     job_key: JobKey | None = None
     dropped: Counter[str] = field(default_factory=Counter)
     error: str = ""
+    cheaters: dict[str, str] = field(default_factory=dict)  # peer -> how it was caught
+    quarantine: dict[str, str] = field(default_factory=dict)  # peer -> why
 
 
 @dataclass
