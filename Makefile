@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench devchain
+.PHONY: demo test lint venv clean bench web web-check browser devchain
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,8 +34,43 @@ lint: $(STAMP)
 	$(BIN)/ruff check p2pnode protocols training storage ledger distro_errors.py distro_schema.py bootstrap.py tests bench
 	$(BIN)/mypy p2pnode protocols training storage ledger distro_errors.py distro_schema.py bootstrap.py
 
-test: lint
+test: lint web-check browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The dashboard (docs/web.md): React + Vite in web/, built into p2pnode/web/static, which
+# ships in the wheel. `make web` rebuilds it when web/ changes; `web-check` runs the
+# Vitest suite and fails if a fresh build differs from the shipped one (the build is
+# deterministic, so the hashes must match).
+WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/package.json \
+	web/package-lock.json web/vite.config.ts web/tsconfig.json
+WEB_DEPS := web/node_modules/.package-lock.json
+WEB_HASH = find $(1) -type f ! -name '.*' -printf '%P\n' | LC_ALL=C sort | \
+	(cd $(1) && xargs sha256sum) | sha256sum | cut -d' ' -f1
+
+$(WEB_DEPS): web/package-lock.json
+	@command -v npm >/dev/null || { echo "the dashboard build needs Node.js 20 and npm"; exit 1; }
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+p2pnode/web/static/index.html: $(WEB_SRC) | $(WEB_DEPS)
+	cd web && npm run build
+
+web: p2pnode/web/static/index.html
+
+web-check: $(WEB_DEPS)
+	cd web && npx tsc --noEmit && npx vitest run
+	@out=$$(mktemp -d); (cd web && npx vite build --outDir $$out --emptyOutDir >/dev/null) && \
+	fresh=$$($(call WEB_HASH,$$out)); shipped=$$($(call WEB_HASH,p2pnode/web/static)); \
+	rm -rf $$out; echo "dashboard build sha256: fresh $$fresh, shipped $$shipped"; \
+	test "$$fresh" = "$$shipped" || { echo "p2pnode/web/static is stale: run make web, commit it"; exit 1; }
+
+# Debian's chromium for the Playwright dashboard tests (tests/web); the playwright
+# package never downloads a browser of its own here.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
+	else echo "chromium missing and not root: install it (apt-get install chromium)"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

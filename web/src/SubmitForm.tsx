@@ -1,0 +1,147 @@
+import { useEffect, useState, type FormEvent } from "react";
+import { RpcError, rpc, upload } from "./api";
+import type { SchemaField, SpecSchema } from "./types";
+
+// The fields a new user sets first; every other field of the spec is under "More".
+const MAIN = ["model", "dataset", "rounds", "trainers", "epochs", "lr", "batch_size", "partition", "rule"];
+const OBJECT_FIELDS = new Set(["model_params", "rule_params"]);
+
+function initial(schema: SpecSchema): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, f] of Object.entries(schema.properties)) {
+    if (f.type === "object") out[name] = JSON.stringify(f.default ?? {});
+    else out[name] = f.default === undefined ? "" : String(f.default);
+  }
+  return out;
+}
+
+/** Turn the form's text into the spec the daemon validates (types from the schema). */
+export function toSpec(schema: SpecSchema, values: Record<string, string>): {
+  spec: Record<string, unknown>; errors: Record<string, string> } {
+  const spec: Record<string, unknown> = {};
+  const errors: Record<string, string> = {};
+  for (const [name, f] of Object.entries(schema.properties)) {
+    const raw = (values[name] ?? "").trim();
+    const def = f.type === "object" ? JSON.stringify(f.default ?? {}) : String(f.default ?? "");
+    if (raw === def) continue; // the daemon applies its own default
+    if (f.type === "integer" || f.type === "number") {
+      const v = Number(raw);
+      if (raw === "" || Number.isNaN(v)) { errors[name] = "expected a number"; continue; }
+      spec[name] = v;
+    } else if (f.type === "boolean") {
+      spec[name] = raw === "true";
+    } else if (f.type === "object") {
+      try { spec[name] = JSON.parse(raw || "{}"); } catch { errors[name] = "expected a JSON object, e.g. {\"hidden\": [128]}"; }
+    } else {
+      spec[name] = raw;
+    }
+  }
+  return { spec, errors };
+}
+
+function Field({ name, f, value, error, onChange }: {
+  name: string; f: SchemaField; value: string; error?: string; onChange: (v: string) => void }) {
+  const id = `spec-${name}`;
+  const errId = `${id}-error`;
+  const common = { id, name, "aria-invalid": error ? true : undefined, "aria-describedby": error ? errId : undefined };
+  let input;
+  if (f.enum) {
+    input = <select {...common} value={value} onChange={(e) => onChange(e.target.value)}>
+      {f.enum.map((o) => <option key={o} value={o}>{o}</option>)}</select>;
+  } else if (f.type === "boolean") {
+    input = <select {...common} value={value} onChange={(e) => onChange(e.target.value)}>
+      <option value="true">yes</option><option value="false">no</option></select>;
+  } else {
+    const numeric = f.type === "integer" || f.type === "number";
+    input = <input {...common} type="text" inputMode={numeric ? "decimal" : undefined}
+      value={value} onChange={(e) => onChange(e.target.value)} spellCheck={false} />;
+  }
+  return (
+    <div className={`field${OBJECT_FIELDS.has(name) ? " wide" : ""}`}>
+      <label htmlFor={id}>{name}</label>
+      {input}
+      {error && <p id={errId} className="error" role="alert">{error}</p>}
+    </div>
+  );
+}
+
+/**
+ * The job form: one field per spec field (from the daemon's `jobs.schema`), sent to
+ * `jobs.submit`; the daemon's validation message is shown next to the field it names.
+ */
+export function SubmitForm({ onSubmitted, loadSchema = () => rpc<SpecSchema>("jobs.schema"),
+                             submit = (spec) => rpc<{ job_id: string }>("jobs.submit", { spec }) }: {
+  onSubmitted: (jobId: string) => void;
+  loadSchema?: () => Promise<SpecSchema>;
+  submit?: (spec: Record<string, unknown>) => Promise<{ job_id: string }>;
+}) {
+  const [schema, setSchema] = useState<SpecSchema | null>(null);
+  const [values, setValues] = useState<Record<string, string>>({});
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [general, setGeneral] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [uploadNote, setUploadNote] = useState("");
+
+  useEffect(() => {
+    loadSchema().then((s) => { setSchema(s); setValues(initial(s)); }).catch((e) => setGeneral(String(e.message ?? e)));
+  }, [loadSchema]);
+
+  if (!schema) return <p aria-live="polite">{general || "Loading the job schema…"}</p>;
+  const names = Object.keys(schema.properties);
+  const main = MAIN.filter((n) => names.includes(n));
+  const more = names.filter((n) => !main.includes(n));
+  const set = (name: string) => (v: string) => setValues((old) => ({ ...old, [name]: v }));
+
+  const onSubmit = async (e: FormEvent) => {
+    e.preventDefault();
+    const { spec, errors: local } = toSpec(schema, values);
+    setErrors(local);
+    setGeneral("");
+    if (Object.keys(local).length) return;
+    setBusy(true);
+    try {
+      const { job_id } = await submit(spec);
+      onSubmitted(job_id);
+    } catch (err) {
+      const rpcErr = err as RpcError;
+      const field = rpcErr.field;
+      if (field && field in schema.properties) setErrors({ [field]: rpcErr.message });
+      else setGeneral(rpcErr.message ?? String(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const onFile = async (file: File | undefined) => {
+    if (!file) return;
+    setUploadNote(`Uploading ${file.name}…`);
+    try {
+      const up = await upload(file);
+      set("dataset")(up.path);
+      setUploadNote(`Uploaded ${file.name} (${up.bytes} bytes) to the daemon: ${up.path}`);
+    } catch (err) {
+      setUploadNote(`Upload failed: ${(err as Error).message}`);
+    }
+  };
+
+  const field = (n: string) => (
+    <Field key={n} name={n} f={schema.properties[n]} value={values[n] ?? ""} error={errors[n]} onChange={set(n)} />
+  );
+  return (
+    <form className="submit" onSubmit={onSubmit} aria-labelledby="submit-title" noValidate>
+      <h2 id="submit-title">Submit a job</h2>
+      <div className="fields">{main.map(field)}</div>
+      <div className="field wide">
+        <label htmlFor="dataset-file">or upload a dataset file to the daemon</label>
+        <input id="dataset-file" type="file" onChange={(e) => void onFile(e.target.files?.[0])} />
+        <p aria-live="polite" className="note">{uploadNote}</p>
+      </div>
+      <details>
+        <summary>More fields ({more.length})</summary>
+        <div className="fields">{more.map(field)}</div>
+      </details>
+      {general && <p className="error" role="alert">{general}</p>}
+      <button type="submit" disabled={busy}>{busy ? "Submitting…" : "Submit job"}</button>
+    </form>
+  );
+}

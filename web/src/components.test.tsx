@@ -1,0 +1,57 @@
+import { cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
+import { afterEach, describe, expect, it } from "vitest";
+import { RpcError } from "./api";
+import { Chart } from "./Chart";
+import { SubmitForm, toSpec } from "./SubmitForm";
+import type { RoundRecord, SpecSchema } from "./types";
+
+afterEach(cleanup);
+
+const round = (n: number, acc: number, loss: number): RoundRecord => ({
+  round: n, seconds: n, test_accuracy: acc, test_loss: loss, accepted: 2, rejected: 0, model_sha256: "x" });
+
+describe("Chart", () => {
+  it("draws one accuracy point per round and names the latest figures", () => {
+    const { container } = render(<Chart rounds={[round(1, 0.5, 1.2), round(2, 0.7, 0.8), round(3, 0.9, 0.3)]} />);
+    expect(container.querySelectorAll("circle.point.acc")).toHaveLength(3);
+    const img = screen.getByRole("img");
+    expect(img.getAttribute("aria-label")).toContain("3 rounds; round 3: accuracy 90.0%");
+    expect(screen.getByRole("table", { name: /accuracy and loss per round/i })).toBeTruthy();
+  });
+});
+
+const schema: SpecSchema = { properties: {
+  model: { type: "string", default: "mlp" },
+  rounds: { type: "integer", default: 20, minimum: 1 },
+  rule: { type: "string", enum: ["fedavg", "median"], default: "fedavg" },
+  model_params: { type: "object", default: {} },
+} };
+
+describe("toSpec", () => {
+  it("sends only changed fields, typed by the schema", () => {
+    const { spec, errors } = toSpec(schema, { model: "mlp", rounds: "3", rule: "median", model_params: '{"hidden":[8]}' });
+    expect(spec).toEqual({ rounds: 3, rule: "median", model_params: { hidden: [8] } });
+    expect(errors).toEqual({});
+    expect(toSpec(schema, { rounds: "many" }).errors.rounds).toBe("expected a number");
+  });
+});
+
+describe("SubmitForm", () => {
+  it("shows the daemon's validation message on the field it names", async () => {
+    const sent: Record<string, unknown>[] = [];
+    const submit = async (spec: Record<string, unknown>) => {
+      sent.push(spec);
+      throw new RpcError(-32602, "invalid params: spec.rounds: Input should be greater than or equal to 1",
+        { param: "spec.rounds" });
+    };
+    render(<SubmitForm onSubmitted={() => {}} loadSchema={async () => schema} submit={submit} />);
+    const rounds = await screen.findByLabelText("rounds");
+    fireEvent.change(rounds, { target: { value: "0" } });
+    fireEvent.click(screen.getByRole("button", { name: "Submit job" }));
+    const alert = await screen.findByRole("alert");
+    expect(alert.textContent).toBe("invalid params: spec.rounds: Input should be greater than or equal to 1");
+    await waitFor(() => expect(rounds.getAttribute("aria-invalid")).toBe("true"));
+    expect(rounds.getAttribute("aria-describedby")).toBe(alert.id);
+    expect(sent).toEqual([{ rounds: 0 }]);
+  });
+});
