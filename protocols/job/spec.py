@@ -14,15 +14,20 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field
 
 import distro_schema
+from protocols.market.terms import PriceTerms
 from training import catalogue as cat
 from training.errors import SpecError
 
-__all__ = ["MAX_SPEC_BYTES", "MODELS", "JobSpec", "SpecError", "from_mapping", "loads", "schema"]
+__all__ = [
+    "MAX_SPEC_BYTES", "MODELS", "JobSpec", "SpecError",
+    "from_mapping", "loads", "parse", "read_file", "schema",
+]
 
 MODELS = tuple(cat.MODELS)
 """Model names a job may use (the catalogue's)."""
@@ -64,6 +69,11 @@ class JobSpec(cat.HyperParams):
     # reject deltas above this times the round's median norm
     norm_factor: Annotated[float, Field(ge=1, le=1000)] = 3.0
     offer_window_s: Annotated[float, Field(ge=0.1, le=600)] = 3.0
+    # [price]: budget, max_price (wei) and unit; budget 0 = unpaid (docs/ledger.md)
+    price: PriceTerms = field(default_factory=PriceTerms)
+    # fraction of slots trained twice and compared (docs/verification.md); 0 = off.
+    # Each redundant slot's second trainer is a spare: set spares to match.
+    redundancy: Annotated[float, Field(ge=0, le=1)] = 0.0
 
     def to_json(self) -> str:
         """The canonical JSON form (what is stored and announced)."""
@@ -108,6 +118,8 @@ def _cross_check(spec: JobSpec) -> None:
         raise SpecError("data", f"dataset {spec.dataset!r} is bundled; data is for owner files")
     if spec.quorum > spec.trainers:
         raise SpecError("quorum", "must be 0..trainers")
+    if spec.price.paid and not 0 < spec.price.max_price <= spec.price.budget:
+        raise SpecError("price.max_price", "a paid job needs 0 < max_price <= budget")
 
 
 def schema() -> dict[str, Any]:
@@ -115,12 +127,13 @@ def schema() -> dict[str, Any]:
     return distro_schema.schema(JobSpec)
 
 
-def loads(text: str | bytes, *, fmt: str = "auto") -> JobSpec:
-    """Parse a spec from TOML or JSON text (``fmt``: "toml", "json" or "auto").
+def parse(text: str | bytes, *, fmt: str = "auto") -> dict[str, Any]:
+    """Decode spec text (TOML or JSON; ``fmt``: "toml", "json" or "auto") unvalidated.
+
+    A TOML file may hold the fields at top level or in a ``[job]`` table.
 
     Raises:
-        SpecError: oversize, unparsable, or invalid (field ``<file>`` when the text
-            itself cannot be parsed).
+        SpecError: oversize or unparsable (field ``<file>``).
     """
     raw = text.encode() if isinstance(text, str) else text
     if len(raw) > MAX_SPEC_BYTES:
@@ -137,4 +150,41 @@ def loads(text: str | bytes, *, fmt: str = "auto") -> JobSpec:
         raise SpecError("<file>", f"not valid {fmt.upper()}: {exc}") from None
     if isinstance(data, Mapping) and "job" in data and isinstance(data["job"], Mapping):
         data = data["job"]
-    return from_mapping(data)
+    if not isinstance(data, dict):
+        raise SpecError("<file>", "must hold a table of fields")
+    return data
+
+
+def loads(text: str | bytes, *, fmt: str = "auto") -> JobSpec:
+    """Parse and validate a spec from TOML or JSON text (see :func:`parse`).
+
+    Raises:
+        SpecError: oversize, unparsable, or invalid (field ``<file>`` when the text
+            itself cannot be parsed).
+    """
+    return from_mapping(parse(text, fmt=fmt))
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Read a job file for submission: ``data.path`` made absolute from the file's folder.
+
+    The daemon may run in another directory, so a relative ``data.path`` means
+    "relative to the job file"; the mapping returned is what ``jobs.submit`` takes.
+
+    Raises:
+        SpecError: unreadable (field ``<file>``), unparsable or invalid.
+    """
+    try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError("<file>", f"{path}: larger than {MAX_SPEC_BYTES} bytes")
+        data = parse(path.read_bytes())
+    except OSError as exc:
+        raise SpecError("<file>", f"cannot read {path}: {exc}") from None
+    table = data.get("data")
+    if isinstance(table, Mapping) and isinstance(table.get("path"), str) and table["path"]:
+        where = Path(table["path"]).expanduser()
+        if not where.is_absolute():
+            where = path.resolve().parent / where
+        data["data"] = {**table, "path": str(where)}
+    from_mapping(data)
+    return data

@@ -18,6 +18,7 @@ from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData, model_key, store_model
 from protocols.job.owner.round import RoundOutcome
+from protocols.job.owner.verify import Verifier
 from protocols.job.ports import RoundRecord
 from protocols.job.records import Phase, TrainerState, Update, Verdict
 
@@ -31,6 +32,7 @@ class RoundCloser:
         self.env = env
         self.node, self.jobs, self.stats = env.node, env.jobs, env.stats
         self.reputation = env.reputation
+        self.verifier = Verifier(env)
 
     async def close(
         self, live: LiveJob, data: JobData, outcome: RoundOutcome, started: float
@@ -40,20 +42,26 @@ class RoundCloser:
         spec, number = live.spec, live.round_no
         accepted = outcome.accepted
         removed = sum(1 for u in outcome.updates if u.verdict is Verdict.REJECTED)
+        # Replica share and quarantine (docs/verification.md): weight 0 is kept out.
+        weights = {_uid(u): self.verifier.weight(live, u) for u in accepted}
         result = await trio.to_thread.run_sync(
             compute.aggregate,
             data.prepared,
             spec,
             data.model,
-            [(_uid(u), u.samples, u.data) for u in accepted],
+            [(_uid(u), weights[_uid(u)], u.data) for u in accepted if weights[_uid(u)]],
             self.jobs.server_state(live.job_id),
             removed,
         )
         self._judge(live, accepted, result)
+        for u in accepted:
+            if not weights[_uid(u)] and u.verdict is Verdict.ACCEPTED:
+                u.reason = "quarantined"  # valid and kept, but given no weight
+        self.verifier.credit(live, accepted)
         live.past_updates.update(u.sha256 for u in outcome.updates)
         loss, acc = await trio.to_thread.run_sync(compute.evaluate, data.prepared, result.model)
         await self._advance(live, data, result.model)
-        used = [u for u in accepted if u.verdict is Verdict.ACCEPTED]
+        used = [u for u in accepted if u.verdict is Verdict.ACCEPTED and weights[_uid(u)]]
         final = number == spec.rounds or bool(spec.target_accuracy and acc >= spec.target_accuracy)
         self.jobs.record_round(
             live.job_id, self._record(live, data, outcome, used, result, acc, loss, started)

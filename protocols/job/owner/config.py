@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from protocols.job.verification import DEFAULT_TOLERANCE
 
 if TYPE_CHECKING:
     from protocols.job.owner.reputation import Reputation
+    from protocols.market.settle import Settlement
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,9 @@ class OwnerEnv:
         http: The owner's HTTP client for fetching updates.
         get_store: Returns the object store, opened on first use.
         prefix: The object-key prefix of a job id.
+        secret: This owner's secret behind every task nonce (docs/verification.md).
+        verified: Accepted and verified contributions of each peer (in memory: a
+            restarted owner quarantines everyone again).
     """
 
     node: NodeLike
@@ -147,3 +152,6 @@ class OwnerEnv:
     http: LazyClient
     get_store: Callable[[], Awaitable[Any]]
     prefix: Callable[[str], str]
+    market: Settlement | None = None  # the ledger (docs/ledger.md); None: unpaid jobs only
+    secret: bytes = field(default_factory=lambda: os.urandom(32))  # seeds task nonces
+    verified: Counter[str] = field(default_factory=Counter)  # verified contributions

@@ -25,6 +25,7 @@ from protocols.job import PROTOCOL_ID, codec, compute, objects, rounds
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
+from protocols.job.owner.verify import Verifier
 from protocols.job.records import (
     Announced,
     Checked,
@@ -61,7 +62,7 @@ class RoundOutcome:
         out = []
         for a in self.close.accepted:
             u = by_key[(a.peer, a.slot)]
-            u.late = a.late
+            u.late, u.verified, u.share = a.late, a.verified, a.share
             out.append(u)
         return out
 
@@ -91,6 +92,7 @@ class RoundRunner:
         self.reputation = env.reputation
         self.replay = ReplayGuard()
         self._inbox: dict[str, trio.MemorySendChannel[RoundEvent]] = {}
+        self.verifier = Verifier(env)
 
     async def run(self, live: LiveJob, data: JobData, number: int) -> RoundOutcome:
         """Run round ``number`` of ``live`` once, until it closes or fails."""
@@ -110,6 +112,9 @@ class RoundRunner:
             live.rnd = None
             self._inbox.pop(live.job_id, None)
         updates = list(ctx.updates.values())
+        for u in updates:  # caught by a comparison: the update is out (docs/verification.md)
+            if u.peer in rnd.cheaters and u.verdict is not Verdict.REJECTED:
+                u.verdict, u.reason, u.data = Verdict.REJECTED, "cheated", b""
         if isinstance(end, rounds.Fail):
             return RoundOutcome(None, end.reason, updates)
         return RoundOutcome(end, "", updates)
@@ -127,15 +132,20 @@ class RoundRunner:
         if not holders:
             return None
         deadline = live.spec.round_deadline_s
+        spares = alive[len(holders) :]
+        replicas, spot, probation = self.verifier.plan(live, holders, spares)
         return rounds.Round(
             number,
             holders,
-            alive[len(holders) :],
+            spares,
             quorum=min(live.spec.quorum_count, len(holders)),
             min_updates=1,
             deadline_s=deadline,
             backup_after_s=self.cfg.backup_fraction * deadline,
             now=trio.current_time(),
+            replicas=replicas,
+            spot=spot,
+            probation=probation,
         )
 
     async def _loop(
@@ -190,11 +200,19 @@ class RoundRunner:
                 update.slot, update.samples = a.slot, ctx.data.samples(a.slot)
                 ctx.updates[update.key] = update
                 nursery.start_soon(self._check, ctx, update)
+            elif isinstance(a, rounds.Compare):
+                nursery.start_soon(self._compare, ctx, a)
             elif isinstance(a, rounds.Charge):
                 self.reputation.charge(a.peer, a.outcome)
             else:
                 return a
         return None
+
+    async def _compare(self, ctx: _Ctx, a: rounds.Compare) -> None:
+        updates = {p: ctx.updates[(p, a.slot)] for p in a.peers if (p, a.slot) in ctx.updates}
+        await ctx.send.send(
+            await self.verifier.compare(ctx.live, ctx.data, ctx.number, a, updates)
+        )
 
     async def _send_task(self, ctx: _Ctx, a: rounds.SendTask) -> None:
         live = ctx.live
@@ -273,6 +291,8 @@ class RoundRunner:
                 upload_content_type=DEFAULT_CONTENT_TYPE,
                 update_get_url=store.presign_get(key, ctx.expiry_s),
                 deadline_ms=deadline_ms,
+                nonce=self.verifier.nonce(ctx.live.job_id, ctx.number, a.slot),
+                deterministic=ctx.live.spec.redundancy > 0,
             )
             if job_key is not None:
                 task.model_key = job_key.model_key(data.model_round, data.model_sha)
@@ -292,6 +312,10 @@ class RoundRunner:
         if update.sha256 in live.past_updates:
             # Bytes an earlier round already saw: an old update sent again.
             reason = "replayed"
+        elif any(u.sha256 == update.sha256 and u.slot != update.slot
+                 for u in ctx.updates.values()):
+            # Another task's bytes: tasks differ in data and nonce (docs/verification.md).
+            reason = "copied"
         elif update.url == ctx.issued.get(update.key):
             try:
                 key = ctx.unenforced.get(update.key)
