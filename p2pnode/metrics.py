@@ -1,18 +1,31 @@
-"""Prometheus metrics, off by default (``[metrics] enabled = true`` turns them on).
+"""Prometheus metrics and health checks, off by default (``[metrics] enabled = true``).
 
 Nothing in the daemon pushes to Prometheus: a collector reads, at scrape time, the
 counters each part already keeps (node, owner, trainer, job store), so metrics add
 no cost to the paths they describe and cannot drift from ``node.status``.
+
+The same listener answers two health checks, for systemd, Kubernetes or a load balancer:
+
+- ``/healthz``: 200 while the daemon's event loop is turning (a heartbeat task ticks
+  every second; 503 once it is older than :data:`STALE_AFTER_S`), else 503;
+- ``/readyz``: 200 once the node is serving (listening, control socket open,
+  services started) and still alive, else 503.
+
+Each answers a one-line JSON body saying why.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from protocols.job.selection import decayed
@@ -89,9 +102,93 @@ class DaemonCollector(Collector):
         return hist
 
 
-def serve_metrics(node: Node, owner: Owner, trainer: Trainer, host: str, port: int) -> int:
-    """Serve ``/metrics`` on ``host:port`` from a background thread; returns the port."""
+STALE_AFTER_S = 10.0
+"""``/healthz`` fails once the event loop's heartbeat is older than this."""
+
+
+class Health:
+    """Liveness and readiness of one daemon, read by the HTTP thread.
+
+    The event loop calls :meth:`beat` every second and :meth:`set_ready` once serving.
+    """
+
+    def __init__(self) -> None:
+        self.last_beat = time.monotonic()
+        self.ready = False
+
+    def beat(self) -> None:
+        """Record that the event loop is turning."""
+        self.last_beat = time.monotonic()
+
+    def set_ready(self, ready: bool = True) -> None:
+        """Mark the node as serving (or, on shutdown, as not)."""
+        self.ready = ready
+
+    def alive(self) -> tuple[bool, str]:
+        """Whether the loop beat recently, and a reason."""
+        age = time.monotonic() - self.last_beat
+        if age > STALE_AFTER_S:
+            return False, f"event loop silent for {age:.1f}s"
+        return True, "ok"
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the node serves, and a reason."""
+        alive, why = self.alive()
+        if not alive:
+            return False, why
+        return (True, "ok") if self.ready else (False, "starting")
+
+
+class NodeCollector(Collector):
+    """The node-level metrics a bootstrap node has too."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Any]:
+        """Live peers."""
+        peers = GaugeMetricFamily("distro_train_peers", "Live peers (presence not timed out).")
+        peers.add_metric([], len(self.node.peers()))
+        yield peers
+
+
+def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, content_type, encoder(registry))
+            elif path in ("/healthz", "/readyz"):
+                ok, why = health.alive() if path == "/healthz" else health.readiness()
+                body = json.dumps({"ok": ok, "reason": why}).encode() + b"\n"
+                self._send(200 if ok else 503, "application/json", body)
+            else:
+                self._send(404, "text/plain", b"not found: /metrics, /healthz or /readyz\n")
+
+        def _send(self, code: int, content_type: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Scrapes are not logged."""
+
+    return Handler
+
+
+def serve_metrics(
+    collector: Collector, health: Health, host: str, port: int
+) -> ThreadingHTTPServer:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` from a thread.
+
+    Returns the server (``server.server_port`` is the bound port; ``shutdown()`` stops it).
+    """
     registry = CollectorRegistry()
-    registry.register(DaemonCollector(node, owner, trainer))
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return int(server.server_port)
+    registry.register(collector)
+    server = ThreadingHTTPServer((host, port), _handler(registry, health))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -1,9 +1,13 @@
-"""Run a node in the foreground: logging, signals, bounded shutdown.
+"""Run a node in the foreground: logging, signals, readiness, health, bounded shutdown.
 
 py-libp2p effectively swallows SIGINT (a process took 16.7 s to exit after Ctrl-C), so
 a signal task cancels the top nursery instead (docs/libp2p.md#sigint). If teardown still
 exceeds ``timeouts.shutdown_s``, a watchdog removes the socket and ``multiaddr`` files
 and ends the process, so SIGTERM always means "gone within the deadline".
+
+Once the node serves, the runner tells systemd (``READY=1`` on ``$NOTIFY_SOCKET``,
+see :func:`sd_notify`; ``STOPPING=1`` on shutdown) and marks ``/readyz`` ready when
+``[metrics]`` is enabled. A heartbeat task keeps ``/healthz`` fresh.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
+import socket
 import threading
 from typing import Any
 
@@ -19,42 +23,86 @@ import trio
 
 from p2pnode.config import Config
 from p2pnode.control import socket_path
-from p2pnode.host import quiet_libp2p_logs
+from p2pnode.logs import setup_logging
+from p2pnode.metrics import Health
 from p2pnode.node import Node
 
 log = logging.getLogger("p2pnode")
 
 EXIT_SHUTDOWN_TIMEOUT = 3
+HEARTBEAT_S = 1.0
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr, one line per record."""
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    quiet_libp2p_logs()
-    # httpx logs every request URL at INFO; presigned URLs are bearer credentials.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
+    """Send ``message`` to systemd's ``$NOTIFY_SOCKET``; False when not under systemd.
+
+    The socket is a Unix datagram socket; a name starting with ``@`` is in the
+    abstract namespace. Errors are logged, never raised: a missing notification
+    must not stop a daemon that otherwise works.
+    """
+    path = (os.environ if env is None else env).get("NOTIFY_SOCKET", "")
+    if not path:
+        return False
+    address = "\0" + path[1:] if path.startswith("@") else path
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(address)
+            s.sendall(message.encode())
+    except OSError as exc:
+        log.warning("cannot notify systemd on %s: %s", path, exc)
+        return False
+    return True
 
 
 def run_node(
-    config: Config, *, role: str = "daemon", log_level: str = "INFO", trainer_cls: Any = None
+    config: Config,
+    *,
+    role: str = "daemon",
+    log_level: str | None = "INFO",
+    log_format: str = "text",
+    trainer_cls: Any = None,
 ) -> int:
     """Run a node until SIGINT/SIGTERM; return the process exit code (0 = clean).
 
     ``trainer_cls`` replaces the trainer behaviour (a ``protocols.job.trainer.Trainer``
-    subclass); tests use it to run adversarial trainers as real daemons.
+    subclass); tests use it to run adversarial trainers as real daemons. Without torch
+    installed, the daemon runs :class:`p2pnode.notrain.NoTrainTrainer`.
     """
-    setup_logging(log_level)
+    setup_logging(log_level or os.environ.get("DISTRO_TRAIN_LOG_LEVEL") or "INFO", log_format)
     node = Node(config, role=role)
+    health = Health()
+    collector: Any = None
     if role == "daemon":
         from p2pnode.jobs import install
+        from p2pnode.notrain import INSTALL_HINT, NoTrainTrainer, can_train
         from protocols.job.trainer import Trainer
 
-        install(node, trainer_cls or Trainer)
-    trio.run(_serve, node)
+        if trainer_cls is None and not can_train():
+            log.warning("torch is not installed: this daemon cannot train and refuses every "
+                        "job (%s)", INSTALL_HINT)
+            trainer_cls = NoTrainTrainer
+        owner, trainer = install(node, trainer_cls or Trainer)
+        if config.metrics.enabled:
+            from p2pnode.metrics import DaemonCollector
+
+            collector = DaemonCollector(node, owner, trainer)
+    elif config.metrics.enabled:
+        from p2pnode.metrics import NodeCollector
+
+        collector = NodeCollector(node)
+    server = None
+    if collector is not None:
+        from p2pnode.metrics import serve_metrics
+
+        m = config.metrics
+        server = serve_metrics(collector, health, m.host, m.port)
+        log.info("metrics at http://%s:%d/metrics (and /healthz, /readyz)",
+                 m.host, server.server_port)
+    try:
+        trio.run(_serve, node, health)
+    finally:
+        if server is not None:
+            server.shutdown()
     log.info("stopped")
     return 0
 
@@ -71,21 +119,32 @@ def _watchdog(config: Config) -> None:
     timer.start()
 
 
-async def _serve(node: Node) -> None:
+async def _serve(node: Node, health: Health) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, nursery.cancel_scope, node.config)
+        nursery.start_soon(_watch_signals, nursery.cancel_scope, node.config, health)
+        nursery.start_soon(_heartbeat, health)
         await nursery.start(node.run)
         log.info("%s ready: peer id %s", node.role, node.peer_id)
         for addr in node.addrs():
             log.info("listening on %s", addr)
         if node.role == "bootstrap":
             print(node.addrs()[0], flush=True)
+        health.set_ready()
+        sd_notify(f"READY=1\nSTATUS={node.role} serving as {node.peer_id}\nMAINPID={os.getpid()}")
 
 
-async def _watch_signals(scope: trio.CancelScope, config: Config) -> None:
+async def _heartbeat(health: Health) -> None:
+    while True:
+        health.beat()
+        await trio.sleep(HEARTBEAT_S)
+
+
+async def _watch_signals(scope: trio.CancelScope, config: Config, health: Health) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             log.info("%s received, shutting down", signal.Signals(signum).name)
+            health.set_ready(False)
+            sd_notify("STOPPING=1")
             _watchdog(config)
             scope.cancel()
             return

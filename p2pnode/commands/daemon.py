@@ -3,32 +3,43 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from p2pnode.commands.common import add_data_dir, fail
+from p2pnode.commands.common import (
+    EXIT_USAGE,
+    add_config,
+    add_data_dir,
+    add_logging,
+    fail,
+    log_level_of,
+)
 
 BOOTSTRAP_DESCRIPTION = """\
 Run a bootstrap node: a well-known entry point of the network. It runs the Kademlia
 DHT in server mode and relays gossip; it trains nothing and publishes no presence.
 On start it prints its full multiaddr (ending in /p2p/<peer id>) on stdout and writes
 it atomically to DATA_DIR/multiaddr; give that address to daemons with --bootstrap or
-BOOTSTRAP_ADDR. It logs one line per peer joined or left. Stop it with Ctrl-C or
-SIGTERM.
+BOOTSTRAP_ADDR. Its defaults differ from a daemon's so both run on one host: data dir
+~/.distro-train/bootstrap (inside $DISTRO_TRAIN_HOME when set), TCP port 4412. It logs
+one line per peer joined or left. Stop it with Ctrl-C or SIGTERM.
 """
 
 
 def add_node_arguments(parser: argparse.ArgumentParser, *, bootstrap_flag: bool) -> None:
     """Flags shared by ``daemon`` and ``bootstrap``."""
     add_data_dir(parser)
-    parser.add_argument("--config", type=Path, default=None, help="TOML config file")
+    add_config(parser)
+    port = "4412" if not bootstrap_flag else "4411"
     parser.add_argument("--listen", action="append", default=None, metavar="MADDR",
-                        help="listen multiaddr, repeatable (default /ip4/0.0.0.0/tcp/4001)")
+                        help=f"listen multiaddr, repeatable (default /ip4/0.0.0.0/tcp/{port})")
+    parser.add_argument("--announce", action="append", default=None, metavar="MADDR",
+                        help="multiaddr advertised to peers instead of the listen ones, "
+                             "repeatable (default: listen addresses, 0.0.0.0 replaced by "
+                             "this machine's interface addresses)")
     if bootstrap_flag:
         parser.add_argument("--bootstrap", action="append", default=None, metavar="MADDR",
                             help="bootstrap multiaddr with /p2p/<id>, repeatable "
                                  "(default: $BOOTSTRAP_ADDR, comma-separated)")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO")
+    add_logging(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,17 +65,18 @@ def run_bootstrap(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, role: str) -> int:
-    from p2pnode.config import load_config
+    from p2pnode.commands.nodeconfig import load_for
     from p2pnode.errors import NodeError
+    from p2pnode.logs import LogLevelError, parse_levels
     from p2pnode.runner import run_node
 
-    overrides = {
-        "node.data_dir": args.data_dir,
-        "node.listen": args.listen,
-        "node.bootstrap": getattr(args, "bootstrap", None),
-    }
+    level = log_level_of(args)
     try:
-        config = load_config(args.config, overrides=overrides)
-        return run_node(config, role=role, log_level=args.log_level)
+        parse_levels(level)
+        config, _path = load_for(args, role)
+    except (NodeError, LogLevelError) as exc:
+        return fail(str(exc), EXIT_USAGE)
+    try:
+        return run_node(config, role=role, log_level=level, log_format=args.log_format)
     except NodeError as exc:
         return fail(str(exc))

@@ -44,6 +44,13 @@ SECRET_ENV = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's flags; defaults give the README's main job (MNIST, 2NN, non-IID, FedAvg)."""
     a = parser.add_argument
+    a(
+        "--job",
+        type=Path,
+        default=None,
+        help="a job file (TOML/JSON, as for submit; e.g. examples/*.toml) to run instead of "
+        "the flags below; its trainers count sets the trainer daemons",
+    )
     a("--trainers", type=int, default=4, help="trainer daemons to start (default 4)")
     a("--rounds", type=int, default=20, help="federated rounds (default 20)")
     a("--dataset", default="mnist", choices=cat.BUNDLED_DATASETS, help="(default mnist)")
@@ -135,11 +142,15 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when the job completed."""
-    try:
-        spec = _spec(args)
-        from protocols.job.spec import SpecError, from_mapping
+    from protocols.job.spec import SpecError, from_mapping, read_file
 
-        from_mapping(spec)
+    try:
+        if args.job is not None:
+            spec = read_file(args.job)
+            args.trainers = from_mapping(spec).trainers
+        else:
+            spec = _spec(args)
+            from_mapping(spec)
     except (ValueError, SpecError) as exc:
         return fail(str(exc))
     signal.signal(signal.SIGTERM, _interrupt)

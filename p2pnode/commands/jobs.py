@@ -7,7 +7,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from p2pnode.commands.common import add_data_dir, add_json, data_dir_of, fail, print_json
+from p2pnode.commands.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    add_data_dir,
+    add_json,
+    data_dir_of,
+    fail,
+    fail_control,
+    print_json,
+)
 
 MAX_SPEC_FILE = 64 * 1024
 WATCH_INTERVAL_S = 0.5
@@ -67,9 +77,9 @@ def _guard(fn: Any) -> Any:
             code: int = fn(args)
             return code
         except ControlError as exc:
-            return fail(str(exc))
+            return fail_control(exc)
         except KeyboardInterrupt:
-            return 130
+            return EXIT_INTERRUPTED
 
     run.__doc__ = fn.__doc__
     return run
@@ -80,10 +90,10 @@ def run_submit(args: argparse.Namespace) -> int:
     """Submit a job spec file; print the job id."""
     try:
         if args.spec.stat().st_size > MAX_SPEC_FILE:
-            return fail(f"{args.spec}: larger than {MAX_SPEC_FILE} bytes")
+            return fail(f"{args.spec}: larger than {MAX_SPEC_FILE} bytes", EXIT_USAGE)
         text = args.spec.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return fail(f"cannot read {args.spec}: {exc}")
+        return fail(f"cannot read {args.spec}: {exc}", EXIT_USAGE)
     result = _call(args, "jobs.submit", {"spec": text})
     if args.json:
         print_json(result)
@@ -115,6 +125,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     """Show a job's status (or, without JOB, the daemon's)."""
     if args.job is None:
+        if args.watch:
+            return fail("status --watch needs a JOB to follow", EXIT_USAGE)
         from p2pnode.commands.query import run_status as node_status
 
         code: int = node_status(args)
@@ -151,7 +163,7 @@ def watch(get: Any, as_json: bool, print_final: bool = True) -> int:
         console.print()  # rich leaves the last frame unterminated when not on a terminal
     if as_json and print_final:
         print_json(status)
-    return 0 if status["state"] == "done" else 1
+    return 0 if status["state"] == "done" else EXIT_FAILED
 
 
 def render_status(status: dict[str, Any]) -> Any:
@@ -193,7 +205,7 @@ def run_result(args: argparse.Namespace) -> int:
     try:
         summary = write_result(result, args.out)
     except (StorageError, ValueError) as exc:
-        return fail(str(exc))
+        return fail(str(exc), EXIT_FAILED)
     if args.json:
         print_json(summary)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from p2pnode.commands.common import add_data_dir, add_json, data_dir_of, fail, print_json
+from p2pnode.commands.common import add_data_dir, add_json, data_dir_of, fail_control, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace, method: str, show: Any) -> int:
     try:
         result = _call(args, method)
     except ControlError as exc:
-        return fail(str(exc))
+        return fail_control(exc)
     if args.json:
         print_json(result)
     else:

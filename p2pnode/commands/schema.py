@@ -11,6 +11,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from p2pnode.commands.common import JSON_HELP
+
 
 def _config() -> dict[str, Any]:
     from p2pnode.config import schema
@@ -44,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=list(SCHEMAS),
         help="config: the daemon's own tables; storage: the [storage] table; job: a job spec",
     )
+    parser.add_argument("--json", action="store_true",
+                        help=JSON_HELP + " (the schema is JSON either way)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -117,7 +117,7 @@ def test_demo_command_json_line(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    last = json.loads(proc.stdout)  # --json: stdout holds one JSON document only
     assert last["rounds"] == 2 and last["state"] == "done"
     assert 0.8 <= last["accuracy"] <= 1.0
     assert last["seconds"] > 0

@@ -43,6 +43,10 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
             "distro_train_reputation_bucket",
         ):
             assert name in text, name
+        for path in ("/healthz", "/readyz"):  # the same listener answers health checks
+            answer = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+            assert (answer.status_code, answer.json()) == (200, {"ok": True, "reason": "ok"})
+        assert httpx.get(f"http://127.0.0.1:{port}/nope", timeout=5).status_code == 404
         log = (tmp_path / "logs" / "off.log").read_text()
         assert "metrics at" not in log
     finally:
