@@ -202,6 +202,8 @@ class Round:
             return self.announced(event.update.peer, event.update.sha256)
         if isinstance(event, Checked):
             u = event.update
+            if u.verdict is Verdict.REJECTED and u.reason == "copied":
+                return self.caught(u.peer, now)  # another task's bytes: a cheat
             return self.checked(u.peer, u.slot, u.sha256, u.verdict is Verdict.CHECKED, now)
         if isinstance(event, Compared):
             return self.compared(event.slot, event.agreed, event.outliers, event.verified, now)
@@ -337,6 +339,12 @@ class Round:
 
     def _holds(self, peer: str) -> bool:
         return any(peer in s.holders for s in self.slots.values()) or peer in self.spares
+
+    def caught(self, peer: str, now: float) -> list[Action]:
+        """``peer`` was caught cheating outside a comparison (a copied update)."""
+        if self.done:
+            return []
+        return [*self._caught(peer), *self._fill_orphans(), *self._maybe_end(now)]
 
     def _caught(self, peer: str) -> list[Action]:
         """``peer`` cheated: charge it once, drop all its work in this round."""

@@ -137,6 +137,57 @@ class Copycat(Trainer):
         )
 
 
+
+
+class Lazy(Trainer):
+    """Trains on the first 10% of its chunk's samples only (a cheap approximation)."""
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        x, y = chunk_codec.decode_chunk(chunks[0])
+        n = max(1, len(y) // 10)
+        return await super().train_task(job, model, [chunk_codec.encode_chunk(x[:n], y[:n])], stop)
+
+
+COPY_DIR_ENV = "DISTRO_TEST_COPY_DIR"
+"""Where a ``Leaker`` drops its updates and a ``Copier`` picks them up."""
+
+
+class Leaker(Trainer):
+    """Honest, but leaves each update in ``$DISTRO_TEST_COPY_DIR`` for a copier."""
+
+    async def upload_and_announce(self, job_id: str, round: int, job: Any, task: Any,
+                                  result: TrainResult, client: Any) -> Any:
+        import os
+        from pathlib import Path
+
+        note = await super().upload_and_announce(job_id, round, job, task, result, client)
+        folder = Path(os.environ[COPY_DIR_ENV])
+        (folder / f"{job_id}-{round}.tmp").write_bytes(result.weights)
+        (folder / f"{job_id}-{round}.tmp").rename(folder / f"{job_id}-{round}.bin")
+        return note
+
+
+class Copier(Trainer):
+    """Does no training: waits for a leaker's update of the same round and sends it."""
+
+    async def upload_and_announce(self, job_id: str, round: int, job: Any, task: Any,
+                                  result: TrainResult, client: Any) -> Any:
+        import os
+        from pathlib import Path
+
+        import trio
+
+        path = Path(os.environ[COPY_DIR_ENV]) / f"{job_id}-{round}.bin"
+        with trio.move_on_after(60):
+            while not path.exists():  # noqa: ASYNC110 - written by another process
+                await trio.sleep(0.1)
+        if path.exists():
+            result = TrainResult(weights=path.read_bytes(), metrics=result.metrics)
+        return await super().upload_and_announce(job_id, round, job, task, result, client)
+
+
 ADVERSARIES: dict[str, type[Trainer]] = {
     "freeload": Freeloader,
     "sample_liar": SampleLiar,
@@ -146,4 +197,7 @@ ADVERSARIES: dict[str, type[Trainer]] = {
     "noise": GaussianNoise,
     "label_flip": LabelFlip,
     "replay": Replayer,
+    "lazy": Lazy,
+    "leaker": Leaker,
+    "copier": Copier,
 }

@@ -242,3 +242,15 @@ def test_plan_judge_nonce_and_quarantine() -> None:
     assert n1 == task_nonce(b"k", "j", 1, 0) and n1 != n2 and n1 != task_nonce(b"x", "j", 1, 0)
     assert task_seed(0, n1) != task_seed(0, n2)
     assert quarantined(["a", "b"], {"a": 1}, 1) == {"b"}
+
+
+def test_a_copied_update_is_a_cheat() -> None:
+    from protocols.job.records import Checked, Update, Verdict
+
+    rnd = make_round(2, spares=1)
+    rnd.start()
+    _deliver(rnd, "t0", 0)
+    rnd.announced("t1", "sha-t0")
+    u = Update("t1", "sha-t0", "", slot=1, verdict=Verdict.REJECTED, reason="copied")
+    out = rnd.feed(Checked(u), 1.0)
+    assert out == [Charge("t1", "cheated"), SendTask("s0", 1)]
