@@ -7,10 +7,11 @@ the job store in one transaction, so a restarted owner resumes after its last on
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -18,17 +19,21 @@ from protocols.envelope import Opened
 from protocols.job import codec, compute, job_topic
 from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
+from protocols.job.objects import JobKey
 from protocols.job.owner.close import RoundCloser
 from protocols.job.owner.config import LiveJob, OwnerConfig, OwnerEnv, OwnerStats
 from protocols.job.owner.prepare import JobData, prepare_job
 from protocols.job.owner.recruit import Recruiter
 from protocols.job.owner.reputation import Reputation
 from protocols.job.owner.round import RoundOutcome, RoundRunner
-from protocols.job.ports import JobStoreLike, NodeLike
+from protocols.job.ports import JobRow, JobStoreLike, NodeLike
 from protocols.job.records import JobState, Phase, TrainerState
 from protocols.job.spec import JobSpec, loads
 from protocols.pb import distro_pb2 as pb
 from storage.store import job_prefix
+
+if TYPE_CHECKING:
+    from protocols.market.settle import Settlement
 
 log = logging.getLogger("distro_train.owner")
 ACTIVE = (JobState.PREPARING, JobState.RUNNING)
@@ -50,6 +55,7 @@ class Owner:
         jobs: JobStoreLike,
         open_store: Callable[[], Any],
         cfg: OwnerConfig | None = None,
+        market: Settlement | None = None,
     ) -> None:
         self.node = node
         self.jobs = jobs
@@ -70,7 +76,9 @@ class Owner:
             self._http,
             self._get_store,
             self._prefix,
+            market,
         )
+        self.market = market
         self.recruiter = Recruiter(env)
         self.rounds = RoundRunner(env)
         self.closer = RoundCloser(env)
@@ -141,10 +149,15 @@ class Owner:
             "trainers": {p: str(s) for p, s in live.trainers.items()} if live else {},
             "offers": len(live.offers) if live else 0,
             "dropped": dict(live.dropped) if live else {},
+            # docs/verification.md: who has no full weight yet, who was caught, and how
+            "quarantined": dict(live.quarantine) if live else {},
+            "cheaters": dict(live.cheaters) if live else {},
             "rejected": sum(r["rejected"] for r in history),
             "history": history,
             "created_ms": row.created_ms,
         }
+        if self.market is not None and self.market.status(job_id):
+            out["market"] = self.market.status(job_id)
         if history:
             out["test_accuracy"] = history[-1]["test_accuracy"]
             out["test_loss"] = history[-1]["test_loss"]
@@ -159,27 +172,53 @@ class Owner:
                 "completed_round": r.completed_round,
                 "created_ms": r.created_ms,
                 "model_sha256": r.model_sha256,
+                **({"market": self.market.status(r.job_id)}
+                   if self.market is not None and self.market.status(r.job_id) else {}),
             }
             for r in self.jobs.jobs()
         ]
 
     async def result(self, job_id: str) -> dict[str, Any] | None:
-        """The final (or latest) model's URL and hash, and the per-round metrics."""
+        """The final (or latest) model's URL and hash, and the per-round metrics.
+
+        ``model_sha256`` is the model's own (plaintext) hash. For an encrypted job
+        ``model_encryption`` holds what opens that one stored model: its key (hex),
+        the stored ciphertext's sha256 and its identity (job, round); else None.
+        """
         row = self.jobs.job(job_id)
         if row is None:
             return None
-        url = None
+        url, encryption = None, None
+        rounds = self.jobs.rounds(job_id)
         if row.model_key:
             store = await self._get_store()
             url = await trio.to_thread.run_sync(store.presign_get, row.model_key)
+            encryption = await self._model_encryption(row, rounds, store)
         return {
             "job_id": job_id,
             "state": row.state,
             "model_url": url,
             "model_sha256": row.model_sha256,
-            "rounds": self.jobs.rounds(job_id),
+            "model_encryption": encryption,
+            "rounds": rounds,
             "spec": loads(row.spec_json, fmt="json").to_json(),
         }
+
+    async def _model_encryption(
+        self, row: JobRow, rounds: list[dict[str, Any]], store: Any
+    ) -> dict[str, Any] | None:
+        secret = self.jobs.job_key(row.job_id)
+        if secret is None or not row.model_sha256 or not row.model_key:
+            return None
+        number = row.completed_round
+        cipher = next(
+            (r.get("model_cipher_sha256", "") for r in rounds if r["round"] == number), ""
+        )
+        if not cipher:  # the initial model has no round record: hash the stored bytes
+            stored = await trio.to_thread.run_sync(store.get_bytes, row.model_key)
+            cipher = hashlib.sha256(stored).hexdigest()
+        key = JobKey(row.job_id, secret).model_key(number, row.model_sha256)
+        return {"key": key.hex(), "cipher_sha256": cipher, "job_id": row.job_id, "round": number}
 
     async def cancel(self, job_id: str) -> bool:
         """Stop a running job; False when it is not running."""
@@ -250,6 +289,8 @@ class Owner:
         first = (row.completed_round if row else 0) + 1
         for rec in self.jobs.rounds(live.job_id):  # a resumed job still knows old updates
             live.past_updates.update(rec.get("used_updates", []), rec.get("rejected_updates", []))
+        if self.market is not None:
+            await self.market.open(live.job_id, live.spec.price)  # escrow before announcing
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.recruiter.announce_forever, live, data.prepared)
             await self.recruiter.recruit(live)
@@ -259,6 +300,8 @@ class Owner:
                 if await self.closer.close(live, data, outcome, started):
                     break
             nursery.cancel_scope.cancel()
+        if self.market is not None:
+            await self.market.finish(live.job_id)
         live.phase = Phase.DONE
         self.jobs.finish(live.job_id, JobState.DONE)
 
