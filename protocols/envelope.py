@@ -90,6 +90,7 @@ BODY_TYPES: dict[str, type[Message]] = {
     "job.update": pb.UpdateAnnounce,
     "job.round": pb.RoundResult,
     "job.cancel": pb.JobCancel,
+    "job.receipts": pb.Receipts,
 }
 
 

@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from google.protobuf.message import Message
 from libp2p.crypto.keys import PrivateKey
@@ -38,9 +39,10 @@ class Kind(StrEnum):
     UPDATE = "job.update"
     ROUND = "job.round"
     CANCEL = "job.cancel"
+    RECEIPTS = "job.receipts"
 
 
-REQUEST_KINDS = frozenset({Kind.OFFER, Kind.ASSIGN, Kind.ACK})
+REQUEST_KINDS = frozenset({Kind.OFFER, Kind.ASSIGN, Kind.ACK, Kind.RECEIPTS})
 """Kinds that travel as requests on the job protocol's streams."""
 TOPIC_KINDS = frozenset({Kind.UPDATE, Kind.ROUND, Kind.CANCEL})
 """Kinds that travel on a job's own topic."""
@@ -170,11 +172,14 @@ class OfferNote:
     health: float
     free_slots: int
     cpu_count: int
+    ask: int = 0  # wei per price unit (docs/ledger.md)
+    wallet_address: str = ""
+    wallet_binding: bytes = b""
 
 
-def offer(*, health: float, free_slots: int, cpu_count: int) -> pb.Offer:
-    """The body of a trainer's offer."""
-    return pb.Offer(health=health, free_slots=free_slots, cpu_count=cpu_count)
+def offer(*, health: float, free_slots: int, cpu_count: int, **market: Any) -> pb.Offer:
+    """The body of a trainer's offer; ``market``: ask, wallet_address, wallet_binding."""
+    return pb.Offer(health=health, free_slots=free_slots, cpu_count=cpu_count, **market)
 
 
 def parse_offer(msg: Opened) -> OfferNote:
@@ -185,7 +190,15 @@ def parse_offer(msg: Opened) -> OfferNote:
     _number(body.health, 0.0, 100.0, "health")
     _number(body.free_slots, 0, 1024, "free_slots")
     _number(body.cpu_count, 1, 4096, "cpu_count")
-    return OfferNote(float(body.health), int(body.free_slots), int(body.cpu_count))
+    ask = 0
+    if body.ask:
+        if not (body.ask.isdigit() and len(body.ask) <= 78):
+            raise BodyError("bad_number", "ask")
+        ask = int(body.ask)
+    if len(body.wallet_address) > 42 or len(body.wallet_binding) > 65:
+        raise BodyError("bad_field", "wallet")
+    return OfferNote(float(body.health), int(body.free_slots), int(body.cpu_count), ask,
+                     body.wallet_address, bytes(body.wallet_binding))
 
 
 def parse_refusal(msg: Opened) -> str:
@@ -214,6 +227,13 @@ def round_result(
         test_loss=loss,
         final=final,
     )
+
+
+def receipts(signed: list[Any]) -> pb.Receipts:
+    """The body carrying a trainer's ``ledger.receipts.Receipt`` list after a round."""
+    return pb.Receipts(receipts=[
+        pb.Receipt(round=r.round, trainer=r.trainer, update=r.update, amount=str(r.amount),
+                   signature=r.signature) for r in signed])
 
 
 def cancel(reason: str) -> pb.JobCancel:

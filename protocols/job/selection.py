@@ -4,6 +4,14 @@ Reputation is a per-peer score moved by outcomes the owner witnessed and decayin
 toward neutral (0) with a half-life. Selection ranks the offers that pass the
 job's minimum health and the reputation floor, by reputation, then health, then
 free capacity, and splits them into trainers and spares.
+
+A paid job (``max_price`` > 0) also refuses asks above its maximum and ranks by one
+score instead (``score``)::
+
+    score = reputation + 0.5 * health - 100 * ask / max_price
+
+each term on about the same 0..100 scale: a trainer asking the whole maximum gives
+up 100 points, as much as the best reputation earns; ties go to free capacity.
 """
 
 from __future__ import annotations
@@ -58,6 +66,18 @@ class OfferInfo:
     health: float
     free_slots: int
     cpu_count: int
+    ask: int = 0  # wei per price unit; 0 for an unpaid job
+    address: str = ""  # the trainer's wallet, bound to ``peer``; "" when none
+
+
+HEALTH_WEIGHT = 0.5
+PRICE_POINTS = 100.0
+
+
+def score(offer: OfferInfo, reputation: float, max_price: int) -> float:
+    """A paid job's ranking of one offer (higher is better; see the module doc)."""
+    price = PRICE_POINTS * offer.ask / max_price if max_price > 0 else 0.0
+    return reputation + HEALTH_WEIGHT * offer.health - price
 
 
 def select(
@@ -68,8 +88,12 @@ def select(
     spares: int,
     min_health: float,
     floor: float,
+    max_price: int = 0,
 ) -> tuple[list[str], list[str]]:
     """Choose ``wanted`` trainers and up to ``spares`` spares from ``offers``.
+
+    With ``max_price`` > 0 (a paid job) an offer asking more, or without a wallet,
+    is left out, and the rest are ranked by ``score``.
 
     Returns:
         (trainers, spares); fewer than ``wanted`` trainers when too few qualify.
@@ -81,8 +105,14 @@ def select(
             continue
         if reputation.get(o.peer, 0.0) < floor:
             continue
+        if max_price > 0 and (o.ask > max_price or not o.address):
+            continue
         seen.add(o.peer)
         fit.append(o)
-    fit.sort(key=lambda o: (-reputation.get(o.peer, 0.0), -o.health, -o.free_slots, o.peer))
+    if max_price > 0:
+        fit.sort(key=lambda o: (-score(o, reputation.get(o.peer, 0.0), max_price),
+                                -o.free_slots, o.peer))
+    else:
+        fit.sort(key=lambda o: (-reputation.get(o.peer, 0.0), -o.health, -o.free_slots, o.peer))
     chosen = [o.peer for o in fit[:wanted]]
     return chosen, [o.peer for o in fit[wanted : wanted + spares]]

@@ -31,6 +31,8 @@ def request_handler(key: PrivateKey, owner: Owner, trainer: Trainer) -> RequestH
             ack = await owner.handle_offer(msg)
         elif msg.kind == Kind.ASSIGN:
             ack = await trainer.handle_assign(msg)
+        elif msg.kind == Kind.RECEIPTS:
+            ack = await trainer.handle_receipts(msg)
         else:
             ack = await owner.handle_refusal(msg)
         return codec.encode(key, Kind.ACK, ack, job_id=msg.job_id, round=msg.round)

@@ -52,6 +52,7 @@ from training import budget
 if TYPE_CHECKING:
     import httpx
 
+    from protocols.market.earnings import TrainerMarket
     from training.local import TrainResult
 
 log = logging.getLogger("distro_train.trainer")
@@ -130,6 +131,8 @@ class _Job:
     checked: bool = False
     rounds_done: int = 0
     last_metrics: dict[str, float] = field(default_factory=dict)
+    nonce: bytes = b""  # the current task's (docs/verification.md)
+    deterministic: bool = False
 
 
 class Trainer:
@@ -155,6 +158,9 @@ class Trainer:
         self._nursery: trio.Nursery | None = None
         self._warm = False
         self._http = LazyClient(allow_networks=self.cfg.allow_networks)
+        # The market (protocols.market.earnings.TrainerMarket), set by the daemon;
+        # None: unpaid jobs only.
+        self.market: TrainerMarket | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen for jobs until cancelled."""
@@ -244,15 +250,22 @@ class Trainer:
             return False
         if self._over_budget(ann, ann.data_bytes_per_trainer, ann.samples):
             return False
+        if ann.price_budget and (self.market is None or not self.market.accepts(ann)):
+            return False
         return bool(me.get("accepting")) and float(me.get("health", 0)) >= ann.min_health
 
     def offer_for(self, msg: Opened) -> pb.Offer:
         """What we tell an owner about ourselves when offering for its job."""
         me = self.node.health()
+        paid = isinstance(msg.body, pb.JobAnnounce) and bool(msg.body.price_budget)
+        market: dict[str, Any] = {}
+        if self.market is not None and paid:
+            market = self.market.offer_fields(self.node.peer_id.to_base58(), self.busy)
         return codec.offer(
             health=float(me.get("health", 0)),
             free_slots=max(0, self.cfg.slots - self.busy),
             cpu_count=int(me.get("cpu_count", 1)),
+            **market,
         )
 
     async def _offer(self, msg: Opened) -> None:
@@ -274,6 +287,17 @@ class Trainer:
         job = self.jobs.get(msg.job_id)
         if job is not None:
             job.state = "selected-pending" if ack.body.ok else "declined"
+
+    async def handle_receipts(self, msg: Opened) -> pb.Ack:
+        """Keep the receipts a job's owner signed us for a round (docs/ledger.md)."""
+        job = self.jobs.get(msg.job_id)
+        if job is None or job.owner != msg.sender or self.market is None:
+            return codec.ack(False, "unknown_job")
+        assert isinstance(msg.body, pb.Receipts)
+        kept, reason = await trio.to_thread.run_sync(
+            self.market.take, msg.job_id, job.announce, msg.body)
+        log.info("job %s round %d: kept %d receipts", msg.job_id, msg.round, kept)
+        return codec.ack(not reason, reason)
 
     async def handle_assign(self, msg: Opened) -> pb.Ack:
         """Check an owner's assignment and start the work; the Ack answers the request."""
@@ -405,6 +429,7 @@ class Trainer:
             model, chunks = await trio.to_thread.run_sync(
                 _open_task, job_id, round, task, model, chunks
             )
+        job.nonce, job.deterministic = task.nonce[:64], task.deterministic
         result = await self.train_task(job, model, chunks, stop)
         note = await self.upload_and_announce(job_id, round, job, task, result, client)
         self.bytes_out += note.size
@@ -428,8 +453,9 @@ class Trainer:
                 job.announce.train_params_json,
                 model,
                 chunks,
-                threads=self.cfg.train_threads,
+                threads=1 if job.deterministic else self.cfg.train_threads,
                 should_stop=stop.is_set,
+                nonce=job.nonce,
             ),
             abandon_on_cancel=True,
         )

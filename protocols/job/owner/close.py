@@ -16,6 +16,7 @@ import trio
 from protocols.job import codec, compute, job_topic
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
+from protocols.job.owner.pay import pay_round
 from protocols.job.owner.prepare import JobData, model_key, store_model
 from protocols.job.owner.round import RoundOutcome
 from protocols.job.owner.verify import Verifier
@@ -60,8 +61,11 @@ class RoundCloser:
         self.verifier.credit(live, accepted)
         live.past_updates.update(u.sha256 for u in outcome.updates)
         loss, acc = await trio.to_thread.run_sync(compute.evaluate, data.prepared, result.model)
+        parent = data.model_sha
         await self._advance(live, data, result.model)
         used = [u for u in accepted if u.verdict is Verdict.ACCEPTED and weights[_uid(u)]]
+        # Only used (so verified, not quarantined) updates are paid (docs/ledger.md).
+        settled = await pay_round(self.env, live, number, used, parent=parent, model=data.model_sha)
         final = number == spec.rounds or bool(spec.target_accuracy and acc >= spec.target_accuracy)
         self.jobs.record_round(
             live.job_id, self._record(live, data, outcome, used, result, acc, loss, started)
@@ -76,6 +80,8 @@ class RoundCloser:
             loss=loss,
             final=final,
         )
+        if settled is not None:
+            body.updates_root, body.price = settled.root.hex(), str(settled.price)
         await self.node.publish(
             job_topic(live.job_id),
             codec.encode(self.node.private_key, Kind.ROUND, body, job_id=live.job_id, round=number),

@@ -31,6 +31,7 @@ class Recruiter:
 
     def __init__(self, env: OwnerEnv) -> None:
         self.node, self.cfg, self.reputation = env.node, env.cfg, env.reputation
+        self.market = env.market
 
     async def announce_forever(self, live: LiveJob, prepared: compute.Prepared) -> None:
         """Publish ``live``'s announcement now and then until cancelled."""
@@ -60,6 +61,7 @@ class Recruiter:
             topic=job_topic(live.job_id),
             train_params_json=compute.train_params_json(spec),
             expires_ms=int((time.time() + self.cfg.announce_ttl_s) * 1000),
+            **(self.market.announce_fields(spec.price) if self.market else {}),
         )
 
     def take_offer(self, live: LiveJob, msg: Opened) -> tuple[pb.Ack, SpareJoined | None]:
@@ -71,7 +73,17 @@ class Recruiter:
         peer = msg.sender.to_base58()
         if peer not in live.offers and len(live.offers) >= self.cfg.max_offers:
             return codec.ack(False, "full"), None
-        live.offers[peer] = OfferInfo(peer, note.health, note.free_slots, note.cpu_count)
+        address = ""
+        if live.spec.price.paid:
+            from ledger.wallet import verify_binding  # eth_account: only for paid jobs
+
+            if not verify_binding(peer, note.wallet_address, note.wallet_binding):
+                return codec.ack(False, "bad_wallet_binding"), None
+            if note.ask > live.spec.price.max_price:
+                return codec.ack(False, "ask_too_high"), None
+            address = note.wallet_address
+        live.offers[peer] = OfferInfo(peer, note.health, note.free_slots, note.cpu_count,
+                                      note.ask, address)
         live.keys[peer] = msg.public_key
         live.trainers.setdefault(peer, TrainerState.OFFERED)
         joined = None
@@ -121,4 +133,5 @@ class Recruiter:
             spares=spares,
             min_health=live.spec.min_health,
             floor=self.cfg.reputation.floor,
+            max_price=live.spec.price.max_price if live.spec.price.paid else 0,
         )

@@ -1,0 +1,38 @@
+"""The ``[ledger]`` table: which EVM endpoint and contract a daemon settles on.
+
+::
+
+    [ledger]
+    rpc_url = "http://127.0.0.1:8545"   # any Ethereum JSON-RPC endpoint (Hedera's relay...)
+    chain_id = 31337                     # checked against the endpoint at start
+    contract = "0x..."                   # the deployed market contract (docs/ledger.md)
+    key_file = ""                        # wallet key file (hex, mode 0600); "" = D/wallet.key
+    key_env = ""                         # or the name of a variable holding the key
+    commit_rounds = true                 # owner: commit each round to the public log
+
+No ``[ledger]`` table (``rpc_url`` empty): the daemon runs unpaid jobs only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    """The ``[ledger]`` table; see the module doc."""
+
+    rpc_url: str = ""
+    chain_id: Annotated[int, Field(ge=0)] = 0
+    contract: str = ""
+    key_file: str = ""
+    key_env: str = ""
+    commit_rounds: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a ledger is configured."""
+        return bool(self.rpc_url)

@@ -1,0 +1,76 @@
+"""Paying a closed round: receipts for the used updates, the round log, delivery.
+
+Only updates the round *used* are paid (verdict ``accepted``, late ones included
+when they were aggregated); rejected (``no_progress`` and every other reason),
+outvoted, and late-and-unused updates earn nothing, and where the job verifies
+work (docs/verification.md) an update caught by a check is rejected, so unpaid.
+Each trainer gets its receipts by a ``job.receipts`` request; a trainer that does
+not answer loses nothing but the copy: the owner keeps every receipt it signed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import trio
+from libp2p.peer.id import ID
+
+from protocols.job import PROTOCOL_ID, codec
+from protocols.job.codec import Kind
+from protocols.job.owner.config import LiveJob, OwnerEnv
+from protocols.job.records import Update
+
+if TYPE_CHECKING:
+    from ledger.receipts import Receipt
+    from protocols.market.settle import RoundSettled
+
+log = logging.getLogger("distro_train.owner")
+
+
+async def pay_round(
+    env: OwnerEnv, live: LiveJob, number: int, used: list[Update], *, parent: str, model: str
+) -> RoundSettled | None:
+    """Settle round ``number`` of a paid job and hand each trainer its receipts."""
+    market = env.market
+    if market is None or not live.spec.price.paid:
+        return None
+    rows: list[tuple[str, str, str, int]] = []
+    asks: list[int] = []
+    peer_of: dict[str, str] = {}
+    for u in used:
+        offer = live.offers.get(u.peer)
+        address = offer.address if offer else ""
+        rows.append((u.peer, address, u.sha256, u.samples))
+        if offer is not None and address:
+            asks.append(offer.ask)
+            peer_of[address] = u.peer
+    settled = await market.settle_round(live.job_id, number, rows, asks, model=model,
+                                        parent=parent)
+    by_peer: defaultdict[str, list[Receipt]] = defaultdict(list)
+    for r in settled.receipts:
+        by_peer[peer_of[r.trainer]].append(r)
+    async with trio.open_nursery() as nursery:
+        for peer, receipts in by_peer.items():
+            nursery.start_soon(_deliver, env, live.job_id, number, peer, receipts)
+    log.info("job %s round %d: price %d wei, %d receipts, ledger %.3fs gas %d", live.job_id,
+             number, settled.price, len(settled.receipts), settled.ledger_s, settled.gas_used)
+    return settled
+
+
+async def _deliver(
+    env: OwnerEnv, job_id: str, number: int, peer: str, receipts: list[Receipt]
+) -> None:
+    wire = codec.encode(env.node.private_key, Kind.RECEIPTS, codec.receipts(receipts),
+                        job_id=job_id, round=number)
+    timeout = env.cfg.request_timeout_s
+    try:
+        with trio.fail_after(timeout):
+            reply = await env.node.request(ID.from_base58(peer), PROTOCOL_ID, wire, timeout)
+        ack = codec.decode(reply, frozenset({Kind.ACK}), sender=ID.from_base58(peer)).body
+        if not getattr(ack, "ok", False):
+            log.info("job %s round %d: %s refused its receipts: %s", job_id, number, peer,
+                     getattr(ack, "reason", ""))
+    except Exception as exc:  # noqa: BLE001 - a trainer unreachable keeps nothing from us
+        log.info("job %s round %d: receipts to %s not delivered: %r", job_id, number, peer, exc)

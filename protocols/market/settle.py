@@ -1,0 +1,215 @@
+"""The owner's side of the market: escrow, receipts, the round log (ledger I/O off the loop).
+
+``Settlement`` is shared by the owner's parts:
+
+- ``open(job_id, terms)`` escrows the budget before the job is announced (only
+  the part not yet deposited, so a resumed job deposits nothing twice);
+- ``settle_round(...)`` prices the round, signs one EIP-712 receipt per paid update
+  (signing is local: a receipt exists even while the chain is unreachable), keeps
+  them in ``D/market/<job>.receipts.json``, commits the round (model, parent, Merkle
+  root of the used update hashes) to the public log, and returns the receipts to
+  hand to each trainer;
+- ``finish(job_id)`` declares the job ended (the contract's grace period starts);
+  ``refund(job_id)`` takes back the unpaid rest once the grace period is over.
+
+A ledger error while committing is logged and the commitment kept for the next
+round or ``finish`` (commitments must stay in order); it never fails the round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ledger import receipts as rc
+from ledger.client import JobState, Market, TxResult
+from ledger.errors import LedgerError
+from ledger.wallet import Wallet
+from protocols.market.terms import Payment, PriceTerms, clearing_price, pay_round
+
+log = logging.getLogger("distro_train.market")
+
+
+@dataclass
+class RoundSettled:
+    """What one round paid and committed."""
+
+    price: int
+    root: bytes
+    receipts: list[rc.Receipt]
+    gas_used: int = 0
+    ledger_s: float = 0.0
+
+
+@dataclass
+class _Pending:
+    round: int
+    model: str
+    parent: str
+    root: bytes
+
+
+@dataclass
+class _JobBook:
+    terms: PriceTerms
+    receipts: list[rc.Receipt] = field(default_factory=list)
+    pending: list[_Pending] = field(default_factory=list)
+    gas_used: int = 0
+    ledger_s: float = 0.0
+
+
+class Settlement:
+    """An owner's market connection.
+
+    Args:
+        market: the contract client, holding the owner's wallet key.
+        wallet: the owner's wallet.
+        chain_id: the chain the contract lives on (in every receipt's domain).
+        data_dir: where ``market/<job>.receipts.json`` is kept.
+        commit_rounds: whether rounds are committed to the public log.
+    """
+
+    def __init__(self, market: Market, wallet: Wallet, chain_id: int, data_dir: Path,
+                 *, commit_rounds: bool = True) -> None:
+        self.market = market
+        self.wallet = wallet
+        self.chain_id = chain_id
+        self.contract = market.address
+        self.dir = Path(data_dir) / "market"
+        self.commit_rounds = commit_rounds
+        self.books: dict[str, _JobBook] = {}
+
+    def announce_fields(self, terms: PriceTerms) -> dict[str, Any]:
+        """The announcement fields of a job with ``terms`` (empty for an unpaid job)."""
+        if not terms.paid:
+            return {}
+        return {"price_budget": str(terms.budget), "price_max": str(terms.max_price),
+                "price_unit": terms.unit, "ledger_chain_id": self.chain_id,
+                "ledger_contract": self.contract, "owner_address": self.wallet.address}
+
+    def book(self, job_id: str, terms: PriceTerms) -> _JobBook:
+        """The job's accounting, loaded from its receipts file on first use."""
+        if job_id not in self.books:
+            book = _JobBook(terms)
+            path = self._path(job_id)
+            if path.exists():
+                book.receipts = [rc.Receipt.from_json(r) for r in json.loads(path.read_text())]
+            self.books[job_id] = book
+        return self.books[job_id]
+
+    def signed_total(self, job_id: str) -> int:
+        """Wei promised by the job's receipts so far."""
+        book = self.books.get(job_id)
+        return sum(r.amount for r in book.receipts) if book else 0
+
+    def budget_left(self, job_id: str) -> int | None:
+        """Budget not yet promised by a receipt (None: not a paid job here)."""
+        book = self.books.get(job_id)
+        if book is None or not book.terms.paid:
+            return None
+        return book.terms.budget - self.signed_total(job_id)
+
+    async def open(self, job_id: str, terms: PriceTerms) -> None:
+        """Escrow what ``terms.budget`` lacks on the ledger (raises ``LedgerError``)."""
+        book = self.book(job_id, terms)
+        if not terms.paid:
+            return
+        state: JobState = await trio.to_thread.run_sync(self.market.job, job_id)
+        if state.owner not in (self.wallet.address, "0x" + "0" * 40):
+            raise LedgerError(f"job {job_id} belongs to {state.owner} on the ledger",
+                              reason="job_taken")
+        missing = terms.budget - state.deposit
+        if missing > 0:
+            tx = await trio.to_thread.run_sync(self.market.deposit, job_id, missing)
+            book.gas_used += tx.gas_used
+            log.info("job %s: escrowed %d wei (tx %s)", job_id, missing, tx.tx_hash)
+
+    async def settle_round(
+        self,
+        job_id: str,
+        round_no: int,
+        used: Sequence[tuple[str, str, str, int]],
+        asks: Sequence[int],
+        *,
+        model: str,
+        parent: str,
+    ) -> RoundSettled:
+        """Pay and commit one round; ``used`` is ``(peer, address, sha256, samples)``."""
+        book = self.books[job_id]
+        terms = book.terms
+        price = clearing_price(asks, terms.max_price) if terms.paid else 0
+        left = terms.budget - self.signed_total(job_id)
+        payments: list[Payment] = (
+            pay_round(used, price=price, unit=terms.unit, left=left) if terms.paid else [])
+        signed = [rc.sign(self.wallet.key, chain_id=self.chain_id, contract=self.contract,
+                          job_id=job_id, round_=round_no, trainer=p.address, update=p.update,
+                          amount=p.amount) for p in payments]
+        if signed:
+            book.receipts.extend(signed)
+            self._save(job_id, book)
+        root = rc.merkle_root([sha for _, _, sha, _ in used])
+        out = RoundSettled(price=price, root=root, receipts=signed)
+        if terms.paid and self.commit_rounds:
+            book.pending.append(_Pending(round_no, model, parent, root))
+            out.gas_used, out.ledger_s = await self._flush(job_id, book)
+        return out
+
+    async def _flush(self, job_id: str, book: _JobBook) -> tuple[int, float]:
+        gas, started = 0, trio.current_time()
+        while book.pending:
+            p = book.pending[0]
+            try:
+                tx: TxResult = await trio.to_thread.run_sync(self._commit, job_id, p)
+            except LedgerError as exc:
+                log.warning("job %s: committing round %d failed, kept for later: %s",
+                            job_id, p.round, exc)
+                break
+            gas += tx.gas_used
+            book.pending.pop(0)
+        spent = trio.current_time() - started
+        book.gas_used += gas
+        book.ledger_s += spent
+        return gas, spent
+
+    def _commit(self, job_id: str, p: _Pending) -> TxResult:
+        return self.market.commit_round(job_id, p.round, model=p.model, parent=p.parent,
+                                        updates_root=p.root)
+
+    async def finish(self, job_id: str) -> None:
+        """Flush pending commitments and end the job on the ledger (paid jobs only)."""
+        book = self.books.get(job_id)
+        if book is None or not book.terms.paid:
+            return
+        await self._flush(job_id, book)
+        tx = await trio.to_thread.run_sync(self.market.end_job, job_id)
+        book.gas_used += tx.gas_used
+        log.info("job %s: ended on the ledger; %d wei promised in %d receipts", job_id,
+                 self.signed_total(job_id), len(book.receipts))
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """Price terms and budget left of one job, for ``jobs.status``."""
+        book = self.books.get(job_id)
+        if book is None or not book.terms.paid:
+            return {}
+        return {"budget": str(book.terms.budget), "max_price": str(book.terms.max_price),
+                "unit": book.terms.unit, "promised": str(self.signed_total(job_id)),
+                "budget_left": str(book.terms.budget - self.signed_total(job_id)),
+                "receipts": len(book.receipts), "gas_used": book.gas_used,
+                "ledger_s": round(book.ledger_s, 4)}
+
+    def _path(self, job_id: str) -> Path:
+        return self.dir / f"{job_id}.receipts.json"
+
+    def _save(self, job_id: str, book: _JobBook) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self._path(job_id)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps([r.to_json() for r in book.receipts]))
+        os.replace(tmp, path)
