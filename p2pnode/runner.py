@@ -23,6 +23,7 @@ import trio
 
 from p2pnode.config import Config
 from p2pnode.control import socket_path
+from p2pnode.errors import NodeError
 from p2pnode.logs import setup_logging
 from p2pnode.metrics import Health
 from p2pnode.node import Node
@@ -100,11 +101,23 @@ def run_node(
                  m.host, server.server_port)
     try:
         trio.run(_serve, node, health)
+    except BaseExceptionGroup as group:
+        # A deliberate error (a socket path too long, a port taken) surfaces wrapped by
+        # the nurseries it crossed; report it, not the nursery traceback.
+        mine, _rest = group.split(NodeError)
+        if mine is None:
+            raise
+        raise _first(mine) from None
     finally:
         if server is not None:
             server.shutdown()
     log.info("stopped")
     return 0
+
+
+def _first(group: BaseExceptionGroup[NodeError]) -> NodeError:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _watchdog(config: Config) -> None:

@@ -66,7 +66,7 @@ def run_bootstrap(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, role: str) -> int:
     from p2pnode.commands.nodeconfig import load_for
-    from p2pnode.errors import NodeError
+    from p2pnode.errors import ConfigError, NodeError
     from p2pnode.logs import LogLevelError, parse_levels
     from p2pnode.runner import run_node
 
@@ -78,5 +78,7 @@ def _run(args: argparse.Namespace, role: str) -> int:
         return fail(str(exc), EXIT_USAGE)
     try:
         return run_node(config, role=role, log_level=level, log_format=args.log_format)
+    except ConfigError as exc:  # found on start: a socket path too long, a bad address
+        return fail(str(exc), EXIT_USAGE)
     except NodeError as exc:
         return fail(str(exc))
