@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench web web-check browser devchain
+.PHONY: nettools demo test lint venv clean bench web web-check browser devchain
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +18,14 @@ $(STAMP): requirements.lock pyproject.toml
 	# trio's own inline types under mypy; the runtime package is untouched.
 	rm -rf $(VENV)/lib/python*/site-packages/trio-stubs
 	$(MAKE) --no-print-directory devchain
+	$(MAKE) --no-print-directory nettools
 	touch $(STAMP)
+
+# nftables: the NAT routers of the network-namespace tests (tests/netns); skipped when present.
+nettools:
+	@command -v nft >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables >/dev/null; } || \
+		echo "nft missing and not root: tests/netns will fail; apt-get install nftables"
 
 # The local dev chain (anvil, pinned in ledger/chain/package-lock.json); skipped when present.
 devchain:

@@ -32,6 +32,8 @@ import distro_schema
 from p2pnode.errors import ConfigError
 
 DEFAULT_HOME = "~/.distro-train"
+DEFAULT_PORT = 4411
+"""Default libp2p TCP port: not 4001 (IPFS/kubo), nor 9000/9090 (MinIO, Prometheus)."""
 PACKAGE_TABLES = ("storage", "owner", "trainer", "reputation")
 """Top-level tables other packages validate (kept raw in :attr:`Config.extra`)."""
 
@@ -50,7 +52,10 @@ class NodeConfig:
     data_dir: Annotated[Path, Field(strict=False), AfterValidator(Path.expanduser)] = field(
         default_factory=default_data_dir
     )
-    listen: list[str] = field(default_factory=lambda: ["/ip4/0.0.0.0/tcp/4001"])
+    listen: list[str] = field(default_factory=lambda: [f"/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"])
+    announce: list[str] = field(default_factory=list)
+    """Addresses advertised to peers instead of the listen ones (a public IP, a port
+    forwarded by the router); empty: the listen addresses, 0.0.0.0 expanded."""
     bootstrap: list[str] = field(default_factory=list)
 
 
@@ -183,6 +188,10 @@ class Config:
             raise ConfigError("node.listen", "at least one address is needed")
         for i, addr in enumerate(self.node.bootstrap):
             _check_multiaddr(f"node.bootstrap[{i}]", addr, need_peer=True)
+        for i, addr in enumerate(self.node.announce):
+            _check_multiaddr(f"node.announce[{i}]", addr, need_peer=False)
+            if "/ip4/0.0.0.0/" in addr + "/" or "/ip6/::/" in addr + "/":
+                raise ConfigError(f"node.announce[{i}]", f"nobody can dial {addr!r}")
         if self.presence.silence_timeout_s < 2 * self.presence.interval_s:
             raise ConfigError("presence.silence_timeout_s", "must be >= 2 * presence.interval_s")
         if self.discovery.max_interval_s < self.discovery.interval_s:

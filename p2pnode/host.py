@@ -49,17 +49,25 @@ Each workaround says why it exists, so it can go when the library is fixed:
   validator ``(data, from_peer)``, turns exceptions into refusals, and charges the
   forwarding peer's bucket for every refusal. A refused message id stays refused for
   the validation cache's TTL (300 s).
+- Advertised addresses (:func:`advertised_addrs`): a host listening on ``0.0.0.0``
+  advertises ``/ip4/0.0.0.0/...`` through identify and the DHT, which nobody can dial.
+  ``make_host`` installs an ``addrs_factory``: the configured ``node.announce``
+  addresses when given, else every listen address with an unspecified IP replaced by
+  this machine's interface addresses (docs/libp2p.md#unspecified-addrs).
 - Start order (pubsub services before the first connection, DHT created before
   connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 
 import multiaddr
+import psutil
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetStream
@@ -113,13 +121,67 @@ def quiet_libp2p_logs(level: int = logging.WARNING) -> None:
     warnings.filterwarnings("ignore", category=ResourceWarning)
 
 
-def make_host(key_pair: KeyPair, listen: Sequence[str]) -> IHost:
-    """Return an unstarted host: Noise only, every inbound stream behind a guard."""
+UNSPECIFIED = frozenset({"0.0.0.0", "::"})
+
+
+def interface_ips(version: int) -> list[str]:
+    """This machine's addresses of IP ``version`` (4 or 6), loopback last."""
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    found: list[str] = []
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family == family and "%" not in entry.address:
+                found.append(entry.address)
+    return sorted(set(found), key=lambda a: (ipaddress.ip_address(a).is_loopback, a))
+
+
+def advertised_addrs(
+    candidates: Sequence[multiaddr.Multiaddr], announce: Sequence[str]
+) -> list[multiaddr.Multiaddr]:
+    """What the host tells peers it can be dialled on (docs/libp2p.md#unspecified-addrs).
+
+    ``announce`` wins when given. Otherwise each candidate on ``0.0.0.0`` / ``::`` becomes
+    one address per interface IP of that version (non-loopback ones only, unless the
+    machine has nothing else); other candidates pass unchanged. Never returns an
+    unspecified address.
+    """
+    if announce:
+        return [multiaddr.Multiaddr(a) for a in announce]
+    out: list[multiaddr.Multiaddr] = []
+    for addr in candidates:
+        proto = "ip4" if "ip4" in [p.name for p in addr.protocols()] else "ip6"
+        try:
+            ip = addr.value_for_protocol(proto)
+        except Exception:  # noqa: BLE001 - not an IP address: pass it on as it is
+            out.append(addr)
+            continue
+        if ip not in UNSPECIFIED:
+            out.append(addr)
+            continue
+        ips = interface_ips(4 if proto == "ip4" else 6)
+        public = [i for i in ips if not ipaddress.ip_address(i).is_loopback]
+        for each in public or ips:
+            text = str(addr).replace(f"/{proto}/{ip}/", f"/{proto}/{each}/", 1)
+            out.append(multiaddr.Multiaddr(text))
+    unique: dict[str, multiaddr.Multiaddr] = {}
+    for a in out:
+        unique.setdefault(str(a), a)
+    return list(unique.values())
+
+
+def make_host(key_pair: KeyPair, listen: Sequence[str], announce: Sequence[str] = ()) -> IHost:
+    """Return an unstarted host: Noise only, every inbound stream behind a guard.
+
+    It advertises ``announce`` when given, else its listen addresses with ``0.0.0.0``
+    replaced by the interface addresses (:func:`advertised_addrs`).
+    """
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    announced = list(announce)
     host = new_host(
         key_pair=key_pair,
         sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
         listen_addrs=[multiaddr.Multiaddr(a) for a in listen],
+        addrs_factory=lambda candidates: advertised_addrs(candidates, announced),
     )
     network = host.get_network()
     network.set_stream_handler(_guard_streams(network.common_stream_handler))

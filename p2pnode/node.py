@@ -89,7 +89,7 @@ class Node:
         self.key_pair = load_or_create_identity(config.node.data_dir)
         self.private_key = self.key_pair.private_key
         self.peer_id = ID.from_pubkey(self.key_pair.public_key)
-        self.host = make_host(self.key_pair, config.node.listen)
+        self.host = make_host(self.key_pair, config.node.listen, config.node.announce)
         self.pubsub, self.gossipsub = make_pubsub(self.host, config.gossip)
         self.peer_gate = make_peer_gate(config.gossip)
         guard_gossip(self.host, self.pubsub, self.peer_gate, config.timeouts.dial_s)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("distro_train.jobs")
 
-__all__ = ["Stoppable", "StorageError", "fetch_verified", "open_owner_store"]
+__all__ = ["Stoppable", "StorageError", "fetch_verified", "open_owner_store", "reachable_host"]
 
 
 class Stoppable(Protocol):
@@ -35,13 +35,29 @@ class Stoppable(Protocol):
         """Stop it (blocking; idempotent)."""
 
 
+def reachable_host(addrs: Sequence[str]) -> str:
+    """The IPv4 address trainers can reach this daemon on, from its advertised multiaddrs.
+
+    The first ``/ip4/`` address that is not a relay circuit; ``127.0.0.1`` when there is
+    none (a daemon on loopback only).
+    """
+    for addr in addrs:
+        parts = addr.split("/")
+        if len(parts) > 2 and parts[1] == "ip4" and "p2p-circuit" not in parts:
+            return parts[2]
+    return "127.0.0.1"
+
+
 def open_owner_store(
-    table: Mapping[str, Any] | None, data_dir: Path, started: list[Stoppable]
+    table: Mapping[str, Any] | None, data_dir: Path, started: list[Stoppable],
+    host: str = "127.0.0.1",
 ) -> S3Store:
     """Build the owner's object store and make sure its bucket exists (blocking).
 
     With no ``[storage]`` table and no ``DISTRO_TRAIN_S3_ENDPOINT``, an embedded S3
-    server is started in ``data_dir/s3`` and appended to ``started``.
+    server is started in ``data_dir/s3`` and appended to ``started``; it binds to
+    ``host`` and presigns URLs for it, so pass an address the trainers can reach
+    (:func:`reachable_host` of the daemon's advertised addresses).
 
     Raises:
         StorageError: Bad configuration, or the store could not be reached.
@@ -51,7 +67,7 @@ def open_owner_store(
     from storage.s3 import S3Store
 
     if table is None and not os.environ.get("DISTRO_TRAIN_S3_ENDPOINT"):
-        server = EmbeddedS3(data_dir / "s3")
+        server = EmbeddedS3(data_dir / "s3", host=host)
         started.append(server)
         cfg = server.start()
         log.info("no storage configured: embedded S3 server at %s", cfg.endpoint)

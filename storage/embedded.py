@@ -1,6 +1,7 @@
 """The embedded default store: a local nanio S3 server in a child process.
 
-``EmbeddedS3(data_dir).start()`` runs ``python -m nanio serve`` on 127.0.0.1 with a
+``EmbeddedS3(data_dir).start()`` runs ``python -m nanio serve`` on 127.0.0.1 (or the
+``host`` given: an address the trainers can reach, which presigned URLs then name) with a
 free port, credentials generated once and kept in ``data_dir/s3-credentials.json``
 (mode 0600, reused on restart), waits until it answers, creates the bucket and
 returns the ``StoreConfig`` to use. ``stop()`` ends the whole process group.
@@ -256,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--bucket", default=DEFAULT_BUCKET)
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind and to presign URLs for: one the trainers "
+                             "can reach (default 127.0.0.1)")
     args = parser.parse_args(argv)
     stopping = threading.Event()
 
@@ -264,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    server = EmbeddedS3(args.data_dir, bucket=args.bucket, port=args.port)
+    server = EmbeddedS3(args.data_dir, bucket=args.bucket, port=args.port, host=args.host)
     try:
         config = server.start()
     except StorageError as exc:
