@@ -7,7 +7,7 @@ Shared by ``daemon``, ``bootstrap``, ``config show`` and ``doctor`` so that what
 2. environment (``DISTRO_TRAIN_HOME``, ``BOOTSTRAP_ADDR``, storage's ``AWS_*`` and
    ``DISTRO_TRAIN_S3_*``),
 3. the config file: ``--config``, else ``DATA_DIR/config.toml`` when it exists,
-4. defaults (a bootstrap node's differ: data dir ``DATA_DIR/bootstrap``, port 4412).
+4. defaults (port 4411; a bootstrap node's: data dir ``DATA_DIR/bootstrap``, port 4412).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from p2pnode.config import (
 
 CONFIG_FILE = "config.toml"
 """Read from the data dir when no ``--config`` is given and the file exists."""
+DAEMON_PORT = 4411
+"""A daemon's default TCP port: clear of kubo's 4001 (and of MinIO's and Prometheus's)."""
 BOOTSTRAP_PORT = 4412
 """A bootstrap node's default TCP port: next to the daemon's, so both run on one host."""
 BOOTSTRAP_SUBDIR = "bootstrap"
@@ -66,10 +68,10 @@ def flag_overrides(args: argparse.Namespace, role: str, data_dir: Path) -> dict[
 
 
 def base_for(role: str) -> Config:
-    """The defaults: a bootstrap node listens on :data:`BOOTSTRAP_PORT`."""
+    """The defaults: listen on :data:`DAEMON_PORT`, or a bootstrap's :data:`BOOTSTRAP_PORT`."""
     cfg = Config()
-    if role == "bootstrap":
-        cfg.node = NodeConfig(listen=[f"/ip4/0.0.0.0/tcp/{BOOTSTRAP_PORT}"])
+    port = BOOTSTRAP_PORT if role == "bootstrap" else DAEMON_PORT
+    cfg.node = NodeConfig(listen=[f"/ip4/0.0.0.0/tcp/{port}"])
     return cfg
 
 
