@@ -94,7 +94,9 @@ def run_submit(args: argparse.Namespace) -> int:
         text = args.spec.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return fail(f"cannot read {args.spec}: {exc}", EXIT_USAGE)
-    result = _call(args, "jobs.submit", {"spec": text})
+    from protocols.job.spec import for_submit  # data.path is relative to the job file
+
+    result = _call(args, "jobs.submit", {"spec": for_submit(text, args.spec)})
     if args.json:
         print_json(result)
     else:

@@ -26,7 +26,7 @@ from training.errors import SpecError
 
 __all__ = [
     "MAX_SPEC_BYTES", "MODELS", "JobSpec", "SpecError",
-    "from_mapping", "loads", "parse", "read_file", "schema",
+    "for_submit", "from_mapping", "loads", "parse", "read_file", "schema",
 ]
 
 MODELS = tuple(cat.MODELS)
@@ -180,11 +180,28 @@ def read_file(path: Path) -> dict[str, Any]:
         data = parse(path.read_bytes())
     except OSError as exc:
         raise SpecError("<file>", f"cannot read {path}: {exc}") from None
+    data = _resolved(data, path)
+    from_mapping(data)
+    return data
+
+
+def _resolved(data: dict[str, Any], path: Path) -> dict[str, Any]:
     table = data.get("data")
     if isinstance(table, Mapping) and isinstance(table.get("path"), str) and table["path"]:
         where = Path(table["path"]).expanduser()
         if not where.is_absolute():
             where = path.resolve().parent / where
-        data["data"] = {**table, "path": str(where)}
-    from_mapping(data)
+        data = {**data, "data": {**table, "path": str(where)}}
     return data
+
+
+def for_submit(text: str, path: Path) -> str | dict[str, Any]:
+    """What ``distro-train submit`` sends for job file ``path`` holding ``text``.
+
+    The mapping with ``data.path`` made absolute from the file's folder when the text
+    parses; else the text itself, so the daemon reports what is wrong with it.
+    """
+    try:
+        return _resolved(parse(text), path)
+    except SpecError:
+        return text
