@@ -16,6 +16,8 @@ chunks of a job stay content-addressed and deduplicated (``storage.chunks``).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from storage import crypto
@@ -47,6 +49,15 @@ class JobKey:
 
     job_id: str
     secret: bytes
+
+    def blind(self, plain_sha256: str) -> str:
+        """A name for an object key that does not reveal ``plain_sha256`` (keyed hash).
+
+        Object keys are visible to the storage operator; a plaintext hash there
+        would let it confirm a guess of the content.
+        """
+        mac = hmac.new(self.secret, b"name\x00" + plain_sha256.encode(), hashlib.sha256)
+        return mac.hexdigest()
 
     def chunk_key(self, plain_sha256: str) -> bytes:
         """The key of the chunk whose plaintext hashes to ``plain_sha256``."""

@@ -116,7 +116,8 @@ class RoundCloser:
         store = await self.env.get_store()
         sha = compute.sha256(model)
         number = live.round_no
-        key = model_key(self.env.prefix(live.job_id), number, sha)
+        name = live.job_key.blind(sha) if live.job_key else sha
+        key = model_key(self.env.prefix(live.job_id), number, name)
         cipher_sha, size = await trio.to_thread.run_sync(
             store_model, live.job_key, store, key, number, model, sha
         )

@@ -127,7 +127,7 @@ async def _upload(
             for i, e in enumerate(manifest.entries)
         ]
     sha = compute.sha256(prepared.initial)
-    key = model_key(prefix, 0, sha)
+    key = model_key(prefix, 0, job_key.blind(sha) if job_key else sha)
     await trio.to_thread.run_sync(store_model, job_key, store, key, 0, prepared.initial, sha)
     jobs.set_prepared(job_id, rows, key, sha)
     log.info(
@@ -153,5 +153,8 @@ def store_model(
 
 
 def model_key(prefix: str, round_no: int, sha: str) -> str:
-    """The object key of the global model after ``round_no`` (0: the initial model)."""
+    """The object key of the global model after ``round_no`` (0: the initial model).
+
+    ``sha`` is the model's sha256, or for an encrypted job its ``JobKey.blind`` form.
+    """
     return f"{prefix}models/{round_no}-{sha}.safetensors"
