@@ -4,7 +4,8 @@ One job, five trainer daemons: a freeloader (returns the global model), a sample
 liar (claims 2**64 - 1 samples), two Sybil copies sending identical bytes, and an
 honest trainer. The job must end ``done`` and learn; the freeloader is refused as
 ``no_progress`` and charged; the liar's claim never reaches the FedAvg weights or
-the job store; identical bytes from two identities fail nothing.
+the job store; identical bytes from two identities are caught (issue 13: a copied
+update, and the owner's re-run of a newcomer's task, see docs/verification.md).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def test_lying_trainers_cannot_sabotage_a_job(tmp_path: Path, nanio_server: Serv
         assert final["history"][-1]["test_accuracy"] > 0.8, final["history"][-1]
         freeloader, liar = peers[0], peers[1]
         reasons = [r for rec in final["history"] for r in rec["rejected_reasons"].values()]
-        assert reasons and set(reasons) == {"no_progress"}, final["history"]
+        assert "no_progress" in reasons, final["history"]
+        assert set(reasons) <= {"no_progress", "cheated", "copied"}, final["history"]
         assert all(freeloader not in rec["trainers"] for rec in final["history"])
         assert final["rejected"] >= len(final["history"]), "rejections reach status"
         reps = {p["peer_id"]: p.get("reputation", 0.0) for p in call(owner, "node.peers")}
@@ -74,7 +76,8 @@ def test_lying_trainers_cannot_sabotage_a_job(tmp_path: Path, nanio_server: Serv
         refused = len(reasons)
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         labels = ('verdict="rejected"', 'reason="no_progress"')
-        assert _counter(text, "distro_train_updates_total", *labels) >= refused, text
+        no_progress = reasons.count("no_progress")
+        assert _counter(text, "distro_train_updates_total", *labels) >= no_progress, text
         assert _counter(text, "distro_train_rounds_total") == len(final["history"])
         write_result(call(owner, "jobs.result", {"job_id": job_id}), tmp_path / "out")
         doc = json.loads((tmp_path / "out" / "metrics.json").read_text())

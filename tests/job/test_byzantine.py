@@ -32,14 +32,17 @@ JOB: dict[str, Any] = {
 
 
 HONEST: list[dict[str, Any]] = []
+# An owner that checks nothing (no re-runs, no quarantine: docs/verification.md).
+NAIVE_OWNER = {"spot_check_rate": 0.0, "probation_checks": 0, "quarantine_contributions": 0}
 
 
 async def scenario(
-    tmp: Path, server: ServerHandle, kinds: list[type[Trainer]], **job: Any
+    tmp: Path, server: ServerHandle, kinds: list[type[Trainer]],
+    owner: dict[str, Any] | None = None, **job: Any,
 ) -> tuple[dict[str, Any], dict[str, float], list[str]]:
     await trio.Path(tmp).mkdir(parents=True)
     async with trio.open_nursery() as nursery:
-        c = await start(nursery, tmp, server, kinds)
+        c = await start(nursery, tmp, server, kinds, **(owner or {}))
         status = await run_job(c, **{**JOB, **job})
         rep = {p: s for p, (s, _) in c.owner.jobs.reputation().items()}
         bad = [t.node.peer_id.to_base58() for t in c.trainers if type(t) is not Trainer]
@@ -74,7 +77,8 @@ async def test_three_of_ten_adversaries_robust_vs_fedavg(
         assert "replayed" in reasons, robust["history"]
     if adversary is SignFlip:
         naive, _, _ = await scenario(
-            tmp_path / "naive", nanio_server, kinds, rule="fedavg", validate_updates=False
+            tmp_path / "naive", nanio_server, kinds, rule="fedavg", validate_updates=False,
+            owner=NAIVE_OWNER,
         )
         acc_naive = naive["history"][-1]["test_accuracy"]
         assert acc_naive < acc_honest - 0.2, (acc_honest, acc_naive)

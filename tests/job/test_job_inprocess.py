@@ -73,7 +73,8 @@ class Cluster:
 
 
 async def start(
-    nursery: trio.Nursery, tmp: Path, store: ServerHandle, kinds: list[type[Trainer]]
+    nursery: trio.Nursery, tmp: Path, store: ServerHandle, kinds: list[type[Trainer]],
+    **owner: Any,
 ) -> Cluster:
     net = MemNet(nursery)
     owner_node = net.add()
@@ -81,7 +82,7 @@ async def start(
         owner_node,
         JobStore(tmp / "jobs.sqlite3"),
         lambda: S3Store(store.config),
-        OwnerConfig(announce_interval_s=0.2, tick_s=0.05),
+        OwnerConfig(announce_interval_s=0.2, tick_s=0.05, **owner),
     )
     owner_node.set_stream_handler(
         PROTOCOL_ID, request_handler(owner_node.private_key, owner, Trainer(owner_node))

@@ -82,7 +82,7 @@ class OwnerConfig:
     replica_tolerance: float = DEFAULT_TOLERANCE
     quarantine_contributions: int = 1
     quarantine_weight: float = 0.0
-    probation_checks: int = 2
+    probation_checks: int = 8
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
 

@@ -316,6 +316,7 @@ class RoundRunner:
                  for u in ctx.updates.values()):
             # Another task's bytes: tasks differ in data and nonce (docs/verification.md).
             reason = "copied"
+            live.cheaters[update.peer] = "copied another task's update"
         elif update.url == ctx.issued.get(update.key):
             try:
                 key = ctx.unenforced.get(update.key)
