@@ -6,6 +6,7 @@ validation and training are the production code. Adversarial trainers live here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,24 @@ async def test_digits_job_completes_and_learns(tmp_path: Path, nanio_server: Ser
         assert [r["round"] for r in history] == [1, 2, 3]
         assert history[-1]["test_accuracy"] > 0.85
         assert all(r["accepted"] == 3 for r in history)
+        nursery.cancel_scope.cancel()
+
+
+async def test_encryption_on_by_default_reaches_the_accuracy_of_a_clear_job(
+    tmp_path: Path, nanio_server: ServerHandle
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c = await start(nursery, tmp_path, nanio_server, [Trainer] * 2)
+        sealed = await run_job(c, trainers=2, rounds=2)
+        c.owner.cfg = dataclasses.replace(c.owner.cfg, encrypt=False)
+        clear = await run_job(c, trainers=2, rounds=2)
+        assert sealed["state"] == clear["state"] == "done", (sealed, clear)
+        jobs = c.owner.jobs
+        assert jobs.job_key(sealed["job_id"]) is not None and jobs.job_key(clear["job_id"]) is None
+        assert all(ch.cipher_sha256 for ch in jobs.chunks(sealed["job_id"]))
+        assert not any(ch.cipher_sha256 for ch in jobs.chunks(clear["job_id"]))
+        accuracy = [s["history"][-1]["test_accuracy"] for s in (sealed, clear)]
+        assert accuracy[0] > 0.85 and abs(accuracy[0] - accuracy[1]) < 0.02, accuracy
         nursery.cancel_scope.cancel()
 
 
