@@ -7,7 +7,8 @@ and ends the process, so SIGTERM always means "gone within the deadline".
 
 Once the node serves, the runner tells systemd (``READY=1`` on ``$NOTIFY_SOCKET``,
 see :func:`sd_notify`; ``STOPPING=1`` on shutdown) and marks ``/readyz`` ready when
-``[metrics]`` is enabled. A heartbeat task keeps ``/healthz`` fresh.
+``[metrics]`` is enabled. A heartbeat task keeps ``/healthz`` fresh and, when systemd
+set ``WatchdogSec=`` (``$WATCHDOG_USEC``), sends ``WATCHDOG=1`` every second.
 """
 
 from __future__ import annotations
@@ -147,8 +148,13 @@ async def _serve(node: Node, health: Health) -> None:
 
 
 async def _heartbeat(health: Health) -> None:
+    """Tick ``/healthz`` every second; ping systemd's watchdog when it asks for pings."""
+    watchdog = bool(os.environ.get("WATCHDOG_USEC")) and os.environ.get(
+        "WATCHDOG_PID", str(os.getpid())) == str(os.getpid())
     while True:
         health.beat()
+        if watchdog and health.ready:
+            sd_notify("WATCHDOG=1")
         await trio.sleep(HEARTBEAT_S)
 
 
