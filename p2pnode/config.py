@@ -88,6 +88,10 @@ class PresenceConfig:
     interval_s: PositiveFloat = 5.0
     silence_timeout_s: PositiveFloat = 20.0
     expire_check_s: PositiveFloat = 1.0
+    max_received_per_second: PositiveFloat = 4.0
+    """Presence messages a daemon should receive per second from the whole network: with
+    N live peers the period stretches to N / this (and the silence timeout with it), so
+    the load per daemon stays bounded as the network grows."""
 
 
 @dataclass

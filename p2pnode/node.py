@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -280,6 +281,7 @@ class Node:
             "torch_imported": "torch" in sys.modules,
             "pid": os.getpid(),
             "presence": self.last_status,
+            "presence_interval_s": round(self.presence_period(), 3),
             "routes": self.routes.names(),
         }
 
@@ -406,7 +408,20 @@ class Node:
                 await self.publish(PRESENCE_TOPIC, encode_presence(self.private_key, status))
             except trio.TooSlowError:
                 log.warning("presence publish took over %ss", self.config.timeouts.publish_s)
-            await trio.sleep(self.config.presence.interval_s)
+            await trio.sleep(self.presence_period() * random.uniform(0.9, 1.1))
+
+    def presence_period(self) -> float:
+        """The presence period for the network size seen now (``presence.*``).
+
+        ``interval_s`` while the network is small; with N live peers every daemon
+        receives N / period messages a second, so the period grows to
+        N / ``max_received_per_second``. Peers are forgotten after ``silence_timeout_s``
+        scaled by the same factor (every daemon sees about the same N).
+        """
+        cfg = self.config.presence
+        period = max(cfg.interval_s, (len(self.peer_table) + 1) / cfg.max_received_per_second)
+        self.peer_table.silence_timeout_s = cfg.silence_timeout_s * period / cfg.interval_s
+        return period
 
     async def _drop_peer(self, peer_id: ID) -> None:
         """Ping a peer whose presence went silent; disconnect it if it does not answer.
