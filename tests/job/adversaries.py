@@ -164,13 +164,17 @@ class Leaker(Trainer):
 
         note = await super().upload_and_announce(job_id, round, job, task, result, client)
         folder = Path(os.environ[COPY_DIR_ENV])
-        (folder / f"{job_id}-{round}.tmp").write_bytes(result.weights)
-        (folder / f"{job_id}-{round}.tmp").rename(folder / f"{job_id}-{round}.bin")
+        name = f"{job_id}-{round}-{job.nonce.hex()}"
+        (folder / f"{name}.tmp").write_bytes(result.weights)
+        (folder / f"{name}.tmp").rename(folder / f"{name}.bin")
         return note
 
 
 class Copier(Trainer):
-    """Does no training: waits for a leaker's update of the same round and sends it."""
+    """Sends a leaker's update of another task of the same round instead of its own.
+
+    When the leaker is its own replica (the same task) it sends its honest result.
+    """
 
     async def upload_and_announce(self, job_id: str, round: int, job: Any, task: Any,
                                   result: TrainResult, client: Any) -> Any:
@@ -179,13 +183,34 @@ class Copier(Trainer):
 
         import trio
 
-        path = Path(os.environ[COPY_DIR_ENV]) / f"{job_id}-{round}.bin"
+        folder, mine = Path(os.environ[COPY_DIR_ENV]), f"{job_id}-{round}-{job.nonce.hex()}"
+        found: list[Path] = []
         with trio.move_on_after(60):
-            while not path.exists():  # noqa: ASYNC110 - written by another process
-                await trio.sleep(0.1)
-        if path.exists():
-            result = TrainResult(weights=path.read_bytes(), metrics=result.metrics)
+            while not found:
+                found = [p for p in folder.glob(f"{job_id}-{round}-*.bin")  # noqa: ASYNC240
+                         if p.stem != mine]
+                await trio.sleep(0.2)
+        if found:
+            await trio.sleep(1.0)  # announce after the source, as a copier must
+            result = TrainResult(weights=found[0].read_bytes(), metrics=result.metrics)
         return await super().upload_and_announce(job_id, round, job, task, result, client)
+
+
+class Sybil(Trainer):
+    """One of a swarm: trains honestly, then adds a small push every Sybil shares.
+
+    The push (+0.05 on every weight) is small enough to pass per-update validation;
+    a swarm of them would drag the average their way if given weight.
+    """
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        honest = await super().train_task(job, model, chunks, stop)
+        w = weights.decode(honest.weights, _spec(job))
+        return TrainResult(
+            weights=weights.encode({k: v + 0.05 for k, v in w.items()}), metrics=honest.metrics
+        )
 
 
 ADVERSARIES: dict[str, type[Trainer]] = {
@@ -200,4 +225,5 @@ ADVERSARIES: dict[str, type[Trainer]] = {
     "lazy": Lazy,
     "leaker": Leaker,
     "copier": Copier,
+    "sybil": Sybil,
 }

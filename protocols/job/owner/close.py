@@ -156,6 +156,12 @@ class RoundCloser:
                 "outvoted_updates": sorted(
                     u.sha256 for u in outcome.updates if u.verdict is Verdict.OUTVOTED
                 ),
+                # docs/verification.md: reproduced by a replica or the owner, and
+                # kept with no weight (quarantined newcomers)
+                "verified_updates": sorted(u.sha256 for u in used if u.verified),
+                "quarantined_updates": sorted(
+                    u.sha256 for u in outcome.updates if u.reason == "quarantined"
+                ),
                 "train_seconds": [round(u.train_seconds, 4) for u in outcome.accepted],
                 "round_seconds": round(trio.current_time() - started, 4),
                 "model_cipher_sha256": data.model_cipher_sha,
