@@ -78,16 +78,41 @@ def open_owner_store(
     return store
 
 
-def fetch_verified(url: str, sha256: str, max_bytes: int) -> bytes:
+def fetch_verified(
+    url: str, sha256: str, max_bytes: int, encryption: Mapping[str, Any] | None = None
+) -> bytes:
     """Download ``url`` (at most ``max_bytes``) and check it hashes to ``sha256``.
+
+    With ``encryption`` (a job result's ``model_encryption``: ``key`` in hex,
+    ``cipher_sha256``, ``job_id``, ``round``) the stored object is a model's
+    ciphertext: its own hash is checked in transit, then it is decrypted and the
+    plaintext checked against ``sha256``.
 
     Blocking: runs its own trio loop, so call it from synchronous code only.
 
     Raises:
-        StorageError: The download failed, was too large or failed its hash.
+        StorageError: The download failed, was too large, failed its hash or did
+            not decrypt (``storage.crypto.DecryptError``).
     """
+    import hashlib
+
     import trio
 
-    from storage import transfer
+    from protocols.job.objects import model_id
+    from storage import crypto, transfer
+    from storage.errors import HashMismatch
 
-    return trio.run(lambda: transfer.fetch(url, sha256=sha256, max_bytes=max_bytes))
+    if not encryption:
+        return trio.run(lambda: transfer.fetch(url, sha256=sha256, max_bytes=max_bytes))
+    try:
+        key, cipher_sha = bytes.fromhex(str(encryption["key"])), str(encryption["cipher_sha256"])
+        oid = model_id(str(encryption["job_id"]), int(encryption["round"]), sha256)
+    except (KeyError, TypeError, ValueError):
+        raise crypto.DecryptError("bad_key", "model") from None
+    sealed = trio.run(
+        lambda: transfer.fetch(url, sha256=cipher_sha, max_bytes=crypto.sealed_size(max_bytes))
+    )
+    model = crypto.decrypt(key, oid, sealed)
+    if hashlib.sha256(model).hexdigest() != sha256:
+        raise HashMismatch(url, sha256, hashlib.sha256(model).hexdigest())
+    return model

@@ -55,7 +55,9 @@ def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
     if not result.get("model_url") or not result.get("model_sha256"):
         raise ValueError(f"job {result.get('job_id')} has no model yet")
     out.mkdir(parents=True, exist_ok=True)
-    model = fetch_verified(result["model_url"], result["model_sha256"], MAX_MODEL_BYTES)
+    model = fetch_verified(
+        result["model_url"], result["model_sha256"], MAX_MODEL_BYTES, result.get("model_encryption")
+    )
     _write_atomic(out / "model.safetensors", model)
     records = metrics_records(result)
     last = records[-1] if records else {}

@@ -288,7 +288,8 @@ class WebServer:
         from p2pnode.stores import fetch_verified
 
         model = await trio.to_thread.run_sync(
-            fetch_verified, result["model_url"], result["model_sha256"], MAX_MODEL_BYTES)
+            fetch_verified, result["model_url"], result["model_sha256"], MAX_MODEL_BYTES,
+            result.get("model_encryption"))
         return Response(200, model, "application/octet-stream",
                         [*disposition, ("x-model-sha256", result["model_sha256"])])
 
