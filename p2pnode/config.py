@@ -34,7 +34,7 @@ from p2pnode.errors import ConfigError
 DEFAULT_HOME = "~/.distro-train"
 DEFAULT_PORT = 4411
 """Default libp2p TCP port: not 4001 (IPFS/kubo), nor 9000/9090 (MinIO, Prometheus)."""
-PACKAGE_TABLES = ("storage", "owner", "trainer", "reputation")
+PACKAGE_TABLES = ("storage", "owner", "trainer", "reputation", "ledger", "market")
 """Top-level tables other packages validate (kept raw in :attr:`Config.extra`)."""
 
 

@@ -18,6 +18,8 @@ import trio
 import distro_schema
 from p2pnode.errors import ConfigError
 from p2pnode.jobstore import JobStore
+from p2pnode.market import MarketParts
+from p2pnode.market import add_routes as add_market_routes
 from p2pnode.rpc import InvalidParams, RpcError
 from p2pnode.stores import Stoppable, open_owner_store, reachable_host
 from protocols.job import PROTOCOL_ID
@@ -63,13 +65,16 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     )
     trainer_cfg = settings_from_table(TrainerConfig, "trainer", extra.get("trainer", {}))
     data_dir = node.config.node.data_dir
+    market = MarketParts(data_dir, extra)  # [ledger] and [market] (docs/ledger.md)
     owner = Owner(
         node, jobs,
         lambda: open_owner_store(extra.get("storage"), data_dir, stack,
                                  reachable_host(node.addrs())),
         owner_cfg,
+        market.settlement,
     )
     trainer = trainer_cls(node, trainer_cfg, on_load=node.set_queue_length)
+    trainer.market = market.trainer
     node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, trainer))
 
     async def run_owner(_node: Node, *, task_status: trio.TaskStatus[None]) -> None:
@@ -86,6 +91,7 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     node.add_service(run_owner)
     node.add_service(run_trainer)
     _add_routes(node, owner, trainer)
+    add_market_routes(node.routes, market)
     node.peer_extras.append(lambda peer: {"reputation": round(owner.reputation_of(peer), 2)})
     return owner, trainer
 
@@ -102,6 +108,8 @@ def _add_routes(node: Node, owner: Owner, trainer: Trainer) -> None:
         spec_in = params["spec"]
         try:
             spec = loads(spec_in) if isinstance(spec_in, str) else from_mapping(spec_in)
+            if spec.price.paid and owner.market is None:
+                raise InvalidParams("spec.price", "a paid job needs a [ledger] (docs/ledger.md)")
             return {"job_id": await owner.submit(spec)}
         except SpecError as exc:
             raise InvalidParams(f"spec.{exc.field}", exc.detail) from None

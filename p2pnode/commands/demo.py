@@ -235,13 +235,15 @@ def launch(
     say: Any = print,
     trainer_programs: list[list[str]] | None = None,
     owner_toml: str = "",
+    trainer_toml: str = "",
 ) -> Cluster:
     """Start a bootstrap node, an owner daemon using ``storage`` and ``trainers`` trainers.
 
     Only the owner's config file (mode 0600) holds the storage credentials; trainer
     processes get none, in files or environment. ``trainer_programs`` optionally gives
     each trainer's Python argv in place of ``-m p2pnode.cli daemon`` (tests run other
-    trainer behaviours this way); ``owner_toml`` is appended to the owner's config file.
+    trainer behaviours this way); ``owner_toml`` is appended to the owner's config file,
+    ``trainer_toml`` to the trainers' (``[ledger]``, ``[market]``).
     Returns once the owner sees every trainer.
     """
     env = clean_env()
@@ -279,7 +281,7 @@ def launch(
     # Everything runs on this machine, storage included: trainers must be let reach
     # loopback, which they refuse by default (URLs come from strangers).
     local = {"train_threads": 1, "allow_networks": ["127.0.0.0/8", "::1/128"]}
-    trainer_cfg.write_text(presence + _toml_table("trainer", local))
+    trainer_cfg.write_text(presence + _toml_table("trainer", local) + trainer_toml)
     daemon = ["-m", "p2pnode.cli", "daemon"]
     flags = ["--bootstrap", maddr, "--listen", "/ip4/127.0.0.1/tcp/0"]
     programs = trainer_programs or [daemon] * trainers
