@@ -34,6 +34,12 @@ devchain:
 
 venv: $(STAMP)
 
+# A base install (no torch) in a fresh venv, whose daemon refuses jobs cleanly; ~90 s,
+# so not part of `make test` (tests/deploy/test_base_install.py).
+.PHONY: test-install
+test-install: $(STAMP)
+	DISTRO_TRAIN_INSTALL_TESTS=1 $(BIN)/python -m pytest -q tests/deploy/test_base_install.py
+
 demo: $(STAMP)
 	$(BIN)/distro-train demo $(ARGS)
 
