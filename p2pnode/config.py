@@ -18,6 +18,7 @@ table is refused. Field by field documentation lives in docs/daemon.md.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -113,6 +114,26 @@ class GossipConfig:
 
 
 @dataclass
+class NatConfig:
+    """NAT traversal (docs/network.md): dial-back reachability, relays, hole punching."""
+
+    relay_service: bool = True
+    """Bootstrap nodes relay for daemons behind NAT (circuit relay v2); daemons never do."""
+    relay_max_reservations: PositiveInt = 128
+    relay_max_circuits: PositiveInt = 256
+    relay_circuit_duration_s: PositiveInt = 3600
+    relay_circuit_bytes: PositiveInt = 256 * 1024 * 1024
+    """A relayed connection is cut after this many bytes (py-libp2p cuts the whole
+    connection, not one stream); the daemon then reconnects through the relay."""
+    use_relays: bool = True
+    """A daemon found unreachable reserves slots on the bootstrap nodes it is connected to."""
+    hole_punch: bool = True
+    """Upgrade relayed connections to direct ones (DCUtR) where the NATs allow."""
+    reservation_refresh_s: PositiveFloat = 60.0
+    """How often reachability is checked and reservations renewed."""
+
+
+@dataclass
 class ControlConfig:
     """The JSON-RPC control socket and the peer request/response limits."""
 
@@ -138,6 +159,22 @@ class MetricsConfig:
     port: Annotated[int, Field(ge=1, le=65535)] = 9464
 
 
+@dataclass
+class WebConfig:
+    """The web dashboard and the HTTP form of the control API (docs/web.md): off by default."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9470  # 0 = any free port
+    allow_non_loopback: bool = False  # required to bind an address other than loopback
+    allowed_hosts: list[str] = field(default_factory=list)  # extra Host names to accept
+    tls_cert: str = ""  # PEM files; both set = HTTPS
+    tls_key: str = ""
+    events_interval_s: PositiveFloat = 1.0
+    max_upload_bytes: PositiveInt = 256 * 1024 * 1024
+    max_connections: PositiveInt = 64
+
+
 SECTIONS: dict[str, type] = {
     "node": NodeConfig,
     "timeouts": TimeoutsConfig,
@@ -147,6 +184,8 @@ SECTIONS: dict[str, type] = {
     "control": ControlConfig,
     "work": WorkConfig,
     "metrics": MetricsConfig,
+    "nat": NatConfig,
+    "web": WebConfig,
 }
 
 
@@ -162,6 +201,8 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     work: WorkConfig = field(default_factory=WorkConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    nat: NatConfig = field(default_factory=NatConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     extra: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -200,7 +241,26 @@ class Config:
             raise ConfigError("presence.silence_timeout_s", "must be >= 2 * presence.interval_s")
         if self.discovery.max_interval_s < self.discovery.interval_s:
             raise ConfigError("discovery.max_interval_s", "must be >= discovery.interval_s")
+        _check_web(self.web)
         return self
+
+
+def _check_web(web: WebConfig) -> None:
+    if bool(web.tls_cert) != bool(web.tls_key):
+        raise ConfigError("web.tls_cert", "set both web.tls_cert and web.tls_key, or neither")
+    if not web.allow_non_loopback and not is_loopback(web.host):
+        raise ConfigError("web.host", f"{web.host!r} is not a loopback address; "
+                          "set web.allow_non_loopback = true to serve other machines")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP address or ``localhost``) names this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_multiaddr(name: str, addr: str, *, need_peer: bool) -> None:

@@ -133,7 +133,8 @@ async def test_upload_is_stored_by_hash_and_garbage_http_does_not_end_the_server
         server, client = await serve(tmp_path, nursery)
         up = await client.post("/api/upload", params={"name": "data.csv"}, content=b"a,b\n1,2\n")
         path = Path(up.json()["path"])
-        assert path.read_bytes() == b"a,b\n1,2\n" and path.parent.parent == tmp_path / "uploads"
+        assert await trio.Path(path).read_bytes() == b"a,b\n1,2\n"
+        assert path.parent.parent == tmp_path / "uploads"
         bad = await client.post("/api/upload", params={"name": "../x"}, content=b"x")
         assert bad.status_code == 400
         sock = await trio.open_tcp_stream("127.0.0.1", server.port)

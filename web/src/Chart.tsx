@@ -28,7 +28,7 @@ export function Chart({ rounds }: { rounds: RoundRecord[] }) {
           <g key={a}>
             <line className="grid" x1={PAD.l} x2={W - PAD.r} y1={yAcc(a)} y2={yAcc(a)} />
             <text className="tick acc" x={PAD.l - 6} y={yAcc(a) + 4} textAnchor="end">{a * 100}%</text>
-            <text className="tick loss" x={W - PAD.r + 6} y={yAcc(a) + 4}>{(a * maxLoss).toFixed(2)}</text>
+            {n > 0 && <text className="tick loss" x={W - PAD.r + 6} y={yAcc(a) + 4}>{(a * maxLoss).toFixed(2)}</text>}
           </g>
         ))}
         {rounds.map((r) => (

@@ -1,17 +1,20 @@
 import { useEffect, useState, type FormEvent } from "react";
 import { RpcError, rpc, upload } from "./api";
-import type { SchemaField, SpecSchema } from "./types";
+import { typeOf, type SchemaField, type SpecSchema } from "./types";
 
 // The fields a new user sets first; every other field of the spec is under "More".
 const MAIN = ["model", "dataset", "rounds", "trainers", "epochs", "lr", "batch_size", "partition", "rule"];
-const OBJECT_FIELDS = new Set(["model_params", "rule_params"]);
+
+/** The text a field starts with: its default (objects and lists as JSON; none: blank). */
+function defaultText(schema: SpecSchema, f: SchemaField): string {
+  const t = typeOf(schema, f);
+  if (t === "object" || t === "array") return f.default === undefined || f.default === null ? "" : JSON.stringify(f.default);
+  return f.default === undefined || f.default === null ? "" : String(f.default);
+}
 
 function initial(schema: SpecSchema): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, f] of Object.entries(schema.properties)) {
-    if (f.type === "object") out[name] = JSON.stringify(f.default ?? {});
-    else out[name] = f.default === undefined ? "" : String(f.default);
-  }
+  for (const [name, f] of Object.entries(schema.properties)) out[name] = defaultText(schema, f);
   return out;
 }
 
@@ -22,16 +25,16 @@ export function toSpec(schema: SpecSchema, values: Record<string, string>): {
   const errors: Record<string, string> = {};
   for (const [name, f] of Object.entries(schema.properties)) {
     const raw = (values[name] ?? "").trim();
-    const def = f.type === "object" ? JSON.stringify(f.default ?? {}) : String(f.default ?? "");
-    if (raw === def) continue; // the daemon applies its own default
-    if (f.type === "integer" || f.type === "number") {
+    const t = typeOf(schema, f);
+    if (raw === defaultText(schema, f) || raw === "") continue; // the daemon's own default
+    if (t === "integer" || t === "number") {
       const v = Number(raw);
       if (raw === "" || Number.isNaN(v)) { errors[name] = "expected a number"; continue; }
       spec[name] = v;
-    } else if (f.type === "boolean") {
+    } else if (t === "boolean") {
       spec[name] = raw === "true";
-    } else if (f.type === "object") {
-      try { spec[name] = JSON.parse(raw || "{}"); } catch { errors[name] = "expected a JSON object, e.g. {\"hidden\": [128]}"; }
+    } else if (t === "object" || t === "array") {
+      try { spec[name] = JSON.parse(raw); } catch { errors[name] = `expected JSON, e.g. ${t === "object" ? '{"hidden": [128]}' : '["a", "b"]'}`; }
     } else {
       spec[name] = raw;
     }
@@ -39,8 +42,8 @@ export function toSpec(schema: SpecSchema, values: Record<string, string>): {
   return { spec, errors };
 }
 
-function Field({ name, f, value, error, onChange }: {
-  name: string; f: SchemaField; value: string; error?: string; onChange: (v: string) => void }) {
+function Field({ name, f, type, value, error, onChange }: {
+  name: string; f: SchemaField; type?: string; value: string; error?: string; onChange: (v: string) => void }) {
   const id = `spec-${name}`;
   const errId = `${id}-error`;
   const common = { id, name, "aria-invalid": error ? true : undefined, "aria-describedby": error ? errId : undefined };
@@ -48,16 +51,16 @@ function Field({ name, f, value, error, onChange }: {
   if (f.enum) {
     input = <select {...common} value={value} onChange={(e) => onChange(e.target.value)}>
       {f.enum.map((o) => <option key={o} value={o}>{o}</option>)}</select>;
-  } else if (f.type === "boolean") {
+  } else if (type === "boolean") {
     input = <select {...common} value={value} onChange={(e) => onChange(e.target.value)}>
       <option value="true">yes</option><option value="false">no</option></select>;
   } else {
-    const numeric = f.type === "integer" || f.type === "number";
+    const numeric = type === "integer" || type === "number";
     input = <input {...common} type="text" inputMode={numeric ? "decimal" : undefined}
       value={value} onChange={(e) => onChange(e.target.value)} spellCheck={false} />;
   }
   return (
-    <div className={`field${OBJECT_FIELDS.has(name) ? " wide" : ""}`}>
+    <div className={`field${type === "object" || type === "array" ? " wide" : ""}`}>
       <label htmlFor={id}>{name}</label>
       {input}
       {error && <p id={errId} className="error" role="alert">{error}</p>}
@@ -69,8 +72,10 @@ function Field({ name, f, value, error, onChange }: {
  * The job form: one field per spec field (from the daemon's `jobs.schema`), sent to
  * `jobs.submit`; the daemon's validation message is shown next to the field it names.
  */
-export function SubmitForm({ onSubmitted, loadSchema = () => rpc<SpecSchema>("jobs.schema"),
-                             submit = (spec) => rpc<{ job_id: string }>("jobs.submit", { spec }) }: {
+const daemonSchema = () => rpc<SpecSchema>("jobs.schema");
+const daemonSubmit = (spec: Record<string, unknown>) => rpc<{ job_id: string }>("jobs.submit", { spec });
+
+export function SubmitForm({ onSubmitted, loadSchema = daemonSchema, submit = daemonSubmit }: {
   onSubmitted: (jobId: string) => void;
   loadSchema?: () => Promise<SpecSchema>;
   submit?: (spec: Record<string, unknown>) => Promise<{ job_id: string }>;
@@ -82,9 +87,9 @@ export function SubmitForm({ onSubmitted, loadSchema = () => rpc<SpecSchema>("jo
   const [busy, setBusy] = useState(false);
   const [uploadNote, setUploadNote] = useState("");
 
-  useEffect(() => {
+  useEffect(() => { // once: a new schema would reset what the user typed
     loadSchema().then((s) => { setSchema(s); setValues(initial(s)); }).catch((e) => setGeneral(String(e.message ?? e)));
-  }, [loadSchema]);
+  }, []);
 
   if (!schema) return <p aria-live="polite">{general || "Loading the job schema…"}</p>;
   const names = Object.keys(schema.properties);
@@ -117,7 +122,14 @@ export function SubmitForm({ onSubmitted, loadSchema = () => rpc<SpecSchema>("jo
     setUploadNote(`Uploading ${file.name}…`);
     try {
       const up = await upload(file);
-      set("dataset")(up.path);
+      if (schema.properties.data && typeOf(schema, schema.properties.data) === "object") {
+        // the owner's own data: the spec's [data] table names the file
+        let data: Record<string, unknown> = {};
+        try { data = JSON.parse(values.data || "{}"); } catch { /* replaced below */ }
+        set("data")(JSON.stringify({ ...data, path: up.path }));
+      } else {
+        set("dataset")(up.path);
+      }
       setUploadNote(`Uploaded ${file.name} (${up.bytes} bytes) to the daemon: ${up.path}`);
     } catch (err) {
       setUploadNote(`Upload failed: ${(err as Error).message}`);
@@ -125,7 +137,7 @@ export function SubmitForm({ onSubmitted, loadSchema = () => rpc<SpecSchema>("jo
   };
 
   const field = (n: string) => (
-    <Field key={n} name={n} f={schema.properties[n]} value={values[n] ?? ""} error={errors[n]} onChange={set(n)} />
+    <Field key={n} name={n} f={schema.properties[n]} type={typeOf(schema, schema.properties[n])} value={values[n] ?? ""} error={errors[n]} onChange={set(n)} />
   );
   return (
     <form className="submit" onSubmit={onSubmit} aria-labelledby="submit-title" noValidate>

@@ -84,8 +84,17 @@ export interface SchemaField {
   exclusiveMaximum?: number;
   title?: string;
   description?: string;
+  $ref?: string;
+  anyOf?: SchemaField[];
 }
-export interface SpecSchema { properties: Record<string, SchemaField> }
+export interface SpecSchema { properties: Record<string, SchemaField>; $defs?: Record<string, SchemaField> }
+
+/** A field's JSON type, following `$ref` and nullable `anyOf` (pydantic's forms). */
+export function typeOf(schema: SpecSchema, f: SchemaField): string | undefined {
+  if (f.$ref) return typeOf(schema, schema.$defs?.[f.$ref.split("/").pop() ?? ""] ?? {});
+  if (f.anyOf) return f.anyOf.map((a) => typeOf(schema, a)).find((t) => t && t !== "null");
+  return f.type;
+}
 
 export const ACTIVE = new Set(["preparing", "running"]);
 export const short = (id: string, n = 10) => (id.length > n ? `${id.slice(0, 4)}…${id.slice(-n + 5)}` : id);

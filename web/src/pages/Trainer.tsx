@@ -3,7 +3,7 @@ import { useWatch } from "../useWatch";
 import type { Peer, TrainerStatus } from "../types";
 
 // The trainer's task states (protocols/job/trainer.py) that mean "still in this job".
-const CURRENT = new Set(["offered", "selected-pending", "training", "announced"]);
+const CURRENT = new Set(["offered", "selected-pending", "training"]);
 
 export function TrainerPage() {
   const { value: t, error } = useWatch<TrainerStatus>("trainer.status");
@@ -35,8 +35,8 @@ export function TrainerPage() {
       {t && <p>{t.busy ? "Training now" : "Idle"}; {t.slots} slot{t.slots === 1 ? "" : "s"}.</p>}
       <h2>Current tasks</h2>
       {table(active, "Tasks in progress")}
-      <h2>Past tasks</h2>
-      {table(past, "Tasks this trainer has finished or left")}
+      <h2>Trained and past tasks</h2>
+      {table(past, "Tasks this trainer has trained, finished or left")}
       <h2>Reputation</h2>
       <p className="note">
         Each owner keeps its own reputation book of its trainers; an owner does not report it to
