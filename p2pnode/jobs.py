@@ -91,7 +91,7 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
     node.add_service(run_owner)
     node.add_service(run_trainer)
     _add_routes(node, owner, trainer)
-    add_market_routes(node.routes, market)
+    add_market_routes(node.routes, market, owner)
     node.peer_extras.append(lambda peer: {"reputation": round(owner.reputation_of(peer), 2)})
     return owner, trainer
 

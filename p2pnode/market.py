@@ -7,7 +7,8 @@ web3 is imported only when a ledger is configured or a route needs the chain.
 
 Routes: ``market.wallet`` (address, balance), ``market.earnings`` (receipts pending
 and redeemed, per job), ``market.redeem`` (redeem pending receipts, batched),
-``market.refund`` (an owner takes back a job's unpaid rest after the grace period).
+``market.refund`` (an owner takes back a job's unpaid rest after the grace period),
+``market.lineage`` (a job's model versions from the ledger, optionally verified).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from ledger.client import Market
     from ledger.config import LedgerSettings
     from ledger.wallet import Wallet
+    from protocols.job.owner import Owner
     from protocols.market.earnings import TrainerMarket
     from protocols.market.settle import Settlement
 
@@ -112,8 +114,8 @@ class MarketParts:
                 "deposit_wei": str(before.deposit), "tx": tx.tx_hash, "gas_used": tx.gas_used}
 
 
-def add_routes(routes: Routes, parts: MarketParts) -> None:
-    """Register the ``market.*`` routes."""
+def add_routes(routes: Routes, parts: MarketParts, owner: Owner) -> None:
+    """Register the ``market.*`` routes (``owner``: for ``market.lineage``)."""
 
     async def blocking(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
         try:
@@ -146,6 +148,16 @@ def add_routes(routes: Routes, parts: MarketParts) -> None:
         assert job_id is not None
         return await blocking(parts.refund, job_id)
 
+    async def lineage(params: dict[str, Any]) -> dict[str, Any]:
+        from protocols.job.owner.lineage import lineage as rebuild
+
+        job_id = job_of(params)
+        assert job_id is not None
+        try:
+            return await rebuild(owner.closer.env, job_id, verify=bool(params.get("verify")))
+        except DistroError as exc:
+            raise RpcError(LEDGER_ERROR, str(exc), {"reason": exc.reason}) from None
+
     maybe_job = {"job_id": str}
     routes.add("market.wallet", wallet, doc="This daemon's wallet address and balance.")
     routes.add("market.earnings", earnings, optional=maybe_job,
@@ -154,3 +166,6 @@ def add_routes(routes: Routes, parts: MarketParts) -> None:
                doc="Redeem every pending receipt (of one job), batched.")
     routes.add("market.refund", refund, required=maybe_job,
                doc="Owner: take back a job's unpaid budget after its end + grace period.")
+    routes.add("market.lineage", lineage, required=maybe_job, optional={"verify": bool},
+               doc="Owner: a job's model versions from the ledger's round log; verify=true "
+                   "checks hashes, parents, Merkle roots and the stored models.")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 from ledger import receipts as rc
@@ -21,6 +23,8 @@ from ledger.wallet import Wallet
 from p2pnode.commands.demo import clean_env, launch
 from p2pnode.control import call
 from p2pnode.procs import Processes, start_embedded_s3
+from storage.config import StoreConfig
+from storage.s3 import S3Store
 from tests.conftest import wait_for
 
 ETH = 10**18
@@ -54,6 +58,24 @@ def gas_paid(market: Market, tx_hashes: list[str]) -> int:
         r = market.w3.eth.get_transaction_receipt(h)  # type: ignore[arg-type]
         total += int(r["gasUsed"]) * int(r["effectiveGasPrice"])
     return total
+
+
+def lineage(owner_dir: Path, job_id: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "p2pnode.cli", "lineage", job_id, "--verify",
+         "--data-dir", str(owner_dir)], capture_output=True, text=True, timeout=120)
+
+
+def tamper_last_model(storage: dict[str, str], round_no: int) -> None:
+    """Flip one byte of the stored global model of ``round_no`` (a storage operator's edit)."""
+    store = S3Store(StoreConfig.from_mapping(storage, env={}))
+    pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.config.bucket)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])
+            if f"/models/{round_no}-" in o["Key"]]
+    assert len(keys) == 1, keys
+    data = bytearray(store.get_bytes(keys[0]))
+    data[len(data) // 2] ^= 0xFF
+    store.put_bytes(keys[0], bytes(data))
 
 
 def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -> None:
@@ -94,6 +116,12 @@ def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -
         market_status = status["market"]
         listed = call(cluster.owner_dir, "jobs.list")[0]
         assert listed["market"]["budget_left"] == market_status["budget_left"]
+
+        # The lineage verifies from the ledger and storage, and not once a model is altered.
+        assert lineage(cluster.owner_dir, job_id).returncode == 0
+        tamper_last_model(storage, ROUNDS)
+        bad = lineage(cluster.owner_dir, job_id)
+        assert bad.returncode == 1 and "model in storage hashes to" in bad.stdout, bad.stdout
 
         # The owner crashes; the trainers do not need it to be paid.
         procs.kill("owner")
