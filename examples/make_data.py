@@ -6,6 +6,8 @@
   cultivars as ``cultivar``), plus a categorical column ``colour_band`` (low, mid,
   high colour intensity) to show one-hot encoding, and a few empty cells to show
   ``missing = "fill"``.
+- ``diabetes.csv``: scikit-learn's diabetes table (442 rows, 10 standardised
+  measurements) with the disease progression a year later as ``progression``.
 - ``digits/``: scikit-learn's 8x8 digits as PNG files, one folder per digit.
 - ``corpus.txt``: sentences from a fixed grammar (seeded), for next-byte modelling.
 """
@@ -44,6 +46,20 @@ def write_table(out: Path) -> Path:
         cols["magnesium"][row] = None
     cols["cultivar"] = [f"cultivar_{int(t)}" for t in bunch.target]
     path = out / "wine.csv"
+    pacsv.write_csv(pa.table(cols), path)
+    return path
+
+
+def write_regression_table(out: Path) -> Path:
+    """Write ``diabetes.csv`` (scikit-learn's diabetes table, target ``progression``)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes()
+    cols = {name: bunch.data[:, i].tolist() for i, name in enumerate(bunch.feature_names)}
+    cols["progression"] = bunch.target.tolist()
+    path = out / "diabetes.csv"
     pacsv.write_csv(pa.table(cols), path)
     return path
 
@@ -91,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for path in (
         write_table(args.out),
+        write_regression_table(args.out),
         write_images(args.out, args.images_per_class),
         write_text(args.out),
     ):

@@ -119,7 +119,7 @@ def _model(description: str, inputs: Inputs, **params: Param) -> Model:
     return Model(description, inputs, types.MappingProxyType(params))
 
 
-_CLASSES = Param("int", 10, low=2, high=100_000)
+_CLASSES = Param("int", 10, low=1, high=100_000)  # 1: a regression model's one output
 
 MODELS: Mapping[str, Model] = types.MappingProxyType(
     {
@@ -234,6 +234,11 @@ class DataSource:
     test: Fraction = 0.2
     max_bytes: Annotated[int, Field(ge=1)] = MAX_DATA_BYTES
 
+Task = Literal["auto", "classification", "regression", "next_token"]
+"""What a job predicts; ``auto``: ``next_token`` for text, else ``classification``."""
+TRAIN_TASKS = ("classification", "regression")
+"""What a trainer's loss is: cross-entropy (classes, next token) or squared error."""
+
 Rule = Literal[
     "fedavg", "fedadam", "fedyogi", "fedadagrad", "median", "trimmed_mean", "krum", "multi_krum"
 ]
@@ -269,6 +274,24 @@ def pair_problem(model: str, dataset: str) -> str | None:
     if able:
         return f"model {model!r} reads {wants}; datasets that feed it: {', '.join(able)}"
     return f"model {model!r} reads {wants} and no job dataset gives {wants} yet"
+
+
+def task_of(dataset: str, task: str) -> str:
+    """The job's task: ``task``, or for ``auto`` what ``dataset`` implies."""
+    if task != "auto":
+        return task
+    return "next_token" if DATASETS[dataset].gives == "tokens" else "classification"
+
+
+def task_problem(dataset: str, task: str) -> str | None:
+    """Why ``dataset`` cannot serve ``task``, or None when it can."""
+    task = task_of(dataset, task)
+    tokens = DATASETS[dataset].gives == "tokens"
+    if tokens != (task == "next_token"):
+        return f"dataset {dataset!r} is for {'next_token' if tokens else 'classification'}"
+    if task == "regression" and dataset not in ("table", "npz"):
+        return "regression reads a numeric target: dataset table or npz"
+    return None
 
 
 def choices(names: tuple[str, ...] | Mapping[str, object]) -> str:

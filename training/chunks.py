@@ -1,7 +1,8 @@
 """Dataset chunks: a bounded number of samples as safetensors bytes (never pickle).
 
 A chunk holds exactly two tensors, ``x`` (float32 features or int64 tokens, shape
-``(n, *sample_shape)``) and ``y`` (int64 labels, shape ``(n,)``). :func:`decode_chunk`
+``(n, *sample_shape)``) and ``y`` (int64 labels or float32 regression targets, shape
+``(n,)``). :func:`decode_chunk`
 checks the size bound before parsing and the names, dtypes, shapes, label range and
 finiteness after.
 """
@@ -31,11 +32,12 @@ def encode_chunk(x: NDArray[np.generic], y: NDArray[np.generic]) -> bytes:
     """
     if x.dtype not in (np.float32, np.int64):
         raise ChunkError("dtype", f"x must be float32 or int64, got {x.dtype}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ChunkError("dtype", f"y must be integers, got {y.dtype}")
+    if not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.float32):
+        raise ChunkError("dtype", f"y must be integers or float32, got {y.dtype}")
     if x.ndim < 1 or y.ndim != 1 or len(x) != len(y):
         raise ChunkError("shape", f"x {x.shape} and y {y.shape} do not pair up")
-    tensors = {"x": np.ascontiguousarray(x), "y": np.ascontiguousarray(y, dtype=np.int64)}
+    y_dtype = np.float32 if y.dtype == np.float32 else np.int64
+    tensors = {"x": np.ascontiguousarray(x), "y": np.ascontiguousarray(y, dtype=y_dtype)}
     return bytes(_st_save(tensors))
 
 
@@ -46,7 +48,8 @@ def decode_chunk(
     sample_shape: tuple[int, ...] | None = None,
     x_dtype: str | None = None,
     classes: int | None = None,
-) -> tuple[NDArray[np.generic], NDArray[np.int64]]:
+    y_dtype: str = "int64",
+) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
     """Decode and validate untrusted chunk bytes.
 
     Args:
@@ -56,6 +59,8 @@ def decode_chunk(
         x_dtype: When given, ``"float32"`` or ``"int64"`` that ``x`` must have.
         classes: When given, every label must be in ``[0, classes)``; labels must be
             non-negative in any case.
+        y_dtype: ``"int64"`` class labels (the default) or ``"float32"`` finite
+            regression targets that ``y`` must have.
 
     Returns:
         ``(x, y)`` numpy arrays (writable copies).
@@ -71,8 +76,9 @@ def decode_chunk(
     if set(header) != {"x", "y"}:
         raise ChunkError("names", f"expected tensors x and y, got {sorted(header)[:5]}")
     hx, hy = header["x"], header["y"]
-    if hx.dtype not in _X_DTYPES or hy.dtype != "I64":
-        raise ChunkError("dtype", f"x {hx.dtype}, y {hy.dtype}: want x F32|I64 and y I64")
+    want_y = "F32" if y_dtype == "float32" else "I64"
+    if hx.dtype not in _X_DTYPES or hy.dtype != want_y:
+        raise ChunkError("dtype", f"x {hx.dtype}, y {hy.dtype}: want x F32|I64 and y {want_y}")
     if x_dtype is not None and np.dtype(_X_DTYPES[hx.dtype]) != np.dtype(x_dtype):
         raise ChunkError("dtype", f"x is {hx.dtype}, model wants {x_dtype}")
     if len(hx.shape) < 1 or len(hy.shape) != 1 or hx.shape[0] != hy.shape[0]:
@@ -83,8 +89,11 @@ def decode_chunk(
         arrays = _st_load(bytes(data))
     except Exception as exc:  # noqa: BLE001 - the library's error types are not public API
         raise ChunkError("malformed", f"safetensors refused the blob: {exc}") from None
-    x, y = np.array(arrays["x"]), np.array(arrays["y"], dtype=np.int64)
-    if y.size and (y.min() < 0 or (classes is not None and y.max() >= classes)):
+    x, y = np.array(arrays["x"]), np.array(arrays["y"])
+    if want_y == "F32":
+        if not np.isfinite(y).all():
+            raise ChunkError("non_finite", "y holds NaN or Inf")
+    elif y.size and (y.min() < 0 or (classes is not None and y.max() >= classes)):
         raise ChunkError("labels", f"labels span [{y.min()}, {y.max()}], classes={classes}")
     if x.dtype == np.float32 and not np.isfinite(x).all():
         raise ChunkError("non_finite", "x holds NaN or Inf")

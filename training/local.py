@@ -68,7 +68,8 @@ class Metrics:
     Attributes:
         samples: Training samples used (per epoch).
         loss: Mean training loss over the last epoch.
-        accuracy: Training accuracy over the last epoch, in [0, 1].
+        accuracy: Training accuracy over the last epoch, in [0, 1] (0 for regression,
+            where the loss is the mean squared error).
         seconds: Wall-clock seconds of the whole call.
     """
 
@@ -96,7 +97,14 @@ def _to_tensors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     ax = np.ascontiguousarray(x, dtype=np.dtype(spec.input_dtype))
     tx = torch.from_numpy(ax if ax.flags.writeable else ax.copy())
-    return tx, torch.from_numpy(np.array(y, dtype=np.int64))
+    return tx, torch.from_numpy(np.array(y, dtype=np.dtype(spec.label_dtype)))
+
+
+def _loss_fn(spec: models.ModelSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy for classes (and next tokens); squared error of output 0 for regression."""
+    if spec.task == "regression":
+        return lambda out, y: torch.nn.functional.mse_loss(out[:, 0], y)
+    return torch.nn.functional.cross_entropy
 
 
 def _module(spec: models.ModelSpec, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
@@ -136,6 +144,7 @@ def train(
             sample_shape=spec.input_shape,
             x_dtype=spec.input_dtype,
             classes=spec.classes,
+            y_dtype=spec.label_dtype,
         )
         for c in chunks
     ]
@@ -157,7 +166,8 @@ def train(
             weight_decay=params.weight_decay,
         )
     gen = torch.Generator().manual_seed(params.seed)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = _loss_fn(spec)
+    regression = spec.task == "regression"
     batches = 0
     model.train()
     for _ in range(params.epochs):
@@ -170,14 +180,15 @@ def train(
             out = model(x[idx])
             loss = loss_fn(out, y[idx])
             loss_sum += float(loss.detach()) * len(idx)
-            correct += int((out.argmax(1) == y[idx]).sum())
+            if not regression:
+                correct += int((out.argmax(1) == y[idx]).sum())
             if params.prox_mu:
                 prox = sum(
                     ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
                 )
                 loss = loss + params.prox_mu / 2 * prox
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             batches += 1
     metrics = Metrics(len(y), loss_sum / len(y), correct / len(y), time.perf_counter() - start)
@@ -193,10 +204,36 @@ def evaluate(
     *,
     max_weight_bytes: int = weights.DEFAULT_MAX_BYTES,
 ) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy of the weights on ``(x, y)``.
+    """The task's loss and score of the weights on ``(x, y)``.
 
-    ``model_weights`` may be encoded bytes (checked as :func:`training.weights.decode`
-    does) or an already checked state dict. A non-finite loss is returned as ``inf``.
+    Classification (and next-token prediction): mean cross-entropy and accuracy.
+    Regression: mean squared error and R² (1 - MSE / variance of ``y``; 0 when ``y``
+    is constant). ``model_weights`` may be encoded bytes (checked as
+    :func:`training.weights.decode` does) or an already checked state dict. A
+    non-finite loss is returned as ``inf``.
+
+    Raises:
+        WeightsError: Bytes refused.
+    """
+    m = task_metrics(spec, model_weights, x, y, max_weight_bytes=max_weight_bytes)
+    return m["loss"], m["r2" if spec.task == "regression" else "accuracy"]
+
+
+@torch.no_grad()
+def task_metrics(
+    spec: models.ModelSpec,
+    model_weights: bytes | Mapping[str, torch.Tensor],
+    x: NDArray[Any],
+    y: NDArray[Any],
+    *,
+    max_weight_bytes: int = weights.DEFAULT_MAX_BYTES,
+) -> dict[str, float]:
+    """Every metric of the task on ``(x, y)``, as :func:`evaluate` but all of them.
+
+    Returns:
+        Classification: ``loss`` (cross-entropy), ``accuracy``, ``perplexity``
+        (``exp(loss)``, what next-token prediction reports). Regression: ``loss`` and
+        ``mse`` (the same), ``mae``, ``r2``, in the units ``y`` is given in.
 
     Raises:
         WeightsError: Bytes refused.
@@ -206,13 +243,22 @@ def evaluate(
     model = _module(spec, model_weights)
     model.eval()
     tx, ty = _to_tensors(spec, x, y)
-    loss_sum, correct = 0.0, 0
-    for i in range(0, len(ty), _EVAL_BATCH):
-        out = model(tx[i : i + _EVAL_BATCH])
-        loss_sum += float(
-            torch.nn.functional.cross_entropy(out, ty[i : i + _EVAL_BATCH], reduction="sum")
-        )
-        correct += int((out.argmax(1) == ty[i : i + _EVAL_BATCH]).sum())
+    outs = [model(tx[i : i + _EVAL_BATCH]) for i in range(0, len(ty), _EVAL_BATCH)]
     n = max(len(ty), 1)
+    if spec.task == "regression":
+        pred = torch.cat([o[:, 0] for o in outs]) if outs else torch.zeros(0)
+        err = pred.double() - ty.double()
+        mse = float((err**2).sum()) / n
+        var = float(((ty.double() - ty.double().mean()) ** 2).sum()) / n if len(ty) else 0.0
+        loss = mse if math.isfinite(mse) else math.inf
+        r2 = 1 - mse / var if var > 0 and math.isfinite(mse) else 0.0
+        return {"loss": loss, "mse": loss, "mae": float(err.abs().sum()) / n, "r2": r2}
+    loss_sum, correct = 0.0, 0
+    for i, out in enumerate(outs):
+        target = ty[i * _EVAL_BATCH : (i + 1) * _EVAL_BATCH]
+        loss_sum += float(torch.nn.functional.cross_entropy(out, target, reduction="sum"))
+        correct += int((out.argmax(1) == target).sum())
     loss = loss_sum / n
-    return (loss if math.isfinite(loss) else math.inf), correct / n
+    loss = loss if math.isfinite(loss) else math.inf
+    perplexity = math.exp(loss) if loss < 700 else math.inf
+    return {"loss": loss, "accuracy": correct / n, "perplexity": perplexity}

@@ -57,10 +57,13 @@ class ModelSpec:
     Attributes:
         name: Catalogue name.
         params: Every hyper-parameter of the architecture, read-only.
+        task: ``classification`` (cross-entropy over ``classes`` outputs; next-token
+            prediction is this too) or ``regression`` (mean squared error of output 0).
     """
 
     name: str
     params: Mapping[str, Any]
+    task: str = "classification"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> ModelSpec:
@@ -72,12 +75,15 @@ class ModelSpec:
         """
         if not isinstance(data, Mapping):
             raise SpecError("spec", "must be a mapping")
-        extra = set(data) - {"name", "params"}
+        extra = set(data) - {"name", "params", "task"}
         if extra:
             raise SpecError(str(sorted(extra)[0]), "unknown spec field")
         name = data.get("name")
         if not isinstance(name, str) or name not in catalogue.MODELS:
             raise SpecError("name", f"unknown model {name!r}; known: {sorted(catalogue.MODELS)}")
+        task = data.get("task", "classification")
+        if task not in catalogue.TRAIN_TASKS:
+            raise SpecError("task", f"choose from {', '.join(catalogue.TRAIN_TASKS)}")
         raw = data.get("params", {})
         if isinstance(raw, Mapping):  # a Python caller may give a layer list as a tuple
             raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
@@ -87,16 +93,29 @@ class ModelSpec:
         params: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in checked
         }
+        if "classes" in params and task == "classification" and params["classes"] < 2:
+            raise SpecError("params.classes", "a classifier needs 2 or more classes")
         if name == "cnn" and params["image_size"] % 4:
             raise SpecError("params.image_size", "must be divisible by 4 (two 2x2 poolings)")
-        return cls(name, types.MappingProxyType(params))
+        return cls(name, types.MappingProxyType(params), task)
 
     def to_mapping(self) -> dict[str, Any]:
-        """Return the JSON-friendly form accepted by :meth:`from_mapping`."""
-        return {
+        """Return the JSON-friendly form accepted by :meth:`from_mapping`.
+
+        ``task`` is written only for regression, so a classifier's form is unchanged.
+        """
+        out: dict[str, Any] = {
             "name": self.name,
             "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()},
         }
+        if self.task != "classification":
+            out["task"] = self.task
+        return out
+
+    @property
+    def label_dtype(self) -> str:
+        """``"int64"`` class labels, or ``"float32"`` targets for regression."""
+        return "float32" if self.task == "regression" else "int64"
 
     @property
     def input_shape(self) -> tuple[int, ...]:

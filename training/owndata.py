@@ -61,26 +61,29 @@ class Split:
     """The owner's data, encoded and split.
 
     Attributes:
-        train_x, train_y: What the trainers get, as chunks.
+        train_x, train_y: What the trainers get, as chunks (``y``: int64 classes, or
+            float32 standardised targets for regression).
         val_x, val_y: Kept by the owner to check updates.
         test_x, test_y: Kept by the owner to report accuracy.
-        classes: Number of classes (256 for text).
+        classes: Number of classes (256 for text; 1 for regression).
         input_shape: Shape of one sample.
         info: What was read (columns, class names, statistics), for the owner's eyes.
     """
 
     train_x: NDArray[Any]
-    train_y: NDArray[np.int64]
+    train_y: NDArray[Any]
     val_x: NDArray[Any]
-    val_y: NDArray[np.int64]
+    val_y: NDArray[Any]
     test_x: NDArray[Any]
-    test_y: NDArray[np.int64]
+    test_y: NDArray[Any]
     classes: int
     input_shape: tuple[int, ...]
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def load(fmt: str, src: DataSource, *, seed: int = 0, limit: int = 0) -> Split:
+def load(
+    fmt: str, src: DataSource, *, seed: int = 0, limit: int = 0, task: str = "classification"
+) -> Split:
     """Read, check, encode and split the owner's data.
 
     Args:
@@ -88,6 +91,9 @@ def load(fmt: str, src: DataSource, *, seed: int = 0, limit: int = 0) -> Split:
         src: The spec's ``data`` table.
         seed: Shuffles the samples before the split.
         limit: Keep at most this many samples before splitting (0: all).
+        task: ``classification`` or ``regression`` (tables and arrays: the target is
+            then a number, standardised with the training split's mean and standard
+            deviation, which ``info`` holds as ``target_mean`` and ``target_std``).
 
     Raises:
         DataError: naming the file, row or column and what is wrong.
@@ -100,21 +106,50 @@ def load(fmt: str, src: DataSource, *, seed: int = 0, limit: int = 0) -> Split:
     if fmt == "table":
         from training.owntable import read_table
 
-        table = read_table(path, src, _sizes_checked([path], src))
+        regression = task == "regression"
+        table = read_table(path, src, _sizes_checked([path], src), regression=regression)
         order = _order(len(table.y), seed, limit)
         tr, va, te = _cut(order, src, str(path))
         x, info = table.encode(tr)
-        return _split(
-            x, table.y, (tr, va, te), len(table.classes), {**info, "classes": table.classes}
-        )
+        if regression:
+            return _regression(x, table.y, (tr, va, te), info)
+        classes = table.classes
+        return _split(x, table.y, (tr, va, te), len(classes), {**info, "classes": classes})
     if fmt == "npz":
-        x, y, names = _npz(path, src)
-    elif fmt == "images":
+        x, y_raw = _npz(path, src)
+        parts = _cut(_order(len(y_raw), seed, limit), src, str(path))
+        if task == "regression":
+            return _regression(x, _npz_targets(y_raw, str(path)), parts, {})
+        y, names = _labels(y_raw, str(path))
+        return _split(x, y, parts, len(names), {"classes": names})
+    if fmt == "images":
         x, y, names = _images(path, src)
-    else:
-        raise DataError(str(path), "", f"unknown format {fmt!r}")
-    order = _order(len(y), seed, limit)
-    return _split(x, y, _cut(order, src, str(path)), len(names), {"classes": names})
+        parts = _cut(_order(len(y), seed, limit), src, str(path))
+        return _split(x, y, parts, len(names), {"classes": names})
+    raise DataError(str(path), "", f"unknown format {fmt!r}")
+
+
+def _regression(
+    x: NDArray[Any],
+    target: NDArray[Any],
+    parts: tuple[NDArray[np.int64], ...],
+    info: dict[str, Any],
+) -> Split:
+    """Targets standardised with the training rows' statistics, as float32."""
+    seen = target[parts[0]]
+    mean, std = float(seen.mean()), float(seen.std()) or 1.0
+    y = ((target - mean) / std).astype(np.float32)
+    return _split(x, y, parts, 1, {**info, "target_mean": mean, "target_std": std})
+
+
+def _npz_targets(y: NDArray[Any], where: str) -> NDArray[np.float64]:
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.number):
+        raise DataError(where, "y", f"regression targets must be 1-d numbers, got {y.dtype}")
+    out = y.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if len(bad):
+        raise DataError(where, f"y row {int(bad[0])}", "holds NaN or Inf")
+    return out
 
 
 def _order(n: int, seed: int, limit: int) -> NDArray[np.int64]:
@@ -135,7 +170,7 @@ def _cut(
 
 def _split(
     x: NDArray[Any],
-    y: NDArray[np.int64],
+    y: NDArray[Any],
     parts: tuple[NDArray[np.int64], ...],
     classes: int,
     info: dict[str, Any],
@@ -171,7 +206,7 @@ def _labels(raw: NDArray[Any], where: str) -> tuple[NDArray[np.int64], list[Any]
     return index.astype(np.int64), [v.item() if hasattr(v, "item") else v for v in values]
 
 
-def _npz(path: Path, src: DataSource) -> tuple[NDArray[np.float32], NDArray[np.int64], list[Any]]:
+def _npz(path: Path, src: DataSource) -> tuple[NDArray[np.float32], NDArray[Any]]:
     _sizes_checked([path], src)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -189,8 +224,7 @@ def _npz(path: Path, src: DataSource) -> tuple[NDArray[np.float32], NDArray[np.i
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
     if len(bad):
         raise DataError(str(path), f"x row {int(bad[0])}", "holds NaN or Inf")
-    y, names = _labels(y_raw, str(path))
-    return x, y, names
+    return x, y_raw
 
 
 def _images(

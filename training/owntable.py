@@ -35,14 +35,15 @@ class Table:
     Attributes:
         file: Where it was read from.
         columns: Feature columns, rows already dropped where ``missing = "drop"``.
-        y: Class index of each row.
-        classes: The target's distinct values, sorted; ``y`` indexes them.
+        y: Class index of each row, or (regression) its float64 target.
+        classes: The target's distinct values, sorted; ``y`` indexes them (empty for
+            regression).
         encoding: ``onehot`` or ``index`` for categorical columns.
     """
 
     file: str
     columns: list[Column]
-    y: NDArray[np.int64]
+    y: NDArray[Any]
     classes: list[Any]
     encoding: str
 
@@ -83,7 +84,7 @@ class Table:
         return x, {"features": names, "standardised": stats}
 
 
-def read_table(path: Path, src: DataSource, _size: int) -> Table:
+def read_table(path: Path, src: DataSource, _size: int, *, regression: bool = False) -> Table:
     """Read and check a CSV or Parquet table (see ``training.owndata``).
 
     Raises:
@@ -130,8 +131,26 @@ def read_table(path: Path, src: DataSource, _size: int) -> Table:
             missing |= gaps
     keep = np.flatnonzero(~missing)
     columns = [_keep(c, keep) for c in columns]
-    y, classes = _classes(where, src.target, [target[i] for i in keep])
+    kept = [target[i] for i in keep]
+    if regression:
+        return Table(where, columns, _numbers(where, src.target, kept, keep), [], src.encoding)
+    y, classes = _classes(where, src.target, kept)
     return Table(where, columns, y, classes, src.encoding)
+
+
+def _numbers(where: str, name: str, values: list[Any], rows: NDArray[np.int64]) -> NDArray[Any]:
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            raise DataError(
+                where, f"row {int(rows[i]) + 1}, column {name!r}",
+                f"{str(v)[:40]!r} is not a number; a regression target must be numeric",
+            ) from None
+        if not np.isfinite(out[i]):
+            raise DataError(where, f"row {int(rows[i]) + 1}, column {name!r}", "infinite value")
+    return out
 
 
 def _read(path: Path) -> Any:

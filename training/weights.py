@@ -31,8 +31,8 @@ Layout = tuple[tuple[str, tuple[int, ...], str], ...]
 
 
 @functools.lru_cache(maxsize=64)
-def _layout(name: str, params: tuple[tuple[str, object], ...]) -> Layout:
-    spec = models.ModelSpec.from_mapping({"name": name, "params": dict(params)})
+def _layout(name: str, params: tuple[tuple[str, object], ...], task: str) -> Layout:
+    spec = models.ModelSpec.from_mapping({"name": name, "params": dict(params), "task": task})
     with torch.device("meta"):
         module = models.build(spec)
     return tuple(
@@ -43,7 +43,7 @@ def _layout(name: str, params: tuple[tuple[str, object], ...]) -> Layout:
 
 def layout(spec: models.ModelSpec) -> Layout:
     """The architecture's ``(name, shape, safetensors dtype)`` list, in state-dict order."""
-    return _layout(spec.name, tuple(sorted(spec.params.items())))
+    return _layout(spec.name, tuple(sorted(spec.params.items())), spec.task)
 
 
 def encode(state_dict: Mapping[str, torch.Tensor]) -> bytes:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2pnode.commands import demo_market
 from p2pnode.commands.common import JSON_HELP, fail, print_json
 from p2pnode.procs import Processes, start_embedded_s3
 from training import catalogue as cat
@@ -89,6 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=JSON_HELP + " (progress goes to stderr; the summary is the JSON document)",
     )
+    demo_market.add_arguments(a)
 
 
 def _partition(text: str) -> dict[str, Any]:
@@ -169,8 +171,11 @@ def run(args: argparse.Namespace) -> int:
         procs.stop_all()
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
+    from p2pnode.commands.results import TASK_LABELS
+
     say(
-        f"final test accuracy {summary['accuracy']:.4f} after {summary['rounds']} rounds "
+        f"final test {TASK_LABELS[summary['task']][0]} {summary['accuracy']:.4f} "
+        f"after {summary['rounds']} rounds "
         f"in {summary['seconds']:.1f}s; model, metrics.json and curve.png in {args.out}"
     )
     if args.json:
@@ -189,7 +194,15 @@ def _run(
     env = clean_env()
     storage = start_embedded_s3(procs, "s3", work / "s3", env)
     say(f"embedded S3 server at {storage['endpoint']}")
-    owner_dir = launch(work, procs, storage, args.trainers, say).owner_dir
+    chain = None if args.no_market else demo_market.start_chain(procs, env)
+    owner_toml, trainer_toml = demo_market.tomls(chain, args.ask) if chain else ("", "")
+    owner_dir = launch(work, procs, storage, args.trainers, say, owner_toml=owner_toml,
+                       trainer_toml=trainer_toml).owner_dir
+    trainer_dirs = [work / f"trainer-{i}" for i in range(args.trainers)]
+    if chain:
+        say(f"local chain (anvil) at {chain['rpc_url']}, market contract {chain['contract']}")
+        demo_market.fund(chain, [owner_dir, *trainer_dirs])
+        spec = {"price": demo_market.price(args), **spec}
     say(f"owner sees {args.trainers} trainers after {time.monotonic() - started:.1f}s; submitting")
     job_id = call(owner_dir, "jobs.submit", {"spec": spec})["job_id"]
 
@@ -203,6 +216,8 @@ def _run(
         status = get()
         raise RuntimeError(f"job {job_id} ended {result['state']}: {status.get('error')}")
     summary = write_result(result, args.out)
+    if chain:
+        summary["market"] = demo_market.settle(chain, owner_dir, trainer_dirs, job_id, say)
     summary["wall_seconds"] = round(time.monotonic() - started, 3)
     return summary
 

@@ -179,17 +179,24 @@ def render_status(status: dict[str, Any]) -> Any:
     bar.add_task(f"job {status['job_id']} {status['phase']}",
                  total=status["rounds"], completed=status["completed_round"])
     head = Table.grid(padding=(0, 2))
+    from p2pnode.commands.results import TASK_LABELS, metric_rows, task_of
+
     acc, loss = status.get("test_accuracy"), status.get("test_loss")
+    past = status.get("history", [])
+    score_label, loss_label = TASK_LABELS[task_of(past)]
     head.add_row("model", f"{status['model']} on {status['dataset']}, rule {status['rule']}")
-    if acc is not None:
-        head.add_row("test accuracy", f"{acc:.4f}")
-        head.add_row("test loss", f"{loss:.4f}")
+    metrics = past[-1].get("metrics", {}) if past else {}
+    for label, value in metric_rows(metrics) if metrics else []:
+        head.add_row(label, value)
+    if acc is not None and not metrics:
+        head.add_row(f"test {score_label}", f"{acc:.4f}")
+        head.add_row(f"test {loss_label}", f"{loss:.4f}")
     if status.get("error"):
         head.add_row("error", str(status["error"]))
     trainers = Table("trainer", "state", title="trainers")
     for peer, state in sorted(status.get("trainers", {}).items()):
         trainers.add_row(peer[-12:], state)
-    history = Table("round", "seconds", "accuracy", "loss", "accepted", "rejected",
+    history = Table("round", "seconds", score_label, loss_label, "accepted", "rejected",
                     title="rounds")
     for r in status.get("history", [])[-8:]:
         history.add_row(str(r["round"]), f"{r['seconds']:.1f}", f"{r['test_accuracy']:.4f}",

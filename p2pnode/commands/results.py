@@ -15,14 +15,48 @@ from typing import Any
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 
 
+TASK_LABELS = {
+    "classification": ("accuracy", "loss"),
+    "next_token": ("next-token accuracy", "loss"),
+    "regression": ("R²", "MSE"),
+}
+"""What a round's ``test_accuracy`` and ``test_loss`` are, per task, as shown."""
+METRIC_NAMES = {
+    "accuracy": "accuracy", "loss": "loss", "perplexity": "perplexity",
+    "mse": "MSE", "mae": "MAE", "r2": "R²",
+}
+
+
+def task_of(records: list[dict[str, Any]]) -> str:
+    """The task of a job's round records (``classification`` for older records)."""
+    metrics = records[-1].get("metrics", {}) if records else {}
+    task = metrics.get("task", "classification")
+    return task if task in TASK_LABELS else "classification"
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(label, value)`` of each metric of a round's ``metrics`` record, as shown."""
+    return [
+        (f"test {METRIC_NAMES[k]}", f"{float(v):.4f}")
+        for k, v in metrics.items()
+        if k in METRIC_NAMES and k != "mse" and isinstance(v, int | float)
+    ]
+
+
 def metrics_records(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One record per round: round, seconds, test accuracy/loss, accepted/rejected."""
+    """One record per round: round, seconds, test accuracy/loss, accepted/rejected.
+
+    ``metrics`` holds every metric of the job's task (``task``; regression: ``mse``,
+    ``mae``, ``r2``; next-token: ``perplexity`` too); ``test_accuracy`` is R² for
+    regression and ``test_loss`` its MSE.
+    """
     return [
         {
             "round": r["round"],
             "seconds": round(float(r["seconds"]), 3),
             "test_accuracy": r["test_accuracy"],
             "test_loss": r["test_loss"],
+            "metrics": r.get("metrics", {}),
             "accepted": r["accepted"],
             "rejected": r["rejected"],
             "model_sha256": r["model_sha256"],
@@ -44,7 +78,8 @@ def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
     """Download and verify the model, write ``model.safetensors``, ``metrics.json``, ``curve.png``.
 
     Returns:
-        A summary: accuracy, rounds, seconds, model_sha256 and the written paths.
+        A summary: accuracy (R² for regression), loss, task, every metric of the
+        last round, rounds, seconds, model_sha256 and the written paths.
 
     Raises:
         p2pnode.stores.StorageError: The model could not be fetched or failed its hash.
@@ -66,6 +101,8 @@ def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
         "state": result["state"],
         "accuracy": last.get("test_accuracy"),
         "loss": last.get("test_loss"),
+        "task": task_of(records),
+        "metrics": last.get("metrics", {}),
         "rounds": len(records),
         "seconds": last.get("seconds"),
         "model_sha256": result["model_sha256"],
@@ -78,7 +115,7 @@ def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def plot_curve(records: list[dict[str, Any]], path: Path) -> None:
-    """Test accuracy and loss per round, as a PNG."""
+    """The task's test score and loss per round, as a PNG (perplexity for next-token)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,15 +123,21 @@ def plot_curve(records: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     rounds = [r["round"] for r in records]
+    task = task_of(records)
+    score, loss = TASK_LABELS[task]
+    right = [r["test_loss"] for r in records]
+    if task == "next_token":
+        loss = "perplexity"
+        right = [r.get("metrics", {}).get("perplexity", float("nan")) for r in records]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot(rounds, [r["test_accuracy"] for r in records], "o-", color="tab:blue")
     ax.set_xlabel("round")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("test accuracy", color="tab:blue")
+    ax.set_ylabel(f"test {score}", color="tab:blue")
     ax.grid(alpha=0.3)
     ax2 = ax.twinx()
-    ax2.plot(rounds, [r["test_loss"] for r in records], "s--", color="tab:red")
-    ax2.set_ylabel("test loss", color="tab:red")
+    ax2.plot(rounds, right, "s--", color="tab:red")
+    ax2.set_ylabel(f"test {loss}", color="tab:red")
     ax.set_title("distro-train: global model per round")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")

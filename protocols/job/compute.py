@@ -109,7 +109,11 @@ def load_data(spec: JobSpec) -> Split:
     from training import catalogue, datasets, owndata
 
     if catalogue.DATASETS[spec.dataset].source == "owner":
-        return owndata.load(spec.dataset, spec.data, seed=spec.seed, limit=spec.limit)
+        task = catalogue.task_of(spec.dataset, spec.task)
+        train_task = "regression" if task == "regression" else "classification"
+        return owndata.load(
+            spec.dataset, spec.data, seed=spec.seed, limit=spec.limit, task=train_task
+        )
     data = datasets.load(spec.dataset, limit=spec.limit or None)
     n = min(HELDOUT_SAMPLES, len(data.test_y) // 2)
     return owndata.Split(
@@ -146,7 +150,11 @@ def model_spec_for(spec: JobSpec, data: Split) -> ModelSpec:
             from training.errors import SpecError
 
             raise SpecError(f"model_params.{key}", f"the data gives {value}")
-    model = ModelSpec.from_mapping({"name": spec.model, "params": {**spec.model_params, **derived}})
+    from training.catalogue import task_of
+
+    task = "regression" if task_of(spec.dataset, spec.task) == "regression" else "classification"
+    params = {**spec.model_params, **derived}
+    model = ModelSpec.from_mapping({"name": spec.model, "params": params, "task": task})
     if model.input_shape != (width,) and model.input_shape != data.input_shape:
         from training.errors import SpecError
 
@@ -208,6 +216,8 @@ class Prepared:
     test_y: NDArray[Any]
     initial: bytes
     global_loss: tuple[str, float] = ("", 0.0)
+    task: str = "classification"
+    target_std: float = 1.0
 
 
 def prepare(spec: JobSpec) -> Prepared:
@@ -222,7 +232,7 @@ def prepare(spec: JobSpec) -> Prepared:
     """
     import numpy as np
 
-    from training import chunks, partition, weights
+    from training import catalogue, chunks, partition, weights
 
     data = load_data(spec)
     model = model_spec_for(spec, data)
@@ -244,14 +254,40 @@ def prepare(spec: JobSpec) -> Prepared:
         test_x=data.test_x,
         test_y=data.test_y,
         initial=weights.initial(model, spec.seed),
+        task=catalogue.task_of(spec.dataset, spec.task),
+        target_std=float(data.info.get("target_std", 1.0)),
     )
 
 
 def evaluate(prepared: Prepared, model: bytes) -> tuple[float, float]:
-    """(loss, accuracy) of ``model`` on the job's test set."""
-    from training.local import evaluate as _evaluate
+    """(loss, accuracy) of ``model`` on the job's test set; for regression (MSE, R²)."""
+    return headline(metrics_on_test(prepared, model))
 
-    return _evaluate(prepared.model, model, prepared.test_x, prepared.test_y)
+
+def headline(metrics: dict[str, Any]) -> tuple[float, float]:
+    """The (loss, score) a round records: score is accuracy, or R² for regression."""
+    score = metrics["r2" if metrics["task"] == "regression" else "accuracy"]
+    return float(metrics["loss"]), float(score)
+
+
+def metrics_on_test(prepared: Prepared, model: bytes) -> dict[str, Any]:
+    """Every metric of the job's task on its test set, as status and metrics.json show.
+
+    ``task`` names it; classification: ``loss``, ``accuracy``; next-token:
+    ``loss``, ``accuracy`` (of the next byte), ``perplexity``; regression: ``mse``,
+    ``mae`` (in the target's own units: the owner undoes the standardisation) and
+    ``r2``, with ``loss`` the MSE.
+    """
+    from training.local import task_metrics
+
+    m = task_metrics(prepared.model, model, prepared.test_x, prepared.test_y)
+    if prepared.task == "regression":
+        scale = prepared.target_std
+        m = {**m, "mse": m["mse"] * scale**2, "mae": m["mae"] * scale}
+        m["loss"] = m["mse"]
+    elif prepared.task == "classification":
+        m.pop("perplexity", None)
+    return {**m, "task": prepared.task}
 
 
 def _validation(spec: JobSpec) -> Any:

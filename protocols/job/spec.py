@@ -49,6 +49,7 @@ class JobSpec(cat.HyperParams):
     model_params: Mapping[str, Any] = field(default_factory=dict)
     dataset: str = "mnist"
     data: cat.DataSource = field(default_factory=cat.DataSource)
+    task: cat.Task = "auto"
     limit: Annotated[int, Field(ge=0)] = 0  # 0 = the whole training set
     partition: cat.Partition = "dirichlet"
     alpha: Annotated[float, Field(gt=0)] = 0.5
@@ -107,6 +108,9 @@ def _cross_check(spec: JobSpec) -> None:
     problem = cat.pair_problem(spec.model, spec.dataset)
     if problem:
         raise SpecError("model", problem)
+    problem = cat.task_problem(spec.dataset, spec.task)
+    if problem:
+        raise SpecError("task", problem)
     if cat.DATASETS[spec.dataset].source == "owner":
         if not spec.data.path:
             raise SpecError("data.path", f"dataset {spec.dataset!r} reads the owner's files")

@@ -1,8 +1,8 @@
 """The owner's own data end to end over real processes: bootstrap, owner, trainers and
-the embedded S3 server as separate OS processes; a CSV table job, an image-folder job
-and a text job run one after the other on the same cluster, each reaching a stated
-floor, and bad data is refused at submit with its file, row and column named before
-anything is stored.
+the embedded S3 server as separate OS processes; a CSV table job, a regression table
+job, an image-folder job and a text job run one after the other on the same cluster,
+each reaching a stated floor, and bad data is refused at submit with its file, row and
+column named before anything is stored.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from examples.make_data import write_images, write_table, write_text
+from examples.make_data import write_images, write_regression_table, write_table, write_text
 from p2pnode.commands.demo import clean_env, launch
 from p2pnode.control import call
 from p2pnode.errors import ControlError
@@ -39,6 +39,7 @@ def test_table_image_and_text_jobs_over_real_processes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     table, images, text = write_table(data), write_images(data, 40), write_text(data, 600)
+    diabetes = write_regression_table(data)
     bad = data / "bad.csv"
     bad.write_text("a,b,y\n1,2,0\n3,oops,1\n")
     procs = Processes(tmp_path)
@@ -63,6 +64,18 @@ def test_table_image_and_text_jobs_over_real_processes(tmp_path: Path) -> None:
         })
         assert wine["history"][-1]["test_accuracy"] >= 0.85
 
+        regression = _run(owner, procs, {
+            "dataset": "table", "task": "regression", "model": "mlp",
+            "model_params": {"hidden": [16]}, "rounds": 4, "epochs": 5, "lr": 0.01,
+            "momentum": 0.9, "chunk_samples": 200,
+            "data": {"path": str(diabetes), "target": "progression"},
+        })
+        last = regression["history"][-1]
+        # R² of a linear model on this table is ~0.45; the target's units are in the tens
+        assert last["metrics"]["task"] == "regression" and last["test_accuracy"] >= 0.3
+        assert last["metrics"]["r2"] == last["test_accuracy"]
+        assert 20 < last["metrics"]["mae"] < 80 and last["test_loss"] == last["metrics"]["mse"]
+
         digits = _run(owner, procs, {
             "dataset": "images", "model": "mlp", "model_params": {"hidden": [32]},
             "rounds": 5, "epochs": 5, "lr": 0.1, "chunk_samples": 200,
@@ -79,5 +92,6 @@ def test_table_image_and_text_jobs_over_real_processes(tmp_path: Path) -> None:
         # 256 byte classes; a model that learnt nothing scores ~1/256 and ln(256) = 5.5
         assert corpus["history"][-1]["test_accuracy"] >= 0.4
         assert corpus["history"][-1]["test_loss"] < 2.5
+        assert corpus["history"][-1]["metrics"]["perplexity"] < 12.5
     finally:
         procs.stop_all()

@@ -60,7 +60,10 @@ class RoundCloser:
                 u.reason = "quarantined"  # valid and kept, but given no weight
         self.verifier.credit(live, accepted)
         live.past_updates.update(u.sha256 for u in outcome.updates)
-        loss, acc = await trio.to_thread.run_sync(compute.evaluate, data.prepared, result.model)
+        metrics = await trio.to_thread.run_sync(
+            compute.metrics_on_test, data.prepared, result.model
+        )
+        loss, acc = compute.headline(metrics)
         parent = data.model_sha
         await self._advance(live, data, result.model)
         used = [u for u in accepted if u.verdict is Verdict.ACCEPTED and weights[_uid(u)]]
@@ -68,7 +71,8 @@ class RoundCloser:
         settled = await pay_round(self.env, live, number, used, parent=parent, model=data.model_sha)
         final = number == spec.rounds or bool(spec.target_accuracy and acc >= spec.target_accuracy)
         self.jobs.record_round(
-            live.job_id, self._record(live, data, outcome, used, result, acc, loss, started)
+            live.job_id,
+            self._record(live, data, outcome, used, result, acc, loss, started, metrics),
         )
         self.stats.rounds_completed += 1
         self.stats.updates["aggregated", ""] += len(used)
@@ -134,6 +138,7 @@ class RoundCloser:
         acc: float,
         loss: float,
         started: float,
+        metrics: dict[str, float | str],
     ) -> RoundRecord:
         row = self.jobs.job(live.job_id)
         created_s = row.created_ms / 1000 if row else time.time()
@@ -149,6 +154,7 @@ class RoundCloser:
             reason=outcome.close.reason if outcome.close else "",
             server_state=result.server_state,
             detail={
+                "metrics": metrics,
                 "used_updates": [u.sha256 for u in used],
                 "rejected_updates": [u.sha256 for u in rejected],
                 "rejected_reasons": {u.sha256: u.reason for u in rejected},
