@@ -12,6 +12,7 @@ value; it raises :class:`RpcError` (or :class:`InvalidParams`) for an answer oth
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -100,6 +101,11 @@ class Routes:
         if method in self._routes:
             raise ValueError(f"route {method!r} already registered")
         self._routes[method] = Route(handler, dict(required or {}), dict(optional or {}), doc)
+
+    def wrap(self, method: str, wrapper: Callable[[Handler], Handler]) -> None:
+        """Replace ``method``'s handler by ``wrapper(handler)``; parameters and doc stay."""
+        route = self._routes[method]
+        self._routes[method] = dataclasses.replace(route, handler=wrapper(route.handler))
 
     def names(self) -> list[str]:
         """Return the registered method names, sorted."""

@@ -76,7 +76,14 @@ def run_node(
     collector: Any = None
     if role == "daemon":
         from p2pnode.jobs import install
-        from p2pnode.notrain import INSTALL_HINT, NoTrainTrainer, can_train
+        from p2pnode.notrain import (
+            INSTALL_HINT,
+            OWNER_HINT,
+            NoTrainTrainer,
+            can_train,
+            missing_for_owner,
+            refuse_jobs_without,
+        )
         from protocols.job.trainer import Trainer
 
         if trainer_cls is None and not can_train():
@@ -84,6 +91,11 @@ def run_node(
                         "job (%s)", INSTALL_HINT)
             trainer_cls = NoTrainTrainer
         owner, trainer = install(node, trainer_cls or Trainer)
+        missing = missing_for_owner()
+        if missing:
+            log.warning("%s not installed: this daemon refuses jobs submitted to it (%s)",
+                        ", ".join(missing), OWNER_HINT)
+            node.routes.wrap("jobs.submit", refuse_jobs_without(missing))
         if config.metrics.enabled:
             from p2pnode.metrics import DaemonCollector
 

@@ -4,7 +4,8 @@ One daemon process covers: ``init`` then start with the data dir's config.toml r
 without ``--config``; READY=1 sent on ``$NOTIFY_SOCKET`` only once the control socket
 answers, STOPPING=1 on SIGTERM; ``/healthz`` and ``/readyz``; ``--log-format json``
 lines; exit code 5 for a refused request; and a daemon without torch (hidden by a
-``sitecustomize`` import blocker) advertising that it cannot train. A second test
+``sitecustomize`` import blocker) advertising that it cannot train and refusing
+a submitted job. A second test
 runs a bootstrap node and a daemon on one host with default ports and data dirs.
 """
 
@@ -97,6 +98,10 @@ def test_init_then_start_under_systemd_without_torch(tmp_path: Path) -> None:
         status = call(data, "node.status", {})
         assert status["presence"]["accepting"] is False and status["torch_imported"] is False
         assert main(["status", "0123abcd", "--data-dir", str(data)]) == EXIT_REFUSED
+        spec = tmp_path / "job.json"
+        spec.write_text('{"model": "logreg", "dataset": "digits", "trainers": 1, "rounds": 1}')
+        assert main(["submit", str(spec), "--data-dir", str(data)]) == EXIT_REFUSED
+        assert call(data, "jobs.list", {}) == []  # refused, not accepted to fail later
         proc.send_signal(signal.SIGTERM)
         receive(notify, "STOPPING=1", 10)
         assert proc.wait(timeout=15) == 0

@@ -81,6 +81,10 @@ def test_base_install_daemon_refuses_jobs_cleanly(tmp_path: Path) -> None:
         status = call(base_dir, "node.status", {})
         assert status["torch_imported"] is False and status["presence"]["accepting"] is False
         assert call(base_dir, "trainer.status", {})["can_train"] is False
+        with pytest.raises(ControlError) as refused_submit:  # nor can it own one
+            call(base_dir, "jobs.submit", {"spec": JOB})
+        assert refused_submit.value.code == -32002
+        assert "cannot own jobs" in refused_submit.value.message
         call(cluster.owner_dir, "jobs.cancel", {"job_id": job})
         procs.check_alive()  # nobody crashed, the base daemon included
     finally:
