@@ -19,6 +19,7 @@ import trio
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024
+DRAIN_BYTES = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -121,9 +122,17 @@ async def serve_connection(
                 response = await handler(request)
             except BodyTooLarge as exc:
                 response = Response(413, f"request body over {exc.args[0]} bytes\n".encode())
+            if not request._done:
+                # An unread body (a refused request): skip a small one so the connection
+                # stays usable; past DRAIN_BYTES, answer and close it.
+                try:
+                    async for _chunk in request.chunks(DRAIN_BYTES):
+                        pass
+                except BodyTooLarge:
+                    response.headers.append(("connection", "close"))
             await _send(conn, stream, response, common_headers)
             if not request._done:
-                return  # an unread body: do not guess where the next request starts
+                return
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()

@@ -153,3 +153,55 @@ def test_a_non_loopback_bind_needs_the_explicit_flag(tmp_path: Path) -> None:
     cfg = load_config(overrides={"web.host": "0.0.0.0", "web.allow_non_loopback": True},
                       env={}, base=Config.for_tests(tmp_path))
     assert cfg.web.host == "0.0.0.0"
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    import ipaddress
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_tls_when_configured_and_a_warning_for_a_non_loopback_bind(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cert, key = self_signed(tmp_path)
+    cfg = config(tmp_path)
+    cfg.web.tls_cert, cfg.web.tls_key = str(cert), str(key)
+    cfg.web.host, cfg.web.allow_non_loopback = "0.0.0.0", True
+    server = WebServer(cfg, make_routes())
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.run)
+        url = json.loads(await trio.Path(tmp_path / "web.json").read_text())["url"]
+        assert url == f"https://127.0.0.1:{port}/"
+        async with httpx.AsyncClient(verify=str(cert)) as client:
+            answer = await client.post(
+                f"{url}api/rpc", content=b'{"jsonrpc":"2.0","id":1,"method":"jobs.list"}',
+                headers={"authorization": f"Bearer {server.token}"})
+            assert answer.json()["result"] == 0
+            plain = httpx.AsyncClient()
+            with pytest.raises(httpx.HTTPError):
+                await plain.get(f"http://127.0.0.1:{port}/api/rpc", timeout=5)
+        nursery.cancel_scope.cancel()
+    assert any("reachable from other machines" in r.getMessage() for r in caplog.records)
+    assert not await trio.Path(tmp_path / "web.json").exists()
