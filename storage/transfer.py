@@ -28,6 +28,7 @@ from typing import TypeVar
 import httpx
 import trio
 
+from storage.crypto import Decryptor, ObjectId
 from storage.errors import (
     HashMismatch,
     ObjectMissing,
@@ -216,11 +217,33 @@ async def _fetch_once(client: httpx.AsyncClient, url: str, sha256: str, max_byte
         return body.getvalue()
 
 
+@dataclass(frozen=True)
+class Decrypt:
+    """Decrypt while downloading (``fetch_to_file``): the object's key and identity.
+
+    Attributes:
+        key: The object's 32-byte key.
+        oid: Its ``storage.crypto.ObjectId``.
+        plain_sha256: The plaintext's expected sha256, checked once it is written.
+    """
+
+    key: bytes
+    oid: ObjectId
+    plain_sha256: str
+
+
 async def _fetch_to_file_once(
-    client: httpx.AsyncClient, url: str, sha256: str, max_bytes: int, path: Path
+    client: httpx.AsyncClient,
+    url: str,
+    sha256: str,
+    max_bytes: int,
+    path: Path,
+    decrypt: Decrypt | None = None,
 ) -> int:
     """One download attempt into a temporary file, renamed to ``path`` once verified."""
     hasher = hashlib.sha256()
+    opener = Decryptor(decrypt.key, decrypt.oid) if decrypt else None
+    plain_hasher = hashlib.sha256()
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     buffer = bytearray(_FILE_BUFFER_BYTES)
     view = memoryview(buffer)
@@ -229,11 +252,15 @@ async def _fetch_to_file_once(
             async with client.stream("GET", url) as response:
                 _declared_size(url, response, max_bytes)
                 total = filled = 0
-                async for piece in response.aiter_raw():
-                    total += len(piece)
+                async for raw in response.aiter_raw():
+                    total += len(raw)
                     if total > max_bytes:
                         raise TooLarge(url, max_bytes, total)
-                    hasher.update(piece)
+                    hasher.update(raw)
+                    # Each decrypted segment authenticated; a bad stream fails later,
+                    # and the partial file is then removed.
+                    piece = opener.update(raw) if opener else raw
+                    plain_hasher.update(piece)
                     if filled + len(piece) > len(buffer):
                         await handle.write(view[:filled])
                         filled = 0
@@ -243,9 +270,15 @@ async def _fetch_to_file_once(
                         view[filled : filled + len(piece)] = piece
                         filled += len(piece)
             await handle.write(view[:filled])
-        actual = hasher.hexdigest()
-        if actual != sha256:
-            raise HashMismatch(url, sha256, actual)
+            actual = hasher.hexdigest()
+            if actual != sha256:
+                raise HashMismatch(url, sha256, actual)
+            if opener is not None and decrypt is not None:
+                last = opener.finalize()
+                plain_hasher.update(last)
+                await handle.write(last)
+                if plain_hasher.hexdigest() != decrypt.plain_sha256:
+                    raise HashMismatch(url, decrypt.plain_sha256, plain_hasher.hexdigest())
         await trio.Path(partial).replace(path)
     except BaseException:
         with trio.CancelScope(shield=True):
@@ -264,6 +297,7 @@ async def fetch_to_file(
     max_bytes: int,
     client: httpx.AsyncClient | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
+    decrypt: Decrypt | None = None,
 ) -> int:
     """Download ``url`` into ``path``, which appears only once the sha256 matches.
 
@@ -271,13 +305,21 @@ async def fetch_to_file(
     a hidden temporary file beside ``path`` that is renamed over it when verified and
     removed on any failure or cancellation. Errors are those of ``fetch``.
 
+    With ``decrypt`` the object is a ``storage.crypto`` ciphertext (``sha256`` is its
+    hash): it is decrypted segment by segment as it arrives, so memory stays flat
+    for a 1 GB model, and ``path`` receives the plaintext, which must hash to
+    ``decrypt.plain_sha256``; a stream that does not authenticate raises
+    ``storage.crypto.DecryptError``.
+
     Returns:
-        The number of bytes written.
+        The number of bytes received.
     """
     _check_sha256(sha256)
     async with _client_scope(client) as http:
         return await _with_retries(
-            url, retry, lambda: _fetch_to_file_once(http, url, sha256, max_bytes, Path(path))
+            url,
+            retry,
+            lambda: _fetch_to_file_once(http, url, sha256, max_bytes, Path(path), decrypt),
         )
 
 

@@ -226,3 +226,26 @@ def test_deduplication_within_a_job_still_works(any_store: S3Store) -> None:
     assert first.key == third.key and first.sha256 == third.sha256
     assert first.plain_sha256 == hashlib.sha256(items[0][0]).hexdigest()
     assert len(_all_objects(any_store)) == 2
+
+
+async def test_a_large_model_streams_to_a_file_decrypted_as_it_arrives(
+    any_store: S3Store, tmp_path: Path
+) -> None:
+    model = bytes(range(256)) * (10 * 1024 + 7)  # 2.5 MiB: three segments
+    sha = hashlib.sha256(model).hexdigest()
+    job = objects.JobKey("stream", crypto.new_key())
+    sealed = job.seal_model(3, model, sha)
+    any_store.put_bytes("m.bin", sealed)
+    url, cipher_sha = any_store.presign_get("m.bin"), hashlib.sha256(sealed).hexdigest()
+    how = transfer.Decrypt(job.model_key(3, sha), objects.model_id("stream", 3, sha), sha)
+    target = tmp_path / "model.safetensors"
+    await transfer.fetch_to_file(url, target, sha256=cipher_sha, max_bytes=len(sealed), decrypt=how)
+    assert target.read_bytes() == model
+    # Under another identity (the round-4 model's place) nothing is written.
+    target.unlink()
+    wrong = transfer.Decrypt(how.key, objects.model_id("stream", 4, sha), sha)
+    with pytest.raises(DecryptError):
+        await transfer.fetch_to_file(
+            url, target, sha256=cipher_sha, max_bytes=len(sealed), decrypt=wrong
+        )
+    assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240 - a test's tiny folder
