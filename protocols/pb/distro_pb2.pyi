@@ -343,6 +343,7 @@ class Task(_message.Message):
     MODEL_CIPHER_SHA256_FIELD_NUMBER: _builtins.int
     MODEL_CIPHER_BYTES_FIELD_NUMBER: _builtins.int
     ENCRYPT_UPDATE_FIELD_NUMBER: _builtins.int
+    MODEL_ROUND_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
     DETERMINISTIC_FIELD_NUMBER: _builtins.int
     model_url: _builtins.str
@@ -365,6 +366,8 @@ class Task(_message.Message):
     model_cipher_bytes: _builtins.int
     encrypt_update: _builtins.bool
     """upload the update encrypted, its key sealed to the owner"""
+    model_round: _builtins.int
+    """the round that made the model (part of its identity)"""
     nonce: _builtins.bytes
     """Proof of useful work (docs/verification.md): the task's nonce seeds the data
     order, so an update is bound to its task; both replicas of a slot get the same
@@ -395,12 +398,13 @@ class Task(_message.Message):
         model_cipher_sha256: _builtins.str = ...,
         model_cipher_bytes: _builtins.int = ...,
         encrypt_update: _builtins.bool = ...,
+        model_round: _builtins.int = ...,
         nonce: _builtins.bytes = ...,
         deterministic: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "deadline_ms", b"deadline_ms", "deterministic", b"deterministic", "encrypt_update", b"encrypt_update", "model_bytes", b"model_bytes", "model_cipher_bytes", b"model_cipher_bytes", "model_cipher_sha256", b"model_cipher_sha256", "model_key", b"model_key", "model_sha256", b"model_sha256", "model_url", b"model_url", "nonce", b"nonce", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_fields", b"upload_fields", "upload_url", b"upload_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "deadline_ms", b"deadline_ms", "deterministic", b"deterministic", "encrypt_update", b"encrypt_update", "model_bytes", b"model_bytes", "model_cipher_bytes", b"model_cipher_bytes", "model_cipher_sha256", b"model_cipher_sha256", "model_key", b"model_key", "model_round", b"model_round", "model_sha256", b"model_sha256", "model_url", b"model_url", "nonce", b"nonce", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_fields", b"upload_fields", "upload_url", b"upload_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -298,6 +298,7 @@ class RoundRunner:
                 task.model_key = job_key.model_key(data.model_round, data.model_sha)
                 task.model_cipher_sha256 = data.model_cipher_sha
                 task.model_cipher_bytes = data.model_stored_size
+                task.model_round = data.model_round
                 task.encrypt_update = True
             return task
 
