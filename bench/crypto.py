@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -214,6 +215,7 @@ def demo_rounds(args: argparse.Namespace, encrypt: bool) -> list[tuple[float, fl
         return out
     finally:
         procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> int:
