@@ -45,7 +45,7 @@ class RoundSettled:
     root: bytes
     receipts: list[rc.Receipt]
     gas_used: int = 0
-    ledger_s: float = 0.0
+    ledger_s: float = 0.0  # signing receipts and committing the round
 
 
 @dataclass
@@ -62,7 +62,9 @@ class _JobBook:
     receipts: list[rc.Receipt] = field(default_factory=list)
     pending: list[_Pending] = field(default_factory=list)
     gas_used: int = 0
+    commit_gas: int = 0
     ledger_s: float = 0.0
+    rounds: int = 0
 
 
 class Settlement:
@@ -144,6 +146,7 @@ class Settlement:
         """Pay and commit one round; ``used`` is ``(peer, address, sha256, samples)``."""
         book = self.books[job_id]
         terms = book.terms
+        started = trio.current_time()
         price = clearing_price(asks, terms.max_price) if terms.paid else 0
         left = terms.budget - self.signed_total(job_id)
         payments: list[Payment] = (
@@ -158,11 +161,14 @@ class Settlement:
         out = RoundSettled(price=price, root=root, receipts=signed)
         if terms.paid and self.commit_rounds:
             book.pending.append(_Pending(round_no, model, parent, root))
-            out.gas_used, out.ledger_s = await self._flush(job_id, book)
+            out.gas_used = await self._flush(job_id, book)
+        out.ledger_s = trio.current_time() - started
+        book.ledger_s += out.ledger_s
+        book.rounds += 1
         return out
 
-    async def _flush(self, job_id: str, book: _JobBook) -> tuple[int, float]:
-        gas, started = 0, trio.current_time()
+    async def _flush(self, job_id: str, book: _JobBook) -> int:
+        gas = 0
         while book.pending:
             p = book.pending[0]
             try:
@@ -173,10 +179,9 @@ class Settlement:
                 break
             gas += tx.gas_used
             book.pending.pop(0)
-        spent = trio.current_time() - started
         book.gas_used += gas
-        book.ledger_s += spent
-        return gas, spent
+        book.commit_gas += gas
+        return gas
 
     def _commit(self, job_id: str, p: _Pending) -> TxResult:
         return self.market.commit_round(job_id, p.round, model=p.model, parent=p.parent,
@@ -202,6 +207,7 @@ class Settlement:
                 "unit": book.terms.unit, "promised": str(self.signed_total(job_id)),
                 "budget_left": str(book.terms.budget - self.signed_total(job_id)),
                 "receipts": len(book.receipts), "gas_used": book.gas_used,
+                "commit_gas": book.commit_gas, "rounds_settled": book.rounds,
                 "ledger_s": round(book.ledger_s, 4)}
 
     def _path(self, job_id: str) -> Path:

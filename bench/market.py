@@ -1,0 +1,124 @@
+"""What the ledger costs a paid job, over real processes and a real anvil chain.
+
+A bootstrap node, an owner and N trainer daemons (separate OS processes) on an
+embedded S3 server and a local anvil chain (the demo's set-up); the demo's MNIST
+job shape on digits, paid per accepted update. For each round the owner's time
+spent on the ledger (signing the receipts and committing the round) and the gas of
+its commitment; then every trainer redeems its receipts itself and the owner takes
+back the rest after the grace period.
+
+Printed: gas and ledger seconds per round; the ledger's share of round time (sum
+of ledger seconds over sum of round seconds, both measured by the owner in the
+same run); the redemption and refund gas. ``paid_equals_receipts`` is true when
+every trainer's balance rose by exactly the sum of its receipts (net of the gas it
+paid), the contract's paid total equals the receipts the owner signed, and the
+refund is the budget minus that. Target: ledger_share_of_round <= 0.1.
+
+    .venv/bin/python bench/market.py [--trainers 4] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from ledger.client import Market
+from ledger.devchain import dev_rpc
+from p2pnode.commands import demo_market
+from p2pnode.commands.demo import clean_env, launch
+from p2pnode.control import call
+from p2pnode.procs import Processes, start_embedded_s3, wait_until
+
+ETH = 10**18
+BUDGET = ETH
+ASK = ETH // 200
+
+
+def gas_cost(market: Market, txs: list[str]) -> int:
+    total = 0
+    for h in txs:
+        r = market.w3.eth.get_transaction_receipt(h)  # type: ignore[arg-type]
+        total += int(r["gasUsed"]) * int(r["effectiveGasPrice"])
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trainers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-market-"))
+    (work / "logs").mkdir()
+    procs = Processes(work)
+    try:
+        env = clean_env()
+        storage = start_embedded_s3(procs, "s3", work / "s3", env)
+        chain = demo_market.start_chain(procs, env)
+        owner_toml, trainer_toml = demo_market.tomls(chain, demo_market.Decimal("0.005"))
+        owner = launch(work, procs, storage, args.trainers, say=lambda m: None,
+                       owner_toml=owner_toml, trainer_toml=trainer_toml).owner_dir
+        trainers = [work / f"trainer-{i}" for i in range(args.trainers)]
+        demo_market.fund(chain, [owner, *trainers])
+        spec = {
+            "model": "mlp", "model_params": {"hidden": [64]}, "dataset": "digits",
+            "trainers": args.trainers, "rounds": args.rounds, "epochs": 5, "lr": 0.1,
+            "batch_size": 16, "partition": "iid", "chunk_samples": 200,
+            "round_deadline_s": 120.0,
+            "price": {"budget": str(BUDGET), "max_price": str(ETH // 100), "unit": "update"},
+        }
+        job_id = call(owner, "jobs.submit", {"spec": spec})["job_id"]
+
+        def done() -> dict | None:  # type: ignore[type-arg]
+            procs.check_alive()
+            s = call(owner, "jobs.status", {"job_id": job_id})
+            return s if s["state"] not in ("preparing", "running") else None
+
+        status = wait_until(done, 60.0 * args.rounds + 120, "the job")
+        if status["state"] != "done":
+            print(f"job ended {status['state']}: {status.get('error')}", file=sys.stderr)
+            return 1
+        market = status["market"]
+        history = status["history"]
+        round_s = sum(r["round_seconds"] for r in history)
+        ledger_s = float(market["ledger_s"])
+        print(f"rounds={len(history)} trainers={args.trainers}")
+        print(f"round_seconds_total={round_s:.3f} ledger_seconds_total={ledger_s:.3f}")
+        print(f"ledger_seconds_per_round={ledger_s / len(history):.4f}")
+        print(f"gas_total_owner={market['gas_used']} "
+              f"(deposit + {len(history)} commitments + end)")
+        print(f"commit_gas_per_round={market['commit_gas'] // len(history)}")
+
+        reader = Market(chain["rpc_url"], chain["contract"])
+        ok = True
+        redeem_gas = 0
+        for t in trainers:
+            address = call(t, "market.wallet")["address"]
+            before = reader.balance(address)
+            got = call(t, "market.redeem", {"job_id": job_id}, timeout=120)
+            redeem_gas += int(got["gas_used"])
+            delta = reader.balance(address) - before + gas_cost(reader, got["txs"])
+            ok &= delta == int(got["wei"])
+            print(f"trainer {address}: {got['redeemed']} receipts, {int(got['wei']) / ETH:.6f} "
+                  f"ETH, balance rose by {delta / ETH:.6f} ETH + gas")
+        state = reader.job(job_id)
+        ok &= state.paid == int(market["promised"])
+        print(f"redeem_gas_total={redeem_gas} receipts={market['receipts']} "
+              f"gas_per_receipt={redeem_gas // max(1, market['receipts'])}")
+        dev_rpc(chain["rpc_url"], "evm_mine", [])
+        refund = demo_market.settle(chain, owner, [], job_id, say=lambda m: None)["owner"]
+        ok &= int(refund["refunded_wei"]) == BUDGET - state.paid
+        print(f"paid={state.paid / ETH:.6f} ETH refund={int(refund['refunded_wei']) / ETH:.6f} "
+              f"ETH refund_gas={refund['gas_used']}")
+        share = ledger_s / round_s if round_s else float("nan")
+        print(f"ledger_share_of_round={share:.4f} paid_equals_receipts={str(ok).lower()}")
+        return 0
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
