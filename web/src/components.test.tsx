@@ -29,10 +29,10 @@ const schema: SpecSchema = { properties: {
 
 describe("toSpec", () => {
   it("sends only changed fields, typed by the schema", () => {
-    const { spec, errors } = toSpec(schema, { model: "mlp", rounds: "3", rule: "median", model_params: '{"hidden":[8]}' });
+    const spec = toSpec(schema, { model: "mlp", rounds: "3", rule: "median", model_params: '{"hidden":[8]}' });
     expect(spec).toEqual({ rounds: 3, rule: "median", model_params: { hidden: [8] } });
-    expect(errors).toEqual({});
-    expect(toSpec(schema, { rounds: "many" }).errors.rounds).toBe("expected a number");
+    // unparsable text goes to the daemon as typed, so its message is the one shown
+    expect(toSpec(schema, { rounds: "many", model_params: "{bad" })).toEqual({ rounds: "many", model_params: "{bad" });
   });
 });
 
@@ -53,5 +53,16 @@ describe("SubmitForm", () => {
     await waitFor(() => expect(rounds.getAttribute("aria-invalid")).toBe("true"));
     expect(rounds.getAttribute("aria-describedby")).toBe(alert.id);
     expect(sent).toEqual([{ rounds: 0 }]);
+  });
+
+  it("asks for the schema once, so a re-render keeps what the user typed", async () => {
+    let calls = 0;
+    const load = async () => { calls += 1; return schema; };
+    const { rerender } = render(<SubmitForm onSubmitted={() => {}} loadSchema={load} />);
+    const rounds = await screen.findByLabelText("rounds");
+    fireEvent.change(rounds, { target: { value: "7" } });
+    rerender(<SubmitForm onSubmitted={() => {}} loadSchema={async () => { calls += 1; return schema; }} />);
+    expect(calls).toBe(1);
+    expect((screen.getByLabelText("rounds") as HTMLInputElement).value).toBe("7");
   });
 });
