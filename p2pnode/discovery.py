@@ -11,7 +11,7 @@ dead peers forever otherwise: docs/libp2p.md#dead-peers). Provider records are n
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import multiaddr
 import trio
@@ -74,10 +74,13 @@ class Discovery:
     topic, a peer gone) brings the next round forward.
     """
 
-    def __init__(self, host: IHost, dht: KadDHT, config: Config) -> None:
+    def __init__(self, host: IHost, dht: KadDHT, config: Config,
+                 dial_circuit: Callable[[ID], Awaitable[bool]] | None = None) -> None:
         self.host = host
         self.dht = dht
         self.config = config
+        self.dial_circuit = dial_circuit
+        """Tried when a direct dial fails: a peer behind NAT is reached through a relay."""
         self.rounds = 0
         self._poke = trio.Event()
         self._last: frozenset[ID] = frozenset()
@@ -131,7 +134,11 @@ class Discovery:
             addrs = self.host.get_peerstore().addrs(peer_id)
         except Exception:  # noqa: BLE001 - PeerStoreError: unknown or expired addresses
             addrs = []
-        if addrs and await dial(self.host, PeerInfo(peer_id, addrs), self.config.timeouts.dial_s):
+        direct = [a for a in addrs if "p2p-circuit" not in str(a)]
+        if direct and await dial(self.host, PeerInfo(peer_id, direct), self.config.timeouts.dial_s):
+            self._failures.pop(peer_id, None)
+            return
+        if self.dial_circuit is not None and await self.dial_circuit(peer_id):
             self._failures.pop(peer_id, None)
             return
         failures = self._failures[peer_id] = self._failures.get(peer_id, 0) + 1

@@ -93,6 +93,12 @@ _NOISY = (
     ("libp2p.pubsub.gossipsub", "pending message queue for peer"),
     ("libp2p.kad_dht.peer_routing", "Failed to open stream to"),
     ("libp2p.transport.tcp.tcp", "Failed to open TCP stream"),
+    # Relays and peers behind NAT (p2pnode/nat.py, docs/libp2p.md#nat-traversal): a
+    # signed peer record older than the one stored is refused with an ERROR, and the
+    # relay logs one after every reservation and circuit close.
+    ("libp2p.kad_dht.utils", "Failed to update the Certified-Addr-Book"),
+    ("libp2p.kad_dht.peer_routing", "Received an invalid-signed-record"),
+    ("libp2p.relay.circuit_v2.protocol", "Error reading from hop stream"),
 )
 
 
@@ -169,11 +175,15 @@ def advertised_addrs(
     return list(unique.values())
 
 
-def make_host(key_pair: KeyPair, listen: Sequence[str], announce: Sequence[str] = ()) -> IHost:
+def make_host(
+    key_pair: KeyPair, listen: Sequence[str], announce: Sequence[str] = (),
+    extra: Sequence[str] = (),
+) -> IHost:
     """Return an unstarted host: Noise only, every inbound stream behind a guard.
 
     It advertises ``announce`` when given, else its listen addresses with ``0.0.0.0``
-    replaced by the interface addresses (:func:`advertised_addrs`).
+    replaced by the interface addresses (:func:`advertised_addrs`), then ``extra`` as it
+    is at each call (relay circuit addresses, kept up to date by :mod:`p2pnode.nat`).
     """
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
     announced = list(announce)
@@ -185,7 +195,26 @@ def make_host(key_pair: KeyPair, listen: Sequence[str], announce: Sequence[str] 
     )
     network = host.get_network()
     network.set_stream_handler(_guard_streams(network.common_stream_handler))
+    _advertise_circuits(host, extra)
     return host
+
+
+def _advertise_circuits(host: IHost, extra: Sequence[str]) -> None:
+    """Append ``extra`` (each ending in our ``/p2p/<id>``) to what ``get_addrs`` returns.
+
+    ``BasicHost.get_addrs`` passes factory output through a step that cuts every address
+    at its first ``/p2p/`` and appends ours, which turns the circuit address
+    ``/ip4/R/tcp/P/p2p/RELAY/p2p-circuit`` into ``/ip4/R/tcp/P/p2p/US``: the relay's
+    address under our id (docs/libp2p.md#circuit-addrs). Identify, presence and the
+    control API all read ``get_addrs``, so the circuit addresses are added after it.
+    """
+    inner = host.get_addrs
+    me = f"/p2p/{host.get_id()}"
+
+    def get_addrs() -> list[multiaddr.Multiaddr]:
+        return [*inner(), *(multiaddr.Multiaddr(a + me) for a in extra)]
+
+    host.get_addrs = get_addrs
 
 
 def _guard_streams(

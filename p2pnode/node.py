@@ -47,6 +47,7 @@ from p2pnode.host import (
     set_validator,
 )
 from p2pnode.identity import load_or_create_identity, write_atomic
+from p2pnode.nat import Nat
 from p2pnode.peerinfo import PeerInfo, peer_info_from_entry
 from p2pnode.reqresp import RequestHandler, make_stream_handler
 from p2pnode.reqresp import request as _request
@@ -90,7 +91,11 @@ class Node:
         self.key_pair = load_or_create_identity(config.node.data_dir)
         self.private_key = self.key_pair.private_key
         self.peer_id = ID.from_pubkey(self.key_pair.public_key)
-        self.host = make_host(self.key_pair, config.node.listen, config.node.announce)
+        self.extra_addrs: list[str] = []
+        """Addresses advertised besides the host's own (relay circuits; :mod:`p2pnode.nat`)."""
+        self.host = make_host(self.key_pair, config.node.listen, config.node.announce,
+                              self.extra_addrs)
+        self.nat = Nat(self)
         self.pubsub, self.gossipsub = make_pubsub(self.host, config.gossip)
         self.peer_gate = make_peer_gate(config.gossip)
         guard_gossip(self.host, self.pubsub, self.peer_gate, config.timeouts.dial_s)
@@ -281,6 +286,7 @@ class Node:
             "torch_imported": "torch" in sys.modules,
             "pid": os.getpid(),
             "presence": self.last_status,
+            "nat": self.nat.status(),
             "presence_interval_s": round(self.presence_period(), 3),
             "routes": self.routes.names(),
         }
@@ -322,8 +328,9 @@ class Node:
     async def _start_tasks(self, nursery: trio.Nursery) -> None:
         if PRESENCE_TOPIC not in self._topics:
             self.subscribe(PRESENCE_TOPIC, self._on_presence)
-        self._discovery = Discovery(self.host, self.dht, self.config)
+        self._discovery = Discovery(self.host, self.dht, self.config, self._dial_circuit)
         nursery.start_soon(self._discovery.run)
+        await nursery.start(self.nat.run)
         nursery.start_soon(self._expire_loop)
         if self.role == "daemon":
             nursery.start_soon(self._presence_loop)
@@ -396,6 +403,19 @@ class Node:
             log.info("peer joined %s (%d live)", sender, len(self.peer_table))
             if self._discovery is not None:
                 self._discovery.poke()
+
+    async def _dial_circuit(self, peer_id: ID) -> bool:
+        """Reach ``peer_id`` through a relay address from its presence (behind NAT)."""
+        entry = self.peer_table.get(peer_id)
+        if entry is None:
+            return False
+        addrs = []
+        for text in entry.status.addrs:
+            try:
+                addrs.append(multiaddr.Multiaddr(text))
+            except Exception:  # noqa: BLE001 - a peer's bad address is skipped
+                continue
+        return await self.nat.dial_circuit(peer_id, addrs)
 
     async def _presence_loop(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from p2pnode.control import call
 from tests.conftest import wait_for
 from tests.netns.lab import Lab, unavailable_reason
 from tests.netns.nodes import PORT, Nodes, run_job
+from tests.p2pnode.harness import NodeProc
 
 _WHY = unavailable_reason()
 pytestmark = pytest.mark.skipif(_WHY is not None, reason=f"network namespaces: {_WHY}")
@@ -37,31 +39,50 @@ def nodes(lab: Lab, tmp_path: Path) -> Iterator[Nodes]:
         started.close()  # before the lab fixture deletes the namespaces
 
 
-def test_bootstrap_on_0000_advertises_an_address_other_hosts_dial(
-    lab: Lab, nodes: Nodes
-) -> None:
+def test_bootstrap_address_dialable_and_nat_traversal(lab: Lab, nodes: Nodes) -> None:
+    """The bootstrap node on 0.0.0.0 advertises its real address; two daemons behind
+    two different NATs learn they are unreachable (dial-back), reserve slots on the
+    bootstrap relay, connect through it, then punch a direct connection (DCUtR; the NATs
+    drop unsolicited connections, as home routers do)."""
     boot_ns, boot_ip = lab.public_host("boot")
     pub_ns, _ = lab.public_host("pub")
-    home_ns, home_ip, router_ip = lab.nat_host("home")
+    homes = [lab.nat_host(f"home{i}") for i in range(2)]
     with nodes.dumping():
         boot = nodes.start(boot_ns, "boot", "bootstrap")
         boot.wait_ready()
         addr = (boot.data_dir / "multiaddr").read_text().strip()
         assert addr.startswith(f"/ip4/{boot_ip}/tcp/{PORT}/p2p/"), addr
         assert all("0.0.0.0" not in a for a in boot.addrs), boot.addrs
-        assert lab.can_connect(home_ns, boot_ip, PORT)
+        assert lab.can_connect(homes[0][0], boot_ip, PORT)
         public = nodes.start(pub_ns, "pub", "daemon", "--bootstrap", addr)
-        home = nodes.start(home_ns, "home", "daemon", "--bootstrap", addr)
-        public.wait_ready()
-        home.wait_ready()
-        assert home.addrs[0].startswith(f"/ip4/{home_ip}/"), home.addrs
-        # The NAT'd daemon reached the public one through the bootstrap's advertised
-        # address and is seen by it over the connection it opened (from router_ip).
-        wait_for(lambda: public.peer_ids() == {home.peer_id}
-                 and home.peer_ids() == {public.peer_id},
-                 60, 0.2, "the public and the NAT'd daemon to see each other")
-        assert not lab.can_connect(pub_ns, home_ip, PORT, 1.0)
-        assert not lab.can_connect(pub_ns, router_ip, PORT, 1.0)
+        behind = [nodes.start(ns, f"home{i}", "daemon", "--bootstrap", addr)
+                  for i, (ns, _, _) in enumerate(homes)]
+        for node in [public, *behind]:
+            node.wait_ready()
+        for node, (_, home_ip, router_ip) in zip(behind, homes, strict=True):
+            assert node.addrs[0].startswith(f"/ip4/{home_ip}/"), node.addrs
+            assert not lab.can_connect(pub_ns, home_ip, PORT, 1.0)
+            assert not lab.can_connect(pub_ns, router_ip, PORT, 1.0)
+
+        def nat(node: NodeProc) -> dict[str, Any]:
+            status: dict[str, Any] = node.rpc("node.status")
+            out: dict[str, Any] = dict(status["nat"])
+            out.update(connected=status["connected"], peers=status["peers"],
+                       addrs=status["addrs"])
+            return out
+
+        wait_for(lambda: nat(public)["reachability"] == "public"
+                 and all(nat(n)["reachability"] == "private" and nat(n)["relays"]
+                         for n in behind), 60, 0.2, "reachability verdicts and reservations")
+        assert any("/p2p-circuit/p2p/" in a for a in nat(behind[0])["addrs"])
+        # Each daemon is connected to the other two and the bootstrap node: the two
+        # behind NAT only through the relay, or directly once the hole is punched.
+        wait_for(lambda: all(nat(n)["connected"] == 3 and nat(n)["peers"] == 2
+                             for n in [public, *behind]), 60, 0.2, "a full mesh")
+        assert sum(nat(n)["circuit_dials"] for n in behind) >= 1
+        wait_for(lambda: all(nat(n)["relayed_peers"] == 0 and nat(n)["connected"] == 3
+                             for n in behind), 60, 0.2,
+                 "the relayed connection to be upgraded to a direct one (DCUtR)")
 
 
 JOB = {
