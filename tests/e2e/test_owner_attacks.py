@@ -73,7 +73,7 @@ def test_lying_trainers_cannot_sabotage_a_job(tmp_path: Path, nanio_server: Serv
             by_round.setdefault(r[0], set()).add(r[4])
         assert any(len(s) == 1 for s in by_round.values()), "the copies' bytes were identical"
         # Every rejection is counted where it is reported: Prometheus and metrics.json.
-        refused = len(reasons)
+        refused = final["rejected"]  # rows; reasons (by sha256) merge identical copies
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         labels = ('verdict="rejected"', 'reason="no_progress"')
         no_progress = reasons.count("no_progress")
