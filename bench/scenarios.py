@@ -43,13 +43,16 @@ BASE: dict[str, Any] = {
 class Run:
     """One scenario's processes: S3 server, bootstrap, owner, trainers."""
 
-    def __init__(self, trainers: int, programs: list[list[str]] | None = None) -> None:
+    def __init__(
+        self, trainers: int, programs: list[list[str]] | None = None, owner_toml: str = ""
+    ) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="scenario-"))
         (self.work / "logs").mkdir()
         self.procs = Processes(self.work)
         self.s3 = start_embedded_s3(self.procs, "s3", self.work / "s3", clean_env())
         self.cluster: Cluster = launch(
-            self.work, self.procs, self.s3, trainers, say=lambda _m: None, trainer_programs=programs
+            self.work, self.procs, self.s3, trainers, say=lambda _m: None,
+            trainer_programs=programs, owner_toml=owner_toml,
         )
         self.owner = self.cluster.owner_dir
 
@@ -105,10 +108,18 @@ def accuracy(status: dict[str, Any]) -> float:
     return float(status["history"][-1]["test_accuracy"]) if status.get("history") else 0.0
 
 
+NAIVE_OWNER_TOML = (
+    "[owner]\nspot_check_rate = 0.0\nprobation_checks = 0\nquarantine_contributions = 0\n"
+)
+
+
 def byzantine(kind: str | None, rule: str, validate: bool, rounds: int) -> tuple[float, Any]:
     honest = ["-m", "p2pnode.cli", "daemon"]
     bad = ["-m", "tests.job.adversary_daemon", kind] if kind else honest
-    run = Run(10, [bad] * 3 + [honest] * 7)
+    # No validation means a naive owner: no re-runs and no quarantine either
+    # (docs/verification.md), so the attack's damage shows.
+    naive = "" if validate else NAIVE_OWNER_TOML
+    run = Run(10, [bad] * 3 + [honest] * 7, owner_toml=naive)
     try:
         params = {"f": 3} if rule in ("multi_krum", "krum", "median") else {}
         spec = {
