@@ -104,6 +104,10 @@ def run_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eth(wei: str | None) -> str:
+    return "-" if wei is None else f"{int(wei) / 10**18:.6f}"
+
+
 @_guard
 def run_list(args: argparse.Namespace) -> int:
     """List this daemon's jobs."""
@@ -114,11 +118,14 @@ def run_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("job", "state", "rounds done", "created", "model sha256")
+    table = Table("job", "state", "rounds done", "created", "model sha256",
+                  "max price ETH", "budget left ETH")
     for j in jobs:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j["created_ms"] / 1000))
+        m = j.get("market") or {}  # a paid job's terms (docs/ledger.md)
         table.add_row(j["job_id"], j["state"], str(j["completed_round"]), created,
-                      (j["model_sha256"] or "")[:16])
+                      (j["model_sha256"] or "")[:16], _eth(m.get("max_price")),
+                      _eth(m.get("budget_left")))
     Console().print(table)
     return 0
 
@@ -191,6 +198,11 @@ def render_status(status: dict[str, Any]) -> Any:
     if acc is not None and not metrics:
         head.add_row(f"test {score_label}", f"{acc:.4f}")
         head.add_row(f"test {loss_label}", f"{loss:.4f}")
+    if status.get("market"):
+        m = status["market"]
+        head.add_row("price", f"at most {_eth(m['max_price'])} ETH per {m['unit']}, "
+                     f"budget {_eth(m['budget'])} ETH, left {_eth(m['budget_left'])} ETH "
+                     f"({m['receipts']} receipts)")
     if status.get("error"):
         head.add_row("error", str(status["error"]))
     trainers = Table("trainer", "state", title="trainers")

@@ -123,6 +123,14 @@ def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -
         bad = lineage(cluster.owner_dir, job_id)
         assert bad.returncode == 1 and "model in storage hashes to" in bad.stdout, bad.stdout
 
+        # `distro-train jobs` shows the price and the budget left.
+        listing = subprocess.run(
+            [sys.executable, "-m", "p2pnode.cli", "jobs", "--data-dir", str(cluster.owner_dir)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
+        left = int(market_status["budget_left"])
+        assert f"{MAX_PRICE / ETH:.6f}" in listing.stdout
+        assert f"{left / ETH:.6f}" in listing.stdout, listing.stdout
+
         # The owner crashes; the trainers do not need it to be paid.
         procs.kill("owner")
         reader = Market(info.rpc_url, info.contract)
@@ -147,7 +155,7 @@ def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -
         # Uniform price: every used update paid the highest selected ask (all ask ASK).
         assert all(earned[a] % ASK == 0 for a in honest)
         paid = sum(earned.values())
-        assert int(market_status["promised"]) == paid
+        assert int(market_status["promised"]) == paid == BUDGET - left
         state = reader.job(job_id)
         assert (state.deposit, state.paid) == (BUDGET, paid)
 
