@@ -73,7 +73,13 @@ def install(node: Node, trainer_cls: type[Trainer] = Trainer) -> tuple[Owner, Tr
         owner_cfg,
         market.settlement,
     )
-    trainer = trainer_cls(node, trainer_cfg, on_load=node.set_queue_length)
+    if trainer_cfg.device == "cpu":  # advertise only a GPU tasks will train on
+        node.sampler.gpu = ""
+
+    def advertise(gpu: str) -> None:
+        node.sampler.gpu = gpu
+
+    trainer = trainer_cls(node, trainer_cfg, on_load=node.set_queue_length, on_device=advertise)
     trainer.market = market.trainer
     node.set_stream_handler(PROTOCOL_ID, request_handler(node.private_key, owner, trainer))
 

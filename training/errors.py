@@ -8,6 +8,7 @@ RPC answer); ``problem`` and ``detail`` say more, for logs and for local callers
     ├── SpecError(field, detail)                    bad_spec
     │   └── DataError(file, where, problem)         bad_data
     ├── DatasetUnavailable(name, detail)            no_dataset
+    ├── DeviceUnavailable(device, detail)           no_device
     ├── ChunkError(problem, detail)                 bad_chunk
     ├── WeightsError(problem, detail)               bad_model
     ├── TrainingCancelled(batches_done)             cancelled
@@ -73,6 +74,22 @@ class DatasetUnavailable(TrainingError):
     def __init__(self, name: str, detail: str) -> None:
         super().__init__(f"dataset {name!r} unavailable: {detail}")
         self.name = name
+        self.detail = detail
+
+
+class DeviceUnavailable(TrainingError):
+    """The configured training device cannot be used here.
+
+    Attributes:
+        device: The device asked for (``cuda``).
+        detail: Why it cannot be used.
+    """
+
+    reason = "no_device"
+
+    def __init__(self, device: str, detail: str) -> None:
+        super().__init__(f"device {device!r} unavailable: {detail}")
+        self.device = device
         self.detail = detail
 
 

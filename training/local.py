@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 import distro_schema
 from training import catalogue, models, weights
 from training.chunks import DEFAULT_MAX_CHUNK_BYTES, decode_chunk
-from training.errors import ChunkError, SpecError, TrainingCancelled
+from training.errors import ChunkError, DeviceUnavailable, SpecError, TrainingCancelled
 
 _EVAL_BATCH = 4096
 
@@ -107,6 +107,30 @@ def _loss_fn(spec: models.ModelSpec) -> Callable[[torch.Tensor, torch.Tensor], t
     return torch.nn.functional.cross_entropy
 
 
+DEVICES = ("auto", "cpu", "cuda")
+"""What ``[trainer] device`` may say."""
+
+
+def resolve_device(want: str) -> str:
+    """``cpu`` or ``cuda``: ``auto`` is CUDA when torch sees a CUDA device, else the CPU.
+
+    Raises:
+        DeviceUnavailable: ``cuda`` asked for and torch sees no CUDA device, or an
+            unknown name.
+    """
+    if want not in DEVICES:
+        raise DeviceUnavailable(want, f"choose from {', '.join(DEVICES)}")
+    cuda = torch.cuda.is_available()
+    if want == "cuda" and not cuda:
+        raise DeviceUnavailable("cuda", "torch sees no CUDA device (driver or build)")
+    return "cuda" if want == "cuda" or (want == "auto" and cuda) else "cpu"
+
+
+def device_name(device: str) -> str:
+    """What a trainer advertises for ``device``: the GPU's model, or "" for the CPU."""
+    return torch.cuda.get_device_name(0)[:64] if device == "cuda" else ""
+
+
 def _module(spec: models.ModelSpec, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
     # Built on the meta device and given the tensors: no random init, no global RNG use.
     with torch.device("meta"):
@@ -124,16 +148,23 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
     max_weight_bytes: int = weights.DEFAULT_MAX_BYTES,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train ``spec`` from ``global_weights`` on ``chunks``; blocking.
+
+    ``device`` (``cpu``, ``cuda`` or ``auto``, see :func:`resolve_device`) holds the
+    model and each batch; the minibatch order is drawn on the CPU, so it is the
+    same on every device, and the weights come back as CPU safetensors.
 
     Raises:
         WeightsError: ``global_weights`` refused (see :func:`training.weights.decode`).
         ChunkError: A chunk refused, including samples of the wrong shape/dtype for the
             model or labels outside its classes; or no samples at all (``shape``).
         TrainingCancelled: ``should_stop()`` returned true between batches.
+        DeviceUnavailable: ``device`` cannot be used here.
     """
     start = time.perf_counter()
+    dev = torch.device(resolve_device(device))
     if params.threads:
         torch.set_num_threads(params.threads)
     state = weights.decode(global_weights, spec, max_bytes=max_weight_bytes)
@@ -153,7 +184,7 @@ def train(
     x, y = _to_tensors(
         spec, np.concatenate([d[0] for d in decoded]), np.concatenate([d[1] for d in decoded])
     )
-    model = _module(spec, state)
+    model = _module(spec, state).to(dev)
     anchor = [p.detach().clone() for p in model.parameters()] if params.prox_mu else []
     opt: torch.optim.Optimizer
     if params.optimizer == "adam":
@@ -177,11 +208,12 @@ def train(
             if should_stop():
                 raise TrainingCancelled(batches)
             idx = order[i : i + params.batch_size]
-            out = model(x[idx])
-            loss = loss_fn(out, y[idx])
+            bx, by = x[idx].to(dev, non_blocking=True), y[idx].to(dev, non_blocking=True)
+            out = model(bx)
+            loss = loss_fn(out, by)
             loss_sum += float(loss.detach()) * len(idx)
             if not regression:
-                correct += int((out.argmax(1) == y[idx]).sum())
+                correct += int((out.argmax(1) == by).sum())
             if params.prox_mu:
                 prox = sum(
                     ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
@@ -203,6 +235,7 @@ def evaluate(
     y: NDArray[Any],
     *,
     max_weight_bytes: int = weights.DEFAULT_MAX_BYTES,
+    device: str = "cpu",
 ) -> tuple[float, float]:
     """The task's loss and score of the weights on ``(x, y)``.
 
@@ -215,7 +248,7 @@ def evaluate(
     Raises:
         WeightsError: Bytes refused.
     """
-    m = task_metrics(spec, model_weights, x, y, max_weight_bytes=max_weight_bytes)
+    m = task_metrics(spec, model_weights, x, y, max_weight_bytes=max_weight_bytes, device=device)
     return m["loss"], m["r2" if spec.task == "regression" else "accuracy"]
 
 
@@ -227,8 +260,12 @@ def task_metrics(
     y: NDArray[Any],
     *,
     max_weight_bytes: int = weights.DEFAULT_MAX_BYTES,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """Every metric of the task on ``(x, y)``, as :func:`evaluate` but all of them.
+
+    ``device`` runs the model there (as :func:`train`); the figures are computed on
+    the CPU.
 
     Returns:
         Classification: ``loss`` (cross-entropy), ``accuracy``, ``perplexity``
@@ -240,10 +277,11 @@ def task_metrics(
     """
     if isinstance(model_weights, bytes | bytearray):
         model_weights = weights.decode(bytes(model_weights), spec, max_bytes=max_weight_bytes)
-    model = _module(spec, model_weights)
+    dev = torch.device(resolve_device(device))
+    model = _module(spec, model_weights).to(dev)
     model.eval()
     tx, ty = _to_tensors(spec, x, y)
-    outs = [model(tx[i : i + _EVAL_BATCH]) for i in range(0, len(ty), _EVAL_BATCH)]
+    outs = [model(tx[i : i + _EVAL_BATCH].to(dev)).cpu() for i in range(0, len(ty), _EVAL_BATCH)]
     n = max(len(ty), 1)
     if spec.task == "regression":
         pred = torch.cat([o[:, 0] for o in outs]) if outs else torch.zeros(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,9 +48,19 @@ def json_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
-def warm_up() -> None:
-    """Import the training stack (torch) ahead of the first task; blocking."""
-    import training.local  # noqa: F401
+def warm_up(device: str = "cpu") -> str:
+    """Import the training stack (torch) ahead of the first task; blocking.
+
+    Returns:
+        What the trainer should advertise as its GPU for ``device`` (``[trainer]
+        device``): the CUDA device's model when it trains there, else "".
+
+    Raises:
+        training.errors.DeviceUnavailable: ``cuda`` asked for and torch sees none.
+    """
+    from training.local import device_name, resolve_device
+
+    return device_name(resolve_device(device))
 
 
 def check_job(model_json: str, params_json: str) -> None:
@@ -75,11 +86,14 @@ def train(
     threads: int,
     should_stop: Callable[[], bool],
     nonce: bytes = b"",
+    device: str = "cpu",
 ) -> TrainResult:
     """Run one local training task (trainer side); blocking.
 
     ``nonce``: the task's nonce; it replaces the seed by
-    ``verification.task_seed(seed, nonce)``, which sets the data order.
+    ``verification.task_seed(seed, nonce)``, which sets the data order. ``device``:
+    ``cpu``, ``cuda`` or ``auto`` (``training.local.resolve_device``); the update
+    comes back as CPU safetensors either way.
     """
     from protocols.job.verification import task_seed
     from training import local
@@ -92,7 +106,12 @@ def train(
     if nonce:
         params["seed"] = task_seed(int(params.get("seed", 0)), nonce)
     return local.train(
-        spec, model, chunks, local.TrainParams.from_mapping(params), should_stop=should_stop
+        spec,
+        model,
+        chunks,
+        local.TrainParams.from_mapping(params),
+        should_stop=should_stop,
+        device=device,
     )
 
 
@@ -334,10 +353,17 @@ def check_update(prepared: Prepared, spec: JobSpec, global_model: bytes, update:
 
 
 def rerun(prepared: Prepared, spec: JobSpec, global_model: bytes, slot: int, nonce: bytes) -> bytes:
-    """The owner trains ``slot``'s task itself, as a trainer must have (one thread)."""
+    """The owner trains ``slot``'s task itself, as a trainer must have (one thread).
+
+    ``torch.set_num_threads`` is process-wide: the owner's own thread count is put
+    back when the last of its concurrent re-runs ends.
+    """
     import torch
 
-    before = torch.get_num_threads()
+    with _RERUN_LOCK:
+        if _RERUNS[0] == 0:
+            _RERUNS[1] = torch.get_num_threads()
+        _RERUNS[0] += 1
     try:
         return train(
             json.dumps(prepared.model.to_mapping(), sort_keys=True),
@@ -349,7 +375,14 @@ def rerun(prepared: Prepared, spec: JobSpec, global_model: bytes, slot: int, non
             nonce=nonce,
         ).weights
     finally:
-        torch.set_num_threads(before)
+        with _RERUN_LOCK:
+            _RERUNS[0] -= 1
+            if _RERUNS[0] == 0:
+                torch.set_num_threads(_RERUNS[1])
+
+
+_RERUN_LOCK = threading.Lock()
+_RERUNS = [0, 0]  # re-runs in progress, the owner's thread count before the first
 
 
 def replica_distance(prepared: Prepared, global_model: bytes, a: bytes, b: bytes) -> float:

@@ -29,7 +29,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import trio
 from libp2p.crypto.keys import PublicKey
@@ -82,6 +82,10 @@ class TrainerConfig:
         max_activation_bytes: Largest estimated activation memory of one batch.
         max_sample_epochs: Most samples x epochs in one task.
         max_threads: Most torch threads a task may ask for.
+        device: Where tasks train: ``cpu``, ``cuda``, or ``auto`` (CUDA when torch
+            sees it). The presence status advertises the GPU only when tasks train
+            on it (known once torch is loaded, at the first announcement). Tasks the
+            owner marks deterministic (replicas it compares) train on the CPU.
     """
 
     slots: int = 1
@@ -100,6 +104,7 @@ class TrainerConfig:
     max_activation_bytes: int = budget.Limits.max_activation_bytes
     max_sample_epochs: int = budget.Limits.max_sample_epochs
     max_threads: int = budget.Limits.max_threads
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
         """Check ``allow_networks`` (a bad network raises ValueError at start)."""
@@ -143,9 +148,11 @@ class Trainer:
         node: NodeLike,
         cfg: TrainerConfig | None = None,
         on_load: Callable[[int], None] | None = None,
+        on_device: Callable[[str], None] | None = None,
     ) -> None:
         self.node = node
         self.on_load = on_load
+        self.on_device = on_device
         self.cfg = cfg or TrainerConfig()
         self.replay = ReplayGuard()
         self.jobs: OrderedDict[str, _Job] = OrderedDict()
@@ -220,7 +227,17 @@ class Trainer:
             # Importing torch takes seconds; do it now, off the loop, not when the
             # owner's assignment is waiting for our answer.
             self._warm = True
-            self._nursery.start_soon(trio.to_thread.run_sync, compute.warm_up)
+            self._nursery.start_soon(self._warm_up)
+
+    async def _warm_up(self) -> None:
+        """Load torch and settle the device; advertise the GPU only if tasks use it."""
+        try:
+            gpu = await trio.to_thread.run_sync(compute.warm_up, self.cfg.device)
+        except DistroError as exc:  # cuda asked for, none here: every task will refuse
+            log.error("trainer: %s", exc)
+            gpu = ""
+        if self.on_device is not None:
+            self.on_device(gpu)
 
     def _remember(self, job_id: str, job: _Job) -> bool:
         """Add ``job`` to the bounded table; False when it has no room.
@@ -295,7 +312,8 @@ class Trainer:
             return codec.ack(False, "unknown_job")
         assert isinstance(msg.body, pb.Receipts)
         kept, reason = await trio.to_thread.run_sync(
-            self.market.take, msg.job_id, job.announce, msg.body)
+            self.market.take, msg.job_id, job.announce, msg.body
+        )
         log.info("job %s round %d: kept %d receipts", msg.job_id, msg.round, kept)
         return codec.ack(not reason, reason)
 
@@ -426,9 +444,7 @@ class Trainer:
         model, *chunks = await transfer.fetch_many(items, client=client)
         self.bytes_in += len(model) + sum(len(c) for c in chunks)
         if task.model_key or any(c.key for c in task.chunks):
-            model, chunks = await trio.to_thread.run_sync(
-                _open_task, job_id, round, task, model, chunks
-            )
+            model, chunks = await trio.to_thread.run_sync(_open_task, job_id, task, model, chunks)
         job.nonce, job.deterministic = task.nonce[:64], task.deterministic
         result = await self.train_task(job, model, chunks, stop)
         note = await self.upload_and_announce(job_id, round, job, task, result, client)
@@ -456,6 +472,7 @@ class Trainer:
                 threads=1 if job.deterministic else self.cfg.train_threads,
                 should_stop=stop.is_set,
                 nonce=job.nonce,
+                device="cpu" if job.deterministic else self.cfg.device,
             ),
             abandon_on_cancel=True,
         )
@@ -566,7 +583,7 @@ def _keys_well_formed(task: pb.Task) -> bool:
 
 
 def _open_task(
-    job_id: str, round_no: int, task: pb.Task, model: bytes, chunks: list[bytes]
+    job_id: str, task: pb.Task, model: bytes, chunks: list[bytes]
 ) -> tuple[bytes, list[bytes]]:
     """Decrypt a task's verified ciphertexts and check their plaintext hashes (blocking).
 
@@ -583,7 +600,7 @@ def _open_task(
             raise HashMismatch(url, sha, compute.sha256(plain))
         return plain
 
-    model_oid = objects.model_id(job_id, round_no - 1, task.model_sha256)
+    model_oid = objects.model_id(job_id, task.model_round, task.model_sha256)
     out_model = opened(task.model_url, task.model_key, model_oid, model, task.model_sha256)
     out_chunks = [
         opened(c.url, c.key, objects.chunk_id(job_id, c.sha256), data, c.sha256)

@@ -47,7 +47,8 @@ class Sampler:
         self.min_health_to_work = min_health_to_work
         self.queue_length = 0
         self._seq = 0
-        self._gpu = detect_gpu()
+        self.gpu = detect_gpu()
+        """The GPU advertised; the trainer clears it when tasks do not train there."""
         self._version = software_version()
         psutil.cpu_percent(interval=None)
 
@@ -62,7 +63,7 @@ class Sampler:
             cpu_count=os.cpu_count() or 1,
             mem_total=mem.total,
             mem_available=mem.available,
-            gpu=self._gpu,
+            gpu=self.gpu,
             cpu_percent=cpu,
             mem_percent=float(mem.percent),
             queue_length=self.queue_length,
