@@ -202,7 +202,11 @@ class JobStore:
             db.execute("INSERT OR REPLACE INTO job_keys VALUES (?, ?)", (job_id, key))
 
     def rounds(self, job_id: str) -> list[dict[str, Any]]:
-        """One record per completed round, in order."""
+        """One record per completed round, in order.
+
+        ``updates`` lists every update the round judged: ``peer``, ``slot``,
+        ``sha256``, ``samples``, ``verdict`` and ``reason`` (each trainer's part).
+        """
         cur = self._db.execute(
             "SELECT round, seconds, test_accuracy, test_loss, model_sha256, accepted, rejected, "
             "reason, detail_json FROM rounds WHERE job_id = ? ORDER BY round",
@@ -212,7 +216,19 @@ class JobStore:
         for r in cur.fetchall():
             rec = dict(zip([d[0] for d in cur.description], r, strict=True))
             rec.update(json.loads(rec.pop("detail_json")))
+            rec["updates"] = []
             out.append(rec)
+        by_round = {rec["round"]: rec for rec in out}
+        rows = self._db.execute(
+            "SELECT round, peer, slot, sha256, samples, verdict, reason FROM updates "
+            "WHERE job_id = ? ORDER BY round, slot, peer",
+            (job_id,),
+        ).fetchall()
+        for rnd, peer, slot, sha, samples, verdict, reason in rows:
+            if rnd in by_round:
+                by_round[rnd]["updates"].append({"peer": peer, "slot": slot, "sha256": sha,
+                                                 "samples": samples, "verdict": verdict,
+                                                 "reason": reason})
         return out
 
     def server_state(self, job_id: str) -> bytes | None:

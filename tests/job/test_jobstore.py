@@ -39,6 +39,8 @@ def test_job_life_round_trip_and_reopen(tmp_path: Path) -> None:
     assert again.chunks("j1") == [ChunkRow(0, 0, "k0", "s0", 10, 5)]
     (rec,) = again.rounds("j1")
     assert rec["round"] == 1 and rec["test_accuracy"] == 0.9 and rec["accepted"] == 1
+    assert rec["updates"] == [{"peer": "peerA", "slot": 0, "sha256": "u1", "samples": 5,
+                               "verdict": "accepted", "reason": ""}]
     assert again.server_state("j1") == b"\x01"
     assert (db.stat().st_mode & 0o777) == 0o600
 

@@ -161,6 +161,11 @@ def test_submit_from_the_form_and_watch_every_round_then_download_the_model(
     assert status["completed_round"] == ROUNDS
     label = page.get_by_role("img").get_attribute("aria-label") or ""
     assert f"over {ROUNDS} rounds" in label
+    verdicts = [u["verdict"] for r in status["history"] for u in r["updates"]]
+    assert verdicts.count("accepted") >= ROUNDS
+    parts = page.get_by_role("table", name="Each trainer's part in each round")
+    sync_api.expect(parts.get_by_role("cell", name="accepted", exact=True)).to_have_count(
+        verdicts.count("accepted"))
     shot(page, "job-done")
     with page.expect_download() as info:
         page.get_by_role("button", name="Download Model (safetensors)").click()

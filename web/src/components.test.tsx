@@ -2,6 +2,7 @@ import { cleanup, fireEvent, render, screen, waitFor } from "@testing-library/re
 import { afterEach, describe, expect, it } from "vitest";
 import { RpcError } from "./api";
 import { Chart } from "./Chart";
+import { RoundTables } from "./RoundTables";
 import { SubmitForm, toSpec } from "./SubmitForm";
 import type { RoundRecord, SpecSchema } from "./types";
 
@@ -64,5 +65,28 @@ describe("SubmitForm", () => {
     rerender(<SubmitForm onSubmitted={() => {}} loadSchema={async () => { calls += 1; return schema; }} />);
     expect(calls).toBe(1);
     expect((screen.getByLabelText("rounds") as HTMLInputElement).value).toBe("7");
+  });
+});
+
+describe("RoundTables", () => {
+  it("shows each trainer's verdict per round and the rejected updates with reason codes", () => {
+    const A = "12D3KooWAAAAAAAAaaaa", B = "12D3KooWBBBBBBBBbbbb";
+    const r1 = { ...round(1, 0.5, 1), trainers: [A], rejected_reasons: { ["f".repeat(64)]: "non_finite" },
+      updates: [
+        { peer: A, slot: 0, sha256: "e".repeat(64), samples: 10, verdict: "accepted", reason: "" },
+        { peer: B, slot: 1, sha256: "f".repeat(64), samples: 10, verdict: "rejected", reason: "non_finite" },
+      ] };
+    const job = { job_id: "j", state: "running", phase: "training", round: 2, completed_round: 1, rounds: 3,
+      model: "mlp", dataset: "digits", rule: "fedavg", model_sha256: "x", error: "", offers: 2, rejected: 1,
+      trainers: { [A]: "training", [B]: "dropped" }, history: [r1] };
+    render(<RoundTables job={job} />);
+    const rows = screen.getByRole("table", { name: "Each trainer's part in each round" }).querySelectorAll("tbody tr");
+    expect([...rows].map((r) => [...r.children].map((c) => c.textContent))).toEqual([
+      ["12D3KooW…aaaa", "accepted", "training"],
+      ["12D3KooW…bbbb", "rejected: non_finite", "dropped"],
+    ]);
+    const rejected = screen.getByRole("table", { name: "Updates the owner rejected, with the reason code" });
+    expect(rejected.textContent).toContain("non_finite");
+    expect(rejected.textContent).toContain("12D3KooW…bbbb");
   });
 });

@@ -13,6 +13,17 @@ export interface RoundRecord {
   rejected_updates?: string[];
   rejected_reasons?: Record<string, string>;
   outvoted_updates?: string[];
+  updates?: UpdateRow[];
+}
+
+/** One update a round judged: whose, and the owner's verdict with its reason code. */
+export interface UpdateRow {
+  peer: string;
+  slot: number;
+  sha256: string;
+  samples: number;
+  verdict: string;
+  reason: string;
 }
 
 export interface JobStatus {

@@ -4,6 +4,7 @@ import { Chart } from "../Chart";
 import { ErrorNote } from "../ErrorNote";
 import { useWatch } from "../useWatch";
 import { ACTIVE, type JobStatus } from "../types";
+import { RoundTables } from "../RoundTables";
 
 const FILES = [
   ["model.safetensors", "Model (safetensors)"],
@@ -17,9 +18,6 @@ export function JobPage({ jobId }: { jobId: string }) {
   const [actionError, setActionError] = useState<RpcError | null>(null);
   if (!job) return <section><h1>Job {jobId}</h1><ErrorNote error={error} />{!error && <p aria-live="polite">Loading…</p>}</section>;
   const history = job.history ?? [];
-  const rejected = history.flatMap((r) =>
-    Object.entries(r.rejected_reasons ?? {}).map(([sha, reason]) => ({ round: r.round, sha, reason })));
-  const trainerIds = [...new Set([...history.flatMap((r) => r.trainers ?? []), ...Object.keys(job.trainers)])].sort();
   const cancel = async () => {
     if (!window.confirm(`Cancel job ${jobId}?`)) return;
     try {
@@ -56,34 +54,7 @@ export function JobPage({ jobId }: { jobId: string }) {
       </div>
       <h2>Accuracy and loss</h2>
       <Chart rounds={history} />
-      <h2>Trainers per round</h2>
-      <div className="scroll">
-        <table>
-          <caption className="sr-only">Each trainer's part in each round</caption>
-          <thead><tr><th scope="col">Trainer</th>
-            {history.map((r) => <th scope="col" key={r.round}>R{r.round}</th>)}
-            {ACTIVE.has(job.state) && <th scope="col">Now</th>}</tr></thead>
-          <tbody>
-            {trainerIds.map((t) => (
-              <tr key={t}>
-                <th scope="row" className="mono" title={t}>{t.slice(0, 8)}…{t.slice(-4)}</th>
-                {history.map((r) => <td key={r.round}>{(r.trainers ?? []).includes(t) ? "used" : "—"}</td>)}
-                {ACTIVE.has(job.state) && <td>{job.trainers[t] ?? "—"}</td>}
-              </tr>
-            ))}
-            {!trainerIds.length && <tr><td colSpan={2}>No trainer yet.</td></tr>}
-          </tbody>
-        </table>
-      </div>
-      <h2>Rejected updates ({rejected.length})</h2>
-      {rejected.length ? (
-        <div className="scroll"><table>
-          <thead><tr><th scope="col">Round</th><th scope="col">Update sha256</th><th scope="col">Reason</th></tr></thead>
-          <tbody>{rejected.map((r) => (
-            <tr key={`${r.round}-${r.sha}`}><td>{r.round}</td><td className="mono">{r.sha.slice(0, 16)}…</td><td><code>{r.reason}</code></td></tr>
-          ))}</tbody>
-        </table></div>
-      ) : <p>None: every update so far passed validation.</p>}
+      <RoundTables job={job} />
     </section>
   );
 }
