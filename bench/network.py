@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/network.py [--daemons 20] [--messages 200] [--rate 10]
 
-Prints: seconds until every daemon sees every other (directly connected through DHT
+Runs with the daemon's default config unless ``--test-config``. Prints: seconds until
+every daemon sees every other (directly connected through DHT
 discovery, and listed through presence); gossip delivery ratio and p50/p95 latency over
 the messages (random senders, ``--rate`` per second in all); idle RSS per daemon;
-start-to-ready time. Nodes use the test config of tests/p2pnode/harness.py except the
-presence period (``--presence-interval``, default 2 s, silence timeout 5x that): with
-1 s and 20 daemons, presence alone keeps 2 cores busy. All processes share this
+start-to-ready time. With ``--test-config`` nodes use the test config of
+tests/p2pnode/harness.py except the presence period (``--presence-interval``, default
+2 s, silence timeout 5x that). All processes share this
 machine's cores, so the figures include that contention; the load is printed with them.
 """
 
@@ -22,11 +23,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 # tests/ is not an installed package: its harness is imported from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.p2pnode import harness
 from tests.p2pnode.harness import Network, NodeProc, open_network
+
+DEFAULT_CONFIG = """\
+[control]
+debug_routes = true
+"""
+"""The daemon's defaults; the debug routes publish and record the bench's messages."""
 
 
 def pct(values: list[float], p: float) -> float:
@@ -71,7 +80,20 @@ def discovery(net: Network) -> None:
           "(from the moment the last daemon was ready)")
 
 
-def gossip(net: Network, messages: int, rate: float) -> None:
+def cpu_seconds(nodes: list[NodeProc]) -> float:
+    """User + system CPU seconds the node processes have used so far."""
+    total = 0.0
+    for n in nodes:
+        try:
+            times = psutil.Process(n.rpc("node.status")["pid"]).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def gossip(net: Network, messages: int, rate: float) -> tuple[float, float]:
+    """Publish ``messages``; print and return (delivery ratio, p95 seconds)."""
     for d in net.daemons:
         d.rpc("debug.subscribe", {"topic": "bench"})
     # Warm the mesh: one message, until it reaches everyone.
@@ -80,6 +102,7 @@ def gossip(net: Network, messages: int, rate: float) -> None:
                   all(d.rpc("debug.messages", {"topic": "bench"}) for d in net.daemons[1:])), 30)
     sent: dict[str, tuple[str, float]] = {}
     rng = random.Random(1)
+    cpu_before = cpu_seconds(net.daemons)
     start = time.monotonic()
     for i in range(messages):
         sender = rng.choice(net.daemons)
@@ -88,6 +111,8 @@ def gossip(net: Network, messages: int, rate: float) -> None:
         sent[tag] = (sender.peer_id, res["published_at"])
         time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
     time.sleep(3.0)  # let the tail of the stream arrive before counting
+    cpu = cpu_seconds(net.daemons) - cpu_before
+    busy = time.monotonic() - start
     latencies: list[float] = []
     delivered = 0
     for d in net.daemons:
@@ -96,9 +121,16 @@ def gossip(net: Network, messages: int, rate: float) -> None:
                 delivered += 1
                 latencies.append((m["received_at"] - sent[m["data"]][1]) * 1000)
     expected = messages * (len(net.daemons) - 1)
+    if not latencies:
+        print(f"gossip: 0/{expected} deliveries of {messages} messages at {rate:g}/s")
+        return 0.0, float("inf")
     print(f"gossip: {delivered}/{expected} deliveries ({delivered / expected:.1%}) of "
           f"{messages} messages at {rate:g}/s; latency p50 {pct(latencies, 50):.1f} ms, "
           f"p95 {pct(latencies, 95):.1f} ms, max {max(latencies):.1f} ms")
+    print(f"gossip CPU: {cpu:.1f} s of CPU in all daemons over the {busy:.1f} s of sending "
+          f"(presence and discovery included): {cpu / max(1, delivered) * 1000:.2f} ms per "
+          f"delivery")
+    return delivered / expected, pct(latencies, 95) / 1000
 
 
 def idle(net: Network) -> None:
@@ -132,26 +164,36 @@ def main() -> None:
     parser.add_argument("--daemons", type=int, default=20)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0, help="messages per second, total")
+    parser.add_argument("--test-config", action="store_true",
+                        help="the tests' short timeouts and periods instead of the daemon's "
+                             "defaults (presence every --presence-interval s)")
     parser.add_argument("--presence-interval", type=float, default=2.0)
     args = parser.parse_args()
-    harness.TEST_CONFIG = harness.TEST_CONFIG.replace(
-        "interval_s = 1.0\nsilence_timeout_s = 6.0",
-        f"interval_s = {args.presence_interval}\n"
-        f"silence_timeout_s = {5 * args.presence_interval}")
-    print(f"presence every {args.presence_interval} s")
+    if args.test_config:
+        harness.TEST_CONFIG = harness.TEST_CONFIG.replace(
+            "interval_s = 1.0\nsilence_timeout_s = 6.0",
+            f"interval_s = {args.presence_interval}\n"
+            f"silence_timeout_s = {5 * args.presence_interval}")
+        print(f"test config, presence every {args.presence_interval} s")
+    else:
+        harness.TEST_CONFIG = DEFAULT_CONFIG
+        print("daemon default config (presence period adapts to the network size)")
     print(f"before: {load()}")
+    measure(args.daemons, args.messages, args.rate)
+
+
+def measure(daemons: int, messages: int, rate: float) -> tuple[float, float]:
+    """Run the whole benchmark once; return gossip (delivery ratio, p95 seconds)."""
     with tempfile.TemporaryDirectory(prefix="dt-bench-") as tmp:
         t0 = time.monotonic()
-        launch: dict[str, float] = {}
-        with open_network(Path(tmp), args.daemons) as net:
-            for d in net.daemons:
-                launch[d.peer_id] = time.monotonic() - t0  # upper bound: polled in order
-            print(f"{args.daemons} daemons + bootstrap ready after {time.monotonic() - t0:.2f} s")
+        with open_network(Path(tmp), daemons) as net:
+            print(f"{daemons} daemons + bootstrap ready after {time.monotonic() - t0:.2f} s")
             discovery(net)
             start_to_ready(net, {})
-            gossip(net, args.messages, args.rate)
+            result = gossip(net, messages, rate)
             idle(net)
             print(f"after: {load()}")
+            return result
 
 
 if __name__ == "__main__":

@@ -122,6 +122,17 @@ class Nat:
         self.relays: dict[ID, str] = {}
         """Relays holding a reservation for us: peer id -> circuit address."""
         self.circuit_dials = 0
+        self.relayed_bytes = 0
+        """Bytes this relay carried between two peers (its circuit reads, counted around
+        the protocol's ``_read_stream_with_retry``, which only relaying uses)."""
+        inner_read = self.protocol._read_stream_with_retry
+
+        async def counted_read(*args: Any, **kwargs: Any) -> bytes:
+            data: bytes = await inner_read(*args, **kwargs)
+            self.relayed_bytes += len(data or b"")
+            return data
+
+        self.protocol._read_stream_with_retry = counted_read
 
     def relayed_peers(self) -> list[ID]:
         """Connected peers whose every connection goes through a relay."""
@@ -137,6 +148,7 @@ class Nat:
         return {"reachability": self.reachability, "relay_service": self.serves_relay,
                 "relays": sorted(self.relays.values()), "circuit_dials": self.circuit_dials,
                 "relayed_peers": len(self.relayed_peers()),
+                "relayed_bytes": self.relayed_bytes,
                 "relay_active_circuits": len(getattr(self.protocol, "_active_relays", {}))}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

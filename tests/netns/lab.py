@@ -58,6 +58,8 @@ class Lab:
 
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
     namespaces: list[str] = field(default_factory=list)
+    routers: dict[str, str] = field(default_factory=dict)
+    """Host namespace behind NAT -> its router's namespace."""
     _next_host: int = 10
     _next_lan: int = 70
 
@@ -120,6 +122,7 @@ class Lab:
         router_ip = self._wan_ip()
         wan_if = self._wan_link(router, router_ip)
         host = self._namespace(role)
+        self.routers[host] = router
         lan = f"192.168.{self._next_lan}"
         self._next_lan += 1
         _run("ip", "link", "add", "lan0", "netns", router, "type", "veth",

@@ -38,6 +38,7 @@ class Nodes:
 
     def __init__(self, lab: Lab, root: Path) -> None:
         self.lab, self.root = lab, root
+        root.mkdir(parents=True, exist_ok=True)
         self.config = root / "lab.toml"
         self.config.write_text(LAB_CONFIG)
         self.all: list[NodeProc] = []
