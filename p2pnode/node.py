@@ -271,6 +271,7 @@ class Node:
             "peer_id": self.peer_id.to_base58(),
             "role": self.role,
             "addrs": self.addrs(),
+            "bootstrap": list(self.config.node.bootstrap),
             "ready": self.ready.is_set(),
             "ready_after_s": self._ready_after_s,
             "uptime_s": round(time.monotonic() - self._created, 3),
@@ -317,6 +318,10 @@ class Node:
                         socket_path(cfg.node.data_dir), self.routes,
                         cfg.control.max_request_bytes, cfg.timeouts.control_read_s)
                     await nursery.start(control.run)
+                    if cfg.web.enabled:
+                        from p2pnode.web import WebServer  # h11 only when enabled
+
+                        await nursery.start(WebServer(cfg, self.routes).run)
                     try:
                         await self._start_tasks(nursery)
                         task_status.started(self)
