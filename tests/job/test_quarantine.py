@@ -75,5 +75,6 @@ async def test_quarantined_sybils_do_not_move_the_global_model(
         for rec in second["history"]:
             assert set(rec["trainers"]) == ids, rec  # only the honest are averaged
             assert len(rec["quarantined_updates"]) == 4, rec  # kept, with no weight
-        assert second["history"][-1]["test_accuracy"] > 0.85, second["history"]
+        # It still learns, from half the data (the Sybils' slots carry no weight).
+        assert second["history"][-1]["test_accuracy"] > 0.7, second["history"]
         nursery.cancel_scope.cancel()
