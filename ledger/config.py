@@ -23,7 +23,10 @@ from pydantic import Field
 
 @dataclass(frozen=True)
 class LedgerSettings:
-    """The ``[ledger]`` table; see the module doc."""
+    """The EVM endpoint and market contract this daemon settles on (docs/ledger.md).
+
+    An empty ``rpc_url`` means no ledger: unpaid jobs only.
+    """
 
     rpc_url: str = ""
     chain_id: Annotated[int, Field(ge=0)] = 0

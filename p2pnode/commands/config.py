@@ -72,13 +72,15 @@ def _toml_value(value: Any) -> str:
 
 def _package_defaults() -> dict[str, Any]:
     """The other packages' tables: their settings dataclasses."""
+    from ledger.config import LedgerSettings
     from protocols.job.owner import OwnerConfig
     from protocols.job.selection import ReputationConfig
     from protocols.job.trainer import TrainerConfig
+    from protocols.market.terms import AskRule
     from storage.config import StoreConfig
 
     return {"storage": StoreConfig, "owner": OwnerConfig, "trainer": TrainerConfig,
-            "reputation": ReputationConfig}
+            "reputation": ReputationConfig, "ledger": LedgerSettings, "market": AskRule}
 
 
 def _fields_of(cls: Any) -> list[tuple[str, Any]]:

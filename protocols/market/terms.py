@@ -45,7 +45,7 @@ class PriceTerms:
 
 @dataclass(frozen=True)
 class AskRule:
-    """A trainer's ``[market]`` table: how it prices its work."""
+    """A trainer's ``[market]`` table: its ask in wei per unit (docs/ledger.md)."""
 
     ask: Wei = 0
     rule: Literal["fixed", "queue"] = "fixed"
