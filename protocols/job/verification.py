@@ -97,6 +97,22 @@ def judge(
     return agreed, tuple(p for p in peers if p not in agreed)
 
 
+def against_rerun(
+    reference: Mapping[str, float], tolerance: float, charge_above: float
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Judge peers by their distance to the owner's own re-run: (in line, cheated, unsure).
+
+    In line: within ``tolerance``. Cheated: farther than ``charge_above``. Unsure:
+    between the two; kept unverified and charged nothing, since a trainer on another
+    device (a GPU) does not compute bit for bit what the owner's CPU does.
+    """
+    peers = sorted(reference)
+    agreed = tuple(p for p in peers if reference[p] <= tolerance)
+    cheated = tuple(p for p in peers if reference[p] > max(charge_above, tolerance))
+    unsure = tuple(p for p in peers if p not in agreed and p not in cheated)
+    return agreed, cheated, unsure
+
+
 def quarantined(peers: Iterable[str], verified: Mapping[str, int], needed: int) -> set[str]:
     """The ``peers`` with fewer than ``needed`` accepted and verified contributions."""
     return {p for p in peers if verified.get(p, 0) < needed}

@@ -254,3 +254,15 @@ def test_a_copied_update_is_a_cheat() -> None:
     u = Update("t1", "sha-t0", "", slot=1, verdict=Verdict.REJECTED, reason="copied")
     out = rnd.feed(Checked(u), 1.0)
     assert out == [Charge("t1", "cheated"), SendTask("s0", 1)]
+
+
+def test_against_the_owners_rerun_a_near_miss_is_unsure_not_cheated() -> None:
+    from protocols.job.verification import against_rerun
+
+    ref = {"same": 0.0, "gpu": 0.01, "lazy": 0.9}
+    assert against_rerun(ref, 1e-3, 0.2) == (("same",), ("lazy",), ("gpu",))
+    rnd = make_round(1, spot=[0])
+    rnd.start()
+    assert _deliver(rnd, "t0", 0) == [Compare(0, ("t0",), owner=True)]
+    (close,) = rnd.feed(Compared(0, ("t0",), (), verified=False), 2.0)
+    assert isinstance(close, Close) and not close.accepted[0].verified and not close.cheaters

@@ -61,6 +61,10 @@ class OwnerConfig:
             update (0: validated and recorded, but left out of the average).
         probation_checks: Tasks of quarantined peers the owner re-runs per round
             (their way out of quarantine).
+        rerun_charge_above: An update compared with the owner's own re-run is
+            charged ``cheated`` only above this distance; between
+            ``replica_tolerance`` and this it is accepted unverified, uncharged (a
+            trainer on a GPU computes differently from the owner's CPU re-run).
     """
 
     announce_interval_s: float = 2.0
@@ -83,6 +87,7 @@ class OwnerConfig:
     quarantine_contributions: int = 1
     quarantine_weight: float = 0.0
     probation_checks: int = 8
+    rerun_charge_above: float = 0.2
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
 

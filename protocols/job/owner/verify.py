@@ -91,8 +91,18 @@ class Verifier:
                     )
                     for p, b in got.items()
                 }
-                agreed, outliers = verification.judge(a.peers, _none, tol, reference)
+                agreed, outliers, unsure = verification.against_rerun(
+                    reference, tol, self.cfg.rerun_charge_above
+                )
                 figures = reference
+                if unsure:
+                    # Off the owner's re-run, yet not by a cheat's margin: kept
+                    # unverified, nobody charged for it.
+                    log.info("job %s slot %d: unverified, off the re-run by %s", live.job_id,
+                             a.slot, {p: f"{reference[p]:.3g}" for p in unsure})
+                    for p in outliers:
+                        live.cheaters[p] = "owner re-run"
+                    return Compared(a.slot, (*agreed, *unsure), outliers, verified=False)
             else:
                 pairs = {
                     (x, y): await trio.to_thread.run_sync(
@@ -152,6 +162,3 @@ class Verifier:
                 if self.env.verified[u.peer] >= self.cfg.quarantine_contributions:
                     live.quarantine.pop(u.peer, None)
 
-
-def _none(a: str, b: str) -> float:
-    return 0.0
