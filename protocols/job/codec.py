@@ -229,11 +229,15 @@ def round_result(
     )
 
 
-def receipts(signed: list[Any]) -> pb.Receipts:
-    """The body carrying a trainer's ``ledger.receipts.Receipt`` list after a round."""
+def receipts(signed: list[Any], proofs: dict[str, list[bytes]]) -> pb.Receipts:
+    """A trainer's receipts (``ledger.receipts.Receipt``) for a round, with proofs.
+
+    ``proofs`` maps an update's sha256 to its Merkle siblings up to the round's root.
+    """
     return pb.Receipts(receipts=[
         pb.Receipt(round=r.round, trainer=r.trainer, update=r.update, amount=str(r.amount),
-                   signature=r.signature) for r in signed])
+                   signature=r.signature, merkle_proof=proofs.get(r.update, []))
+        for r in signed])
 
 
 def cancel(reason: str) -> pb.JobCancel:

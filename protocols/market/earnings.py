@@ -41,6 +41,7 @@ class Kept:
     receipt: rc.Receipt
     chain_id: int
     contract: str
+    proof: tuple[bytes, ...] = ()  # Merkle siblings up to the round's committed root
 
     def key(self) -> tuple[str, int, str]:
         """What makes two receipts the same one."""
@@ -66,7 +67,8 @@ class TrainerMarket:
         if self.path.exists():
             for body in json.loads(self.path.read_text()):
                 k = Kept(rc.Receipt.from_json(body["receipt"]), int(body["chain_id"]),
-                         str(body["contract"]))
+                         str(body["contract"]),
+                         tuple(bytes.fromhex(h) for h in body.get("proof", [])))
                 self.kept[k.key()] = k
 
     def accepts(self, ann: pb.JobAnnounce) -> bool:
@@ -108,7 +110,10 @@ class TrainerMarket:
                 return fresh, "not_my_wallet"
             if signer.lower() != ann.owner_address.lower():
                 return fresh, "bad_signature"
-            kept = Kept(receipt, int(ann.ledger_chain_id), ann.ledger_contract)
+            if len(r.merkle_proof) > 64 or any(len(s) != 32 for s in r.merkle_proof):
+                return fresh, "bad_proof"
+            kept = Kept(receipt, int(ann.ledger_chain_id), ann.ledger_contract,
+                        tuple(bytes(s) for s in r.merkle_proof))
             if kept.key() not in self.kept and len(self.kept) < MAX_KEPT:
                 self.kept[kept.key()] = kept
                 fresh += 1
@@ -120,7 +125,8 @@ class TrainerMarket:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps([{"receipt": k.receipt.to_json(), "chain_id": k.chain_id,
-                                    "contract": k.contract} for k in self.kept.values()]))
+                                    "contract": k.contract, "proof": [s.hex() for s in k.proof]}
+                                   for k in self.kept.values()]))
         os.replace(tmp, self.path)
 
     def _mine(self, job_id: str | None) -> list[Kept]:
@@ -142,12 +148,21 @@ class TrainerMarket:
             raise LedgerError("no [ledger] configured", reason="no_ledger")
         kept = self._mine(job_id)
         jobs: dict[str, dict[str, Any]] = defaultdict(
-            lambda: {"pending": 0, "pending_wei": 0, "redeemed": 0, "redeemed_wei": 0})
+            lambda: {"pending": 0, "pending_wei": 0, "redeemed": 0, "redeemed_wei": 0,
+                     "proven": 0})
+        roots: dict[str, dict[int, bytes]] = {}
         for k, done in zip(kept, self._redeemed(kept), strict=True):
             row = jobs[k.receipt.job_id]
             tag = "redeemed" if done else "pending"
             row[tag] += 1
             row[tag + "_wei"] += k.receipt.amount
+            if k.receipt.job_id not in roots:
+                roots[k.receipt.job_id] = {c.round: bytes.fromhex(c.updates_root)
+                                           for c in self.market.round_log(k.receipt.job_id)}
+            root = roots[k.receipt.job_id].get(k.receipt.round)
+            # "proven": the update is in the round's root as committed on the ledger.
+            if root is not None and rc.verify_proof(root, k.receipt.update, list(k.proof)):
+                row["proven"] += 1
         return {"address": self.wallet.address,
                 "jobs": {j: {**v, "pending_wei": str(v["pending_wei"]),
                              "redeemed_wei": str(v["redeemed_wei"])} for j, v in jobs.items()}}

@@ -44,6 +44,7 @@ class RoundSettled:
     price: int
     root: bytes
     receipts: list[rc.Receipt]
+    proofs: dict[str, list[bytes]] = field(default_factory=dict)  # by update sha256
     gas_used: int = 0
     ledger_s: float = 0.0  # signing receipts and committing the round
 
@@ -157,8 +158,10 @@ class Settlement:
         if signed:
             book.receipts.extend(signed)
             self._save(job_id, book)
-        root = rc.merkle_root([sha for _, _, sha, _ in used])
-        out = RoundSettled(price=price, root=root, receipts=signed)
+        hashes = [sha for _, _, sha, _ in used]
+        root = rc.merkle_root(hashes)
+        proofs = {p.update: rc.merkle_proof(hashes, p.update) for p in payments}
+        out = RoundSettled(price=price, root=root, receipts=signed, proofs=proofs)
         if terms.paid and self.commit_rounds:
             book.pending.append(_Pending(round_no, model, parent, root))
             out.gas_used = await self._flush(job_id, book)

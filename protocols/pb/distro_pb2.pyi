@@ -611,6 +611,7 @@ class Receipt(_message.Message):
     UPDATE_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
+    MERKLE_PROOF_FIELD_NUMBER: _builtins.int
     round: _builtins.int
     trainer: _builtins.str
     """wallet address paid"""
@@ -620,6 +621,12 @@ class Receipt(_message.Message):
     """decimal wei"""
     signature: _builtins.bytes
     """65 bytes, by the owner's wallet"""
+    @_builtins.property
+    def merkle_proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Siblings from the update's hash up to the round's committed Merkle root
+        (ledger/receipts.py): the trainer's proof its update is in the round.
+        """
+
     def __init__(
         self,
         *,
@@ -628,10 +635,11 @@ class Receipt(_message.Message):
         update: _builtins.str = ...,
         amount: _builtins.str = ...,
         signature: _builtins.bytes = ...,
+        merkle_proof: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "round", b"round", "signature", b"signature", "trainer", b"trainer", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "merkle_proof", b"merkle_proof", "round", b"round", "signature", b"signature", "trainer", b"trainer", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -147,7 +147,10 @@ def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -
             assert after - before + gas_paid(reader, got["txs"]) == owed
             earned[address] = owed
             again = call(t, "market.earnings", {"job_id": job_id})
-            assert again["jobs"].get(job_id, {}).get("pending", 0) == 0
+            row = again["jobs"].get(job_id, {})
+            assert row.get("pending", 0) == 0
+            # Each paid update is proven in its round's root as committed on the ledger.
+            assert row.get("proven", 0) == row.get("redeemed", 0) == len(kept)
 
         honest, freeloader = addresses[:2], addresses[2]
         assert earned[freeloader] == 0, "a trainer whose updates were all rejected earns nothing"

@@ -53,16 +53,18 @@ async def pay_round(
         by_peer[peer_of[r.trainer]].append(r)
     async with trio.open_nursery() as nursery:
         for peer, receipts in by_peer.items():
-            nursery.start_soon(_deliver, env, live.job_id, number, peer, receipts)
+            nursery.start_soon(_deliver, env, live.job_id, number, peer, receipts,
+                               settled.proofs)
     log.info("job %s round %d: price %d wei, %d receipts, ledger %.3fs gas %d", live.job_id,
              number, settled.price, len(settled.receipts), settled.ledger_s, settled.gas_used)
     return settled
 
 
 async def _deliver(
-    env: OwnerEnv, job_id: str, number: int, peer: str, receipts: list[Receipt]
+    env: OwnerEnv, job_id: str, number: int, peer: str, receipts: list[Receipt],
+    proofs: dict[str, list[bytes]],
 ) -> None:
-    wire = codec.encode(env.node.private_key, Kind.RECEIPTS, codec.receipts(receipts),
+    wire = codec.encode(env.node.private_key, Kind.RECEIPTS, codec.receipts(receipts, proofs),
                         job_id=job_id, round=number)
     timeout = env.cfg.request_timeout_s
     try:
