@@ -142,7 +142,7 @@ async def test_the_bucket_holds_no_plaintext_and_each_trainer_opens_only_its_own
     tasks = [await _task(any_store, live, data, slot) for slot in (0, 1)]
     for slot, task in enumerate(tasks):
         model, chunks = await _fetch(task)
-        model, chunks = _open_task(live.job_id, 1, task, model, chunks)
+        model, chunks = _open_task(live.job_id, task, model, chunks)
         assert model == data.model
         assert chunks == [c for c, _ in data.prepared.slots[slot]]
 
@@ -249,3 +249,41 @@ async def test_a_large_model_streams_to_a_file_decrypted_as_it_arrives(
             url, target, sha256=cipher_sha, max_bytes=len(sealed), decrypt=wrong
         )
     assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240 - a test's tiny folder
+
+
+def test_malformed_keys_and_half_encrypted_announcements_are_refused() -> None:
+    from protocols.job import codec
+    from protocols.job.trainer import _keys_well_formed
+
+    good = pb.Task(
+        model_key=b"k" * 32,
+        model_cipher_sha256="a" * 64,
+        chunks=[pb.Chunk(key=b"k" * 32, cipher_sha256="b" * 64)],
+    )
+    assert _keys_well_formed(good) and _keys_well_formed(pb.Task(chunks=[pb.Chunk()]))
+    assert not _keys_well_formed(pb.Task(model_key=b"short", model_cipher_sha256="a" * 64))
+    assert not _keys_well_formed(pb.Task(chunks=[pb.Chunk(key=b"k" * 32)]))
+    assert not _keys_well_formed(pb.Task(chunks=[pb.Chunk(key=b"k" * 32, cipher_sha256="X")]))
+
+    def parsed(**fields: Any) -> str:
+        body = codec.update_note(
+            sha256="c" * 64,
+            size=1,
+            samples=1,
+            loss=0.1,
+            accuracy=0.5,
+            seconds=1.0,
+            sealed_url=b"u",
+            **fields,
+        )
+        msg = type("Msg", (), {"body": body})()
+        try:
+            codec.parse_update(msg)  # type: ignore[arg-type]
+        except codec.BodyError as exc:
+            return exc.reason
+        return ""
+
+    assert parsed(cipher_sha256="d" * 64, sealed_key=b"s") == ""
+    assert parsed(cipher_sha256="d" * 64) == "bad_field"
+    assert parsed(sealed_key=b"s") == "bad_field"
+    assert parsed(cipher_sha256="nothex", sealed_key=b"s") == "bad_sha256"
