@@ -54,6 +54,9 @@ Each workaround says why it exists, so it can go when the library is fixed:
   ``make_host`` installs an ``addrs_factory``: the configured ``node.announce``
   addresses when given, else every listen address with an unspecified IP replaced by
   this machine's interface addresses (docs/libp2p.md#unspecified-addrs).
+- Yamux window updates: ``PY_YAMUX_RELEASE_ON_READ=0`` (set at import unless the
+  environment says otherwise), so a WINDOW_UPDATE goes out once half the receive window
+  is used, not after every read (docs/libp2p.md#yamux-window-updates).
 - Start order (pubsub services before the first connection, DHT created before
   connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
 """
@@ -62,6 +65,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -86,6 +90,12 @@ from p2pnode.config import GossipConfig
 from p2pnode.peergate import PeerGate
 
 log = logging.getLogger(__name__)
+
+# Yamux sends a WINDOW_UPDATE frame for every read by default in 0.8.1, and pubsub reads
+# each message's varint length a byte at a time: one encrypted frame and one send(2)
+# back per byte read. go-yamux's rule (update once half the window is used) is what
+# the library does with this off (docs/libp2p.md#yamux-window-updates).
+os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 
 _NOISY = (
     ("libp2p.kad_dht.kad_dht", "Failed to read DHT message from stream"),
