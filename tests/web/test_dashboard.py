@@ -18,6 +18,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,9 +129,19 @@ JOB = {"model": "mlp", "model_params": '{"hidden": [32]}', "dataset": "digits",
        "round_deadline_s": "60", "offer_window_s": "1"}
 
 
+def distro_train(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "p2pnode.cli", *args], capture_output=True,
+                          text=True, timeout=60, env=clean_env(), check=False)
+
+
 def test_login_then_a_bad_field_gets_the_daemons_own_message(dash: Dash) -> None:
     page = dash.page
-    page.goto(f"{dash.url}#token={dash.token}")
+    printed = distro_train("web", "--data-dir", str(dash.owner))
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == f"{dash.url}#token={dash.token}\n"
+    no_web = distro_train("web", "--data-dir", str(dash.owner.parent / "bootstrap"))
+    assert no_web.returncode == 4 and "[web] enabled = true" in no_web.stderr
+    page.goto(printed.stdout.strip())
     sync_api.expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
     assert dash.token not in page.url  # the token left the address bar
     assert page.context.cookies() == []

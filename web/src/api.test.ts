@@ -30,3 +30,12 @@ describe("RpcError.field", () => {
     expect(new RpcError(-32602, "x", { param: "job_id" }).field).toBeNull();
   });
 });
+
+describe("marketNote", () => {
+  it("says plainly when the daemon has no market or no ledger", async () => {
+    const { marketNote } = await import("./Market");
+    expect(marketNote(new RpcError(-32601, "method not found: market.wallet"))).toContain("no market");
+    expect(marketNote(new RpcError(-32050, "no [ledger] configured", { reason: "no_ledger" }))).toContain("No [ledger]");
+    expect(marketNote(new RpcError(-32050, "chain down", { reason: "rpc" }))).toBe("chain down");
+  });
+});

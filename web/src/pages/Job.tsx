@@ -1,6 +1,7 @@
 import { useState } from "react";
 import { download, rpc, type RpcError } from "../api";
 import { Chart } from "../Chart";
+import { PricePanel } from "../Market";
 import { ErrorNote } from "../ErrorNote";
 import { useWatch } from "../useWatch";
 import { ACTIVE, type JobStatus } from "../types";
@@ -41,6 +42,7 @@ export function JobPage({ jobId }: { jobId: string }) {
         <dt>State</dt><dd><span className={`state ${job.state}`} data-testid="job-state">{job.state}</span>{job.phase !== job.state && ` (${job.phase})`}</dd>
         <dt>Model / data / rule</dt><dd>{job.model} on {job.dataset}, {job.rule}</dd>
         <dt>Accuracy</dt><dd>{job.test_accuracy === undefined ? "—" : `${(job.test_accuracy * 100).toFixed(1)}%`}</dd>
+        <PricePanel jobId={jobId} />
         <dt>Model sha256</dt><dd className="mono wrap" data-testid="model-sha">{job.model_sha256 || "—"}</dd>
         {job.error && <><dt>Error</dt><dd className="error">{job.error}</dd></>}
       </dl>

@@ -1,4 +1,5 @@
 import { ErrorNote } from "../ErrorNote";
+import { WalletPanel } from "../Market";
 import { useWatch } from "../useWatch";
 import type { Peer, TrainerStatus } from "../types";
 
@@ -37,6 +38,7 @@ export function TrainerPage() {
       {table(active, "Tasks in progress")}
       <h2>Trained and past tasks</h2>
       {table(past, "Tasks this trainer has trained, finished or left")}
+      <WalletPanel />
       <h2>Reputation</h2>
       <p className="note">
         Each owner keeps its own reputation book of its trainers; an owner does not report it to
