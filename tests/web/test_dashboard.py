@@ -226,6 +226,7 @@ def test_network_and_trainer_pages(dash: Dash) -> None:
     assert tasks, "the web trainer trained nothing"
     for job_id in tasks:
         sync_api.expect(page.get_by_text(job_id)).to_be_visible()
+    sync_api.expect(page.get_by_text("Loading…")).to_have_count(0)  # wallet and earnings
     shot(page, "trainer")
 
 
