@@ -286,6 +286,12 @@ class Trainer:
         )
 
     async def _offer(self, msg: Opened) -> None:
+        ann = msg.body
+        if self.market is not None and isinstance(ann, pb.JobAnnounce) and ann.price_budget:
+            # A paid job is worked for only once its budget is escrowed on the ledger.
+            if not await trio.to_thread.run_sync(self.market.escrowed, msg.job_id, ann):
+                self._drop("no_escrow", msg.job_id)
+                return
         offer = self.offer_for(msg)
         wire = codec.encode(self.node.private_key, Kind.OFFER, offer, job_id=msg.job_id)
         try:

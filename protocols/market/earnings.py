@@ -84,6 +84,21 @@ class TrainerMarket:
         except ValueError:
             return False
 
+    def escrowed(self, job_id: str, ann: pb.JobAnnounce) -> bool:
+        """Whether the ledger escrows ``job_id`` for the announced owner, with budget left.
+
+        Blocking (one contract read); False when the ledger cannot be read.
+        """
+        if self.market is None:
+            return False
+        try:
+            state = self.market.job(job_id)
+        except LedgerError as exc:
+            log.info("job %s: escrow unreadable: %s", job_id, exc.detail)
+            return False
+        return (state.owner.lower() == ann.owner_address.lower() and state.left > 0
+                and not state.ended_at)
+
     def offer_fields(self, peer_id: str, queued: int) -> dict[str, Any]:
         """The offer's market fields: ask, wallet address, binding to ``peer_id``."""
         return {"ask": str(ask_for(self.rule, queued)), "wallet_address": self.wallet.address,
