@@ -100,11 +100,12 @@ def run_earnings(args: argparse.Namespace) -> int:
         from rich.table import Table
 
         table = Table(title=f"earnings of {r['address']}")
-        for col in ("job", "pending", "pending ETH", "redeemed", "redeemed ETH"):
+        for col in ("job", "pending", "pending ETH", "redeemed", "redeemed ETH",
+                    "proven in round log"):
             table.add_column(col, justify="left" if col == "job" else "right")
         for job, row in sorted(r["jobs"].items()):
             table.add_row(job, str(row["pending"]), eth(row["pending_wei"]),
-                          str(row["redeemed"]), eth(row["redeemed_wei"]))
+                          str(row["redeemed"]), eth(row["redeemed_wei"]), str(row["proven"]))
         Console().print(table)
     return _run(args, "market.earnings", _job(args), show)
 
