@@ -11,22 +11,24 @@
    encrypting the new model, the slowest trainer decrypting the model and its
    chunks and hashing them, encrypting its update, and the owner decrypting and
    hashing every update one after the other. ``crypto_critical_path_s``.
-4. The demo (bootstrap, owner and trainer daemons as processes, embedded S3 server)
-   run twice on the same spec, once with ``[owner] encrypt = false`` and once with
-   the default (encrypted). For rounds after the first: the median round time, and
-   the median time outside training (round time minus the slowest accepted
-   trainer's training time), where encryption's cost lands; training time is the
-   noisiest part on a shared machine and encryption does not touch it.
+4. The demo's processes (bootstrap, trainer daemons, embedded S3 server) with two
+   owners on the same trainers, one with ``[owner] encrypt = false`` and one with
+   the default (encrypted), running the demo's job (MNIST, the 2NN, non-IID) one
+   after the other, alternating which goes first, ``--pairs`` times: the jobs meet
+   the same warm trainers under the same load. For rounds after the first: the
+   median round time, and the median time outside training (round time minus the
+   slowest accepted trainer's training time), where encryption's cost lands;
+   training time is the noisiest part on a shared machine and encryption does not
+   touch it.
 
-The last line is ``encrypted_round_overhead=X``: the difference of the two runs'
-median time outside training, over the clear run's median round time (target <
-0.05 for the MNIST demo). The runs share a small, busy machine: a figure within the
-printed run-to-run noise says "no measurable cost", not a precise one; the
-critical-path figure of step 3 (``crypto_critical_path_fraction``) is the
-noise-free bound to read beside it.
+The last line is ``encrypted_round_overhead=X``: the difference of the two owners'
+median time outside training, over the clear owner's median round time (target <
+0.05 for the MNIST demo). On a small, busy machine a figure within the printed
+noise says "no measurable cost", not a precise one; the critical-path figure of
+step 3 (``crypto_critical_path_fraction``) is the noise-free bound to read beside it.
 
     .venv/bin/python bench/crypto.py [--mib 64] [--stream-mib 256] [--dataset mnist]
-        [--trainers 4] [--rounds 6] [--skip-demo]
+        [--trainers 4] [--rounds 6] [--pairs 2] [--skip-demo]
 """
 
 from __future__ import annotations
@@ -176,8 +178,39 @@ def critical_path(args: argparse.Namespace) -> float:
     return owner_s + trainer_s
 
 
-def demo_rounds(args: argparse.Namespace, encrypt: bool) -> list[tuple[float, float]]:
-    """Run the demo's job once; (round time, time outside training) of rounds after the first."""
+def run_job(procs: Any, owner: Path, args: argparse.Namespace, label: str) -> list[Any]:
+    """Run the demo's job on ``owner``; (round time, time outside training) after round 1."""
+    from p2pnode.control import call
+
+    job = call(owner, "jobs.submit", {"spec": demo_spec(args)})["job_id"]
+    while True:
+        status = call(owner, "jobs.status", {"job_id": job})
+        if status["state"] not in ("preparing", "running"):
+            break
+        procs.check_alive()
+        time.sleep(0.5)
+    if status["state"] != "done":
+        raise RuntimeError(f"{label} job ended {status['state']}: {status.get('error')}")
+    print(f"job ({label}): {args.dataset}, {args.trainers} trainers, {args.rounds} rounds")
+    out = []
+    for rec in status["history"]:
+        wall, slowest = rec["round_seconds"], max(rec["train_seconds"], default=0.0)
+        print(
+            f"  round {rec['round']:>2}  {wall:7.3f}s  outside training {wall - slowest:6.3f}s"
+            f"  accuracy {rec['test_accuracy']:.4f}"
+        )
+        if rec["round"] > 1:  # round 1 also waits for every process's first imports
+            out.append((wall, wall - slowest))
+    return out
+
+
+def demo_pairs(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
+    """The demo's processes with two owners, one encrypting and one not, sharing the
+    trainers; their jobs run one after the other, alternating, ``--pairs`` times.
+
+    Returns:
+        (clear rounds, encrypted rounds): (round time, time outside training) each.
+    """
     from p2pnode.commands.demo import clean_env, launch
     from p2pnode.control import call
     from p2pnode.procs import Processes, start_embedded_s3
@@ -185,34 +218,40 @@ def demo_rounds(args: argparse.Namespace, encrypt: bool) -> list[tuple[float, fl
     work = Path(tempfile.mkdtemp(prefix="bench-crypto-"))
     (work / "logs").mkdir()
     procs = Processes(work)
-    owner_toml = "" if encrypt else "[owner]\nencrypt = false\n"
     try:
-        storage = start_embedded_s3(procs, "s3", work / "s3", clean_env())
-        owner = launch(
-            work, procs, storage, args.trainers, say=lambda m: None, owner_toml=owner_toml
-        ).owner_dir
-        job = call(owner, "jobs.submit", {"spec": demo_spec(args)})["job_id"]
-        while True:
-            status = call(owner, "jobs.status", {"job_id": job})
-            if status["state"] not in ("preparing", "running"):
-                break
+        env = clean_env()
+        storage = start_embedded_s3(procs, "s3", work / "s3", env)
+        cluster = launch(work, procs, storage, args.trainers, say=lambda m: None)
+        sealed_owner = cluster.owner_dir
+        # The second owner: the same daemon and config, with encryption off.
+        clear_owner = work / "owner-clear"
+        clear_owner.mkdir()
+        config = clear_owner / "config.toml"
+        config.touch(mode=0o600)
+        config.write_text(
+            (sealed_owner / "config.toml").read_text() + "\n[owner]\nencrypt = false\n"
+        )
+        argv = list(cluster.owner_argv)
+        argv[argv.index("--data-dir") + 1] = str(clear_owner)
+        argv[argv.index("--config") + 1] = str(config)
+        procs.start("owner-clear", argv, env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
             procs.check_alive()
+            try:
+                if len(call(clear_owner, "node.peers")) >= args.trainers:
+                    break
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
             time.sleep(0.5)
-        if status["state"] != "done":
-            raise RuntimeError(f"job ended {status['state']}: {status.get('error')}")
-        history = status["history"]
-        label = "encrypted" if encrypt else "clear"
-        print(f"demo ({label}): {args.dataset}, {args.trainers} trainers, {args.rounds} rounds")
-        out = []
-        for rec in history:
-            wall, slowest = rec["round_seconds"], max(rec["train_seconds"], default=0.0)
-            print(
-                f"  round {rec['round']:>2}  {wall:7.3f}s  outside training {wall - slowest:6.3f}s"
-                f"  accuracy {rec['test_accuracy']:.4f}"
-            )
-            if rec["round"] > 1:  # round 1 also waits for the trainers' first imports
-                out.append((wall, wall - slowest))
-        return out
+        clear: list[Any] = []
+        sealed: list[Any] = []
+        for i in range(args.pairs):
+            # Alternate which goes first, so a drift in the machine's load cancels.
+            order = [("clear", clear_owner, clear), ("encrypted", sealed_owner, sealed)]
+            for label, owner, into in order if i % 2 == 0 else order[::-1]:
+                into += run_job(procs, owner, args, label)
+        return clear, sealed
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
@@ -225,6 +264,7 @@ def main() -> int:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--trainers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--pairs", type=int, default=2, help="clear/encrypted job pairs")
     parser.add_argument("--skip-demo", action="store_true", help="crypto figures only")
     args = parser.parse_args()
     throughput(args.mib)
@@ -234,8 +274,7 @@ def main() -> int:
     print(f"crypto_critical_path_s={crypto_s:.4f}")
     if args.skip_demo:
         return 0
-    clear = demo_rounds(args, encrypt=False)
-    sealed = demo_rounds(args, encrypt=True)
+    clear, sealed = demo_pairs(args)
     c_wall = statistics.median(w for w, _ in clear)
     s_wall = statistics.median(w for w, _ in sealed)
     c_out = statistics.median(o for _, o in clear)
