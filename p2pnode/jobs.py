@@ -162,7 +162,7 @@ def _add_routes(node: Node, owner: Owner, trainer: Trainer) -> None:
         "jobs.result",
         result,
         required=one_job,
-        doc="The latest model's presigned URL and sha256, and per-round metrics.",
+        doc="The latest model's presigned URL, sha256 and key (if encrypted), per-round metrics.",
     )
     node.routes.add("jobs.cancel", cancel, required=one_job, doc="Stop a running job.")
     node.routes.add("trainer.status", trainer_status, doc="What this daemon's trainer role does.")
