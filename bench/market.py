@@ -1,8 +1,9 @@
 """What the ledger costs a paid job, over real processes and a real anvil chain.
 
 A bootstrap node, an owner and N trainer daemons (separate OS processes) on an
-embedded S3 server and a local anvil chain (the demo's set-up); the demo's MNIST
-job shape on digits, paid per accepted update. For each round the owner's time
+embedded S3 server and a local anvil chain (the demo's set-up); the demo's job
+(2NN on MNIST by default, ``--dataset digits`` for a quick run), paid per accepted
+update. For each round the owner's time
 spent on the ledger (signing the receipts and committing the round) and the gas of
 its commitment; then every trainer redeems its receipts itself and the owner takes
 back the rest after the grace period.
@@ -14,7 +15,7 @@ every trainer's balance rose by exactly the sum of its receipts (net of the gas 
 paid), the contract's paid total equals the receipts the owner signed, and the
 refund is the budget minus that. Target: ledger_share_of_round <= 0.1.
 
-    .venv/bin/python bench/market.py [--trainers 4] [--rounds 5]
+    .venv/bin/python bench/market.py [--trainers 4] [--rounds 5] [--dataset mnist]
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from ledger.client import Market
 from ledger.devchain import dev_rpc
 from p2pnode.commands import demo_market
-from p2pnode.commands.demo import clean_env, launch
+from p2pnode.commands.demo import DATASET_DEFAULTS, clean_env, launch
 from p2pnode.control import call
 from p2pnode.procs import Processes, start_embedded_s3, wait_until
 
@@ -49,6 +50,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trainers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--dataset", default="mnist", choices=sorted(DATASET_DEFAULTS))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-market-"))
     (work / "logs").mkdir()
@@ -62,11 +64,11 @@ def main() -> int:
                        owner_toml=owner_toml, trainer_toml=trainer_toml).owner_dir
         trainers = [work / f"trainer-{i}" for i in range(args.trainers)]
         demo_market.fund(chain, [owner, *trainers])
+        # The demo's job (McMahan's 2NN, Dirichlet(0.5), the dataset's tuned settings).
         spec = {
-            "model": "mlp", "model_params": {"hidden": [64]}, "dataset": "digits",
-            "trainers": args.trainers, "rounds": args.rounds, "epochs": 5, "lr": 0.1,
-            "batch_size": 16, "partition": "iid", "chunk_samples": 200,
-            "round_deadline_s": 120.0,
+            "model": "mlp", "dataset": args.dataset, **DATASET_DEFAULTS[args.dataset],
+            "trainers": args.trainers, "rounds": args.rounds, "partition": "dirichlet",
+            "alpha": 0.5, "round_deadline_s": 300.0,
             "price": {"budget": str(BUDGET), "max_price": str(ETH // 100), "unit": "update"},
         }
         job_id = call(owner, "jobs.submit", {"spec": spec})["job_id"]

@@ -109,6 +109,13 @@ class MarketParts:
         if self.client is None:
             raise RpcError(LEDGER_ERROR, "no [ledger] configured", {"reason": "no_ledger"})
         before = self.client.job(job_id)
+        if before.ended_at == 0 and before.owner == self.wallet.address:
+            # Not ended yet (the owner stopped before it could): end it now; the
+            # grace period starts, and a later refund call takes the rest.
+            tx = self.client.end_job(job_id)
+            ended = self.client.job(job_id).ended_at
+            return {"ended_now": True, "refund_after": ended + self.client.grace_s(),
+                    "tx": tx.tx_hash, "gas_used": tx.gas_used}
         tx = self.client.refund(job_id)
         return {"refunded_wei": str(before.deposit - before.paid), "paid_wei": str(before.paid),
                 "deposit_wei": str(before.deposit), "tx": tx.tx_hash, "gas_used": tx.gas_used}

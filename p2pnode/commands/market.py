@@ -8,6 +8,7 @@ unit; 1 ETH = 10**18 wei); ``--json`` prints wei as decimal strings.
 from __future__ import annotations
 
 import argparse
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -119,8 +120,16 @@ def run_redeem(args: argparse.Namespace) -> int:
 
 
 def run_refund(args: argparse.Namespace) -> int:
-    """Take back a job's unpaid budget after its end and the grace period."""
+    """Take back a job's unpaid budget after its end and the grace period.
+
+    A job the owner never ended on the ledger is ended first (the grace period
+    starts then); run the command again once it is over.
+    """
     def show(r: dict[str, Any]) -> None:
+        if r.get("ended_now"):
+            print("the job was not ended on the ledger: ended it now; run refund again after "
+                  + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["refund_after"])))
+            return
         print(f"refunded {eth(r['refunded_wei'])} ETH of {eth(r['deposit_wei'])} "
               f"({eth(r['paid_wei'])} paid to trainers)")
     return _run(args, "market.refund", _job(args), show)

@@ -191,12 +191,20 @@ class Settlement:
                                         updates_root=p.root)
 
     async def finish(self, job_id: str) -> None:
-        """Flush pending commitments and end the job on the ledger (paid jobs only)."""
+        """Flush pending commitments and end the job on the ledger (paid jobs only).
+
+        A ledger failure here is logged, not raised: the job's work is done and
+        paid for by receipts; the owner can end it later (the refund needs it).
+        """
         book = self.books.get(job_id)
         if book is None or not book.terms.paid:
             return
         await self._flush(job_id, book)
-        tx = await trio.to_thread.run_sync(self.market.end_job, job_id)
+        try:
+            tx = await trio.to_thread.run_sync(self.market.end_job, job_id)
+        except LedgerError as exc:
+            log.warning("job %s: ending it on the ledger failed: %s", job_id, exc.detail)
+            return
         book.gas_used += tx.gas_used
         log.info("job %s: ended on the ledger; %d wei promised in %d receipts", job_id,
                  self.signed_total(job_id), len(book.receipts))
