@@ -115,8 +115,8 @@ def main() -> int:
     print(f"honest replica distance (1 vs 1 thread, n={len(same_d)}): "
           f"max={max(same_d, default=0):.3g}")
     expected = spec.redundancy + (1 - spec.redundancy) * cfg.spot_check_rate
-    print("copier: an exact copy of another task's update is also refused as 'copied' by "
-          "the hash-of-task check whenever its source was announced first (every round)")
+    print("copier: an exact copy of another task's update is also caught every round by "
+          "the hash-of-task check (identical bytes of two tasks: both re-run by the owner)")
     for name in detected:
         print(f"{name}: detected in {detected[name]}/{checked_rounds} rounds after probation "
               f"({detected[name] / checked_rounds:.2f}; plan's chance {expected:.2f}); "

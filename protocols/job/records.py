@@ -142,6 +142,17 @@ class Compared:
 
 
 @dataclass(frozen=True)
+class Duplicate:
+    """Updates of different tasks with the same bytes: one of ``peers`` copied.
+
+    Which one cannot be told from the hash (the copy may be announced first), so
+    every one of them is compared with the owner's re-run of its own task.
+    """
+
+    peers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Refused:
     """``peer`` gave up its task (bad data, busy, over budget...): no charge."""
 
@@ -162,4 +173,4 @@ class SpareJoined:
     peer: str
 
 
-RoundEvent = Announced | Checked | Compared | Refused | Gone | SpareJoined
+RoundEvent = Announced | Checked | Compared | Duplicate | Refused | Gone | SpareJoined

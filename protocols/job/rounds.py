@@ -42,6 +42,7 @@ from protocols.job.records import (
     Announced,
     Checked,
     Compared,
+    Duplicate,
     Gone,
     Refused,
     RoundEvent,
@@ -202,9 +203,9 @@ class Round:
             return self.announced(event.update.peer, event.update.sha256)
         if isinstance(event, Checked):
             u = event.update
-            if u.verdict is Verdict.REJECTED and u.reason == "copied":
-                return self.caught(u.peer, now)  # another task's bytes: a cheat
             return self.checked(u.peer, u.slot, u.sha256, u.verdict is Verdict.CHECKED, now)
+        if isinstance(event, Duplicate):
+            return [a for p in event.peers for a in self.suspect(p)]
         if isinstance(event, Compared):
             return self.compared(event.slot, event.agreed, event.outliers, event.verified, now)
         if isinstance(event, Refused):
@@ -340,11 +341,22 @@ class Round:
     def _holds(self, peer: str) -> bool:
         return any(peer in s.holders for s in self.slots.values()) or peer in self.spares
 
-    def caught(self, peer: str, now: float) -> list[Action]:
-        """``peer`` was caught cheating outside a comparison (a copied update)."""
-        if self.done:
+    def suspect(self, peer: str) -> list[Action]:
+        """Have ``peer``'s work in this round checked by the owner's re-run.
+
+        Its coming results are compared; a result it already settled unverified
+        is taken back and compared now.
+        """
+        if self.done or peer in self.cheaters:
             return []
-        return [*self._caught(peer), *self._fill_orphans(), *self._maybe_end(now)]
+        self.probation.add(peer)
+        actions: list[Action] = []
+        for i, s in self.slots.items():
+            if s.result is not None and any(a.peer == peer and not a.verified for a in s.result):
+                s.checked = {a.peer: a for a in s.result}
+                s.result = None
+                actions += self._settle(i, s)
+        return actions
 
     def _caught(self, peer: str) -> list[Action]:
         """``peer`` cheated: charge it once, drop all its work in this round."""
@@ -374,9 +386,9 @@ class Round:
         working = s.holders - set(s.checked)
         if s.want == 1 and results:
             peer = results[0]
-            if s.spot or peer in self.probation:
+            if s.spot or len(results) > 1 or any(p in self.probation for p in results):
                 s.comparing, s.owner_judged = True, True
-                return [Compare(slot, (peer,), owner=True)]
+                return [Compare(slot, results, owner=True)]
             s.result = (s.checked.pop(peer),)
             s.checked.clear()
             return []

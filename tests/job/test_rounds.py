@@ -244,16 +244,19 @@ def test_plan_judge_nonce_and_quarantine() -> None:
     assert quarantined(["a", "b"], {"a": 1}, 1) == {"b"}
 
 
-def test_a_copied_update_is_a_cheat() -> None:
-    from protocols.job.records import Checked, Update, Verdict
+def test_identical_bytes_of_two_tasks_send_both_to_the_owners_rerun() -> None:
+    from protocols.job.records import Duplicate
 
-    rnd = make_round(2, spares=1)
+    rnd = make_round(3)
     rnd.start()
-    _deliver(rnd, "t0", 0)
-    rnd.announced("t1", "sha-t0")
-    u = Update("t1", "sha-t0", "", slot=1, verdict=Verdict.REJECTED, reason="copied")
-    out = rnd.feed(Checked(u), 1.0)
-    assert out == [Charge("t1", "cheated"), SendTask("s0", 1)]
+    assert _deliver(rnd, "t0", 0) == []  # settled, unverified
+    out = rnd.feed(Duplicate(("t0", "t1")), 1.0)
+    assert out == [Compare(0, ("t0",), owner=True)]  # taken back and checked
+    assert _deliver(rnd, "t1", 1) == [Compare(1, ("t1",), owner=True)]
+    assert rnd.feed(Compared(0, ("t0",), ()), 2.0) == []
+    out = rnd.feed(Compared(1, (), ("t1",)), 2.0)  # the copy is off its own task
+    assert out == [Charge("t1", "cheated")]
+    assert rnd.accepted[0].verified and rnd.cheaters == ["t1"]
 
 
 def test_against_the_owners_rerun_a_near_miss_is_unsure_not_cheated() -> None:

@@ -29,6 +29,7 @@ from protocols.job.owner.verify import Verifier
 from protocols.job.records import (
     Announced,
     Checked,
+    Duplicate,
     Gone,
     Phase,
     Refused,
@@ -310,14 +311,15 @@ class RoundRunner:
         from storage import transfer  # httpx only when an update arrives
 
         live, reason = ctx.live, "wrong_url"
+        twins = {u.peer for u in ctx.updates.values()
+                 if u.sha256 == update.sha256 and u.slot != update.slot}
+        if twins and update.sha256 not in live.past_updates:
+            # Another task's bytes: tasks differ in data and nonce, so one of them
+            # copied; each is compared with the owner's re-run (docs/verification.md).
+            await ctx.send.send(Duplicate((*sorted(twins), update.peer)))
         if update.sha256 in live.past_updates:
             # Bytes an earlier round already saw: an old update sent again.
             reason = "replayed"
-        elif any(u.sha256 == update.sha256 and u.slot != update.slot
-                 for u in ctx.updates.values()):
-            # Another task's bytes: tasks differ in data and nonce (docs/verification.md).
-            reason = "copied"
-            live.cheaters[update.peer] = "copied another task's update"
         elif update.url == ctx.issued.get(update.key):
             try:
                 key = ctx.unenforced.get(update.key)
