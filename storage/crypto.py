@@ -132,6 +132,11 @@ def sealed_size(plain_size: int, segment_log2: int = DEFAULT_SEGMENT_LOG2) -> in
     return HEADER_BYTES + plain_size + segments * TAG_BYTES
 
 
+def max_sealed_size(plain_size: int) -> int:
+    """The largest ciphertext of ``plain_size`` plaintext bytes (smallest segments)."""
+    return sealed_size(plain_size, _MIN_SEGMENT_LOG2)
+
+
 def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
     if counter >= 1 << 32:
         raise ValueError("object too large for one stream (2^32 segments)")

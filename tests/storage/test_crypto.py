@@ -75,3 +75,9 @@ def test_derived_keys_are_per_object_and_deterministic() -> None:
     b = crypto.derive_key(job_key, ObjectId("chunk", "j", 0, "b" * 64))
     assert a != b and a == crypto.derive_key(job_key, ObjectId("chunk", "j", 0, "a" * 64))
     assert crypto.derived_prefix(a) != crypto.derived_prefix(b)
+
+
+def test_max_sealed_size_bounds_every_segment_size() -> None:
+    for size in (0, 1, 1023, 1024, 5 * 1024 * 1024 + 3):
+        assert crypto.sealed_size(size) <= crypto.max_sealed_size(size)
+        assert crypto.max_sealed_size(size) <= crypto.HEADER_BYTES + size + size // 64 + 16
