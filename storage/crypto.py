@@ -14,8 +14,9 @@ memory stays flat however large the object:
                           aad = header | identity) of one plaintext segment + 16-byte tag
 
 Every segment but the last holds exactly one segment of plaintext; the last (flag
-1) holds the rest, possibly nothing. Reordering, dropping, truncating or appending
-segments, or changing a header byte, fails authentication. The ``identity``
+1) holds the rest: 1 to one segment's bytes, or none for an empty object.
+Reordering, dropping, truncating or appending segments, or changing a header byte,
+fails authentication. The ``identity``
 (:class:`ObjectId`: kind, job, round, name) is associated data: a ciphertext moved
 to another object's key, slot or round does not decrypt.
 
@@ -27,8 +28,8 @@ a derived key is bound to one plaintext (its identity names its content hash),
 and is what lets identical chunks of a job share one content-addressed object.
 
 Errors: :class:`DecryptError` (reason ``undecryptable``) for anything that does not
-authenticate, with a ``detail`` saying what (``bad_header``, ``tampered``,
-``truncated``, ``trailing_data``).
+authenticate, with a ``detail`` saying what (``bad_key``, ``bad_header``,
+``tampered``, ``truncated``, ``trailing_data``).
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ class DecryptError(StorageError):
 
     Attributes:
         reason: always ``undecryptable`` (what a trainer or the owner reports).
-        detail: ``bad_header``, ``tampered`` (wrong key, wrong identity or altered
-            bytes: AEAD cannot tell these apart), ``truncated`` or ``trailing_data``.
+        detail: ``bad_key`` (not 32 bytes), ``bad_header``, ``tampered`` (wrong key,
+            wrong identity or altered bytes: AEAD cannot tell these apart),
+            ``truncated`` or ``trailing_data``.
     """
 
     reason = "undecryptable"
