@@ -2,30 +2,35 @@
 
 A trainer checks a task against its own :class:`Limits` before it imports torch or
 allocates anything: the owner is a stranger, and a model spec, a batch size or an
-epoch count can each exhaust a machine. The figures come from the catalogue's
-architectures (:mod:`training.catalogue`) by formula:
+epoch count can each exhaust a machine. The figures come from the model's blocks
+(:mod:`training.blocks`: a custom architecture's own, or a catalogue model's preset):
 
 - ``params``: trainable parameters (exactly what torch would allocate);
 - ``activation_bytes``: float32 activations of one batch kept for the backward pass,
   doubled for their gradients (an estimate, within a small factor of the truth);
 - ``sample_epochs``: samples times epochs, the work of one task;
-- ``threads``: the torch threads the task asks for (0 = the trainer's own choice).
+- ``threads``: the torch threads the task asks for (0 = the trainer's own choice);
+- ``flops``: forward FLOPs per sample times 3 (forward and backward) times
+  ``sample_epochs``.
 
 The module is torch-free, like the catalogue it reads.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from training import catalogue
+from training import blocks, catalogue
 from training.errors import SpecError, TrainingError
 
 _FLOAT_BYTES = 4
 #: Activations are kept for backward and get a gradient of the same size.
 _BACKWARD_FACTOR = 2
+#: A training step costs about three forward passes (forward, two for backward).
+_TRAIN_FLOPS_FACTOR = 3
 
 
 class OverBudget(TrainingError):
@@ -55,12 +60,15 @@ class Limits:
         max_activation_bytes: Most activation memory of one batch (estimate).
         max_sample_epochs: Most samples times epochs.
         max_threads: Most torch threads a task may ask for.
+        max_flops: Most floating-point operations of a whole task (forward and
+            backward over every sample and epoch).
     """
 
     max_params: int = 50_000_000
     max_activation_bytes: int = 2 * 1024**3
     max_sample_epochs: int = 10_000_000
     max_threads: int = 64
+    max_flops: int = 10**15
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class Cost:
     activation_bytes: int
     sample_epochs: int
     threads: int
+    flops: int = 0
 
 
 def _int(value: Any, field: str) -> int:
@@ -95,44 +104,56 @@ def _params_of(name: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _linear(n_in: int, n_out: int) -> int:
-    return n_in * n_out + n_out
+_INPUT_SHAPES = {
+    "logreg": lambda p: (p["in_features"],),
+    "mlp": lambda p: (p["in_features"],),
+    "cnn": lambda p: (p["channels"] * p["image_size"] ** 2,),
+    "char_lstm": lambda p: (p["seq_len"],),
+}
+
+
+def model_blocks(name: str, raw: Mapping[str, Any]) -> tuple[list[Any], tuple[int, ...], bool]:
+    """A model's blocks, input shape and whether it reads tokens, from its announced form.
+
+    Raises:
+        SpecError: Unknown model, or a parameter or block the estimate cannot read.
+    """
+    if name == "custom":
+        shape, tokens = raw.get("in_shape"), raw.get("tokens", False)
+        if not isinstance(shape, list | tuple) or not 1 <= len(shape) <= 3:
+            raise SpecError("params.in_shape", "must be 1 to 3 positive integers")
+        dims = tuple(_int(d, "params.in_shape") for d in shape)
+        if not isinstance(tokens, bool):
+            raise SpecError("params.tokens", "must be true or false")
+        return blocks.normalise(raw.get("layers")), dims, tokens
+    p = _params_of(name, raw)
+    return blocks.preset(name, p), _INPUT_SHAPES[name](p), name == "char_lstm"
 
 
 def model_cost(name: str, raw: Mapping[str, Any]) -> tuple[int, int, int]:
     """Parameters, activation floats per sample and input bytes per sample of a model.
 
+    The figures are :func:`training.blocks.check`'s (the input counts as an
+    activation); ``flops`` per sample is :func:`model_flops`.
+
     Args:
-        name: Catalogue model name.
+        name: Catalogue model name (``custom``: ``raw`` holds ``layers``, ``in_shape``
+            and ``tokens``).
         raw: Its hyper-parameters as sent (catalogue defaults fill the gaps).
 
     Raises:
-        SpecError: Unknown model, or a parameter that is not a non-negative integer.
+        SpecError: Unknown model, or a parameter or block the estimate cannot read.
     """
-    p = _params_of(name, raw)
-    if name == "logreg":
-        n, c = p["in_features"], p["classes"]
-        return _linear(n, c), n + c, n * _FLOAT_BYTES
-    if name == "mlp":
-        widths = [p["in_features"], *p["hidden"], p["classes"]]
-        params = sum(_linear(a, b) for a, b in zip(widths, widths[1:], strict=False))
-        # Each hidden layer keeps its linear output and its ReLU output.
-        return params, widths[0] + 2 * sum(p["hidden"]) + widths[-1], widths[0] * _FLOAT_BYTES
-    if name == "cnn":
-        s, ch, c1, c2, d = p["image_size"], p["channels"], p["conv1"], p["conv2"], p["dense"]
-        params = (
-            ch * 25 * c1 + c1 + c1 * 25 * c2 + c2 + _linear(c2 * (s // 4) ** 2, d)
-        ) + _linear(d, p["classes"])
-        acts = ch * s * s + 2 * c1 * s * s + c1 * (s // 2) ** 2
-        acts += 2 * c2 * (s // 2) ** 2 + c2 * (s // 4) ** 2 + 2 * d + p["classes"]
-        return params, acts, ch * s * s * _FLOAT_BYTES
-    # char_lstm: embedding, LSTM (4 gates, two bias vectors per layer), linear head.
-    v, t, e, h, layers = (
-        p["vocab_size"], p["seq_len"], p["embed_dim"], p["hidden_size"], p["num_layers"]
-    )  # fmt: skip
-    lstm = sum(4 * h * ((e if i == 0 else h) + h) + 8 * h for i in range(layers))
-    acts = t * e + t * layers * 6 * h + v
-    return v * e + lstm + _linear(h, v), acts, t * 8
+    layers, shape, tokens = model_blocks(name, raw)
+    cost = blocks.check(layers, shape, tokens)
+    n_in = math.prod(shape)
+    return cost.params, cost.activations + n_in, n_in * (8 if tokens else _FLOAT_BYTES)
+
+
+def model_flops(name: str, raw: Mapping[str, Any]) -> int:
+    """Forward FLOPs per sample (a multiply-add is 2), as :func:`model_cost` reads it."""
+    layers, shape, tokens = model_blocks(name, raw)
+    return blocks.check(layers, shape, tokens).flops
 
 
 def estimate(
@@ -156,6 +177,7 @@ def estimate(
     if not isinstance(name, str) or not isinstance(raw, Mapping):
         raise SpecError("model", "must be {name, params}")
     params, acts, sample_bytes = model_cost(name, raw)
+    flops = model_flops(name, raw)
     epochs = _int(train.get("epochs", 1), "epochs")
     batch = _int(train.get("batch_size", 32), "batch_size")
     threads = _int(train.get("threads", 0), "threads")
@@ -165,6 +187,7 @@ def estimate(
         activation_bytes=acts * min(batch, max(1, most_samples)) * _FLOAT_BYTES * _BACKWARD_FACTOR,
         sample_epochs=most_samples * epochs,
         threads=threads,
+        flops=flops * _TRAIN_FLOPS_FACTOR * most_samples * epochs,
     )
 
 
@@ -175,6 +198,7 @@ def check(cost: Cost, limits: Limits) -> None:
         ("max_activation_bytes", cost.activation_bytes, limits.max_activation_bytes),
         ("max_sample_epochs", cost.sample_epochs, limits.max_sample_epochs),
         ("max_threads", cost.threads, limits.max_threads),
+        ("max_flops", cost.flops, limits.max_flops),
     ):
         if need > allowed:
             raise OverBudget(limit, need, allowed)

@@ -155,6 +155,11 @@ MODELS: Mapping[str, Model] = types.MappingProxyType(
             hidden_size=Param("int", 64, high=8192),
             num_layers=Param("int", 1, high=8),
         ),
+        "custom": _model(
+            "the job's own architecture: model_params.layers, a list of allowed blocks "
+            "(training.blocks); reads features, or tokens when it starts with an embedding",
+            "features",
+        ),
     }
 )
 
@@ -257,8 +262,12 @@ OWNER_FORMATS = tuple(n for n in JOB_DATASETS if DATASETS[n].source == "owner")
 
 
 def feeds(model: str, dataset: str) -> bool:
-    """Whether ``dataset``'s samples are what ``model`` reads (both catalogue names)."""
-    return MODELS[model].inputs == DATASETS[dataset].gives
+    """Whether ``dataset``'s samples are what ``model`` reads (both catalogue names).
+
+    A ``custom`` model reads whatever its first block reads; that is checked against
+    the data when the job is submitted.
+    """
+    return model == "custom" or MODELS[model].inputs == DATASETS[dataset].gives
 
 
 JOB_MODELS = tuple(m for m in MODELS if any(feeds(m, d) for d in JOB_DATASETS))

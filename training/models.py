@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 import distro_schema
-from training import catalogue
+from training import blocks, catalogue
 from training.errors import SpecError
 
 
@@ -85,6 +85,8 @@ class ModelSpec:
         if task not in catalogue.TRAIN_TASKS:
             raise SpecError("task", f"choose from {', '.join(catalogue.TRAIN_TASKS)}")
         raw = data.get("params", {})
+        if name == "custom":
+            return cls._custom(raw, task)
         if isinstance(raw, Mapping):  # a Python caller may give a layer list as a tuple
             raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
         checked = distro_schema.validate(
@@ -98,6 +100,47 @@ class ModelSpec:
         if name == "cnn" and params["image_size"] % 4:
             raise SpecError("params.image_size", "must be divisible by 4 (two 2x2 poolings)")
         return cls(name, types.MappingProxyType(params), task)
+
+    @classmethod
+    def _custom(cls, raw: Any, task: str) -> ModelSpec:
+        """``params``: ``layers`` (blocks), ``in_shape`` (ints) and ``tokens`` (bool)."""
+        if not isinstance(raw, Mapping):
+            raise SpecError("params", "must be a mapping")
+        extra = set(raw) - {"layers", "in_shape", "tokens"}
+        if extra:
+            raise SpecError(f"params.{sorted(extra)[0]}", "unknown parameter")
+        in_shape, tokens = raw.get("in_shape"), raw.get("tokens", False)
+        if not isinstance(in_shape, list | tuple) or not 1 <= len(in_shape) <= 3 or any(
+            isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 1 << 24
+            for d in in_shape
+        ):
+            raise SpecError("params.in_shape", "must be 1 to 3 positive integers")
+        if not isinstance(tokens, bool):
+            raise SpecError("params.tokens", "must be true or false")
+        layers = blocks.normalise(raw.get("layers"))
+        cost = blocks.check(layers, tuple(in_shape), tokens)
+        if len(cost.out_shape) != 1:
+            raise SpecError("layers", f"the last block gives {cost.out_shape}; want one vector")
+        width = cost.out_shape[0]
+        if task == "regression" and width != 1:
+            raise SpecError("layers", f"a regression model has 1 output, this one {width}")
+        if task == "classification" and width < 2:
+            raise SpecError("layers", "a classifier needs 2 or more outputs")
+        params = {"layers": layers, "in_shape": list(in_shape), "tokens": tokens}
+        return cls("custom", types.MappingProxyType(params), task)
+
+    @property
+    def layers(self) -> list[dict[str, Any]]:
+        """The architecture as blocks (``training.blocks``): its own, or its preset's."""
+        if self.name == "custom":
+            return list(self.params["layers"])
+        return blocks.preset(self.name, self.params)
+
+    def cost(self) -> blocks.Cost:
+        """Parameters, FLOPs and activations per sample (``training.blocks.cost``)."""
+        tokens = self.input_dtype == "int64"
+        shape = self.input_shape
+        return blocks.check(self.layers, shape, tokens)
 
     def to_mapping(self) -> dict[str, Any]:
         """Return the JSON-friendly form accepted by :meth:`from_mapping`.
@@ -121,6 +164,8 @@ class ModelSpec:
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one input sample (without the batch dimension)."""
         p = self.params
+        if self.name == "custom":
+            return tuple(p["in_shape"])
         if self.name == "cnn":
             return (p["channels"] * p["image_size"] ** 2,)
         if self.name == "char_lstm":
@@ -130,69 +175,123 @@ class ModelSpec:
     @property
     def input_dtype(self) -> str:
         """``"float32"`` for feature models, ``"int64"`` token ids for text models."""
+        if self.name == "custom":
+            return "int64" if self.params["tokens"] else "float32"
         return "int64" if catalogue.MODELS[self.name].inputs == "tokens" else "float32"
 
     @property
     def classes(self) -> int:
         """Number of output classes (the vocabulary size for text models)."""
+        if self.name == "custom":
+            return self.cost().out_shape[0]
         return int(self.params["vocab_size" if self.name == "char_lstm" else "classes"])
 
 
-class _CNN(nn.Module):
-    def __init__(self, p: Mapping[str, Any]) -> None:
+class _Embedding(nn.Module):
+    def __init__(self, vocab: int, dim: int, positions: int) -> None:
         super().__init__()
-        self.shape = (p["channels"], p["image_size"], p["image_size"])
-        self.conv1 = nn.Conv2d(p["channels"], p["conv1"], 5, padding=2)
-        self.conv2 = nn.Conv2d(p["conv1"], p["conv2"], 5, padding=2)
-        self.fc1 = nn.Linear(p["conv2"] * (p["image_size"] // 4) ** 2, p["dense"])
-        self.fc2 = nn.Linear(p["dense"], p["classes"])
+        self.embed = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.zeros(positions, dim)) if positions else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.view(-1, *self.shape)
-        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
-        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
-        return self.fc2(torch.relu(self.fc1(x.flatten(1))))  # type: ignore[no-any-return]
+        out = self.embed(x)
+        return out + self.pos if self.pos is not None else out  # type: ignore[no-any-return]
 
 
-class _CharLSTM(nn.Module):
-    def __init__(self, p: Mapping[str, Any]) -> None:
+class _Recurrent(nn.Module):
+    def __init__(self, kind: str, d: int, hidden: int, layers: int) -> None:
         super().__init__()
-        self.embed = nn.Embedding(p["vocab_size"], p["embed_dim"])
-        self.lstm = nn.LSTM(p["embed_dim"], p["hidden_size"], p["num_layers"], batch_first=True)
-        self.head = nn.Linear(p["hidden_size"], p["vocab_size"])
+        self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(d, hidden, layers, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(self.embed(x))
-        return self.head(out[:, -1])  # type: ignore[no-any-return]
+        return self.rnn(x)[0]  # type: ignore[no-any-return]
 
 
-def _mlp(p: Mapping[str, Any]) -> nn.Module:
-    layers: list[nn.Module] = []
-    width = p["in_features"]
-    for size in p["hidden"]:
-        layers += [nn.Linear(width, size), nn.ReLU()]
-        width = size
-    layers.append(nn.Linear(width, p["classes"]))
-    return nn.Sequential(*layers)
+class _Attention(nn.Module):
+    """Causal multi-head self-attention with plain ``qkv`` and ``out`` projections."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        drop = self.dropout if self.training else 0.0
+        y = nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))  # type: ignore[no-any-return]
 
 
-_BUILDERS: Mapping[str, Callable[[Mapping[str, Any]], nn.Module]] = {
-    "logreg": lambda p: nn.Sequential(nn.Linear(p["in_features"], p["classes"])),
-    "mlp": _mlp,
-    "cnn": _CNN,
-    "char_lstm": _CharLSTM,
+class _Transformer(nn.Module):
+    """A pre-norm transformer block: causal attention and a GELU feed-forward."""
+
+    def __init__(self, d: int, heads: int, ff: int, dropout: float) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = _Attention(d, heads, dropout)
+        self.ff = nn.Sequential(nn.Linear(d, ff), nn.GELU(), nn.Linear(ff, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x)))
+        return x + self.drop(self.ff(self.ln2(x)))  # type: ignore[no-any-return]
+
+
+class _Last(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -1]
+
+
+_ACTIVATIONS: Mapping[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
 }
+
+
+def _block(b: Mapping[str, Any], shape: tuple[int, ...]) -> nn.Module:
+    """The torch module of one checked block reading ``shape``."""
+    kind = b["type"]
+    if kind == "linear":
+        return nn.Linear(shape[-1], b["out"])
+    if kind == "conv":
+        return nn.Conv2d(shape[0], b["out"], b["kernel"], b["stride"], b["padding"])
+    if kind == "layernorm":
+        return nn.LayerNorm(list(shape) if len(shape) == 3 else shape[-1])
+    if kind in _ACTIVATIONS:
+        return _ACTIVATIONS[kind]()
+    if kind == "dropout":
+        return nn.Dropout(b["p"])
+    if kind in ("maxpool", "avgpool"):
+        return (nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(b["kernel"])
+    if kind == "flatten":
+        return nn.Flatten(1)
+    if kind == "reshape":
+        return nn.Unflatten(1, tuple(b["shape"]))
+    if kind == "embedding":
+        return _Embedding(b["vocab"], b["dim"], shape[0] if b["positions"] else 0)
+    if kind in ("lstm", "gru"):
+        return _Recurrent(kind, shape[-1], b["hidden"], b["layers"])
+    if kind == "transformer":
+        return _Transformer(shape[-1], b["heads"], b["ff"] or 4 * shape[-1], b["dropout"])
+    return _Last()
 
 
 def build(spec: ModelSpec) -> nn.Module:
     """Make a freshly initialised module for ``spec`` (uses torch's global RNG).
 
+    Every model, catalogue preset or custom, is built the same way: one
+    ``nn.Sequential`` of its blocks (``spec.layers``), so state-dict names are
+    ``<block index>.<tensor>``.
+
     Raises:
         SpecError: ``spec.name`` is not in the catalogue.
     """
-    if spec.name not in _BUILDERS:
+    if spec.name not in catalogue.MODELS:
         raise SpecError("name", f"unknown model {spec.name!r}")
-    return _BUILDERS[spec.name](spec.params)
+    layers = blocks.normalise(spec.layers)
+    shapes = blocks.input_shapes(layers, spec.input_shape)
+    return nn.Sequential(*(_block(b, shape) for b, shape in zip(layers, shapes, strict=True)))
 
 
 def parameter_count(spec: ModelSpec) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Mapping
 
 import torch
@@ -31,8 +32,8 @@ Layout = tuple[tuple[str, tuple[int, ...], str], ...]
 
 
 @functools.lru_cache(maxsize=64)
-def _layout(name: str, params: tuple[tuple[str, object], ...], task: str) -> Layout:
-    spec = models.ModelSpec.from_mapping({"name": name, "params": dict(params), "task": task})
+def _layout(key: str) -> Layout:
+    spec = models.ModelSpec.from_mapping(json.loads(key))
     with torch.device("meta"):
         module = models.build(spec)
     return tuple(
@@ -43,7 +44,7 @@ def _layout(name: str, params: tuple[tuple[str, object], ...], task: str) -> Lay
 
 def layout(spec: models.ModelSpec) -> Layout:
     """The architecture's ``(name, shape, safetensors dtype)`` list, in state-dict order."""
-    return _layout(spec.name, tuple(sorted(spec.params.items())), spec.task)
+    return _layout(json.dumps(spec.to_mapping(), sort_keys=True))
 
 
 def encode(state_dict: Mapping[str, torch.Tensor]) -> bytes:

@@ -13,8 +13,10 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import distro_json
 from protocols.job.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -40,8 +42,8 @@ def json_object(text: str, what: str) -> dict[str, Any]:
     if len(text) > MAX_PARAMS_JSON:
         raise SpecError(what, f"larger than {MAX_PARAMS_JSON} bytes")
     try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+        value = distro_json.loads(text)
+    except ValueError as exc:
         raise SpecError(what, f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise SpecError(what, "must be an object")
@@ -153,6 +155,8 @@ def model_spec_for(spec: JobSpec, data: Split) -> ModelSpec:
     width = 1
     for d in data.input_shape:
         width *= d
+    if spec.model == "custom":
+        return _custom_model(spec, data)
     derived: dict[str, Any] = {}
     if spec.model in ("logreg", "mlp"):
         derived = {"in_features": width, "classes": data.classes}
@@ -181,6 +185,50 @@ def model_spec_for(spec: JobSpec, data: Split) -> ModelSpec:
     return model
 
 
+def _custom_model(spec: JobSpec, data: Split) -> ModelSpec:
+    """The job's own blocks, reading the data's samples; its outputs must fit the task."""
+    from training.catalogue import task_of
+    from training.errors import SpecError
+    from training.models import ModelSpec
+
+    task = "regression" if task_of(spec.dataset, spec.task) == "regression" else "classification"
+    tokens = data.train_x.dtype.kind == "i"
+    params = {**spec.model_params, "in_shape": list(data.input_shape), "tokens": tokens}
+    try:
+        model = ModelSpec.from_mapping({"name": "custom", "params": params, "task": task})
+    except SpecError as exc:
+        field = exc.field.removeprefix("params.")
+        raise SpecError(f"model_params.{field}", exc.detail) from None
+    if task == "classification" and model.classes != data.classes:
+        raise SpecError(
+            "model_params.layers",
+            f"the last block gives {model.classes} outputs; the data has {data.classes} classes",
+        )
+    return model
+
+
+def initial_weights(spec: JobSpec, model: ModelSpec) -> bytes:
+    """The job's first global model: ``spec.initial_weights`` checked, or seeded random.
+
+    Raises:
+        training.errors.SpecError: on ``initial_weights``: unreadable, too large, or
+            names, shapes or dtypes that do not match the architecture.
+    """
+    from training import weights
+    from training.errors import SpecError, WeightsError
+
+    if not spec.initial_weights:
+        return weights.initial(model, spec.seed)
+    try:
+        blob = Path(spec.initial_weights).expanduser().read_bytes()
+        weights.decode(blob, model)
+    except OSError as exc:
+        raise SpecError("initial_weights", f"cannot read {spec.initial_weights}: {exc}") from None
+    except WeightsError as exc:
+        raise SpecError("initial_weights", f"{spec.initial_weights}: {exc}") from None
+    return blob
+
+
 def check_data(spec: JobSpec) -> dict[str, Any]:
     """Read the job's data and fit the model to it, as at submit; blocking.
 
@@ -196,6 +244,8 @@ def check_data(spec: JobSpec) -> dict[str, Any]:
 
     data = load_data(spec)
     model = model_spec_for(spec, data)
+    initial_weights(spec, model)
+    cost = model.cost()
     return {
         "train": len(data.train_y),
         "validation": len(data.val_y),
@@ -204,6 +254,8 @@ def check_data(spec: JobSpec) -> dict[str, Any]:
         "sample_shape": list(data.input_shape),
         "model": model.to_mapping(),
         "parameters": parameter_count(model),
+        "flops_per_sample": cost.flops,
+        "activation_bytes_per_sample": 4 * cost.activations,
     }
 
 
@@ -251,7 +303,7 @@ def prepare(spec: JobSpec) -> Prepared:
     """
     import numpy as np
 
-    from training import catalogue, chunks, partition, weights
+    from training import catalogue, chunks, partition
 
     data = load_data(spec)
     model = model_spec_for(spec, data)
@@ -272,7 +324,7 @@ def prepare(spec: JobSpec) -> Prepared:
         heldout_y=data.val_y,
         test_x=data.test_x,
         test_y=data.test_y,
-        initial=weights.initial(model, spec.seed),
+        initial=initial_weights(spec, model),
         task=catalogue.task_of(spec.dataset, spec.task),
         target_std=float(data.info.get("target_std", 1.0)),
     )

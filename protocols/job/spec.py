@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+import distro_json
 import distro_schema
 from protocols.market.terms import PriceTerms
 from training import catalogue as cat
@@ -50,6 +51,7 @@ class JobSpec(cat.HyperParams):
     dataset: str = "mnist"
     data: cat.DataSource = field(default_factory=cat.DataSource)
     task: cat.Task = "auto"
+    initial_weights: str = ""  # a safetensors file on the owner's machine; "" = random
     limit: Annotated[int, Field(ge=0)] = 0  # 0 = the whole training set
     partition: cat.Partition = "dirichlet"
     alpha: Annotated[float, Field(gt=0)] = 0.5
@@ -108,6 +110,16 @@ def _cross_check(spec: JobSpec) -> None:
     problem = cat.pair_problem(spec.model, spec.dataset)
     if problem:
         raise SpecError("model", problem)
+    if spec.model == "custom":
+        from training import blocks  # torch-free
+
+        extra = set(spec.model_params) - {"layers"}
+        if extra:
+            raise SpecError(f"model_params.{sorted(extra)[0]}", "a custom model has only layers")
+        try:
+            blocks.normalise(spec.model_params.get("layers"))
+        except SpecError as exc:
+            raise SpecError(f"model_params.{exc.field}", exc.detail) from None
     problem = cat.task_problem(spec.dataset, spec.task)
     if problem:
         raise SpecError("task", problem)
@@ -149,8 +161,8 @@ def parse(text: str | bytes, *, fmt: str = "auto") -> dict[str, Any]:
     if fmt == "auto":
         fmt = "json" if decoded.lstrip().startswith("{") else "toml"
     try:
-        data = json.loads(decoded) if fmt == "json" else tomllib.loads(decoded)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        data = distro_json.loads(decoded) if fmt == "json" else tomllib.loads(decoded)
+    except (ValueError, RecursionError) as exc:
         raise SpecError("<file>", f"not valid {fmt.upper()}: {exc}") from None
     if isinstance(data, Mapping) and "job" in data and isinstance(data["job"], Mapping):
         data = data["job"]
@@ -190,6 +202,9 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 def _resolved(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    weights = data.get("initial_weights")
+    if isinstance(weights, str) and weights and not Path(weights).expanduser().is_absolute():
+        data = {**data, "initial_weights": str(path.resolve().parent / weights)}
     table = data.get("data")
     if isinstance(table, Mapping) and isinstance(table.get("path"), str) and table["path"]:
         where = Path(table["path"]).expanduser()

@@ -82,6 +82,8 @@ class TrainerConfig:
         max_activation_bytes: Largest estimated activation memory of one batch.
         max_sample_epochs: Most samples x epochs in one task.
         max_threads: Most torch threads a task may ask for.
+        max_flops: Most floating-point operations of one task (forward and backward,
+            every sample and epoch; ``training.budget``).
         device: Where tasks train: ``cpu``, ``cuda``, or ``auto`` (CUDA when torch
             sees it). The presence status advertises the GPU only when tasks train
             on it (known once torch is loaded, at the first announcement). Tasks the
@@ -104,6 +106,7 @@ class TrainerConfig:
     max_activation_bytes: int = budget.Limits.max_activation_bytes
     max_sample_epochs: int = budget.Limits.max_sample_epochs
     max_threads: int = budget.Limits.max_threads
+    max_flops: int = budget.Limits.max_flops
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
@@ -119,6 +122,7 @@ class TrainerConfig:
             max_activation_bytes=self.max_activation_bytes,
             max_sample_epochs=self.max_sample_epochs,
             max_threads=self.max_threads,
+            max_flops=self.max_flops,
         )
 
 
@@ -362,6 +366,9 @@ class Trainer:
             return "oversize_data"
         if not _keys_well_formed(task):
             return "bad_keys"
+        if any(c.key and c.cipher_size > crypto.max_sealed_size(c.size) for c in task.chunks):
+            # What is downloaded is bounded by the plaintext sizes checked above.
+            return "oversize_data"
         urls = [task.model_url, task.upload_url, task.update_get_url, *(c.url for c in task.chunks)]
         if not all(u.startswith(("http://", "https://")) for u in urls):
             return "bad_url"

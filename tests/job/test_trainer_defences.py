@@ -217,6 +217,20 @@ async def test_a_task_past_its_deadline_is_refused_at_once() -> None:
         assert (ack.ok, ack.reason, r.trainer.busy) == (False, "deadline", 0)
 
 
+async def test_a_task_with_bad_keys_or_an_inflated_ciphertext_is_refused_at_once() -> None:
+    """An owner cannot make a trainer download more than the plaintext sizes it accepted."""
+    async with rig(TrainerConfig(allow_networks=("127.0.0.0/8",))) as r:
+        ann = announce(DIGITS_MODEL, TRAIN)
+        inflated = task_for("http://x")
+        inflated.chunks[0].key, inflated.chunks[0].cipher_sha256 = b"k" * 32, SHA
+        inflated.chunks[0].cipher_size = 10**12
+        half = task_for("http://x")
+        half.chunks[0].key = b"k" * 32  # a key without the ciphertext's hash
+        for task, reason in ((inflated, "oversize_data"), (half, "bad_keys")):
+            ack = await assign(r, ann, task)
+            assert (ack.ok, ack.reason, r.trainer.busy) == (False, reason, 0)
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -249,6 +263,37 @@ async def test_a_task_over_budget_is_refused_before_torch_allocates(
         assert r.trainer.busy == 0
     assert torch.get_num_threads() == threads
     assert _rss_bytes() - rss < 16 * 1024 * 1024
+
+
+CUSTOM_CONV = {"name": "custom", "params": {"in_shape": [64], "layers": [
+    {"type": "reshape", "shape": [1, 8, 8]}, {"type": "conv", "out": 512, "padding": 1},
+    {"type": "relu"}, {"type": "conv", "out": 512, "padding": 1}, {"type": "flatten"},
+    {"type": "linear", "out": 10},
+]}}
+
+
+@pytest.mark.parametrize(
+    ("model", "limits"),
+    [
+        ({"name": "custom", "params": {"in_shape": [64], "tokens": True, "layers": [
+            {"type": "embedding", "vocab": 65536, "dim": 4096}, {"type": "transformer",
+            "heads": 8}, {"type": "last"}, {"type": "linear", "out": 65536}]}}, {}),
+        (CUSTOM_CONV, {"max_flops": 10**11}),
+    ],
+    ids=["params", "flops"],
+)
+async def test_a_declarative_model_over_budget_is_refused(
+    model: dict[str, Any], limits: dict[str, int]
+) -> None:
+    cfg = TrainerConfig(allow_networks=("127.0.0.0/8",), **limits)
+    async with rig(cfg) as r:
+        ann = announce(model, TRAIN)
+        assert not r.trainer._fits(ann)
+        task = task_for("http://127.0.0.1:9")
+        task.chunks[0].size = 50_000_000
+        ack = await assign(r, ann, task)
+        assert (ack.ok, ack.reason) == (False, "over_budget")
+        assert r.trainer.busy == 0
 
 
 async def test_an_unreadable_spec_is_refused_as_bad_spec() -> None:

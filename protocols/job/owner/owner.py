@@ -116,7 +116,8 @@ class Owner:
         """
         if self._start is None:
             raise RuntimeError("the owner is not running")
-        if spec.data.path:  # the owner's own files: refuse bad data before anything is stored
+        if spec.data.path or spec.model == "custom" or spec.initial_weights:
+            # the owner's own files or model: refuse what is bad before anything is stored
             await trio.to_thread.run_sync(compute.check_data, spec)
         job_id = os.urandom(8).hex()
         self.jobs.create_job(job_id, spec.to_json())
