@@ -89,10 +89,11 @@ class PresenceConfig:
     interval_s: PositiveFloat = 5.0
     silence_timeout_s: PositiveFloat = 20.0
     expire_check_s: PositiveFloat = 1.0
-    max_received_per_second: PositiveFloat = 4.0
+    max_received_per_second: PositiveFloat = 2.0
     """Presence messages a daemon should receive per second from the whole network: with
     N live peers the period stretches to N / this (and the silence timeout with it), so
-    the load per daemon stays bounded as the network grows."""
+    the load per daemon stays bounded as the network grows (each message costs every
+    daemon CPU: bench/network.py measures it)."""
 
 
 @dataclass

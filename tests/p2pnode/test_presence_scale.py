@@ -27,9 +27,10 @@ def test_presence_period_stretches_with_the_network_and_the_silence_timeout_with
     node = Node(cfg.validate())
     p = cfg.presence
     assert node.presence_period() == p.interval_s
-    grow(node, 10)
-    assert node.presence_period() == p.interval_s  # 11 / 4 per second is under 5 s
-    grow(node, 89)
+    small = int(p.interval_s * p.max_received_per_second) - 2
+    grow(node, small)
+    assert node.presence_period() == p.interval_s  # small / rate is under interval_s
+    grow(node, 99 - small)
     period = node.presence_period()
     assert period == 100 / p.max_received_per_second
     # Every daemon receives N / period messages a second: bounded whatever N.
