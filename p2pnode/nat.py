@@ -40,6 +40,8 @@ from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 
+import distro_json
+
 if TYPE_CHECKING:
     from p2pnode.node import Node
 
@@ -204,7 +206,7 @@ class Nat:
         try:
             raw = await self.node.request(peer, DIALBACK_PROTOCOL,
                                           json.dumps({"ports": ports}).encode())
-            answer = json.loads(raw)
+            answer = distro_json.loads(raw)
         except Exception as exc:  # noqa: BLE001 - a peer that cannot answer tells nothing
             log.debug("dial-back by %s failed: %r", peer, exc)
             return "unknown"
@@ -213,7 +215,7 @@ class Nat:
 
     async def _answer_dialback(self, request: bytes, from_peer: ID) -> bytes:
         try:
-            body = json.loads(request)
+            body = distro_json.loads(request)
             ports = [p for p in body["ports"] if isinstance(p, int) and 0 < p < 65536]
         except (ValueError, KeyError, TypeError):
             return json.dumps({"error": "malformed"}).encode()

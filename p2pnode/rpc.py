@@ -21,6 +21,8 @@ from typing import Any
 
 import trio
 
+import distro_json
+
 log = logging.getLogger(__name__)
 
 PARSE_ERROR = -32700
@@ -137,11 +139,11 @@ async def dispatch(routes: Routes, line: bytes) -> bytes | None:
     logged and answered with -32603; ``trio.Cancelled`` passes.
     """
     try:
-        req = json.loads(line)
+        req = distro_json.loads(line, max_depth=MAX_DEPTH)
+    except distro_json.TooDeep:
+        return error_line(INVALID_REQUEST, f"invalid request: nested deeper than {MAX_DEPTH}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return error_line(PARSE_ERROR, f"parse error: {exc}")
-    except RecursionError:
-        return error_line(INVALID_REQUEST, f"invalid request: nested deeper than {MAX_DEPTH}")
     if _depth_over(req, MAX_DEPTH):
         return error_line(INVALID_REQUEST, f"invalid request: nested deeper than {MAX_DEPTH}")
     if not isinstance(req, dict):

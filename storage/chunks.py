@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import distro_json
 from storage.errors import ManifestError
 from storage.progress import ProgressEvent
 from storage.store import ObjectStore, check_prefix
@@ -109,8 +110,8 @@ class Manifest:
         if len(data) > max_bytes:
             raise ManifestError("too_large", f"{len(data)} bytes > limit {max_bytes}")
         try:
-            body = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            body = distro_json.loads(data)
+        except ValueError as exc:
             raise ManifestError("not_json", str(exc)) from exc
         if not isinstance(body, dict):
             raise ManifestError("bad_field", "top level must be an object")

@@ -8,10 +8,11 @@ allocation.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass
+
+import distro_json
 
 ITEM_SIZES = {
     "F64": 8,
@@ -81,8 +82,8 @@ def read_header(data: bytes, *, max_bytes: int) -> dict[str, Entry]:
     if header_len > min(_MAX_HEADER, len(data) - 8):
         raise TensorFileError("malformed", f"header length {header_len} out of range")
     try:
-        header = json.loads(bytes(data[8 : 8 + header_len]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = distro_json.loads(bytes(data[8 : 8 + header_len]))
+    except ValueError as exc:
         raise TensorFileError("malformed", f"header is not JSON: {exc}") from None
     if not isinstance(header, dict) or len(header) > _MAX_TENSORS:
         raise TensorFileError("malformed", "header must be an object of at most 4096 tensors")

@@ -35,6 +35,7 @@ from typing import Any
 
 import trio
 
+import distro_json
 from p2pnode.config import Config, is_loopback
 from p2pnode.identity import write_atomic
 from p2pnode.rpc import INVALID_REQUEST, Routes, dispatch, error_line
@@ -215,8 +216,8 @@ class WebServer:
         if method not in WATCHABLE:
             return _text(400, f"method must be one of {', '.join(sorted(WATCHABLE))}\n")
         try:
-            params = json.loads((query.get("params") or ["{}"])[0])
-        except json.JSONDecodeError:
+            params = distro_json.loads((query.get("params") or ["{}"])[0])
+        except ValueError:
             return _text(400, "params must be a JSON object\n")
         if not isinstance(params, dict):
             return _text(400, "params must be a JSON object\n")
