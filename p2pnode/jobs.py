@@ -116,7 +116,11 @@ def _add_routes(node: Node, owner: Owner, trainer: Trainer) -> None:
             spec = loads(spec_in) if isinstance(spec_in, str) else from_mapping(spec_in)
             if spec.price.paid and owner.market is None:
                 raise InvalidParams("spec.price", "a paid job needs a [ledger] (docs/ledger.md)")
-            return {"job_id": await owner.submit(spec)}
+            summary = await owner.check(spec)
+            out: dict[str, Any] = {"job_id": await owner.submit(spec, checked=True)}
+            if summary is not None:  # the owner's own data or model: what it costs
+                out["check"] = summary
+            return out
         except SpecError as exc:
             raise InvalidParams(f"spec.{exc.field}", exc.detail) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,13 @@ def run_submit(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(result["job_id"])
+        seen = result.get("check")
+        if seen:  # the owner's own data or model, as read: on stderr, stdout is the id
+            print(f"data: {seen['train']} training, {seen['validation']} validation, "
+                  f"{seen['test']} test samples; model: {seen['parameters']:,} parameters, "
+                  f"{seen['flops_per_sample']:,} FLOPs and "
+                  f"{seen['activation_bytes_per_sample']:,} activation bytes per sample",
+                  file=sys.stderr)
     return 0
 
 

@@ -23,7 +23,9 @@ COMMON = {"trainers": 2, "partition": "iid", "round_deadline_s": 60.0, "batch_si
 
 
 def _run(owner: Path, procs: Processes, job: dict[str, Any]) -> dict[str, Any]:
-    job_id = call(owner, "jobs.submit", {"spec": {**COMMON, **job}})["job_id"]
+    answer = call(owner, "jobs.submit", {"spec": {**COMMON, **job}})
+    job_id, seen = answer["job_id"], answer["check"]  # what the owner is shown at submit
+    assert seen["parameters"] > 0 and seen["flops_per_sample"] > 0 and seen["train"] > 0
 
     def finished() -> dict[str, Any] | None:
         procs.check_alive()

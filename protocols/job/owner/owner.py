@@ -106,19 +106,38 @@ class Owner:
 
     # control API ------------------------------------------------------------
 
-    async def submit(self, spec: JobSpec) -> str:
-        """Record and start a job; returns its id.
+    async def check(self, spec: JobSpec) -> dict[str, Any] | None:
+        """Read a job's own data and fit its model, as :meth:`submit` does first.
+
+        Returns:
+            ``compute.check_data``'s summary (samples per split, classes, the model,
+            its parameters, FLOPs and activation bytes per sample), or None for a
+            bundled dataset with a catalogue model and no initial weights (nothing
+            of the owner's to read).
 
         Raises:
-            RuntimeError: the owner is not running.
             training.errors.SpecError: the owner's data is unusable (``DataError``,
                 naming the file, row or column) or does not fit the model.
         """
+        if spec.data.path or spec.model == "custom" or spec.initial_weights:
+            summary: dict[str, Any] = await trio.to_thread.run_sync(compute.check_data, spec)
+            return summary
+        return None
+
+    async def submit(self, spec: JobSpec, *, checked: bool = False) -> str:
+        """Record and start a job; returns its id.
+
+        Unless ``checked`` (the caller ran :meth:`check`), the job is checked first,
+        so bad data is refused before anything is stored or uploaded.
+
+        Raises:
+            RuntimeError: the owner is not running.
+            training.errors.SpecError: as :meth:`check`.
+        """
         if self._start is None:
             raise RuntimeError("the owner is not running")
-        if spec.data.path or spec.model == "custom" or spec.initial_weights:
-            # the owner's own files or model: refuse what is bad before anything is stored
-            await trio.to_thread.run_sync(compute.check_data, spec)
+        if not checked:
+            await self.check(spec)
         job_id = os.urandom(8).hex()
         self.jobs.create_job(job_id, spec.to_json())
         self._start(job_id, spec)
