@@ -194,6 +194,24 @@ def test_submit_from_the_form_and_watch_every_round_then_download_the_model(
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def test_a_dataset_uploaded_from_the_form_lands_in_the_owners_data_dir(
+        dash: Dash, tmp_path: Path) -> None:
+    page = dash.page
+    page.get_by_role("link", name="Jobs").click()
+    csv = tmp_path / "mine.csv"
+    csv.write_bytes(b"x,y\n1,0\n2,1\n")
+    page.get_by_label("or upload a dataset file to the daemon").set_input_files(str(csv))
+    sync_api.expect(page.get_by_text("Uploaded mine.csv")).to_be_visible()
+    if page.get_by_label("data", exact=True).count():
+        path = json.loads(page.get_by_label("data", exact=True).input_value())["path"]
+    else:
+        path = page.get_by_label("dataset", exact=True).input_value()
+    stored = Path(path)
+    assert stored.parent.parent == dash.owner / "uploads"
+    assert stored.read_bytes() == csv.read_bytes()
+    page.reload()  # a fresh form for the next test (the tab keeps its token)
+
+
 def test_cancel_a_job_from_its_page(dash: Dash) -> None:
     page = dash.page
     page.get_by_role("link", name="Jobs").click()

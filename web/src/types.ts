@@ -72,6 +72,7 @@ export interface NodeStatus {
   role: string;
   addrs: string[];
   bootstrap?: string[];
+  nat?: { reachability?: string; relay_service?: boolean; [k: string]: unknown };
   peers: number;
   connected: number;
   uptime_s: number;

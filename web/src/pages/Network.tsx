@@ -18,6 +18,7 @@ export function NetworkPage() {
           <dt>Role</dt><dd>{n.role}</dd>
           <dt>Uptime</dt><dd>{Math.round(n.uptime_s)} s</dd>
           <dt>Peers</dt><dd>{n.peers} live, {n.connected} connected</dd>
+          <dt>Reachability</dt><dd>{n.nat?.reachability ?? "not reported by this daemon"}</dd>
           <dt>Addresses</dt>
           <dd><ul className="plain mono">{n.addrs.map((a) => <li key={a}>{a}</li>)}</ul></dd>
           <dt>Bootstrap nodes</dt>
@@ -43,7 +44,7 @@ export function NetworkPage() {
                 <td>{p.reputation === undefined ? "—" : p.reputation.toFixed(2)}</td>
                 <td>{p.accepting ? "accepting" : "busy"} ({p.queue_length}/{p.queue_capacity})</td>
                 <td>{p.connected ? "direct" : "via others"}</td>
-                <td>{p.reachability ?? "unknown"}</td>
+                <td>{p.reachability ?? (p.addrs.some((a) => a.includes("/p2p-circuit")) ? "behind NAT (relayed)" : "unknown")}</td>
                 <td>{p.last_seen_s.toFixed(0)} s ago</td>
               </tr>
             ))}
