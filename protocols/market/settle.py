@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,11 +119,30 @@ class Settlement:
             return None
         return book.terms.budget - self.signed_total(job_id)
 
-    async def open(self, job_id: str, terms: PriceTerms) -> None:
-        """Escrow what ``terms.budget`` lacks on the ledger (raises ``LedgerError``)."""
+    async def open(self, job_id: str, terms: PriceTerms,
+                   records: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Escrow what ``terms.budget`` lacks on the ledger (raises ``LedgerError``).
+
+        ``records`` are the job store's rounds of a resumed job: the rounds the
+        ledger's log lacks (the owner stopped before committing them) are queued,
+        in order, to be committed with the next round.
+        """
         book = self.book(job_id, terms)
         if not terms.paid:
             return
+        if records and self.commit_rounds:
+            log_ = await trio.to_thread.run_sync(self.market.round_log, job_id)
+            last_round = log_[-1].round if log_ else 0
+            parent = log_[-1].model if log_ else ""
+            book.pending.clear()
+            for rec in records:
+                if int(rec["round"]) <= last_round:
+                    parent = str(rec["model_sha256"])
+                    continue
+                used = [str(u) for u in rec.get("used_updates", [])]
+                book.pending.append(_Pending(int(rec["round"]), str(rec["model_sha256"]),
+                                             parent, rc.merkle_root(used)))
+                parent = str(rec["model_sha256"])
         state: JobState = await trio.to_thread.run_sync(self.market.job, job_id)
         if state.owner not in (self.wallet.address, "0x" + "0" * 40):
             raise LedgerError(f"job {job_id} belongs to {state.owner} on the ledger",

@@ -310,7 +310,8 @@ class Owner:
         for rec in self.jobs.rounds(live.job_id):  # a resumed job still knows old updates
             live.past_updates.update(rec.get("used_updates", []), rec.get("rejected_updates", []))
         if self.market is not None:
-            await self.market.open(live.job_id, live.spec.price)  # escrow before announcing
+            # Escrow before announcing; a resumed job re-queues rounds the log lacks.
+            await self.market.open(live.job_id, live.spec.price, self.jobs.rounds(live.job_id))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.recruiter.announce_forever, live, data.prepared)
             await self.recruiter.recruit(live)
