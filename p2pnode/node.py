@@ -319,7 +319,7 @@ class Node:
                         cfg.control.max_request_bytes, cfg.timeouts.control_read_s)
                     await nursery.start(control.run)
                     if cfg.web.enabled:
-                        from p2pnode.web import WebServer  # h11 only when enabled
+                        from p2pnode.web.server import WebServer  # h11 when enabled
 
                         await nursery.start(WebServer(cfg, self.routes).run)
                     try:

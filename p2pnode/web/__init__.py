@@ -6,7 +6,3 @@
   table, server-sent events, job downloads, dataset uploads.
 - ``static/``: the built dashboard (from ``web/`` by ``make web``), shipped in the wheel.
 """
-
-from p2pnode.web.server import WebServer
-
-__all__ = ["WebServer"]

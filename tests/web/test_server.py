@@ -19,8 +19,8 @@ import trio
 from p2pnode.config import Config, load_config
 from p2pnode.errors import ConfigError
 from p2pnode.rpc import InvalidParams, Routes, dispatch
-from p2pnode.web import WebServer
 from p2pnode.web.auth import token_path
+from p2pnode.web.server import WebServer
 
 
 def make_routes() -> Routes:
