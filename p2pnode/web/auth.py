@@ -55,11 +55,16 @@ def bearer_ok(header: str | None, token: str) -> bool:
 
 
 def allowed_hosts(bound_host: str, port: int, extra: list[str]) -> frozenset[str]:
-    """The ``Host`` header values this server answers to (lower case, with port)."""
-    names = {*LOOPBACK_NAMES, *(h.lower() for h in extra)}
+    """The ``Host`` header values this server answers to (lower case).
+
+    Loopback names and the bound address with ``port``; each of ``extra`` as written and
+    with ``port`` (a reverse proxy may send its own name without a port).
+    """
+    names = set(LOOPBACK_NAMES)
     if bound_host not in ("0.0.0.0", "::"):
         names.add(f"[{bound_host}]" if ":" in bound_host else bound_host.lower())
-    return frozenset(f"{n}:{port}" for n in names)
+    extras = {h.strip().lower() for h in extra}
+    return frozenset({f"{n}:{port}" for n in names | extras} | extras)
 
 
 def host_ok(host: str | None, allowed: frozenset[str]) -> bool:

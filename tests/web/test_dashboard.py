@@ -225,6 +225,9 @@ def test_cancel_a_job_from_its_page(dash: Dash) -> None:
     page.get_by_role("link", name="Jobs").click()
     sync_api.expect(page.get_by_role("row")).to_have_count(3)  # header + two jobs
     shot(page, "jobs")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    shot(page, "jobs-phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_network_and_trainer_pages(dash: Dash) -> None:

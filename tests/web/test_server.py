@@ -146,6 +146,17 @@ async def test_upload_is_stored_by_hash_and_garbage_http_does_not_end_the_server
         nursery.cancel_scope.cancel()
 
 
+def test_allowed_hosts_are_loopback_the_bound_address_and_the_configured_names() -> None:
+    from p2pnode.web.auth import allowed_hosts, host_ok
+
+    allowed = allowed_hosts("0.0.0.0", 9470, ["Dash.Example"])
+    assert host_ok("127.0.0.1:9470", allowed) and host_ok("localhost:9470", allowed)
+    assert host_ok("dash.example", allowed) and host_ok("dash.example:9470", allowed)
+    assert not host_ok("0.0.0.0:9470", allowed) and not host_ok("evil.example:9470", allowed)
+    assert not host_ok(None, allowed) and not host_ok("127.0.0.1:9471", allowed)
+    assert host_ok("10.0.0.5:9470", allowed_hosts("10.0.0.5", 9470, []))
+
+
 def test_a_non_loopback_bind_needs_the_explicit_flag(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(overrides={"web.host": "0.0.0.0"}, env={}, base=Config.for_tests(tmp_path))
