@@ -9,8 +9,8 @@ A trainer's ``[market]`` table sets its ask: ``ask`` wei per unit, raised by
 ``ask_per_queued`` wei per task already queued or running (``rule = "queue"``), so
 a busy trainer costs more; ``rule = "fixed"`` ignores the queue.
 
-The round's price is a uniform-price reverse auction: the highest ask among the
-trainers selected for the job, never above ``max_price``. Every accepted update of
+The round's price is a uniform-price reverse auction: the highest ask (as last
+offered) among the trainers whose updates the round used, never above ``max_price``. Every accepted update of
 the round is paid that price per unit; an update that was rejected (any reason,
 ``no_progress`` included), outvoted, or late and left out earns nothing. When the
 budget left cannot pay a round in full, updates are paid in the order given until
