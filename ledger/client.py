@@ -177,6 +177,8 @@ class Market:
 def _rpc(call: Any) -> Any:
     try:
         return call()
+    except TimeExhausted as exc:
+        raise ChainUnavailable(f"transaction not mined in {TX_TIMEOUT_S:.0f}s") from exc
     except ContractLogicError as exc:
         raise TxRefused(str(exc.message or exc)) from exc
     except (requests.RequestException, OSError) as exc:
@@ -188,11 +190,7 @@ def _rpc(call: Any) -> Any:
 def _send(w3: Web3, key: bytes, tx: dict[str, Any]) -> Any:
     signed = Account.sign_transaction(tx, key)
     tx_hash = _rpc(lambda: w3.eth.send_raw_transaction(signed.raw_transaction))
-    try:
-        receipt = _rpc(lambda: w3.eth.wait_for_transaction_receipt(tx_hash,
-                                                                   timeout=TX_TIMEOUT_S))
-    except TimeExhausted as exc:
-        raise ChainUnavailable(f"transaction {tx_hash.hex()} not mined in time") from exc
+    receipt = _rpc(lambda: w3.eth.wait_for_transaction_receipt(tx_hash, timeout=TX_TIMEOUT_S))
     if int(receipt["status"]) != 1:
         raise TxRefused(f"transaction {tx_hash.hex()} reverted")
     return receipt
