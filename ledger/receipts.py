@@ -117,10 +117,17 @@ def digest(receipt: Receipt, *, chain_id: int, contract: str) -> bytes:
 
 
 def signer(receipt: Receipt, *, chain_id: int, contract: str) -> str:
-    """The address that signed ``receipt`` (checksummed)."""
+    """The address that signed ``receipt`` (checksummed).
+
+    Raises:
+        LedgerError: ``bad_signature`` when no address can be recovered.
+    """
     msg = encode_typed_data(**_typed(chain_id, contract, receipt.job_id, receipt.round,
                                      receipt.trainer, receipt.update, receipt.amount))
-    return str(Account.recover_message(msg, signature=receipt.signature))
+    try:
+        return str(Account.recover_message(msg, signature=receipt.signature))
+    except Exception as exc:  # noqa: BLE001 - eth_keys raises several unrelated types
+        raise LedgerError(f"unrecoverable signature: {exc}", reason="bad_signature") from exc
 
 
 def _pair(a: bytes, b: bytes) -> bytes:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger import wallet
-from ledger.errors import LedgerConfigError
+from ledger import receipts, wallet
+from ledger.errors import LedgerConfigError, LedgerError
 
 
 def test_key_created_once_private_and_reused(tmp_path: Path) -> None:
@@ -48,3 +48,9 @@ def test_binding_names_one_peer_and_one_address(tmp_path: Path) -> None:
     assert not wallet.verify_binding("12D3KooWAlice", "not-an-address", sig)
     assert not wallet.verify_binding("12D3KooWAlice", alice.address, b"\x00" * 65)
     assert not wallet.verify_binding("12D3KooWAlice", alice.address, b"short")
+
+
+def test_garbage_receipt_signature_is_a_ledger_error() -> None:
+    bad = receipts.Receipt("j", 1, "0x" + "11" * 20, "00" * 32, 5, b"\xff" * 65)
+    with pytest.raises(LedgerError, match="unrecoverable signature"):
+        receipts.signer(bad, chain_id=1, contract="0x" + "22" * 20)
