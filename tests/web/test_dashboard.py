@@ -189,6 +189,10 @@ def test_submit_from_the_form_and_watch_every_round_then_download_the_model(
     info.value.save_as(tmp_path / "metrics.json")
     rounds = json.loads((tmp_path / "metrics.json").read_text())["rounds"]
     assert [r["round"] for r in rounds] == list(range(1, ROUNDS + 1))
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download Curve (PNG)").click()
+    info.value.save_as(tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG\r\n")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     shot(page, "job-done-phone")
     page.set_viewport_size({"width": 1280, "height": 900})
