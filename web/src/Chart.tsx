@@ -16,6 +16,7 @@ export function Chart({ rounds }: { rounds: RoundRecord[] }) {
   const path = (f: (r: RoundRecord) => number) =>
     rounds.map((r, i) => `${i ? "L" : "M"}${x(r.round).toFixed(1)},${f(r).toFixed(1)}`).join(" ");
   const last = rounds[n - 1];
+  const step = Math.max(1, Math.ceil(maxRound / 10)); // at most ~10 round labels
   const label = n
     ? `Accuracy and loss over ${n} round${n > 1 ? "s" : ""}; round ${last.round}: accuracy ${(last.test_accuracy * 100).toFixed(1)}%, loss ${last.test_loss.toFixed(3)}`
     : "No round has finished yet";
@@ -31,7 +32,7 @@ export function Chart({ rounds }: { rounds: RoundRecord[] }) {
             {n > 0 && <text className="tick loss" x={W - PAD.r + 6} y={yAcc(a) + 4}>{(a * maxLoss).toFixed(2)}</text>}
           </g>
         ))}
-        {rounds.map((r) => (
+        {rounds.filter((r, i) => i === n - 1 || r.round % step === 0 || n <= 12).map((r) => (
           <text key={r.round} className="tick" x={x(r.round)} y={H - PAD.b + 16} textAnchor="middle">{r.round}</text>
         ))}
         <text className="tick" x={(W + PAD.l - PAD.r) / 2} y={H - 4} textAnchor="middle">round</text>

@@ -12,6 +12,14 @@ const round = (n: number, acc: number, loss: number): RoundRecord => ({
   round: n, seconds: n, test_accuracy: acc, test_loss: loss, accepted: 2, rejected: 0, model_sha256: "x" });
 
 describe("Chart", () => {
+  it("keeps every point but labels at most about ten rounds", () => {
+    const many = Array.from({ length: 100 }, (_, i) => round(i + 1, i / 100, 1 - i / 100));
+    const { container } = render(<Chart rounds={many} />);
+    expect(container.querySelectorAll("circle.point.acc")).toHaveLength(100);
+    const labels = [...container.querySelectorAll("text.tick")].filter((t) => /^\d+$/.test(t.textContent ?? ""));
+    expect(labels.length).toBeLessThanOrEqual(11);
+  });
+
   it("draws one accuracy point per round and names the latest figures", () => {
     const { container } = render(<Chart rounds={[round(1, 0.5, 1.2), round(2, 0.7, 0.8), round(3, 0.9, 0.3)]} />);
     expect(container.querySelectorAll("circle.point.acc")).toHaveLength(3);
