@@ -29,6 +29,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import trio
@@ -40,6 +41,7 @@ from distro_errors import DistroError
 from protocols.envelope import Opened, ReplayGuard
 from protocols.errors import EnvelopeError, SealError
 from protocols.job import JOBS_TOPIC, PROTOCOL_ID, codec, compute, job_topic, objects
+from protocols.job.chunkcache import ChunkCache
 from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
 from protocols.job.ports import NodeLike
@@ -108,6 +110,8 @@ class TrainerConfig:
     max_threads: int = budget.Limits.max_threads
     max_flops: int = budget.Limits.max_flops
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    chunk_cache_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024 * 1024
+    """Chunks kept on disk (DATA_DIR/chunk-cache) by hash across rounds and jobs; 0: off."""
 
     def __post_init__(self) -> None:
         """Check ``allow_networks`` (a bad network raises ValueError at start)."""
@@ -166,6 +170,11 @@ class Trainer:
         self.tasks: Counter[str] = Counter()
         self.bytes_in = 0
         self.bytes_out = 0
+        data_dir = getattr(getattr(getattr(node, "config", None), "node", None), "data_dir", None)
+        self.chunk_cache = ChunkCache(
+            Path(data_dir or ".") / "chunk-cache",
+            self.cfg.chunk_cache_bytes if data_dir is not None else 0,
+        )
         self._nursery: trio.Nursery | None = None
         self._warm = False
         self._http = LazyClient(allow_networks=self.cfg.allow_networks)
@@ -194,6 +203,9 @@ class Trainer:
                 for j, k in self.jobs.items()
             },
             "dropped": dict(self.dropped),
+            "bytes_in": self.bytes_in,
+            "chunk_cache": {"hits": self.chunk_cache.hits, "misses": self.chunk_cache.misses,
+                            "hit_bytes": self.chunk_cache.hit_bytes},
         }
 
     def _drop(self, reason: str, detail: str = "") -> None:
@@ -454,8 +466,22 @@ class Trainer:
                 for c in task.chunks
             ),
         ]
-        model, *chunks = await transfer.fetch_many(items, client=client)
-        self.bytes_in += len(model) + sum(len(c) for c in chunks)
+        # Chunks this trainer fetched before (a later round, another job) come from its
+        # cache, by the hash they are fetched under: only the others cross the network.
+        keys = [c.cipher_sha256 if c.key else c.sha256 for c in task.chunks]
+        cached = await trio.to_thread.run_sync(lambda: [self.chunk_cache.get(k) for k in keys])
+        wanted = [items[0], *(it for it, hit in zip(items[1:], cached, strict=True) if hit is None)]
+        model, *fetched = await transfer.fetch_many(wanted, client=client)
+        self.bytes_in += len(model) + sum(len(c) for c in fetched)
+        new = iter(fetched)
+        chunks = [hit if hit is not None else next(new) for hit in cached]
+        fresh = [(k, d) for k, hit, d in zip(keys, cached, chunks, strict=True) if hit is None]
+
+        def keep() -> None:
+            for k, d in fresh:
+                self.chunk_cache.put(k, d)
+
+        await trio.to_thread.run_sync(keep)
         if task.model_key or any(c.key for c in task.chunks):
             model, chunks = await trio.to_thread.run_sync(_open_task, job_id, task, model, chunks)
         job.nonce, job.deterministic = task.nonce[:64], task.deterministic

@@ -116,4 +116,8 @@ def test_job_with_public_owner_and_trainers_behind_two_nats(lab: Lab, nodes: Nod
         # S3 server and trained every round.
         job_id = status["job_id"]
         for t in trainers:
-            assert call(t.data_dir, "trainer.status")["jobs"][job_id]["rounds_done"] == 2
+            trainer = call(t.data_dir, "trainer.status")
+            assert trainer["jobs"][job_id]["rounds_done"] == 2
+            # Round 2 moved no chunk bytes: every chunk came from the trainer's cache.
+            cache = trainer["chunk_cache"]
+            assert cache["misses"] > 0 and cache["hits"] == cache["misses"], cache

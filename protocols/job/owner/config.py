@@ -129,6 +129,7 @@ class LiveJob:
     error: str = ""
     cheaters: dict[str, str] = field(default_factory=dict)  # peer -> how it was caught
     quarantine: dict[str, str] = field(default_factory=dict)  # peer -> why
+    holders: dict[int, str] = field(default_factory=dict)  # last round's slot -> peer
 
 
 @dataclass

@@ -129,9 +129,10 @@ class RoundRunner:
             if live.trainers.get(p) != TrainerState.GONE and rep.get(p, 0.0) >= floor
         ]
         alive.sort(key=lambda p: -rep.get(p, 0.0))  # stable: ties keep selection order
-        holders = dict(zip(sorted(data.slots), alive, strict=False))
+        holders = _sticky(sorted(data.slots), alive, live.holders)
         if not holders:
             return None
+        live.holders = dict(holders)
         deadline = live.spec.round_deadline_s
         spares = alive[len(holders) :]
         replicas, spot, probation = self.verifier.plan(live, holders, spares)
@@ -458,3 +459,19 @@ def _open_update(live: LiveJob, round_no: int, update: Update, sealed: bytes) ->
     if actual != update.sha256:
         raise HashMismatch(update.url, update.sha256, actual)
     return plain
+
+
+def _sticky(slots: list[int], ranked: list[str], previous: dict[int, str]) -> dict[int, str]:
+    """Give the first ``len(slots)`` of ``ranked`` the slots, each its previous one if any.
+
+    Who holds a slot is decided by rank, as before; which slot a holder gets stays the
+    one it held last round when it can, so the trainer finds that slot's chunks in its
+    chunk cache (protocols/job/chunkcache.py) and downloads none of them again.
+    """
+    chosen = ranked[: len(slots)]
+    holders = {s: previous[s] for s in slots if previous.get(s) in chosen}
+    rest = [p for p in chosen if p not in holders.values()]
+    for s in slots:
+        if s not in holders and rest:
+            holders[s] = rest.pop(0)
+    return dict(sorted(holders.items()))
