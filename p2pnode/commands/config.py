@@ -42,7 +42,7 @@ def add_init_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_dir(parser)
     parser.add_argument("--force", action="store_true",
                         help="overwrite an existing config.toml")
-    parser.add_argument("--bootstrap", action="store_true",
+    parser.add_argument("--bootstrap", dest="as_bootstrap", action="store_true",
                         help="for a bootstrap node (its default data dir and port)")
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
@@ -56,11 +56,11 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_dir(show)
     add_config(show)
     show.add_argument("--json", action="store_true", help=JSON_HELP)
-    show.add_argument("--bootstrap", action="store_true",
+    show.add_argument("--bootstrap", dest="as_bootstrap", action="store_true",
                       help="a bootstrap node's configuration instead of a daemon's")
     show.add_argument("--listen", action="append", default=None, metavar="MADDR",
                       help="as the daemon's --listen (shows as source flag)")
-    show.add_argument("--bootstrap-addr", dest="bootstrap_addrs", action="append",
+    show.add_argument("--bootstrap-addr", dest="bootstrap", action="append",
                       default=None, metavar="MADDR", help="as the daemon's --bootstrap")
 
 
@@ -128,7 +128,7 @@ def run_init(args: argparse.Namespace) -> int:
     from p2pnode.commands.nodeconfig import CONFIG_FILE, data_dir_for
     from p2pnode.identity import write_atomic
 
-    role = "bootstrap" if args.bootstrap else "daemon"
+    role = "bootstrap" if args.as_bootstrap else "daemon"
     data_dir = data_dir_for(args, role, os.environ)
     path = data_dir / CONFIG_FILE
     if path.exists() and not args.force:
@@ -170,8 +170,7 @@ def effective(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any
     from p2pnode.jobs import settings_from_table
     from storage.config import StoreConfig
 
-    role = "bootstrap" if args.bootstrap else "daemon"
-    args.bootstrap = args.bootstrap_addrs  # the daemon's --bootstrap flag
+    role = "bootstrap" if args.as_bootstrap else "daemon"
     cfg, path = load_for(args, role, env)
     where = sources(args, role, path, env)
     values: dict[str, Any] = {}

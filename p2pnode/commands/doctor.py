@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_dir(parser)
     add_config(parser)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
-    parser.add_argument("--bootstrap", action="store_true",
+    parser.add_argument("--bootstrap", dest="as_bootstrap", action="store_true",
                         help="check a bootstrap node's set-up (no storage or torch checks)")
     parser.add_argument("--timeout", type=float, default=3.0,
                         help="seconds per network probe (default 3)")
@@ -267,8 +267,7 @@ def run_checks(args: argparse.Namespace, env: Mapping[str, str]) -> list[Check]:
     from p2pnode.commands.nodeconfig import data_dir_for, load_for
     from p2pnode.errors import NodeError
 
-    role = "bootstrap" if args.bootstrap else "daemon"
-    args.bootstrap = None  # the daemon's --bootstrap flag is not a doctor flag
+    role = "bootstrap" if args.as_bootstrap else "daemon"
     checks: list[Check] = []
     try:
         cfg, path = load_for(args, role, env)
