@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pnode.commands import demo_market
-from p2pnode.commands.common import JSON_HELP, fail, print_json
+from p2pnode.commands.common import EXIT_USAGE, JSON_HELP, fail, print_json
 from p2pnode.procs import Processes, start_embedded_s3
 from training import catalogue as cat
 
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             spec = _spec(args)
             from_mapping(spec)
     except (ValueError, SpecError) as exc:
-        return fail(str(exc))
+        return fail(str(exc), EXIT_USAGE)
     signal.signal(signal.SIGTERM, _interrupt)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="distro-train-demo-"))
     (work / "logs").mkdir(parents=True, exist_ok=True)
