@@ -239,6 +239,32 @@ class DataSource:
     test: Fraction = 0.2
     max_bytes: Annotated[int, Field(ge=1)] = MAX_DATA_BYTES
 
+LoraTarget = Literal["linear", "attention", "feedforward"]
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """Federated fine-tuning with low-rank adapters (the spec's ``lora`` table).
+
+    With ``rank`` > 0 the base weights are frozen; every targeted linear map ``W``
+    gains adapters ``A`` (rank x in) and ``B`` (out x rank) and computes
+    ``W x + alpha / rank * B A x``; trainers train and upload only ``A`` and ``B``.
+
+    Attributes:
+        rank: Adapter rank; 0 trains the whole model as usual.
+        alpha: Adapter scale numerator.
+        targets: ``linear`` (the model's own linear blocks), ``attention`` (each
+            transformer block's ``qkv`` and ``out`` projections), ``feedforward``
+            (each transformer block's two feed-forward linears).
+    """
+
+    rank: Annotated[int, Field(ge=0, le=1024)] = 0
+    alpha: Annotated[float, Field(gt=0, le=1e6)] = 16.0
+    targets: Annotated[tuple[LoraTarget, ...], Field(strict=False, min_length=1)] = (
+        "linear", "attention",
+    )
+
+
 Task = Literal["auto", "classification", "regression", "next_token"]
 """What a job predicts; ``auto``: ``next_token`` for text, else ``classification``."""
 TRAIN_TASKS = ("classification", "regression")

@@ -3,7 +3,8 @@
 :func:`train` is a plain blocking function. The daemon runs it off the trio loop
 (``trio.to_thread.run_sync`` or a worker process) and passes ``should_stop``; it is
 checked between batches and a true answer raises
-:class:`~training.errors.TrainingCancelled`. Results are FULL weights, not deltas.
+:class:`~training.errors.TrainingCancelled`. Results are FULL weights, not deltas
+(a LoRA model's result is its adapter tensors only).
 
 Determinism: with the same weights, chunks and :class:`TrainParams` (seed included) the
 result is bit-identical on the same machine and thread count. ``threads`` sets
@@ -84,7 +85,8 @@ class TrainResult:
     """Outcome of :func:`train`.
 
     Attributes:
-        weights: Full trained weights, safetensors bytes.
+        weights: Full trained weights, safetensors bytes; for a LoRA model only the
+            adapter tensors (``training.lora``).
         metrics: Training metrics.
     """
 
@@ -185,13 +187,17 @@ def train(
         spec, np.concatenate([d[0] for d in decoded]), np.concatenate([d[1] for d in decoded])
     )
     model = _module(spec, state).to(dev)
-    anchor = [p.detach().clone() for p in model.parameters()] if params.prox_mu else []
+    if spec.lora is not None:  # the base is frozen: only the adapters train
+        for name, p in model.named_parameters():
+            p.requires_grad_(models.is_adapter(name))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    anchor = [p.detach().clone() for p in trainable] if params.prox_mu else []
     opt: torch.optim.Optimizer
     if params.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+        opt = torch.optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay)
     else:
         opt = torch.optim.SGD(
-            model.parameters(),
+            trainable,
             lr=params.lr,
             momentum=params.momentum,
             weight_decay=params.weight_decay,
@@ -216,7 +222,7 @@ def train(
                 correct += int((out.argmax(1) == by).sum())
             if params.prox_mu:
                 prox = sum(
-                    ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True)
+                    ((p - a) ** 2).sum() for p, a in zip(trainable, anchor, strict=True)
                 )
                 loss = loss + params.prox_mu / 2 * prox
             opt.zero_grad(set_to_none=True)
@@ -224,7 +230,10 @@ def train(
             opt.step()
             batches += 1
     metrics = Metrics(len(y), loss_sum / len(y), correct / len(y), time.perf_counter() - start)
-    return TrainResult(weights.encode(model.state_dict()), metrics)
+    state_out = model.state_dict()
+    if spec.lora is not None:  # upload only what trained
+        state_out = {k: v for k, v in state_out.items() if models.is_adapter(k)}
+    return TrainResult(weights.encode(state_out), metrics)
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ token.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import types
 from collections.abc import Callable, Mapping
@@ -43,6 +44,23 @@ def _params_model(name: str) -> type[BaseModel]:
     return distro_schema.model_of(f"{name}_params", fields, catalogue.MODELS[name].description)
 
 
+def _lora(raw: Any) -> Mapping[str, Any] | None:
+    """A checked ``{"rank", "alpha", "targets"}`` mapping, or None when absent or rank 0."""
+    if raw is None:
+        return None
+    spec = distro_schema.load(catalogue.LoraSpec, raw, error=SpecError, prefix="lora")
+    if not spec.rank:
+        return None
+    return types.MappingProxyType(
+        {"rank": spec.rank, "alpha": spec.alpha, "targets": tuple(spec.targets)}
+    )
+
+
+def is_adapter(name: str) -> bool:
+    """Whether a state-dict name is a LoRA adapter tensor."""
+    return name.endswith((".lora_a", ".lora_b"))
+
+
 def _param_error(field: str, reason: str) -> SpecError:
     """Name the parameter, not the list item (``params.hidden``, not ``params.hidden[0]``)."""
     return SpecError(field.split("[")[0], reason)
@@ -59,11 +77,14 @@ class ModelSpec:
         params: Every hyper-parameter of the architecture, read-only.
         task: ``classification`` (cross-entropy over ``classes`` outputs; next-token
             prediction is this too) or ``regression`` (mean squared error of output 0).
+        lora: ``{"rank", "alpha", "targets"}`` (``training.catalogue.LoraSpec``) when
+            the base is frozen and only low-rank adapters train, else None.
     """
 
     name: str
     params: Mapping[str, Any]
     task: str = "classification"
+    lora: Mapping[str, Any] | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> ModelSpec:
@@ -75,7 +96,7 @@ class ModelSpec:
         """
         if not isinstance(data, Mapping):
             raise SpecError("spec", "must be a mapping")
-        extra = set(data) - {"name", "params", "task"}
+        extra = set(data) - {"name", "params", "task", "lora"}
         if extra:
             raise SpecError(str(sorted(extra)[0]), "unknown spec field")
         name = data.get("name")
@@ -84,6 +105,10 @@ class ModelSpec:
         task = data.get("task", "classification")
         if task not in catalogue.TRAIN_TASKS:
             raise SpecError("task", f"choose from {', '.join(catalogue.TRAIN_TASKS)}")
+        lora = _lora(data.get("lora"))
+        if lora is not None:
+            plain = {k: v for k, v in data.items() if k != "lora"}
+            return dataclasses.replace(cls.from_mapping(plain), lora=lora)
         raw = data.get("params", {})
         if name == "custom":
             return cls._custom(raw, task)
@@ -153,7 +178,14 @@ class ModelSpec:
         }
         if self.task != "classification":
             out["task"] = self.task
+        if self.lora is not None:
+            out["lora"] = {**self.lora, "targets": list(self.lora["targets"])}
         return out
+
+    @property
+    def base(self) -> ModelSpec:
+        """The same architecture without adapters."""
+        return dataclasses.replace(self, lora=None)
 
     @property
     def label_dtype(self) -> str:
@@ -187,6 +219,36 @@ class ModelSpec:
         return int(self.params["vocab_size" if self.name == "char_lstm" else "classes"])
 
 
+class _LoraLinear(nn.Linear):
+    """A linear map with low-rank adapters: ``W x + b + scale * B A x``.
+
+    The base ``weight`` and ``bias`` keep their names; ``lora_a`` starts as a
+    Kaiming-uniform draw and ``lora_b`` at zero, so the adapted model starts equal to
+    its base.
+    """
+
+    def __init__(self, n_in: int, n_out: int, rank: int, alpha: float) -> None:
+        super().__init__(n_in, n_out)
+        self.scale = alpha / rank
+        self.lora_a = nn.Parameter(torch.empty(rank, n_in))
+        self.lora_b = nn.Parameter(torch.zeros(n_out, rank))
+        nn.init.kaiming_uniform_(self.lora_a, a=5**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out + (x @ self.lora_a.T @ self.lora_b.T) * self.scale
+
+
+Linear = Callable[[int, int], nn.Module]
+
+
+def _linear_maker(lora: Mapping[str, Any] | None, target: str) -> Linear:
+    if lora is None or target not in lora["targets"]:
+        return nn.Linear
+    rank, alpha = lora["rank"], lora["alpha"]
+    return lambda n_in, n_out: _LoraLinear(n_in, n_out, rank, alpha)
+
+
 class _Embedding(nn.Module):
     def __init__(self, vocab: int, dim: int, positions: int) -> None:
         super().__init__()
@@ -210,11 +272,11 @@ class _Recurrent(nn.Module):
 class _Attention(nn.Module):
     """Causal multi-head self-attention with plain ``qkv`` and ``out`` projections."""
 
-    def __init__(self, d: int, heads: int, dropout: float) -> None:
+    def __init__(self, d: int, heads: int, dropout: float, linear: Linear = nn.Linear) -> None:
         super().__init__()
         self.heads, self.dropout = heads, dropout
-        self.qkv = nn.Linear(d, 3 * d)
-        self.out = nn.Linear(d, d)
+        self.qkv = linear(d, 3 * d)
+        self.out = linear(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -227,11 +289,15 @@ class _Attention(nn.Module):
 class _Transformer(nn.Module):
     """A pre-norm transformer block: causal attention and a GELU feed-forward."""
 
-    def __init__(self, d: int, heads: int, ff: int, dropout: float) -> None:
+    def __init__(
+        self, d: int, heads: int, ff: int, dropout: float,
+        lora: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.attn = _Attention(d, heads, dropout)
-        self.ff = nn.Sequential(nn.Linear(d, ff), nn.GELU(), nn.Linear(ff, d))
+        self.attn = _Attention(d, heads, dropout, _linear_maker(lora, "attention"))
+        lin = _linear_maker(lora, "feedforward")
+        self.ff = nn.Sequential(lin(d, ff), nn.GELU(), lin(ff, d))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -249,11 +315,13 @@ _ACTIVATIONS: Mapping[str, Callable[[], nn.Module]] = {
 }
 
 
-def _block(b: Mapping[str, Any], shape: tuple[int, ...]) -> nn.Module:
-    """The torch module of one checked block reading ``shape``."""
+def _block(
+    b: Mapping[str, Any], shape: tuple[int, ...], lora: Mapping[str, Any] | None = None
+) -> nn.Module:
+    """The torch module of one checked block reading ``shape`` (``lora``: adapters)."""
     kind = b["type"]
     if kind == "linear":
-        return nn.Linear(shape[-1], b["out"])
+        return _linear_maker(lora, "linear")(shape[-1], b["out"])
     if kind == "conv":
         return nn.Conv2d(shape[0], b["out"], b["kernel"], b["stride"], b["padding"])
     if kind == "layernorm":
@@ -273,7 +341,7 @@ def _block(b: Mapping[str, Any], shape: tuple[int, ...]) -> nn.Module:
     if kind in ("lstm", "gru"):
         return _Recurrent(kind, shape[-1], b["hidden"], b["layers"])
     if kind == "transformer":
-        return _Transformer(shape[-1], b["heads"], b["ff"] or 4 * shape[-1], b["dropout"])
+        return _Transformer(shape[-1], b["heads"], b["ff"] or 4 * shape[-1], b["dropout"], lora)
     return _Last()
 
 
@@ -291,7 +359,8 @@ def build(spec: ModelSpec) -> nn.Module:
         raise SpecError("name", f"unknown model {spec.name!r}")
     layers = blocks.normalise(spec.layers)
     shapes = blocks.input_shapes(layers, spec.input_shape)
-    return nn.Sequential(*(_block(b, shape) for b, shape in zip(layers, shapes, strict=True)))
+    lora = spec.lora
+    return nn.Sequential(*(_block(b, sh, lora) for b, sh in zip(layers, shapes, strict=True)))
 
 
 def parameter_count(spec: ModelSpec) -> int:

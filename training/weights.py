@@ -28,7 +28,8 @@ _DTYPE_CODES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
 StateDict = dict[str, torch.Tensor]
 
 
-Layout = tuple[tuple[str, tuple[int, ...], str], ...]
+Entry = tuple[str, tuple[int, ...], str]
+Layout = tuple[Entry, ...] | list[Entry]
 
 
 @functools.lru_cache(maxsize=64)
@@ -68,11 +69,21 @@ def decode(data: bytes, spec: models.ModelSpec, *, max_bytes: int = DEFAULT_MAX_
         WeightsError: ``oversize``, ``malformed`` (not safetensors), ``names`` (missing or
             extra tensors), ``shape`` or ``dtype`` mismatch.
     """
+    return decode_layout(data, layout(spec), max_bytes=max_bytes)
+
+
+def decode_layout(
+    data: bytes, expected: Layout, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> StateDict:
+    """Parse untrusted weight bytes that must hold exactly the tensors of ``expected``.
+
+    Raises:
+        WeightsError: as :func:`decode`.
+    """
     try:
         header = read_header(data, max_bytes=max_bytes)
     except TensorFileError as exc:
         raise WeightsError(exc.reason, exc.detail) from None
-    expected = layout(spec)
     names = {n for n, _, _ in expected}
     if set(header) != names:
         missing, extra = sorted(names - set(header)), sorted(set(header) - names)

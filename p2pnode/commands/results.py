@@ -77,6 +77,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
     """Download and verify the model, write ``model.safetensors``, ``metrics.json``, ``curve.png``.
 
+    A LoRA job's folder also gets ``model.merged.safetensors``: the base weights with
+    the adapters folded in, loadable as the plain architecture.
+
     Returns:
         A summary: accuracy (R² for regression), loss, task, every metric of the
         last round, rounds, seconds, model_sha256 and the written paths.
@@ -107,7 +110,14 @@ def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
         "seconds": last.get("seconds"),
         "model_sha256": result["model_sha256"],
     }
-    doc = {"summary": summary, "spec": json.loads(result["spec"]), "rounds": records}
+    spec = json.loads(result["spec"])
+    lora = spec.get("lora") or {}
+    if lora.get("rank"):  # a LoRA job: also the adapters folded into the base weights
+        from protocols.job.compute import merged
+
+        _write_atomic(out / "model.merged.safetensors", merged(model, lora["rank"], lora["alpha"]))
+        summary["merged"] = str(out / "model.merged.safetensors")
+    doc = {"summary": summary, "spec": spec, "rounds": records}
     _write_atomic(out / "metrics.json", json.dumps(doc, indent=2).encode())
     plot_curve(records, out / "curve.png")
     summary["out"] = str(out)

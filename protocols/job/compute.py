@@ -144,6 +144,28 @@ def load_data(spec: JobSpec) -> Split:
 
 
 def model_spec_for(spec: JobSpec, data: Split) -> ModelSpec:
+    """The job's model fitted to ``data``, with its LoRA adapters when it has any.
+
+    Raises:
+        training.errors.SpecError: as :func:`_model_for`.
+    """
+    model = _model_for(spec, data)
+    if not spec.lora.rank:
+        return model
+    from training.models import ModelSpec
+
+    lora = {"rank": spec.lora.rank, "alpha": spec.lora.alpha, "targets": list(spec.lora.targets)}
+    adapted = ModelSpec.from_mapping({**model.to_mapping(), "lora": lora})
+    from training import models, weights
+
+    if not any(models.is_adapter(n) for n, _, _ in weights.layout(adapted)):
+        from training.errors import SpecError
+
+        raise SpecError("lora.targets", "no linear map of the model is a target")
+    return adapted
+
+
+def _model_for(spec: JobSpec, data: Split) -> ModelSpec:
     """The catalogue model for ``spec``, its input size and classes set from ``data``.
 
     Raises:
@@ -221,7 +243,10 @@ def initial_weights(spec: JobSpec, model: ModelSpec) -> bytes:
         return weights.initial(model, spec.seed)
     try:
         blob = Path(spec.initial_weights).expanduser().read_bytes()
-        weights.decode(blob, model)
+        base = weights.decode(blob, model.base)  # a LoRA job starts from base weights
+        if model.lora is not None:
+            fresh = weights.decode(weights.initial(model, spec.seed), model)
+            blob = weights.encode({**fresh, **base})
     except OSError as exc:
         raise SpecError("initial_weights", f"cannot read {spec.initial_weights}: {exc}") from None
     except WeightsError as exc:
@@ -381,6 +406,9 @@ def check_update(prepared: Prepared, spec: JobSpec, global_model: bytes, update:
 
     cfg = _validation(spec)
     global_state = weights.decode(global_model, prepared.model)
+    update = _whole(prepared, global_model, update)
+    if update == b"":
+        return "names"
     if not spec.validate_updates:
         verdict, state = validate.check_structure(update, spec=prepared.model, cfg=cfg)
         if state is not None:
@@ -441,7 +469,42 @@ def replica_distance(prepared: Prepared, global_model: bytes, a: bytes, b: bytes
     """``training.replicas.distance`` of two updates of the same task."""
     from training.replicas import distance
 
+    a, b = _whole(prepared, global_model, a), _whole(prepared, global_model, b)
     return distance(prepared.model, global_model, a, b)
+
+
+def _whole(prepared: Prepared, global_model: bytes, update: bytes) -> bytes:
+    """A LoRA update (adapters only) put back into the global model; else ``update``.
+
+    Bytes that are not exactly the model's adapters come back as ``b""``, which every
+    check refuses as malformed.
+    """
+    if prepared.model.lora is None:
+        return update
+    from training import lora
+    from training.errors import WeightsError
+
+    try:
+        return lora.expand(global_model, update, prepared.model)
+    except WeightsError:
+        return b""
+
+
+def merged(model: bytes, rank: int, alpha: float) -> bytes:
+    """A LoRA job's final model (safetensors) with its adapters folded into the base.
+
+    Raises:
+        ValueError: ``model`` is not safetensors, or an adapter does not fit its base.
+    """
+    from safetensors.torch import load
+
+    from training import lora, weights
+
+    try:
+        state = load(model)
+        return weights.encode(lora.merge(state, rank, alpha))
+    except (KeyError, RuntimeError) as exc:
+        raise ValueError(f"cannot merge the adapters: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -484,7 +547,7 @@ def aggregate(
     from training import validate, weights
 
     global_state = weights.decode(global_model, prepared.model)
-    received = [(uid, data, n) for uid, n, data in updates]
+    received = [(uid, _whole(prepared, global_model, data), n) for uid, n, data in updates]
     cfg = _validation(spec)
     if spec.validate_updates:
         rv = validate.validate_round(

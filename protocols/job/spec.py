@@ -52,6 +52,7 @@ class JobSpec(cat.HyperParams):
     data: cat.DataSource = field(default_factory=cat.DataSource)
     task: cat.Task = "auto"
     initial_weights: str = ""  # a safetensors file on the owner's machine; "" = random
+    lora: cat.LoraSpec = field(default_factory=cat.LoraSpec)
     limit: Annotated[int, Field(ge=0)] = 0  # 0 = the whole training set
     partition: cat.Partition = "dirichlet"
     alpha: Annotated[float, Field(gt=0)] = 0.5

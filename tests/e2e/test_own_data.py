@@ -14,16 +14,19 @@ import pytest
 
 from examples.make_data import write_images, write_regression_table, write_table, write_text
 from p2pnode.commands.demo import clean_env, launch
+from p2pnode.commands.results import write_result
 from p2pnode.control import call
 from p2pnode.errors import ControlError
 from p2pnode.procs import Processes, start_embedded_s3
 from tests.conftest import wait_for
 
+SUBMIT_S = 120.0
 COMMON = {"trainers": 2, "partition": "iid", "round_deadline_s": 60.0, "batch_size": 16}
 
 
 def _run(owner: Path, procs: Processes, job: dict[str, Any]) -> dict[str, Any]:
-    answer = call(owner, "jobs.submit", {"spec": {**COMMON, **job}})
+    # submit reads the data and loads torch in the owner daemon: allow for a cold start
+    answer = call(owner, "jobs.submit", {"spec": {**COMMON, **job}}, timeout=SUBMIT_S)
     job_id, seen = answer["job_id"], answer["check"]  # what the owner is shown at submit
     assert seen["parameters"] > 0 and seen["flops_per_sample"] > 0 and seen["train"] > 0
 
@@ -53,7 +56,7 @@ def test_table_image_and_text_jobs_over_real_processes(tmp_path: Path) -> None:
         # Bad data: refused at submit, naming file, row and column; no job is created.
         with pytest.raises(ControlError) as info:
             call(owner, "jobs.submit", {"spec": {
-                "dataset": "table", "data": {"path": str(bad), "target": "y"}}})
+                "dataset": "table", "data": {"path": str(bad), "target": "y"}}}, timeout=SUBMIT_S)
         assert f"{bad}: row 2, column 'b'" in info.value.message
         assert "data.categorical" in info.value.message
         assert call(owner, "jobs.list", {}) == []
@@ -95,5 +98,25 @@ def test_table_image_and_text_jobs_over_real_processes(tmp_path: Path) -> None:
         assert corpus["history"][-1]["test_accuracy"] >= 0.4
         assert corpus["history"][-1]["test_loss"] < 2.5
         assert corpus["history"][-1]["metrics"]["perplexity"] < 12.5
+
+        # LoRA: fine-tune the text model just trained, adapters on its linear head only.
+        write_result(call(owner, "jobs.result", {"job_id": corpus["job_id"]}), tmp_path / "base")
+        tuned = _run(owner, procs, {
+            "dataset": "text", "model": "char_lstm",
+            "model_params": {"embed_dim": 8, "hidden_size": 32},
+            "initial_weights": str(tmp_path / "base" / "model.safetensors"),
+            "lora": {"rank": 4, "alpha": 8.0, "targets": ["linear"]},
+            "rounds": 2, "epochs": 1, "lr": 0.01, "optimizer": "adam", "batch_size": 32,
+            "limit": 3000, "chunk_samples": 1500, "seed": 1,
+            "data": {"path": str(text), "seq_len": 16},
+        })
+        # every update was accepted: the owner takes only the adapters' tensors, so a
+        # full-weights upload would have been rejected ("names")
+        assert all(r["accepted"] == 2 and r["rejected"] == 0 for r in tuned["history"])
+        assert tuned["history"][-1]["test_loss"] < 2.5
+        lora_result = call(owner, "jobs.result", {"job_id": tuned["job_id"]})
+        out = write_result(lora_result, tmp_path / "lora")
+        full = (tmp_path / "lora" / "model.safetensors").stat().st_size
+        assert Path(out["merged"]).stat().st_size < full  # the adapters are folded in
     finally:
         procs.stop_all()
