@@ -115,11 +115,15 @@ def gossip(net: Network, messages: int, rate: float) -> tuple[float, float]:
     busy = time.monotonic() - start
     latencies: list[float] = []
     delivered = 0
+    per_daemon: list[int] = []
     for d in net.daemons:
+        got = 0
         for m in d.rpc("debug.messages", {"topic": "bench"}):
             if m["data"] in sent and sent[m["data"]][0] != d.peer_id:
-                delivered += 1
+                got += 1
                 latencies.append((m["received_at"] - sent[m["data"]][1]) * 1000)
+        delivered += got
+        per_daemon.append(got)
     expected = messages * (len(net.daemons) - 1)
     if not latencies:
         print(f"gossip: 0/{expected} deliveries of {messages} messages at {rate:g}/s")
@@ -127,6 +131,8 @@ def gossip(net: Network, messages: int, rate: float) -> tuple[float, float]:
     print(f"gossip: {delivered}/{expected} deliveries ({delivered / expected:.1%}) of "
           f"{messages} messages at {rate:g}/s; latency p50 {pct(latencies, 50):.1f} ms, "
           f"p95 {pct(latencies, 95):.1f} ms, max {max(latencies):.1f} ms")
+    print(f"gossip per daemon: fewest {min(per_daemon)}, most {max(per_daemon)} of the "
+          f"{messages} messages (own messages included in neither)")
     print(f"gossip CPU: {cpu:.1f} s of CPU in all daemons over the {busy:.1f} s of sending "
           f"(presence and discovery included): {cpu / max(1, delivered) * 1000:.2f} ms per "
           f"delivery")
