@@ -61,6 +61,7 @@ class _Pending:
 class _JobBook:
     terms: PriceTerms
     receipts: list[rc.Receipt] = field(default_factory=list)
+    proofs: dict[str, list[bytes]] = field(default_factory=dict)  # by update, this run
     pending: list[_Pending] = field(default_factory=list)
     gas_used: int = 0
     commit_gas: int = 0
@@ -111,6 +112,19 @@ class Settlement:
         """Wei promised by the job's receipts so far."""
         book = self.books.get(job_id)
         return sum(r.amount for r in book.receipts) if book else 0
+
+    def receipts_for(self, job_id: str, address: str, limit: int = 1024
+                     ) -> tuple[list[rc.Receipt], dict[str, list[bytes]]]:
+        """The latest ``limit`` receipts of ``job_id`` paying ``address``, with known proofs.
+
+        Each round re-sends a trainer all its receipts so far, so one lost
+        delivery is made good by the next (the trainer keeps each receipt once).
+        """
+        book = self.books.get(job_id)
+        if book is None:
+            return [], {}
+        mine = [r for r in book.receipts if r.trainer == address][-limit:]
+        return mine, {r.update: book.proofs[r.update] for r in mine if r.update in book.proofs}
 
     def budget_left(self, job_id: str) -> int | None:
         """Budget not yet promised by a receipt (None: not a paid job here)."""
@@ -180,6 +194,7 @@ class Settlement:
         hashes = [sha for _, _, sha, _ in used]
         root = rc.merkle_root(hashes)
         proofs = {p.update: rc.merkle_proof(hashes, p.update) for p in payments}
+        book.proofs.update(proofs)
         out = RoundSettled(price=price, root=root, receipts=signed, proofs=proofs)
         if terms.paid and self.commit_rounds:
             book.pending.append(_Pending(round_no, model, parent, root))

@@ -4,14 +4,14 @@ Only updates the round *used* are paid (verdict ``accepted``, late ones included
 when they were aggregated); rejected (``no_progress`` and every other reason),
 outvoted, and late-and-unused updates earn nothing, and where the job verifies
 work (docs/verification.md) an update caught by a check is rejected, so unpaid.
-Each trainer gets its receipts by a ``job.receipts`` request; a trainer that does
-not answer loses nothing but the copy: the owner keeps every receipt it signed.
+Each trainer paid in a round gets all its receipts of the job so far by a
+``job.receipts`` request (it keeps each once), so a delivery lost in one round is
+made good in the next; the owner keeps every receipt it signed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 import trio
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from protocols.market.settle import RoundSettled
 
 log = logging.getLogger("distro_train.owner")
+MAX_RECEIPTS = 1024
+"""Most receipts one ``job.receipts`` message carries (the trainer's limit too)."""
 
 
 async def pay_round(
@@ -48,13 +50,13 @@ async def pay_round(
             peer_of[address] = u.peer
     settled = await market.settle_round(live.job_id, number, rows, asks, model=model,
                                         parent=parent)
-    by_peer: defaultdict[str, list[Receipt]] = defaultdict(list)
-    for r in settled.receipts:
-        by_peer[peer_of[r.trainer]].append(r)
+    paid = {r.trainer for r in settled.receipts}
     async with trio.open_nursery() as nursery:
-        for peer, receipts in by_peer.items():
-            nursery.start_soon(_deliver, env, live.job_id, number, peer, receipts,
-                               settled.proofs)
+        for address in paid:
+            # All of the trainer's receipts so far: a lost delivery is made good now.
+            receipts, proofs = market.receipts_for(live.job_id, address, MAX_RECEIPTS)
+            nursery.start_soon(_deliver, env, live.job_id, number, peer_of[address], receipts,
+                               proofs)
     log.info("job %s round %d: price %d wei, %d receipts, ledger %.3fs gas %d", live.job_id,
              number, settled.price, len(settled.receipts), settled.ledger_s, settled.gas_used)
     return settled
