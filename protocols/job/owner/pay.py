@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("distro_train.owner")
 MAX_RECEIPTS = 1024
 """Most receipts one ``job.receipts`` message carries (the trainer's limit too)."""
+DELIVERY_ATTEMPTS = 3
+DELIVERY_RETRY_S = 1.0
+"""Pause before the next attempt, times the attempt number."""
 
 
 async def pay_round(
@@ -66,15 +69,24 @@ async def _deliver(
     env: OwnerEnv, job_id: str, number: int, peer: str, receipts: list[Receipt],
     proofs: dict[str, list[bytes]],
 ) -> None:
-    wire = codec.encode(env.node.private_key, Kind.RECEIPTS, codec.receipts(receipts, proofs),
-                        job_id=job_id, round=number)
     timeout = env.cfg.request_timeout_s
-    try:
-        with trio.fail_after(timeout):
-            reply = await env.node.request(ID.from_base58(peer), PROTOCOL_ID, wire, timeout)
-        ack = codec.decode(reply, frozenset({Kind.ACK}), sender=ID.from_base58(peer)).body
-        if not getattr(ack, "ok", False):
-            log.info("job %s round %d: %s refused its receipts: %s", job_id, number, peer,
-                     getattr(ack, "reason", ""))
-    except Exception as exc:  # noqa: BLE001 - a trainer unreachable keeps nothing from us
-        log.info("job %s round %d: receipts to %s not delivered: %r", job_id, number, peer, exc)
+    body = codec.receipts(receipts, proofs)
+    # Retries help against quick failures only: the whole delivery never holds the
+    # round's close longer than one request timeout.
+    with trio.move_on_after(timeout):
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            # A fresh envelope each time: the trainer's replay guard refuses a resent one.
+            wire = codec.encode(env.node.private_key, Kind.RECEIPTS, body, job_id=job_id,
+                                round=number)
+            try:
+                reply = await env.node.request(ID.from_base58(peer), PROTOCOL_ID, wire, timeout)
+                ack = codec.decode(reply, frozenset({Kind.ACK}), sender=ID.from_base58(peer))
+            except Exception as exc:  # noqa: BLE001 - a trainer unreachable keeps nothing
+                log.info("job %s round %d: receipts to %s not delivered (attempt %d): %r",
+                         job_id, number, peer, attempt, exc)
+                await trio.sleep(DELIVERY_RETRY_S * attempt)
+                continue
+            if not getattr(ack.body, "ok", False):
+                log.info("job %s round %d: %s refused its receipts: %s", job_id, number, peer,
+                         getattr(ack.body, "reason", ""))
+            return
