@@ -25,12 +25,7 @@ LAB_CONFIG = TEST_CONFIG.replace(
 if TRAINER_NETWORKS[0] not in LAB_CONFIG:
     raise RuntimeError("tests/p2pnode/harness.py TEST_CONFIG changed its [trainer] table")
 PORT = 4411
-DAEMON = ("import argparse, sys\n"
-          "from p2pnode.commands.daemon import add_arguments, run\n"
-          "parser = argparse.ArgumentParser(prog='distro-train daemon')\n"
-          "add_arguments(parser)\n"
-          "sys.exit(run(parser.parse_args()))\n")
-"""``distro-train daemon`` without the rest of the CLI's subcommands."""
+
 
 
 class Nodes:
@@ -47,7 +42,7 @@ class Nodes:
     def start(self, ns: str, name: str, role: str, *flags: str,
               config: Path | None = None) -> NodeProc:
         program = ([str(REPO / "bootstrap.py")] if role == "bootstrap"
-                   else ["-c", DAEMON])
+                   else ["-m", "p2pnode.cli", "daemon"])
         argv = [sys.executable, *program, "--data-dir", str(self.root / name),
                 "--config", str(config or self.config),
                 "--listen", f"/ip4/0.0.0.0/tcp/{PORT}", *flags]
