@@ -7,6 +7,7 @@ column named before anything is stored.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,30 @@ def _run(owner: Path, procs: Processes, job: dict[str, Any]) -> dict[str, Any]:
     return status
 
 
+def _bad_jobs(data: Path, bad: Path, images: Path, text: Path) -> list[tuple[dict[str, Any], str]]:
+    """Each bad-data case the issue names, and what its error must say."""
+    empty = data / "empty_class"
+    (empty / "cat").mkdir(parents=True)
+    (empty / "dog").mkdir()
+    png = next((images / "digit_0").iterdir())
+    (empty / "cat" / "1.png").write_bytes(png.read_bytes())
+    broken = data / "broken"
+    shutil.copytree(empty, broken)
+    (broken / "dog" / "2.jpg").write_bytes(b"not an image")
+    return [
+        ({"dataset": "table", "data": {"path": str(bad), "target": "label"}},
+         f"{bad}: column 'label': target column not found"),
+        ({"dataset": "table", "data": {"path": str(bad), "target": "y"}},
+         f"{bad}: row 2, column 'b': 'oops' is not a number; list the column in data.categorical"),
+        ({"dataset": "images", "data": {"path": str(empty)}},
+         f"{empty / 'dog'}: class folder has no"),
+        ({"dataset": "images", "data": {"path": str(broken)}},
+         f"{broken / 'dog' / '2.jpg'}: unreadable image"),
+        ({"dataset": "text", "model": "char_lstm", "data": {"path": str(text), "max_bytes": 100}},
+         f"{text}: ... bytes, over the limit data.max_bytes=100"),
+    ]
+
+
 def test_table_image_and_text_jobs_over_real_processes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -53,12 +78,12 @@ def test_table_image_and_text_jobs_over_real_processes(tmp_path: Path) -> None:
         storage = start_embedded_s3(procs, "s3", tmp_path / "s3", clean_env())
         owner = launch(tmp_path, procs, storage, trainers=2, say=lambda _m: None).owner_dir
 
-        # Bad data: refused at submit, naming file, row and column; no job is created.
-        with pytest.raises(ControlError) as info:
-            call(owner, "jobs.submit", {"spec": {
-                "dataset": "table", "data": {"path": str(bad), "target": "y"}}}, timeout=SUBMIT_S)
-        assert f"{bad}: row 2, column 'b'" in info.value.message
-        assert "data.categorical" in info.value.message
+        # Bad data: refused at submit, naming file, row or column; no job is created.
+        for spec, named in _bad_jobs(data, bad, images, text):
+            with pytest.raises(ControlError) as info:
+                call(owner, "jobs.submit", {"spec": spec}, timeout=SUBMIT_S)
+            assert info.value.code == -32602, info.value
+            assert all(part in info.value.message for part in named.split(" ... ")), info.value
         assert call(owner, "jobs.list", {}) == []
 
         wine = _run(owner, procs, {
