@@ -27,7 +27,6 @@ if TRAINER_NETWORKS[0] not in LAB_CONFIG:
 PORT = 4411
 
 
-
 class Nodes:
     """Node processes started in lab namespaces; all stopped (by pid) on close."""
 
