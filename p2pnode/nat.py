@@ -26,10 +26,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import multiaddr
 import trio
+from libp2p.abc import IHost
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
@@ -41,9 +42,24 @@ from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 
 import distro_json
+from p2pnode.config import Config
+from p2pnode.reqresp import RequestHandler
 
-if TYPE_CHECKING:
-    from p2pnode.node import Node
+
+class Node(Protocol):
+    """What of :class:`p2pnode.node.Node` this module uses (no import cycle)."""
+
+    host: IHost
+    config: Config
+    role: str
+    extra_addrs: list[str]
+
+    def set_stream_handler(self, protocol_id: str, handler: RequestHandler) -> None:
+        """Answer requests on ``protocol_id``."""
+
+    async def request(self, peer_id: ID, protocol_id: str, data: bytes,
+                      timeout: float | None = None) -> bytes:  # noqa: ASYNC109 - as Node's
+        """One request, one response."""
 
 log = logging.getLogger(__name__)
 
