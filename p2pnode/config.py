@@ -216,7 +216,8 @@ class Config:
             control_read_s=5.0, shutdown_s=3.0,
         )
         cfg.discovery = DiscoveryConfig(interval_s=1.0, max_interval_s=8.0)
-        cfg.presence = PresenceConfig(interval_s=1.0, silence_timeout_s=6.0)
+        cfg.presence = PresenceConfig(interval_s=1.0, silence_timeout_s=6.0,
+                                      max_received_per_second=1000.0)
         cfg.control = ControlConfig(max_request_bytes=64 * 1024, debug_routes=True)
         return cfg
 

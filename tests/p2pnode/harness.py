@@ -49,6 +49,8 @@ max_interval_s = 8.0
 [presence]
 interval_s = 1.0
 silence_timeout_s = 6.0
+# Every second however many daemons a test starts (the default stretches the period).
+max_received_per_second = 1000.0
 
 [control]
 max_request_bytes = 65536
