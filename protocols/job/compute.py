@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from training.local import TrainResult
-    from training.models import ModelSpec
+    from training.modelspec import ModelSpec
     from training.owndata import Split
 
 MAX_PARAMS_JSON = 16 * 1024
@@ -73,7 +73,7 @@ def check_job(model_json: str, params_json: str) -> None:
             hyper-parameter...); its ``reason`` is ``bad_spec``.
     """
     from training.local import TrainParams  # torch only when working
-    from training.models import ModelSpec
+    from training.modelspec import ModelSpec
 
     ModelSpec.from_mapping(json_object(model_json, "model"))
     TrainParams.from_mapping(json_object(params_json, "train params"))
@@ -99,7 +99,7 @@ def train(
     """
     from protocols.job.verification import task_seed
     from training import local
-    from training.models import ModelSpec
+    from training.modelspec import ModelSpec
 
     spec = ModelSpec.from_mapping(json_object(model_json, "model"))
     params = json_object(params_json, "train params")
@@ -152,13 +152,15 @@ def model_spec_for(spec: JobSpec, data: Split) -> ModelSpec:
     model = _model_for(spec, data)
     if not spec.lora.rank:
         return model
-    from training.models import ModelSpec
+    from training.modelspec import ModelSpec
 
     lora = {"rank": spec.lora.rank, "alpha": spec.lora.alpha, "targets": list(spec.lora.targets)}
     adapted = ModelSpec.from_mapping({**model.to_mapping(), "lora": lora})
-    from training import models, weights
-
-    if not any(models.is_adapter(n) for n, _, _ in weights.layout(adapted)):
+    kinds = {b["type"] for b in adapted.layers}
+    targets = set(spec.lora.targets)
+    if not ("linear" in targets and "linear" in kinds) and not (
+        targets & {"attention", "feedforward"} and "transformer" in kinds
+    ):
         from training.errors import SpecError
 
         raise SpecError("lora.targets", "no linear map of the model is a target")
@@ -172,7 +174,7 @@ def _model_for(spec: JobSpec, data: Split) -> ModelSpec:
         training.errors.SpecError: ``model_params`` contradicts the data (field
             ``model_params.<name>``), or the model cannot read it.
     """
-    from training.models import ModelSpec
+    from training.modelspec import ModelSpec
 
     width = 1
     for d in data.input_shape:
@@ -211,7 +213,7 @@ def _custom_model(spec: JobSpec, data: Split) -> ModelSpec:
     """The job's own blocks, reading the data's samples; its outputs must fit the task."""
     from training.catalogue import task_of
     from training.errors import SpecError
-    from training.models import ModelSpec
+    from training.modelspec import ModelSpec
 
     task = "regression" if task_of(spec.dataset, spec.task) == "regression" else "classification"
     tokens = data.train_x.dtype.kind == "i"
@@ -257,19 +259,22 @@ def initial_weights(spec: JobSpec, model: ModelSpec) -> bytes:
 def check_data(spec: JobSpec) -> dict[str, Any]:
     """Read the job's data and fit the model to it, as at submit; blocking.
 
+    Torch is not imported (the figures are ``training.blocks``'), unless
+    ``spec.initial_weights`` must be checked against the architecture.
+
     Returns:
-        What the owner should see: samples per split, classes, sample shape, model
-        parameters.
+        What the owner should see: samples per split, classes, sample shape, the
+        model, its parameters (the base's, without LoRA adapters), forward FLOPs and
+        activation bytes per sample.
 
     Raises:
         training.errors.SpecError: as :func:`load_data` and :func:`model_spec_for`
             (``DataError`` names the file, row or column).
     """
-    from training.models import parameter_count
-
     data = load_data(spec)
     model = model_spec_for(spec, data)
-    initial_weights(spec, model)
+    if spec.initial_weights:
+        initial_weights(spec, model)
     cost = model.cost()
     return {
         "train": len(data.train_y),
@@ -278,7 +283,7 @@ def check_data(spec: JobSpec) -> dict[str, Any]:
         "classes": data.classes,
         "sample_shape": list(data.input_shape),
         "model": model.to_mapping(),
-        "parameters": parameter_count(model),
+        "parameters": cost.params,
         "flops_per_sample": cost.flops,
         "activation_bytes_per_sample": 4 * cost.activations,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +249,19 @@ def test_tasks_fit_their_datasets(job: dict[str, object], field: str) -> None:
     with pytest.raises(SpecError) as info:
         from_mapping({**job, "data": {"path": "x"}} if job["dataset"] != "mnist" else job)
     assert info.value.field == field
+
+
+def test_the_submit_check_reads_a_table_without_torch(files: dict[str, Path]) -> None:
+    import subprocess
+    import sys
+
+    job = {"dataset": "table", "model": "mlp", "trainers": 2,
+           "data": {"path": str(files["table"]), **WINE, "categorical": ["colour_band"]}}
+    code = (
+        "import json, sys; from protocols.job import compute; "
+        "from protocols.job.spec import from_mapping; "
+        f"seen = compute.check_data(from_mapping(json.loads({json.dumps(job)!r}))); "
+        "assert 'torch' not in sys.modules, 'torch'; print(seen['parameters'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert int(out.stdout) == 16 * 200 + 200 + 200 * 200 + 200 + 200 * 3 + 3
