@@ -286,7 +286,10 @@ def launch(
     # Presence every second notices a dead trainer fast, but each status is relayed
     # by every daemon: with many daemons on a small machine, space them out.
     interval = max(1.0, (trainers + 2) / 4)
-    presence = _toml_table("presence", {"interval_s": interval, "silence_timeout_s": 10 * interval})
+    # The period is set here for the demo's size; the daemon's own stretching (N / 2 a
+    # second) would slow it further, so its budget matches this one (4 a second).
+    presence = _toml_table("presence", {"interval_s": interval, "silence_timeout_s": 10 * interval,
+                                        "max_received_per_second": 4.0})
     owner_dir = work / "owner"
     owner_dir.mkdir(parents=True)
     owner_cfg = owner_dir / "config.toml"
