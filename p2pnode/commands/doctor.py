@@ -12,7 +12,8 @@ Checks (each a function returning :class:`Check`, tested pass and fail):
 - ``storage`` (owner): the configured bucket answers with these credentials, or the
   embedded server can run;
 - ``torch`` (trainer): torch imports, and which device it would train on;
-- ``reachability``: not checked yet (see docs/operators.md#reachability).
+- ``reachability`` (daemon): what the running daemon found (public, behind NAT with
+  relays, or behind NAT without; skipped when no daemon runs or it has not found out).
 
 Verdicts: ``pass``, ``warn`` (works, but look), ``fail`` (will not work), ``skip``.
 Exit 0 when nothing failed, 1 otherwise.
@@ -161,15 +162,20 @@ def check_bootstrap(addrs: list[str], role: str, timeout: float) -> Check:
     return Check(name, "pass", f"{len(addrs)}/{len(addrs)} reachable")
 
 
-def _own_daemon_runs(data_dir: Path) -> bool:
+def _own_status(data_dir: Path) -> dict[str, Any] | None:
+    """The ``node.status`` of the daemon running at ``data_dir``, or None."""
     from p2pnode.control import call
     from p2pnode.errors import ControlError
 
     try:
-        call(data_dir, "node.id", {}, timeout=2.0)
+        status = call(data_dir, "node.status", {}, timeout=2.0)
     except ControlError:
-        return False
-    return True
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def _own_daemon_runs(data_dir: Path) -> bool:
+    return _own_status(data_dir) is not None
 
 
 def check_ports(cfg: Config) -> Check:
@@ -253,11 +259,31 @@ def check_torch(module: str = "torch") -> Check:
     return Check(name, "pass", f"torch {version}, trains on {device}")
 
 
-def check_reachability() -> Check:
-    """Not measured yet: whether peers can dial this node (public vs behind NAT)."""
-    return Check("reachability", "skip", "not checked: this version cannot yet tell a "
-                 "public address from one behind NAT",
-                 "see docs/operators.md#reachability (announce addresses, port forwarding)")
+def check_reachability(status: Mapping[str, Any] | None) -> Check:
+    """Whether peers can dial this node, as its running daemon found (``node.status``).
+
+    ``status`` is the daemon's ``node.status`` answer, or None when none runs here.
+    """
+    name = "reachability"
+    if status is None:
+        return Check(name, "skip", "no daemon runs at this data dir: reachability is "
+                     "measured by a running daemon", "start it, then run doctor again")
+    nat = status.get("nat") or {}
+    verdict = nat.get("reachability", "unknown")
+    relays = list(nat.get("relays") or [])
+    if verdict == "public":
+        return Check(name, "pass", "public: the bootstrap nodes dialed this node back")
+    if verdict == "private" and relays:
+        return Check(name, "warn", f"behind NAT: peers reach it through {len(relays)} "
+                     "relay(s) on the bootstrap nodes (slower, byte-capped)",
+                     "for direct connections forward the listen port on the router and "
+                     "advertise the public address with --announce (docs/network.md)")
+    if verdict == "private":
+        return Check(name, "fail", "behind NAT and no relay reservation: owners cannot "
+                     "dial this node", "check [nat] use_relays and that the bootstrap nodes "
+                     "serve relays, or forward the listen port and set --announce")
+    return Check(name, "skip", "not determined yet: a bootstrap node must dial back "
+                 "first (every [nat] reservation_refresh_s)", "run doctor again in a minute")
 
 
 # ----- the command ----------------------------------------------------------------
@@ -285,7 +311,8 @@ def run_checks(args: argparse.Namespace, env: Mapping[str, str]) -> list[Check]:
     ]
     if role == "daemon":
         steps += [lambda: check_storage(cfg, env, args.timeout), check_torch]
-    steps.append(check_reachability)
+    if role == "daemon":
+        steps.append(lambda: check_reachability(_own_status(cfg.node.data_dir)))
     checks += [step() for step in steps]
     return checks
 

@@ -68,7 +68,9 @@ def receive(sock: socket.socket, want: str, timeout: float) -> str:
             return message
 
 
-def test_init_then_start_under_systemd_without_torch(tmp_path: Path) -> None:
+def test_init_then_start_under_systemd_without_torch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
     env = base_env(tmp_path)
     assert main(["init", "--data-dir", str(data)]) == 0
@@ -98,6 +100,11 @@ def test_init_then_start_under_systemd_without_torch(tmp_path: Path) -> None:
         status = call(data, "node.status", {})
         assert status["presence"]["accepting"] is False and status["torch_imported"] is False
         assert main(["status", "0123abcd", "--data-dir", str(data)]) == EXIT_REFUSED
+        capsys.readouterr()
+        main(["doctor", "--json", "--data-dir", str(data)])  # asks the running daemon
+        checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
+        assert checks["ports"]["detail"] == "in use by this data dir's running daemon"
+        assert checks["reachability"]["detail"].startswith("not determined yet")
         spec = tmp_path / "job.json"
         spec.write_text('{"model": "logreg", "dataset": "digits", "trainers": 1, "rounds": 1}')
         assert main(["submit", str(spec), "--data-dir", str(data)]) == EXIT_REFUSED

@@ -17,6 +17,7 @@ from p2pnode.commands.doctor import (
     check_data_dir,
     check_identity,
     check_ports,
+    check_reachability,
     check_storage,
     check_torch,
 )
@@ -113,6 +114,17 @@ def test_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert bad.verdict == "fail" and "libtorch_cpu.so" in bad.detail
     assert "distro-train[train]" in bad.fix
     sys.modules.pop("broken_torch", None)
+
+
+def test_reachability_verdicts() -> None:
+    """The verdicts for each answer a running daemon gives (its node.status ``nat``)."""
+    assert check_reachability(None).verdict == "skip"
+    assert check_reachability({"nat": {"reachability": "unknown"}}).verdict == "skip"
+    assert check_reachability({"nat": {"reachability": "public"}}).verdict == "pass"
+    behind = check_reachability({"nat": {"reachability": "private", "relays": ["/ip4/x"]}})
+    assert behind.verdict == "warn" and "--announce" in behind.fix
+    stuck = check_reachability({"nat": {"reachability": "private", "relays": []}})
+    assert stuck.verdict == "fail" and "cannot dial" in stuck.detail
 
 
 def test_doctor_command_exit_code_and_json(
