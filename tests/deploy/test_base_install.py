@@ -37,8 +37,12 @@ def build_base_venv(where: Path) -> Path:
     venv.EnvBuilder(with_pip=True).create(where)
     python = where / "bin" / "python"
     # A non-editable install of the repo, with the base dependencies only.
-    lock = REPO / "requirements.lock"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", str(lock), str(REPO)],
+    # The lock's versions as constraints (without its hashes: a local directory has none).
+    pins = [line.split(" ")[0] for line in (REPO / "requirements.lock").read_text().splitlines()
+            if "==" in line and not line.startswith((" ", "#"))]
+    constraints = where / "constraints.txt"
+    constraints.write_text("\n".join(pins) + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", str(constraints), str(REPO)],
                    check=True, timeout=900, cwd=where)
     return where / "bin" / "distro-train"
 
