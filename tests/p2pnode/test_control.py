@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from p2pnode.commands.common import EXIT_UNREACHABLE
 from p2pnode.errors import ControlError
 from tests.conftest import wait_for
 from tests.p2pnode.harness import REPO, Network, json_lines, open_network
@@ -107,7 +108,7 @@ def test_cli_json_and_tables(net: Network) -> None:
 def test_cli_without_daemon_is_one_line_error(tmp_path: Path) -> None:
     for command in ("id", "peers", "status"):
         out = cli(command, "--data-dir", str(tmp_path), "--json")
-        assert out.returncode == 1
+        assert out.returncode == EXIT_UNREACHABLE  # documented in --help and docs/operators.md
         assert out.stdout == ""
         assert out.stderr.count("\n") == 1 and "no daemon running" in out.stderr
 
