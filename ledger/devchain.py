@@ -108,7 +108,7 @@ class DevChain:
             DevChainError: anvil is missing, exited, or did not answer in time.
         """
         port = _free_port()
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._process = subprocess.Popen(
             [anvil_path(), "--host", "127.0.0.1", "--port", str(port),
              "--chain-id", str(CHAIN_ID)],

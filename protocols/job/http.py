@@ -33,8 +33,8 @@ class LazyClient:
     def get(self) -> httpx.AsyncClient:
         """The client, made on the first call."""
         if self._client is None:
-            from storage import transfer  # noqa: PLC0415 - httpx only when transferring
-            from storage.httpio import AddressPolicy  # noqa: PLC0415
+            from storage import transfer  # httpx only when transferring
+            from storage.httpio import AddressPolicy
 
             if self._allow is None:
                 self._client = transfer.new_client()

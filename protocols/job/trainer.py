@@ -439,7 +439,7 @@ class Trainer:
         self, job_id: str, round: int, job: _Job, task: pb.Task, stop: threading.Event
     ) -> None:
         """Check the spec, fetch, train, upload and announce one task."""
-        from storage import transfer  # noqa: PLC0415 - httpx only when working
+        from storage import transfer  # httpx only when working
 
         if not job.checked:
             # The catalogue lives with torch: checked in a thread, after the Ack,
@@ -526,7 +526,7 @@ class Trainer:
         client: httpx.AsyncClient,
     ) -> pb.UpdateAnnounce:
         """Upload the trained weights by the task's URL and announce their hash."""
-        from storage import transfer  # noqa: PLC0415
+        from storage import transfer
 
         body, cipher_sha, sealed_key = result.weights, "", b""
         if task.encrypt_update:
@@ -631,7 +631,7 @@ def _open_task(
             identity (``undecryptable``).
         storage.errors.HashMismatch: a plaintext is not the one the task names.
     """
-    from storage.errors import HashMismatch  # noqa: PLC0415
+    from storage.errors import HashMismatch
 
     def opened(url: str, key: bytes, oid: crypto.ObjectId, data: bytes, sha: str) -> bytes:
         plain = crypto.decrypt(key, oid, data) if key else data

@@ -256,7 +256,7 @@ def test_network_and_trainer_pages(dash: Dash) -> None:
 
 
 class _Blank(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:  # the stdlib's name
         body = b"<!doctype html><title>elsewhere</title>"
         self.send_response(200)
         self.send_header("content-type", "text/html")
