@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS server_state (
 CREATE TABLE IF NOT EXISTS reputation (
   peer TEXT PRIMARY KEY, score REAL NOT NULL, updated_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS contributions (  -- accepted and verified updates per peer
+  peer TEXT PRIMARY KEY, verified INTEGER NOT NULL
+);
 """
 
 
@@ -242,6 +245,20 @@ class JobStore:
         """Every peer's stored (score, updated_ms)."""
         rows = self._db.execute("SELECT peer, score, updated_ms FROM reputation").fetchall()
         return {p: (s, t) for p, s, t in rows}
+
+    def contributions(self) -> dict[str, int]:
+        """Every peer's count of accepted and verified contributions (quarantine)."""
+        rows = self._db.execute("SELECT peer, verified FROM contributions").fetchall()
+        return {p: int(n) for p, n in rows}
+
+    def add_contribution(self, peer: str) -> None:
+        """Count one more accepted and verified contribution of ``peer``."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO contributions VALUES (?, 1) "
+                "ON CONFLICT(peer) DO UPDATE SET verified = verified + 1",
+                (peer,),
+            )
 
     def set_reputation(self, peer: str, score: float, updated_ms: int) -> None:
         """Store one peer's score."""

@@ -150,3 +150,9 @@ class JobStoreLike(Protocol):
 
     def set_reputation(self, peer: str, score: float, updated_ms: int) -> None:
         """Store one peer's score."""
+
+    def contributions(self) -> dict[str, int]:
+        """Every peer's count of accepted and verified contributions."""
+
+    def add_contribution(self, peer: str) -> None:
+        """Count one more accepted and verified contribution of ``peer``."""

@@ -66,3 +66,18 @@ def test_a_failed_round_record_changes_nothing(tmp_path: Path) -> None:
         )
     job = store.job("j1")
     assert job is not None and job.completed_round == 0 and store.rounds("j1") == []
+
+
+def test_verified_contributions_survive_a_restart(tmp_path: Path) -> None:
+    """Quarantine counts are durable: a restarted owner does not quarantine known peers."""
+    from protocols.job.owner import Owner
+
+    db = tmp_path / "jobs.sqlite3"
+    store = JobStore(db)
+    for peer in ("a", "a", "b"):
+        store.add_contribution(peer)
+    store.close()
+    again = JobStore(db)
+    assert again.contributions() == {"a": 2, "b": 1}
+    owner = Owner(node=None, jobs=again, open_store=lambda: None)  # type: ignore[arg-type]
+    assert owner.rounds.env.verified == {"a": 2, "b": 1}

@@ -146,8 +146,9 @@ class OwnerEnv:
         get_store: Returns the object store, opened on first use.
         prefix: The object-key prefix of a job id.
         secret: This owner's secret behind every task nonce (docs/verification.md).
-        verified: Accepted and verified contributions of each peer (in memory: a
-            restarted owner quarantines everyone again).
+        verified: Accepted and verified contributions of each peer, kept in the job
+            store (``contributions``) so a restarted owner does not quarantine
+            peers it has already verified.
     """
 
     node: NodeLike

@@ -78,6 +78,7 @@ class Owner:
             self._prefix,
             market,
         )
+        env.verified.update(jobs.contributions())
         self.market = market
         self.recruiter = Recruiter(env)
         self.rounds = RoundRunner(env)

@@ -159,6 +159,7 @@ class Verifier:
         for u in updates:
             if u.verdict is Verdict.ACCEPTED and u.verified:
                 self.env.verified[u.peer] += 1
+                self.env.jobs.add_contribution(u.peer)
                 if self.env.verified[u.peer] >= self.cfg.quarantine_contributions:
                     live.quarantine.pop(u.peer, None)
 
