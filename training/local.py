@@ -14,8 +14,10 @@ result is bit-identical on the same machine and thread count. ``threads`` sets
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +133,30 @@ def resolve_device(want: str) -> str:
 def device_name(device: str) -> str:
     """What a trainer advertises for ``device``: the GPU's model, or "" for the CPU."""
     return torch.cuda.get_device_name(0)[:64] if device == "cuda" else ""
+
+
+_RESTORE_LOCK = threading.Lock()
+_RESTORE = [0, 0]  # callers inside restored_threads(), the thread count before the first
+
+
+@contextmanager
+def restored_threads() -> Iterator[None]:
+    """Put torch's process-wide thread count back when the last concurrent caller leaves.
+
+    :func:`train` sets the count and leaves it (a trainer keeps its setting); code that
+    trains on the side (the owner's re-runs) wraps its calls in this.
+    """
+    with _RESTORE_LOCK:
+        if _RESTORE[0] == 0:
+            _RESTORE[1] = torch.get_num_threads()
+        _RESTORE[0] += 1
+    try:
+        yield
+    finally:
+        with _RESTORE_LOCK:
+            _RESTORE[0] -= 1
+            if _RESTORE[0] == 0:
+                torch.set_num_threads(_RESTORE[1])
 
 
 def _module(spec: models.ModelSpec, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:

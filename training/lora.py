@@ -54,3 +54,17 @@ def merge(state: Mapping[str, torch.Tensor], rank: int, alpha: float) -> dict[st
             a, b = state[name], state[f"{stem}.lora_b"]
             out[f"{stem}.weight"] = out[f"{stem}.weight"] + scale * (b @ a)
     return out
+
+
+def merge_bytes(model: bytes, rank: int, alpha: float) -> bytes:
+    """:func:`merge` on safetensors bytes (the owner's final LoRA model); blocking.
+
+    Raises:
+        ValueError: ``model`` is not safetensors, or an adapter does not fit its base.
+    """
+    from safetensors.torch import load
+
+    try:
+        return weights.encode(merge(load(model), rank, alpha))
+    except (KeyError, RuntimeError) as exc:
+        raise ValueError(f"cannot merge the adapters: {exc}") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -440,16 +439,12 @@ def check_update(prepared: Prepared, spec: JobSpec, global_model: bytes, update:
 def rerun(prepared: Prepared, spec: JobSpec, global_model: bytes, slot: int, nonce: bytes) -> bytes:
     """The owner trains ``slot``'s task itself, as a trainer must have (one thread).
 
-    ``torch.set_num_threads`` is process-wide: the owner's own thread count is put
-    back when the last of its concurrent re-runs ends.
+    The owner's own thread count is put back when the last of its concurrent
+    re-runs ends (``training.local.restored_threads``).
     """
-    import torch
+    from training.local import restored_threads
 
-    with _RERUN_LOCK:
-        if _RERUNS[0] == 0:
-            _RERUNS[1] = torch.get_num_threads()
-        _RERUNS[0] += 1
-    try:
+    with restored_threads():
         return train(
             json.dumps(prepared.model.to_mapping(), sort_keys=True),
             train_params_json(spec),
@@ -459,15 +454,6 @@ def rerun(prepared: Prepared, spec: JobSpec, global_model: bytes, slot: int, non
             should_stop=lambda: False,
             nonce=nonce,
         ).weights
-    finally:
-        with _RERUN_LOCK:
-            _RERUNS[0] -= 1
-            if _RERUNS[0] == 0:
-                torch.set_num_threads(_RERUNS[1])
-
-
-_RERUN_LOCK = threading.Lock()
-_RERUNS = [0, 0]  # re-runs in progress, the owner's thread count before the first
 
 
 def replica_distance(prepared: Prepared, global_model: bytes, a: bytes, b: bytes) -> float:
@@ -501,15 +487,9 @@ def merged(model: bytes, rank: int, alpha: float) -> bytes:
     Raises:
         ValueError: ``model`` is not safetensors, or an adapter does not fit its base.
     """
-    from safetensors.torch import load
+    from training import lora
 
-    from training import lora, weights
-
-    try:
-        state = load(model)
-        return weights.encode(lora.merge(state, rank, alpha))
-    except (KeyError, RuntimeError) as exc:
-        raise ValueError(f"cannot merge the adapters: {exc}") from None
+    return lora.merge_bytes(model, rank, alpha)
 
 
 @dataclass(frozen=True)
