@@ -41,7 +41,7 @@ import network  # noqa: E402 - bench/network.py, next to this file
 from p2pnode.control import call  # noqa: E402
 from p2pnode.procs import wait_until  # noqa: E402
 from tests.netns.lab import Lab, unavailable_reason  # noqa: E402
-from tests.netns.nodes import Nodes, run_job  # noqa: E402
+from tests.netns.nodes import Nodes, nat_job_network, run_job  # noqa: E402
 from tests.p2pnode.harness import NodeProc  # noqa: E402
 
 JOB = {
@@ -96,20 +96,9 @@ def nat_job(root: Path) -> None:
     with Lab() as lab:
         nodes = Nodes(lab, root)
         try:
-            boot_ns, _ = lab.public_host("boot")
-            owner_ns, _ = lab.public_host("owner")
-            homes = [lab.nat_host(f"home{i}") for i in range(2)]
-            boot = nodes.start(boot_ns, "boot", "bootstrap")
-            boot.wait_ready()
-            addr = (boot.data_dir / "multiaddr").read_text().strip()
-            owner = nodes.start(owner_ns, "owner", "daemon", "--bootstrap", addr)
-            trainers = [nodes.start(ns, f"trainer{i}", "daemon", "--bootstrap", addr)
-                        for i, (ns, _, _) in enumerate(homes)]
-            for node in [owner, *trainers]:
-                node.wait_ready()
+            net = nat_job_network(lab, nodes)
+            boot, owner, trainers = net.boot, net.owner, net.trainers
             t0 = time.monotonic()
-            wait_until(lambda: owner.peer_ids() >= {t.peer_id for t in trainers}, 60,
-                       "the owner to see both trainers")
             direct_after: float | None = None
             try:
                 wait_until(lambda: all(status(t)["nat"]["reachability"] == "private"
@@ -128,8 +117,7 @@ def nat_job(root: Path) -> None:
             t1 = time.monotonic()
             job = run_job(owner, nodes, JOB, 300)
             took = time.monotonic() - t1
-            hosts = [boot_ns, owner_ns] + [lab.routers[ns] for ns, _, _ in homes]
-            total = wan_tx_bytes(lab, hosts)
+            total = wan_tx_bytes(lab, net.wan_hosts)
             relayed = status(boot)["nat"]["relayed_bytes"]
             rounds = job.get("history", [])
             done = job["state"] == "done" and len(rounds) == JOB["rounds"]

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,45 @@ def run_job(
         return s if s["state"] not in ("preparing", "running") else None
 
     return wait_until(finished, timeout_s, "the job to end", interval_s=0.5)
+
+
+@dataclass(frozen=True)
+class NatNetwork:
+    """What :func:`nat_job_network` started.
+
+    Attributes:
+        boot: The public bootstrap node (it relays).
+        owner: The public owner daemon.
+        owner_ip: The owner's public address.
+        trainers: One trainer daemon behind each home NAT.
+        wan_hosts: The namespaces whose WAN interfaces carry the job's traffic (the
+            bootstrap, the owner, each home's router).
+    """
+
+    boot: NodeProc
+    owner: NodeProc
+    owner_ip: str
+    trainers: list[NodeProc]
+    wan_hosts: list[str]
+
+
+def nat_job_network(lab: Lab, nodes: Nodes) -> NatNetwork:
+    """A public bootstrap node and owner, and two trainers each behind its own NAT.
+
+    Returns once every node answers and the owner sees both trainers.
+    """
+    boot_ns, _ = lab.public_host("boot")
+    owner_ns, owner_ip = lab.public_host("owner")
+    homes = [lab.nat_host(f"home{i}") for i in range(2)]
+    boot = nodes.start(boot_ns, "boot", "bootstrap")
+    boot.wait_ready()
+    addr = (boot.data_dir / "multiaddr").read_text().strip()
+    owner = nodes.start(owner_ns, "owner", "daemon", "--bootstrap", addr)
+    trainers = [nodes.start(ns, f"trainer{i}", "daemon", "--bootstrap", addr)
+                for i, (ns, _, _) in enumerate(homes)]
+    for node in [owner, *trainers]:
+        node.wait_ready()
+    wait_until(lambda: owner.peer_ids() >= {t.peer_id for t in trainers}, 60,
+               "the owner to see both trainers")
+    hosts = [boot_ns, owner_ns] + [lab.routers[ns] for ns, _, _ in homes]
+    return NatNetwork(boot, owner, owner_ip, trainers, hosts)

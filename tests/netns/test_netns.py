@@ -17,7 +17,7 @@ import pytest
 from p2pnode.control import call
 from tests.conftest import wait_for
 from tests.netns.lab import Lab, unavailable_reason
-from tests.netns.nodes import PORT, Nodes, run_job
+from tests.netns.nodes import PORT, Nodes, nat_job_network, run_job
 from tests.p2pnode.harness import NodeProc
 
 _WHY = unavailable_reason()
@@ -94,20 +94,9 @@ JOB = {
 
 def test_job_with_public_owner_and_trainers_behind_two_nats(lab: Lab, nodes: Nodes) -> None:
     """The owner's embedded S3 server binds to and presigns for its public address."""
-    boot_ns, _ = lab.public_host("boot")
-    owner_ns, owner_ip = lab.public_host("owner")
-    homes = [lab.nat_host(f"home{i}") for i in range(2)]
     with nodes.dumping():
-        boot = nodes.start(boot_ns, "boot", "bootstrap")
-        boot.wait_ready()
-        addr = (boot.data_dir / "multiaddr").read_text().strip()
-        owner = nodes.start(owner_ns, "owner", "daemon", "--bootstrap", addr)
-        trainers = [nodes.start(ns, f"trainer{i}", "daemon", "--bootstrap", addr)
-                    for i, (ns, _, _) in enumerate(homes)]
-        for node in [owner, *trainers]:
-            node.wait_ready()
-        wait_for(lambda: owner.peer_ids() >= {t.peer_id for t in trainers}, 60, 0.2,
-                 "the owner to see both trainers")
+        net = nat_job_network(lab, nodes)
+        owner_ip, owner, trainers = net.owner_ip, net.owner, net.trainers
         status = run_job(owner, nodes, JOB, 180)
         assert status["state"] == "done", status
         assert all(r["accepted"] == 2 for r in status["history"]), status["history"]
