@@ -20,13 +20,10 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
 
 from ledger import artifact
+from ledger.config import RPC_TIMEOUT_S, TX_TIMEOUT_S
 from ledger.errors import ChainUnavailable, TxRefused
 from ledger.receipts import Receipt, job_key, sha256_bytes
 
-#: Per-request HTTP timeout.
-RPC_TIMEOUT_S = 10.0
-#: How long to wait for a transaction to be mined.
-TX_TIMEOUT_S = 60.0
 #: The most receipts one ``redeem`` transaction carries (the contract's MAX_BATCH).
 MAX_BATCH = 128
 
@@ -75,10 +72,15 @@ class Market:
         rpc_url: the JSON-RPC endpoint.
         contract: the contract address.
         key: the wallet key that signs transactions (None: read-only).
+        rpc_timeout_s: each JSON-RPC request's HTTP timeout (``[ledger] rpc_timeout_s``).
+        tx_timeout_s: how long a transaction may take to be mined (``[ledger] tx_timeout_s``);
+            past it the call raises ``ChainUnavailable``.
     """
 
-    def __init__(self, rpc_url: str, contract: str, key: bytes | None = None) -> None:
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+    def __init__(self, rpc_url: str, contract: str, key: bytes | None = None, *,
+                 rpc_timeout_s: float = RPC_TIMEOUT_S, tx_timeout_s: float = TX_TIMEOUT_S) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_s}))
+        self.tx_timeout_s = tx_timeout_s
         self.address = to_checksum_address(contract)
         self.contract = self.w3.eth.contract(address=self.address, abi=artifact.load().abi)
         self._key = key
@@ -91,15 +93,16 @@ class Market:
         return int(self._rpc(lambda: self.w3.eth.chain_id))
 
     @staticmethod
-    def deploy(rpc_url: str, key: bytes, *, grace_s: int) -> str:
+    def deploy(rpc_url: str, key: bytes, *, grace_s: int, rpc_timeout_s: float = RPC_TIMEOUT_S,
+               tx_timeout_s: float = TX_TIMEOUT_S) -> str:
         """Deploy the checked-in artifact; return the new contract's address."""
-        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
+        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_s}))
         art = artifact.load()
         factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         sender = Account.from_key(key).address
         tx = _rpc(lambda: factory.constructor(grace_s).build_transaction(
             {"from": sender, "nonce": w3.eth.get_transaction_count(sender, "pending")}))
-        receipt = _send(w3, key, tx)
+        receipt = _send(w3, key, tx, tx_timeout_s)
         return str(receipt["contractAddress"])
 
     def _rpc(self, call: Any) -> Any:
@@ -112,7 +115,7 @@ class Market:
             tx = self._rpc(lambda: fn.build_transaction({
                 "from": self.sender, "value": value,
                 "nonce": self.w3.eth.get_transaction_count(self.sender, "pending")}))
-            receipt = _send(self.w3, self._key, tx)
+            receipt = _send(self.w3, self._key, tx, self.tx_timeout_s)
         return TxResult(tx_hash=receipt["transactionHash"].hex(),
                         gas_used=int(receipt["gasUsed"]), block=int(receipt["blockNumber"]))
 
@@ -178,7 +181,7 @@ def _rpc(call: Any) -> Any:
     try:
         return call()
     except TimeExhausted as exc:
-        raise ChainUnavailable(f"transaction not mined in {TX_TIMEOUT_S:.0f}s") from exc
+        raise ChainUnavailable(f"transaction not mined in time: {exc}") from exc
     except ContractLogicError as exc:
         raise TxRefused(str(exc.message or exc)) from exc
     except (requests.RequestException, OSError) as exc:
@@ -187,10 +190,10 @@ def _rpc(call: Any) -> Any:
         raise ChainUnavailable(f"JSON-RPC error: {exc}") from exc
 
 
-def _send(w3: Web3, key: bytes, tx: dict[str, Any]) -> Any:
+def _send(w3: Web3, key: bytes, tx: dict[str, Any], tx_timeout_s: float) -> Any:
     signed = Account.sign_transaction(tx, key)
     tx_hash = _rpc(lambda: w3.eth.send_raw_transaction(signed.raw_transaction))
-    receipt = _rpc(lambda: w3.eth.wait_for_transaction_receipt(tx_hash, timeout=TX_TIMEOUT_S))
+    receipt = _rpc(lambda: w3.eth.wait_for_transaction_receipt(tx_hash, timeout=tx_timeout_s))
     if int(receipt["status"]) != 1:
         raise TxRefused(f"transaction {tx_hash.hex()} reverted")
     return receipt

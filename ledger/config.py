@@ -9,6 +9,8 @@
     key_file = ""                        # wallet key file (hex, mode 0600); "" = D/wallet.key
     key_env = ""                         # or the name of a variable holding the key
     commit_rounds = true                 # owner: commit each round to the public log
+    rpc_timeout_s = 10.0                 # each JSON-RPC request's HTTP timeout
+    tx_timeout_s = 60.0                  # how long a transaction may take to be mined
 
 No ``[ledger]`` table (``rpc_url`` empty): the daemon runs unpaid jobs only.
 """
@@ -19,6 +21,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import Field
+
+#: Default of ``rpc_timeout_s``: each JSON-RPC request's HTTP timeout, in seconds.
+RPC_TIMEOUT_S = 10.0
+#: Default of ``tx_timeout_s``: how long to wait for a transaction to be mined, in seconds.
+TX_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class LedgerSettings:
     key_file: str = ""
     key_env: str = ""
     commit_rounds: bool = True
+    rpc_timeout_s: Annotated[float, Field(gt=0, le=600)] = RPC_TIMEOUT_S
+    tx_timeout_s: Annotated[float, Field(gt=0, le=3600)] = TX_TIMEOUT_S
 
     @property
     def enabled(self) -> bool:

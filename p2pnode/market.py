@@ -81,7 +81,8 @@ class MarketParts:
         if not s.contract or not s.chain_id:
             raise ConfigError("ledger.contract", "a [ledger] needs rpc_url, chain_id and contract")
         try:
-            self.client = Market(s.rpc_url, s.contract, self.wallet.key)
+            self.client = Market(s.rpc_url, s.contract, self.wallet.key,
+                                 rpc_timeout_s=s.rpc_timeout_s, tx_timeout_s=s.tx_timeout_s)
         except ValueError as exc:
             raise ConfigError("ledger.contract", f"not an address: {exc}") from None
         try:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.devchain import ChainInfo, advance_time
+from ledger.client import Market
+from ledger.devchain import ChainInfo, advance_time, dev_rpc
+from ledger.errors import ChainUnavailable
 from p2pnode.errors import ConfigError
 from p2pnode.market import MarketParts
 
@@ -48,3 +50,24 @@ def test_refund_ends_an_unended_job_first_then_refunds_after_grace(
     advance_time(chain.rpc_url, parts.client.grace_s() + 1)
     second = parts.refund(job)
     assert (int(second["refunded_wei"]), int(second["paid_wei"])) == (ETH, 0)
+
+
+def test_ledger_timeouts_are_config_and_bound_the_wait_for_mining(
+    chain: ChainInfo, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="ledger.rpc_timeout_s"):
+        MarketParts(tmp_path, {"ledger": {"rpc_url": chain.rpc_url, "rpc_timeout_s": 0}})
+    owner = funded_wallet(chain)
+    parts = MarketParts(tmp_path, {"ledger": {
+        "rpc_url": chain.rpc_url, "chain_id": chain.chain_id, "contract": chain.contract,
+        "key_file": key_file(tmp_path, owner.key), "tx_timeout_s": 0.5}})
+    assert parts.client is not None and parts.client.tx_timeout_s == 0.5
+    dev_rpc(chain.rpc_url, "evm_setAutomine", [False])
+    try:
+        with pytest.raises(ChainUnavailable, match="not mined in time") as caught:
+            parts.client.deposit(os.urandom(8).hex(), ETH)
+        assert caught.value.reason == "chain_unavailable"
+    finally:
+        dev_rpc(chain.rpc_url, "evm_setAutomine", [True])
+        dev_rpc(chain.rpc_url, "evm_mine", [])
+    assert Market(chain.rpc_url, chain.contract).tx_timeout_s == 60.0
