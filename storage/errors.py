@@ -71,13 +71,18 @@ class StoreOperationFailed(StorageError):
         key: the object key concerned ("" for bucket-level operations).
         code: the S3 error code (``AccessDenied``...) or the exception class name.
         reason: a human-readable explanation.
+        transient: the store may well succeed if asked again (connection error,
+            timeout, 5xx, SlowDown); ``storage.retry.call_store`` retries only these.
     """
 
-    def __init__(self, op: str, key: str, code: str, reason: str) -> None:
+    def __init__(
+        self, op: str, key: str, code: str, reason: str, *, transient: bool = False
+    ) -> None:
         self.op = op
         self.key = key
         self.code = code
         self.reason = reason
+        self.transient = transient
         super().__init__(f"{op} {key!r} failed ({code}): {reason}")
 
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from storage.config import PRESIGN_EXPIRY_CAP_S, StoreConfig
 from storage.errors import InvalidKey, ObjectNotFound, StorageConfigError, StoreOperationFailed
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+#: S3 error codes worth asking again (besides any 5xx status).
+_TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"})
 _DELETE_BATCH = 1000
 
 
@@ -70,9 +73,16 @@ def _wrap(op: str, key: str) -> Iterator[None]:
         code = str(error.get("Code", "ClientError"))
         if code in _MISSING_CODES:
             raise ObjectNotFound(op, key) from exc
-        raise StoreOperationFailed(op, key, code, str(error.get("Message", exc))) from exc
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        transient = status >= 500 or code in _TRANSIENT_CODES
+        raise StoreOperationFailed(
+            op, key, code, str(error.get("Message", exc)), transient=transient
+        ) from exc
     except BotoCoreError as exc:
-        raise StoreOperationFailed(op, key, type(exc).__name__, str(exc)) from exc
+        transient = isinstance(exc, (BotoConnectionError, HTTPClientError))
+        raise StoreOperationFailed(
+            op, key, type(exc).__name__, str(exc), transient=transient
+        ) from exc
 
 
 class S3Store(ObjectStore):

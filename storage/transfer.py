@@ -41,6 +41,7 @@ from storage.errors import (
 )
 from storage.httpio import AddressPolicy, ForbiddenAddress, PolicedTransport
 from storage.progress import ProgressCallback, ProgressEvent
+from storage.retry import DEFAULT_RETRY, RetryPolicy
 
 T = TypeVar("T")
 log = logging.getLogger("distro_train.transfer")
@@ -53,30 +54,6 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 #: Writes to disk go through a buffer of this size (fewer thread hops).
 _FILE_BUFFER_BYTES = 4 * 1024 * 1024
 _REJECTED = frozenset({400, 401, 403})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently to retry retryable failures.
-
-    Attributes:
-        attempts: total attempts, the first included (1 = never retry).
-        base_delay_s: wait before the second attempt.
-        multiplier: each further wait is this many times longer...
-        max_delay_s: ...up to this cap.
-    """
-
-    attempts: int = 4
-    base_delay_s: float = 0.25
-    multiplier: float = 2.0
-    max_delay_s: float = 4.0
-
-    def delay_s(self, failed_attempts: int) -> float:
-        """Return the wait after ``failed_attempts`` (>= 1) failures."""
-        return min(self.max_delay_s, self.base_delay_s * self.multiplier ** (failed_attempts - 1))
-
-
-DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ import pytest
 import trio
 
 from storage.errors import HashMismatch, ObjectMissing, TooLarge, UrlRejected
+from storage.retry import RetryPolicy
 from storage.s3 import S3Store
-from storage.transfer import FetchItem, RetryPolicy, fetch, fetch_many, fetch_to_file, upload
+from storage.transfer import FetchItem, fetch, fetch_many, fetch_to_file, upload
 
 NO_RETRY = RetryPolicy(attempts=1)
 #: Presigned URLs here live 1 s; the server's clock granularity is 1 s.

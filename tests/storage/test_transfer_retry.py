@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from storage.errors import TooLarge, TransferFailed
-from storage.transfer import RetryPolicy, fetch, upload
+from storage.retry import RetryPolicy
+from storage.transfer import fetch, upload
 
 FAST = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05)
 BODY = b"x" * 5000

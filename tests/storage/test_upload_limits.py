@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 
 from storage.errors import ObjectNotFound, TooLarge, UrlRejected
+from storage.retry import RetryPolicy
 from storage.s3 import S3Store
-from storage.transfer import RetryPolicy, upload
+from storage.transfer import upload
 
 CT = "application/x-update"
 LIMIT = 1000

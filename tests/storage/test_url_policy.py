@@ -8,7 +8,8 @@ import pytest
 
 from storage.errors import UrlForbidden
 from storage.httpio import AddressPolicy
-from storage.transfer import RetryPolicy, fetch, new_client, upload
+from storage.retry import RetryPolicy
+from storage.transfer import fetch, new_client, upload
 from tests.job.test_trainer_defences import SHA, canary_server
 
 FORBIDDEN = [

@@ -22,6 +22,7 @@ from protocols.job.owner.round import RoundOutcome
 from protocols.job.owner.verify import Verifier
 from protocols.job.ports import RoundRecord
 from protocols.job.records import Phase, TrainerState, Update, Verdict
+from storage.retry import call_store
 
 log = logging.getLogger("distro_train.owner")
 
@@ -122,7 +123,7 @@ class RoundCloser:
         number = live.round_no
         name = live.job_key.blind(sha) if live.job_key else sha
         key = model_key(self.env.prefix(live.job_id), number, name)
-        cipher_sha, size = await trio.to_thread.run_sync(
+        cipher_sha, size = await call_store(
             store_model, live.job_key, store, key, number, model, sha
         )
         data.model, data.model_key, data.model_sha = model, key, sha
