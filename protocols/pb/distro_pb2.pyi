@@ -346,6 +346,12 @@ class Task(_message.Message):
     MODEL_ROUND_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
     DETERMINISTIC_FIELD_NUMBER: _builtins.int
+    COMPRESSION_FIELD_NUMBER: _builtins.int
+    TOPK_FRACTION_FIELD_NUMBER: _builtins.int
+    MODEL_DELTA_URL_FIELD_NUMBER: _builtins.int
+    MODEL_DELTA_SHA256_FIELD_NUMBER: _builtins.int
+    MODEL_DELTA_BYTES_FIELD_NUMBER: _builtins.int
+    MODEL_BASE_SHA256_FIELD_NUMBER: _builtins.int
     model_url: _builtins.str
     model_sha256: _builtins.str
     model_bytes: _builtins.int
@@ -374,6 +380,21 @@ class Task(_message.Message):
     one. deterministic: train on one thread so replicas can be compared.
     """
     deterministic: _builtins.bool
+    compression: _builtins.str
+    """Update compression (docs/training.md): "" or "none" uploads plain weights;
+    "fp16", "bf16", "int8" or "topk" the delta from the model, error-fed.
+    """
+    topk_fraction: _builtins.float
+    """share of each tensor's values a top-k update sends"""
+    model_delta_url: _builtins.str
+    """The model as a lossless delta against an earlier one (docs/training.md); empty
+    when there is none. A trainer holding model_base_sha256 fetches it (encrypted,
+    like the model, under model_key) instead of the whole model.
+    """
+    model_delta_sha256: _builtins.str
+    """of the stored object (transport hash)"""
+    model_delta_bytes: _builtins.int
+    model_base_sha256: _builtins.str
     @_builtins.property
     def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Chunk]: ...
     @_builtins.property
@@ -401,10 +422,16 @@ class Task(_message.Message):
         model_round: _builtins.int = ...,
         nonce: _builtins.bytes = ...,
         deterministic: _builtins.bool = ...,
+        compression: _builtins.str = ...,
+        topk_fraction: _builtins.float = ...,
+        model_delta_url: _builtins.str = ...,
+        model_delta_sha256: _builtins.str = ...,
+        model_delta_bytes: _builtins.int = ...,
+        model_base_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "deadline_ms", b"deadline_ms", "deterministic", b"deterministic", "encrypt_update", b"encrypt_update", "model_bytes", b"model_bytes", "model_cipher_bytes", b"model_cipher_bytes", "model_cipher_sha256", b"model_cipher_sha256", "model_key", b"model_key", "model_round", b"model_round", "model_sha256", b"model_sha256", "model_url", b"model_url", "nonce", b"nonce", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_fields", b"upload_fields", "upload_url", b"upload_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "compression", b"compression", "deadline_ms", b"deadline_ms", "deterministic", b"deterministic", "encrypt_update", b"encrypt_update", "model_base_sha256", b"model_base_sha256", "model_bytes", b"model_bytes", "model_cipher_bytes", b"model_cipher_bytes", "model_cipher_sha256", b"model_cipher_sha256", "model_delta_bytes", b"model_delta_bytes", "model_delta_sha256", b"model_delta_sha256", "model_delta_url", b"model_delta_url", "model_key", b"model_key", "model_round", b"model_round", "model_sha256", b"model_sha256", "model_url", b"model_url", "nonce", b"nonce", "topk_fraction", b"topk_fraction", "update_get_url", b"update_get_url", "upload_content_type", b"upload_content_type", "upload_fields", b"upload_fields", "upload_url", b"upload_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
