@@ -1,5 +1,8 @@
 """Peer discovery through Kademlia lookups, with direct connections and eviction.
 
+A peer whose presence went silent is pinged and, if it does not answer, dropped from
+the routing table and disconnected (:meth:`Discovery.drop_silent`).
+
 The bootstrap node keeps no list: each round looks up our own id and a random key per
 non-empty bucket (py-libp2p's ``refresh_routing_table``), which teaches both sides of
 every query about each other, then dials every routing-table peer we are not connected
@@ -16,11 +19,14 @@ from collections.abc import Awaitable, Callable, Sequence
 import multiaddr
 import trio
 from libp2p.abc import IHost
+from libp2p.host.ping import ID as PING_PROTOCOL
+from libp2p.host.ping import perform_ping_roundtrip
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 
 from p2pnode.config import Config
+from p2pnode.host import disconnect
 
 log = logging.getLogger(__name__)
 
@@ -155,3 +161,33 @@ class Discovery:
         self._failures.pop(peer_id, None)
         self.dht.routing_table.remove_peer(peer_id)
         self.host.get_peerstore().clear_addrs(peer_id)
+
+    async def drop_silent(self, peer_id: ID) -> None:
+        """Ping a peer whose presence went silent; disconnect it if it does not answer.
+
+        py-libp2p has no keepalive (docs/libp2p.md#no-keepalive), so a frozen peer would otherwise
+        stay connected and in the gossip mesh. A peer that only fell behind (an overloaded
+        machine) still answers the ping and keeps its connection: cutting it would add churn
+        exactly when the network can least afford it. Its addresses stay either way;
+        discovery evicts it after repeated dial failures.
+        """
+        if await self._answers_ping(peer_id):
+            log.debug("peer %s silent on presence but answers ping", peer_id)
+            return
+        self.dht.routing_table.remove_peer(peer_id)
+        await disconnect(self.host, peer_id, self.config.timeouts.dial_s)
+
+    async def _answers_ping(self, peer_id: ID) -> bool:
+        if peer_id not in self.host.get_connected_peers():
+            return False
+        with trio.move_on_after(self.config.timeouts.dial_s):
+            try:
+                stream = await self.host.new_stream(peer_id, [PING_PROTOCOL])
+                try:
+                    await perform_ping_roundtrip(stream)
+                finally:
+                    await stream.close()
+                return True
+            except Exception as exc:  # noqa: BLE001 - any failure means "no answer"
+                log.debug("ping %s failed: %r", peer_id, exc)
+        return False

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,43 +28,34 @@ import multiaddr
 import psutil
 import trio
 from libp2p.custom_types import TProtocol
-from libp2p.host.ping import ID as PING_PROTOCOL
-from libp2p.host.ping import perform_ping_roundtrip
 from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 
 from p2pnode.config import Config
 from p2pnode.discovery import Discovery, join_bootstrap
 from p2pnode.host import (
-    disconnect,
     guard_gossip,
     lift_expired_bans,
     make_dht,
     make_host,
     make_peer_gate,
     make_pubsub,
-    set_validator,
 )
 from p2pnode.identity import load_or_create_identity, write_atomic
 from p2pnode.nat import Nat
 from p2pnode.peerinfo import PeerInfo, peer_info_from_entry
+from p2pnode.presence import Presence
 from p2pnode.reqresp import RequestHandler, make_stream_handler
 from p2pnode.reqresp import request as _request
 from p2pnode.routes import register_node_routes
 from p2pnode.rpc import Routes
+from p2pnode.topics import TopicHandler, Topics
 from protocols.envelope import ReplayGuard
-from protocols.errors import EnvelopeError
-from protocols.gossip import Validator, default_validator
+from protocols.gossip import Validator
 from protocols.pb import distro_pb2 as pb
 from protocols.presence import TOPIC as PRESENCE_TOPIC
-from protocols.presence.codec import decode_presence, encode_presence
-from protocols.presence.sampler import Sampler
-from protocols.presence.table import PeerTable
 
 log = logging.getLogger(__name__)
-
-TopicHandler = Callable[[bytes, ID], Awaitable[None]]
-"""``async handler(data, from_peer)``; called once per message, in order, per topic."""
 
 Service = Callable[..., Awaitable[None]]
 """``async service(node, *, task_status)``: started in the node's nursery after ready."""
@@ -103,23 +93,25 @@ class Node:
         self.routes = Routes()
         self.peer_extras: list[Callable[[str], dict[str, Any]]] = []
         """Functions adding fields to each ``node.peers`` record (e.g. reputation)."""
-        self.peer_table = PeerTable(config.presence.silence_timeout_s)
-        self.sampler = Sampler(config.work.queue_capacity, config.work.min_health_to_work)
-        self.dropped_messages = 0
         self.ready = trio.Event()
         self._created = time.monotonic()
         self._ready_after_s: float | None = None
-        self._topics: dict[str, TopicHandler] = {}
-        self._topic_scopes: dict[str, trio.CancelScope] = {}
         self._starts, self._pending_starts = trio.open_memory_channel[_Start](MAX_PENDING_STARTS)
         g = config.gossip
-        self._replay = ReplayGuard(g.replay_window_s, g.replay_capacity,
-                                   future_skew_s=g.future_skew_s,
-                                   per_sender=g.replay_per_sender)
+        replay = ReplayGuard(g.replay_window_s, g.replay_capacity,
+                             future_skew_s=g.future_skew_s, per_sender=g.replay_per_sender)
+        self.topics = Topics(self.pubsub, self.peer_id, replay, self.peer_gate,
+                             g.subscription_queue, self._start_soon)
+        self.presence = Presence(config, self.private_key, replay)
+        self.peer_table = self.presence.table
+        self.sampler = self.presence.sampler
         self._discovery: Discovery | None = None
-        self.last_status: dict[str, Any] = {}
-        self._last_presence: pb.Presence | None = None
         register_node_routes(self)
+
+    @property
+    def dropped_messages(self) -> int:
+        """Gossip messages dropped because a topic's handler fell behind."""
+        return self.topics.dropped
 
     # ----- extension points -------------------------------------------------------
 
@@ -160,31 +152,13 @@ class Node:
         ``status()["dropped_messages"]``. Handler exceptions are logged, never fatal. One
         handler per topic: subscribing again replaces the handler (messages already queued
         go to the new one). This node's own messages are not delivered. May be called before
-        or after :meth:`run` starts.
+        or after :meth:`run` starts (:mod:`p2pnode.topics`).
         """
-        known = topic in self._topics
-        self._topics[topic] = handler
-        self._install_validator(topic, validator)
-        if not known:
-            self._start_soon(self._pump_topic, topic)
+        self.topics.subscribe(topic, handler, validator)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop delivering ``topic`` and leave its gossip mesh; unknown topics are ignored."""
-        self._topics.pop(topic, None)
-        self.pubsub.remove_topic_validator(topic)
-        scope = self._topic_scopes.pop(topic, None)
-        if scope is not None:
-            scope.cancel()
-        if topic in self.pubsub.topic_ids:
-            with trio.move_on_after(self.config.timeouts.publish_s):
-                await self.pubsub.unsubscribe(topic)
-
-    def _install_validator(self, topic: str, validator: Validator | None) -> None:
-        chosen = validator or default_validator(topic, self._replay)
-        if chosen is None:
-            self.pubsub.remove_topic_validator(topic)
-        else:
-            set_validator(self.pubsub, topic, chosen, self.peer_gate)
+        await self.topics.unsubscribe(topic, self.config.timeouts.publish_s)
 
     def set_stream_handler(self, protocol_id: str, handler: RequestHandler) -> None:
         """Answer requests made with :meth:`request` on ``protocol_id``.
@@ -236,9 +210,7 @@ class Node:
         Does not advance ``seq`` or disturb the CPU measurement window after the first
         publish; health and ``accepting`` follow ``work.min_health_to_work``.
         """
-        if self._last_presence is None:
-            self._last_presence = self.sampler.sample(self.addrs())
-        return self._last_presence
+        return self.presence.local_status(self.addrs())
 
     def peers(self) -> list[PeerInfo]:
         """Return the live peers (heard on the presence topic within the silence timeout)."""
@@ -279,16 +251,16 @@ class Node:
             "connected": len(self.host.get_connected_peers()),
             "routing_table": self.dht.routing_table.size() if self.dht is not None else 0,
             "discovery_rounds": self._discovery.rounds if self._discovery else 0,
-            "topics": sorted(self._topics),
+            "topics": self.topics.names(),
             "dropped_messages": self.dropped_messages,
             "gossip_rate_limited": self.peer_gate.dropped,
             "gossip_bans": self.peer_gate.bans,
             "rss_bytes": proc.memory_info().rss,
             "torch_imported": "torch" in sys.modules,
             "pid": os.getpid(),
-            "presence": self.last_status,
+            "presence": self.presence.last_status,
             "nat": self.nat.status(),
-            "presence_interval_s": round(self.presence_period(), 3),
+            "presence_interval_s": round(self.presence.period(), 3),
             "routes": self.routes.names(),
         }
 
@@ -331,14 +303,14 @@ class Node:
                         (cfg.node.data_dir / "multiaddr").unlink(missing_ok=True)
 
     async def _start_tasks(self, nursery: trio.Nursery) -> None:
-        if PRESENCE_TOPIC not in self._topics:
+        if PRESENCE_TOPIC not in self.topics.handlers:
             self.subscribe(PRESENCE_TOPIC, self._on_presence)
         self._discovery = Discovery(self.host, self.dht, self.config, self._dial_circuit)
         nursery.start_soon(self._discovery.run)
         await nursery.start(self.nat.run)
-        nursery.start_soon(self._expire_loop)
+        nursery.start_soon(self._expire_loop, self._discovery)
         if self.role == "daemon":
-            nursery.start_soon(self._presence_loop)
+            nursery.start_soon(self.presence.publish_loop, self.publish, self.addrs)
         if self.role == "bootstrap":
             write_atomic(self.config.node.data_dir / "multiaddr",
                          (self.addrs()[0] + "\n").encode(), mode=0o644)
@@ -363,51 +335,9 @@ class Node:
         async for start in self._pending_starts:
             await start(nursery)
 
-    async def _pump_topic(self, topic: str) -> None:
-        if topic not in self._topics:
-            return  # unsubscribed before this task ran
-        with trio.CancelScope() as scope:
-            self._topic_scopes[topic] = scope
-            sub = await self.pubsub.subscribe(topic)
-            send, recv = trio.open_memory_channel[tuple[bytes, ID]](
-                self.config.gossip.subscription_queue)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._drain, topic, recv)
-                async with send:
-                    while True:
-                        msg = await sub.get()
-                        try:
-                            sender = ID(msg.from_id)
-                        except Exception:  # noqa: BLE001 - malformed from_id from the network
-                            continue
-                        if sender == self.peer_id:
-                            continue
-                        try:
-                            send.send_nowait((bytes(msg.data), sender))
-                        except trio.WouldBlock:
-                            self.dropped_messages += 1
-
-    async def _drain(self, topic: str, recv: trio.MemoryReceiveChannel[tuple[bytes, ID]]) -> None:
-        async with recv:
-            async for data, sender in recv:
-                handler = self._topics.get(topic)
-                if handler is None:
-                    return
-                try:
-                    await handler(data, sender)
-                except Exception:  # task boundary: one bad message must not stop the topic
-                    log.exception("handler for %s failed on a message from %s", topic, sender)
-
     async def _on_presence(self, data: bytes, from_peer: ID) -> None:
-        try:
-            sender, status = decode_presence(data, from_peer, self._replay)
-        except EnvelopeError as exc:
-            log.debug("presence from %s refused: %s", from_peer, exc.reason)
-            return
-        if self.peer_table.observe(sender, status, time.monotonic()):
-            log.info("peer joined %s (%d live)", sender, len(self.peer_table))
-            if self._discovery is not None:
-                self._discovery.poke()
+        if self.presence.observe(data, from_peer) and self._discovery is not None:
+            self._discovery.poke()
 
     async def _dial_circuit(self, peer_id: ID) -> bool:
         """Reach ``peer_id`` through a relay address from its presence (behind NAT)."""
@@ -422,70 +352,12 @@ class Node:
                 continue
         return await self.nat.dial_circuit(peer_id, addrs)
 
-    async def _presence_loop(self) -> None:
-        while True:
-            status = self.sampler.sample(self.addrs())
-            self._last_presence = status
-            self.last_status = {"health": status.health, "accepting": status.accepting,
-                                "seq": status.seq, "cpu_percent": status.cpu_percent,
-                                "mem_percent": status.mem_percent}
-            try:
-                await self.publish(PRESENCE_TOPIC, encode_presence(self.private_key, status))
-            except trio.TooSlowError:
-                log.warning("presence publish took over %ss", self.config.timeouts.publish_s)
-            await trio.sleep(self.presence_period() * random.uniform(0.9, 1.1))
-
-    def presence_period(self) -> float:
-        """The presence period for the network size seen now (``presence.*``).
-
-        ``interval_s`` while the network is small; with N live peers every daemon
-        receives N / period messages a second, so the period grows to
-        N / ``max_received_per_second``. Peers are forgotten after ``silence_timeout_s``
-        scaled by the same factor (every daemon sees about the same N).
-        """
-        cfg = self.config.presence
-        period = max(cfg.interval_s, (len(self.peer_table) + 1) / cfg.max_received_per_second)
-        self.peer_table.silence_timeout_s = cfg.silence_timeout_s * period / cfg.interval_s
-        return period
-
-    async def _drop_peer(self, peer_id: ID) -> None:
-        """Ping a peer whose presence went silent; disconnect it if it does not answer.
-
-        py-libp2p has no keepalive (docs/libp2p.md#no-keepalive), so a frozen peer would otherwise
-        stay connected and in the gossip mesh. A peer that only fell behind (an overloaded
-        machine) still answers the ping and keeps its connection: cutting it would add churn
-        exactly when the network can least afford it. Its addresses stay either way;
-        discovery evicts it after repeated dial failures.
-        """
-        if await self._answers_ping(peer_id):
-            log.debug("peer %s silent on presence but answers ping", peer_id)
-            return
-        if self.dht is not None:
-            self.dht.routing_table.remove_peer(peer_id)
-        await disconnect(self.host, peer_id, self.config.timeouts.dial_s)
-
-    async def _answers_ping(self, peer_id: ID) -> bool:
-        if peer_id not in self.host.get_connected_peers():
-            return False
-        with trio.move_on_after(self.config.timeouts.dial_s):
-            try:
-                stream = await self.host.new_stream(peer_id, [PING_PROTOCOL])
-                try:
-                    await perform_ping_roundtrip(stream)
-                finally:
-                    await stream.close()
-                return True
-            except Exception as exc:  # noqa: BLE001 - any failure means "no answer"
-                log.debug("ping %s failed: %r", peer_id, exc)
-        return False
-
-    async def _expire_loop(self) -> None:
+    async def _expire_loop(self, discovery: Discovery) -> None:
         while True:
             for peer_id in self.peer_table.expire(time.monotonic()):
                 log.info("peer left %s (silent; %d live)", peer_id, len(self.peer_table))
-                await self._drop_peer(peer_id)
-                if self._discovery is not None:
-                    self._discovery.poke()
+                await discovery.drop_silent(peer_id)
+                discovery.poke()
             lift_expired_bans(self.pubsub, self.peer_gate)
             presence = self.config.presence
             await trio.sleep(min(presence.expire_check_s, presence.interval_s))

@@ -26,12 +26,12 @@ def test_presence_period_stretches_with_the_network_and_the_silence_timeout_with
     cfg.node.data_dir = tmp_path
     node = Node(cfg.validate())
     p = cfg.presence
-    assert node.presence_period() == p.interval_s
+    assert node.presence.period() == p.interval_s
     small = int(p.interval_s * p.max_received_per_second) - 2
     grow(node, small)
-    assert node.presence_period() == p.interval_s  # small / rate is under interval_s
+    assert node.presence.period() == p.interval_s  # small / rate is under interval_s
     grow(node, 99 - small)
-    period = node.presence_period()
+    period = node.presence.period()
     assert period == 100 / p.max_received_per_second
     # Every daemon receives N / period messages a second: bounded whatever N.
     assert 100 / period <= p.max_received_per_second
