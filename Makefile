@@ -58,8 +58,8 @@ demo: $(STAMP)
 	$(BIN)/distro-train demo $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check p2pnode protocols training storage ledger distro_errors.py distro_json.py distro_schema.py bootstrap.py tests bench
-	$(BIN)/mypy p2pnode protocols training storage ledger distro_errors.py distro_json.py distro_schema.py bootstrap.py
+	$(BIN)/ruff check p2pnode protocols training storage ledger distro_errors.py distro_json.py distro_procs.py distro_schema.py bootstrap.py tests bench
+	$(BIN)/mypy p2pnode protocols training storage ledger distro_errors.py distro_json.py distro_procs.py distro_schema.py bootstrap.py
 
 test: lint web-check browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

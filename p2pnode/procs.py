@@ -6,113 +6,27 @@ left after :data:`STOP_TIMEOUT_S`. Waits poll a condition under a deadline and f
 early, naming the child, when one of the watched children has exited.
 
 :class:`Processes` keeps the children of one run by name; :func:`start_embedded_s3`
-runs the embedded S3 server (``python -m storage.embedded``) as one of them.
+runs the embedded S3 server (``python -m storage.embedded``) as one of them. The
+process-group logic itself (:func:`spawn`, :func:`stop`, :func:`kill`, :func:`wait_until`)
+lives in the top-level ``distro_procs.py``, which the embedded S3 server uses too; it is
+re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, TypeVar
 
+from distro_procs import POLL_INTERVAL_S, STOP_TIMEOUT_S, kill, spawn, stop, wait_until
+
 T = TypeVar("T")
 
-STOP_TIMEOUT_S = 6.0
-"""How long children may take to exit after SIGTERM before their groups are killed."""
-POLL_INTERVAL_S = 0.1
-"""How often :func:`wait_until` checks its condition."""
-
-
-def spawn(
-    argv: list[str],
-    log: Path,
-    *,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    stdout: int | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a new session, appending stderr (and stdout) to ``log``.
-
-    ``stdout=subprocess.PIPE`` keeps stdout readable by the caller instead.
-    """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            argv,
-            env=None if env is None else dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out if stdout is None else stdout,
-            stderr=out,
-            start_new_session=True,
-        )
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass  # already gone
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL ``proc``'s process group (a crash) and reap it."""
-    if proc.poll() is None:
-        _signal_group(proc, signal.SIGKILL)
-    proc.wait()
-
-
-def stop(
-    procs: Iterable[subprocess.Popen[bytes]], timeout_s: float = STOP_TIMEOUT_S
-) -> list[int]:
-    """SIGTERM every group, SIGKILL those still running after ``timeout_s``; reap all.
-
-    All children share one deadline, so stopping many takes ``timeout_s`` at most.
-    Returns the exit codes in order.
-    """
-    procs = list(procs)
-    for proc in procs:
-        if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            kill(proc)
-    return [proc.returncode for proc in procs]
-
-
-def wait_until(
-    predicate: Callable[[], T | None],
-    timeout_s: float,
-    what: str,
-    *,
-    check: Callable[[], None] = lambda: None,
-    interval_s: float = POLL_INTERVAL_S,
-) -> T:
-    """Poll ``predicate`` until it returns a truthy value, and return that value.
-
-    ``check`` runs between polls; it raises to give up early (a child died).
-
-    Raises:
-        TimeoutError: Naming ``what``, after ``timeout_s`` seconds.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        check()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
+__all__ = ["POLL_INTERVAL_S", "STOP_TIMEOUT_S", "Processes", "kill", "spawn", "start_embedded_s3",
+           "stop", "wait_until"]
 
 
 class Processes:

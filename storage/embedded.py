@@ -25,10 +25,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from types import FrameType, TracebackType
 
+import distro_procs
+from distro_procs import free_port
 from storage.config import StoreConfig
 from storage.errors import EmbeddedServerError, StorageError
 from storage.s3 import S3Store
@@ -43,13 +44,6 @@ STOP_TIMEOUT_S = 5.0
 _POLL_INTERVAL_S = 0.05
 _SPAWN_ATTEMPTS = 3
 _WATCH_INTERVAL_S = 0.5
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free on ``host`` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -190,27 +184,20 @@ class EmbeddedS3:
             "--log-level", "warning",
             "--no-access-log",
         ]  # fmt: skip
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        self._process = distro_procs.spawn(command, self.log_path, env=env)
 
     def _wait_ready(self, port: int) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        while not _answers(self.host, port):
-            process = self._process
-            if process is None or process.poll() is not None:
+        def exited() -> None:
+            if not self.running:
                 raise EmbeddedServerError("server exited during startup", self._log_tail())
-            if time.monotonic() > deadline:
-                raise EmbeddedServerError(
-                    f"no answer within {self.startup_timeout_s}s", self._log_tail()
-                )
-            time.sleep(_POLL_INTERVAL_S)
+
+        try:
+            distro_procs.wait_until(lambda: _answers(self.host, port), self.startup_timeout_s,
+                                    "the embedded S3 server", check=exited,
+                                    interval_s=_POLL_INTERVAL_S)
+        except TimeoutError:
+            raise EmbeddedServerError(
+                f"no answer within {self.startup_timeout_s}s", self._log_tail()) from None
 
     def _log_tail(self) -> str:
         try:
@@ -222,18 +209,8 @@ class EmbeddedS3:
         """Stop the server and its children; safe to call twice or before ``start``."""
         process, self._process = self._process, None
         self.config = None
-        if process is None or process.poll() is not None:
-            return
-        for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(timeout=wait_s)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if process is not None:
+            distro_procs.stop([process], STOP_TIMEOUT_S)
 
     def __enter__(self) -> StoreConfig:
         return self.start()
