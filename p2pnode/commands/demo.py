@@ -219,7 +219,42 @@ def _run(
     if chain:
         summary["market"] = demo_market.settle(chain, owner_dir, trainer_dirs, job_id, say)
     summary["wall_seconds"] = round(time.monotonic() - started, 3)
+    summary["peak_rss_mib"] = peak = peak_rss_mib(procs)
+    say("peak RSS (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items())
+        + f"; sum {sum(peak.values()):.0f}")
     return summary
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    """Peak resident memory (VmHWM) of ``pid`` plus that of each of its live descendants.
+
+    Each process's own peak is summed: an upper bound of what they held at once.
+    None where the kernel does not report VmHWM (not Linux) or ``pid`` has exited.
+    """
+    import psutil
+
+    try:
+        family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return None
+    peaks = []
+    for proc in family:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            continue
+        peaks += [int(ln.split()[1]) * 1024 for ln in status.splitlines()
+                  if ln.startswith("VmHWM:")]
+    return sum(peaks) if peaks else None
+
+
+def peak_rss_mib(procs: Processes) -> dict[str, float]:
+    """Each running child's peak RSS in MiB (:func:`peak_rss_bytes`), by role name.
+
+    Children that report none (exited, or not Linux) are left out.
+    """
+    peaks = {name: peak_rss_bytes(proc.pid) for name, proc in procs.children.items()}
+    return {name: round(b / 2**20, 1) for name, b in peaks.items() if b is not None}
 
 
 def clean_env() -> dict[str, str]:
