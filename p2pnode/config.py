@@ -132,6 +132,11 @@ class NatConfig:
     """Upgrade relayed connections to direct ones (DCUtR) where the NATs allow."""
     reservation_refresh_s: PositiveFloat = 60.0
     """How often reachability is checked and reservations renewed."""
+    dialback_connect_s: PositiveFloat = 2.0
+    """How long a bootstrap node's dial-back may take to connect to each port named."""
+    hole_punch_dial_s: PositiveInt = 2
+    """How long each direct dial of a hole punch (DCUtR) may take (whole seconds: the
+    library takes an int)."""
 
 
 @dataclass
@@ -158,6 +163,10 @@ class MetricsConfig:
     enabled: bool = False
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 9464
+    heartbeat_s: PositiveFloat = 1.0
+    """How often the event loop ticks ``/healthz`` (and systemd's watchdog when asked)."""
+    stale_after_s: PositiveFloat = 10.0
+    """``/healthz`` fails once the last tick is older than this."""
 
 
 @dataclass
@@ -172,6 +181,7 @@ class WebConfig:
     tls_cert: str = ""  # PEM files; both set = HTTPS
     tls_key: str = ""
     events_interval_s: PositiveFloat = 1.0
+    events_heartbeat_s: PositiveFloat = 15.0  # a quiet event stream sends a comment this often
     max_upload_bytes: PositiveInt = 256 * 1024 * 1024
     max_connections: PositiveInt = 64
 

@@ -7,7 +7,7 @@ no cost to the paths they describe and cannot drift from ``node.status``.
 The same listener answers two health checks, for systemd, Kubernetes or a load balancer:
 
 - ``/healthz``: 200 while the daemon's event loop is turning (a heartbeat task ticks
-  every second; 503 once it is older than :data:`STALE_AFTER_S`), else 503;
+  every ``metrics.heartbeat_s``; 503 once it is older than ``metrics.stale_after_s``);
 - ``/readyz``: 200 once the node is serving (listening, control socket open,
   services started) and still alive, else 503.
 
@@ -103,16 +103,18 @@ class DaemonCollector(Collector):
 
 
 STALE_AFTER_S = 10.0
-"""``/healthz`` fails once the event loop's heartbeat is older than this."""
+"""Default of ``metrics.stale_after_s``: ``/healthz`` fails once the heartbeat is older."""
 
 
 class Health:
     """Liveness and readiness of one daemon, read by the HTTP thread.
 
-    The event loop calls :meth:`beat` every second and :meth:`set_ready` once serving.
+    The event loop calls :meth:`beat` every ``metrics.heartbeat_s`` and :meth:`set_ready`
+    once serving; :meth:`alive` fails once the last beat is older than ``stale_after_s``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stale_after_s: float = STALE_AFTER_S) -> None:
+        self.stale_after_s = stale_after_s
         self.last_beat = time.monotonic()
         self.ready = False
 
@@ -127,7 +129,7 @@ class Health:
     def alive(self) -> tuple[bool, str]:
         """Whether the loop beat recently, and a reason."""
         age = time.monotonic() - self.last_beat
-        if age > STALE_AFTER_S:
+        if age > self.stale_after_s:
             return False, f"event loop silent for {age:.1f}s"
         return True, "ok"
 

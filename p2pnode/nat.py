@@ -16,9 +16,10 @@ The one place that wraps py-libp2p 0.8.1's relay code (docs/libp2p.md#nat-traver
 - ``host.connect`` refuses circuit addresses ("relay-only ... unusable"): circuit
   addresses are dialled with the circuit transport's ``dial`` (:meth:`Nat.dial_circuit`),
   which :mod:`p2pnode.discovery` calls when a direct dial fails.
-- Hole punching: ``DCUtRProtocol(host, dial_timeout=2)`` upgrades relayed connections
-  to direct ones where the NATs allow (measured ~2.3 s; the default waits 10 s on the
-  LAN address first). Where it fails the relayed connection stays.
+- Hole punching: ``DCUtRProtocol(host, dial_timeout=nat.hole_punch_dial_s)`` (2 s)
+  upgrades relayed connections to direct ones where the NATs allow (measured ~2.3 s; the
+  library's default waits 10 s on the LAN address first). Where it fails the relayed
+  connection stays.
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ log = logging.getLogger(__name__)
 DIALBACK_PROTOCOL = "/distro-train/dialback/1"
 MAX_DIALBACK_PORTS = 4
 """At most this many ports are tried per dial-back request."""
-DIALBACK_CONNECT_S = 2.0
 REACHABILITY = ("unknown", "public", "private")
 
 
@@ -105,8 +105,8 @@ def _is_relayed(conn: Any) -> bool:
         return False
 
 
-async def _opens(ip: str, port: int) -> bool:
-    with trio.move_on_after(DIALBACK_CONNECT_S):
+async def _opens(ip: str, port: int, timeout_s: float) -> bool:
+    with trio.move_on_after(timeout_s):
         try:
             stream = await trio.open_tcp_stream(ip, port)
         except OSError:
@@ -135,7 +135,8 @@ class Nat:
         self.protocol = CircuitV2Protocol(node.host, limits=limits, allow_hop=self.serves_relay)
         self.transport = CircuitV2Transport(
             node.host, self.protocol, RelayConfig(roles=roles, limits=limits))
-        self.dcutr = DCUtRProtocol(node.host, dial_timeout=2) if cfg.hole_punch else None
+        self.dcutr = (DCUtRProtocol(node.host, dial_timeout=cfg.hole_punch_dial_s)
+                      if cfg.hole_punch else None)
         self.reachability = "unknown"
         self.relays: dict[ID, str] = {}
         """Relays holding a reservation for us: peer id -> circuit address."""
@@ -239,7 +240,7 @@ class Nat:
         if ip is None:
             return json.dumps({"reachability": "unknown"}).encode()
         for port in ports[:MAX_DIALBACK_PORTS]:
-            if await _opens(ip, port):
+            if await _opens(ip, port, self.node.config.nat.dialback_connect_s):
                 return json.dumps({"reachability": "public", "addr": f"{ip}:{port}"}).encode()
         return json.dumps({"reachability": "private", "observed": ip}).encode()
 

@@ -8,7 +8,8 @@ and ends the process, so SIGTERM always means "gone within the deadline".
 Once the node serves, the runner tells systemd (``READY=1`` on ``$NOTIFY_SOCKET``,
 see :func:`sd_notify`; ``STOPPING=1`` on shutdown) and marks ``/readyz`` ready when
 ``[metrics]`` is enabled. A heartbeat task keeps ``/healthz`` fresh and, when systemd
-set ``WatchdogSec=`` (``$WATCHDOG_USEC``), sends ``WATCHDOG=1`` every second.
+set ``WatchdogSec=`` (``$WATCHDOG_USEC``), sends ``WATCHDOG=1`` every
+``metrics.heartbeat_s`` (1 s).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from p2pnode.node import Node
 log = logging.getLogger("p2pnode")
 
 EXIT_SHUTDOWN_TIMEOUT = 3
-HEARTBEAT_S = 1.0
 
 
 def sd_notify(message: str, env: dict[str, str] | None = None) -> bool:
@@ -72,7 +72,7 @@ def run_node(
     """
     setup_logging(log_level or os.environ.get("DISTRO_TRAIN_LOG_LEVEL") or "INFO", log_format)
     node = Node(config, role=role)
-    health = Health()
+    health = Health(config.metrics.stale_after_s)
     collector: Any = None
     if role == "daemon":
         from p2pnode.jobs import install
@@ -148,7 +148,7 @@ def _watchdog(config: Config) -> None:
 async def _serve(node: Node, health: Health) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, nursery.cancel_scope, node.config, health)
-        nursery.start_soon(_heartbeat, health)
+        nursery.start_soon(_heartbeat, health, node.config.metrics.heartbeat_s)
         await nursery.start(node.run)
         log.info("%s ready: peer id %s", node.role, node.peer_id)
         for addr in node.addrs():
@@ -159,15 +159,15 @@ async def _serve(node: Node, health: Health) -> None:
         sd_notify(f"READY=1\nSTATUS={node.role} serving as {node.peer_id}\nMAINPID={os.getpid()}")
 
 
-async def _heartbeat(health: Health) -> None:
-    """Tick ``/healthz`` every second; ping systemd's watchdog when it asks for pings."""
+async def _heartbeat(health: Health, interval_s: float) -> None:
+    """Tick ``/healthz`` every ``interval_s``; ping systemd's watchdog when it asks for pings."""
     watchdog = bool(os.environ.get("WATCHDOG_USEC")) and os.environ.get(
         "WATCHDOG_PID", str(os.getpid())) == str(os.getpid())
     while True:
         health.beat()
         if watchdog and health.ready:
             sd_notify("WATCHDOG=1")
-        await trio.sleep(HEARTBEAT_S)
+        await trio.sleep(interval_s)
 
 
 async def _watch_signals(scope: trio.CancelScope, config: Config, health: Health) -> None:

@@ -47,7 +47,6 @@ log = logging.getLogger("distro_train.web")
 WATCHABLE = frozenset({"node.id", "node.peers", "node.status", "jobs.list", "jobs.status",
                        "jobs.result", "trainer.status"})
 """Methods ``/api/events`` may repeat: read-only ones."""
-HEARTBEAT_S = 15.0
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 _JOB_FILE = re.compile(
     r"^/api/jobs/([A-Za-z0-9]{1,64})/(model\.safetensors|metrics\.json|curve\.png)$")
@@ -235,7 +234,7 @@ class WebServer:
             if answer != last:
                 last, quiet = answer, 0.0
                 yield f"data: {answer}\n\n".encode()
-            elif quiet >= HEARTBEAT_S:
+            elif quiet >= self.web.events_heartbeat_s:
                 quiet = 0.0
                 yield b": ping\n\n"
             await trio.sleep(interval)

@@ -122,3 +122,11 @@ def test_health_endpoints_follow_readiness_and_the_heartbeat() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_staleness_limit_is_the_configured_one() -> None:
+    relaxed = Health(stale_after_s=STALE_AFTER_S * 3)
+    relaxed.last_beat -= STALE_AFTER_S + 1
+    assert relaxed.alive() == (True, "ok")
+    relaxed.last_beat -= STALE_AFTER_S * 2
+    assert not relaxed.alive()[0]
