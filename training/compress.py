@@ -15,7 +15,7 @@ feedback: the trainer adds its residual (what earlier rounds did not transmit) t
 the delta before compressing and keeps what is again left out (:func:`encode`), so
 over rounds the sum of what is transmitted tracks the sum of the true deltas.
 
-Each compressed update also carries ``sketch``: a count sketch (:data:`SKETCH_DIMS`
+Each compressed update also carries ``sketch``: a count sketch (:func:`sketch_dims`
 values) of the trainer's *true*, uncompressed delta, seeded from the global model's
 hash. The residual makes the transmitted delta depend on a trainer's history, so
 replicas and the owner's re-runs compare sketches instead (docs/verification.md):
@@ -43,7 +43,7 @@ MODES = ("none", "fp16", "bf16", "int8", "topk")
 BLOCK = 256
 """Values sharing one int8 scale."""
 SKETCH_DIMS = 512
-"""Length of the count sketch of the true delta carried by each compressed update."""
+"""Most values in the count sketch of the true delta a compressed update carries."""
 METADATA_KEY = "distro.compression"
 _HALF = {"fp16": (torch.float16, "F16"), "bf16": (torch.bfloat16, "BF16")}
 _FLOAT_CODES = ("F32", "F64")
@@ -68,6 +68,15 @@ def topk_count(numel: int, fraction: float) -> int:
     return min(numel, max(1, math.ceil(fraction * numel - 1e-9)))
 
 
+def sketch_dims(numel: int) -> int:
+    """The sketch's length for a model of ``numel`` float values: 1/16 of them, 64..512.
+
+    The relative error of a sketched distance is about ``1/sqrt(dims)``; a small model
+    gets a short sketch so the sketch never outweighs the update.
+    """
+    return min(SKETCH_DIMS, max(64, numel // 16))
+
+
 def sketch_seed(global_sha256: str) -> int:
     """The count sketch's seed for updates of the global model with this hash."""
     return int.from_bytes(hashlib.sha256(b"sketch\x00" + global_sha256.encode()).digest()[:8],
@@ -75,19 +84,21 @@ def sketch_seed(global_sha256: str) -> int:
 
 
 def sketch(delta: Mapping[str, torch.Tensor], seed: int) -> torch.Tensor:
-    """The count sketch (float64, :data:`SKETCH_DIMS`) of the float tensors of ``delta``.
+    """The count sketch (float64, :func:`sketch_dims`) of the float tensors of ``delta``.
 
     Each value goes, with a random sign, to a random bucket; both drawn from
     ``seed`` and the tensor's name, so every party sketching the same names agrees.
     """
-    out = torch.zeros(SKETCH_DIMS, dtype=torch.float64)
+    total = sum(t.numel() for t in delta.values() if t.is_floating_point())
+    dims = sketch_dims(total)
+    out = torch.zeros(dims, dtype=torch.float64)
     for name in sorted(delta):
         t = delta[name]
         if not t.is_floating_point() or t.numel() == 0:
             continue
         g = torch.Generator().manual_seed(seed ^ _name_seed(name))
         n = t.numel()
-        buckets = torch.randint(SKETCH_DIMS, (n,), generator=g)
+        buckets = torch.randint(dims, (n,), generator=g)
         signs = torch.randint(0, 2, (n,), generator=g, dtype=torch.float64) * 2 - 1
         out.index_add_(0, buckets, t.reshape(-1).double() * signs)
     return out
@@ -188,7 +199,8 @@ def encode(
 
 def _expected(layout: Layout, mode: str, fraction: float) -> dict[str, tuple[tuple[int, ...], str]]:
     """Every tensor a compressed update of ``layout`` must hold: name -> (shape, dtype)."""
-    out: dict[str, tuple[tuple[int, ...], str]] = {"sketch": ((SKETCH_DIMS,), "F32")}
+    total = sum(math.prod(s) for _, s in _floats(layout))
+    out: dict[str, tuple[tuple[int, ...], str]] = {"sketch": ((sketch_dims(total),), "F32")}
     for name, shape, dtype in layout:
         n = math.prod(shape)
         if dtype not in _FLOAT_CODES:
