@@ -41,8 +41,11 @@ DEFAULT_REGION = "us-east-1"
 STARTUP_TIMEOUT_S = 30.0
 #: How long a stopping server may take before it is killed.
 STOP_TIMEOUT_S = 5.0
+#: How often start-up checks whether the server answers, and each check's TCP connect.
 _POLL_INTERVAL_S = 0.05
+_PROBE_TIMEOUT_S = 0.5
 _SPAWN_ATTEMPTS = 3
+#: How often ``python -m storage.embedded`` checks that its server is still alive.
 _WATCH_INTERVAL_S = 0.5
 
 
@@ -82,7 +85,7 @@ def load_or_create_credentials(data_dir: Path) -> tuple[str, str]:
 def _answers(host: str, port: int) -> bool:
     """Return whether something accepts TCP connections on ``host:port``."""
     try:
-        with socket.create_connection((host, port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S):
             return True
     except OSError:
         return False

@@ -27,6 +27,10 @@ DEV_FUNDS = 100 * ETH
 GRACE_S = 2
 """The demo contract's grace period after a job's end (seconds)."""
 CALL_TIMEOUT_S = 60.0
+REFUND_WAIT_S = 30.0
+"""How long after the grace period the demo keeps asking for the refund."""
+REFUND_RETRY_S = 0.5
+"""How often the demo asks for the refund while the grace period runs."""
 
 
 def add_arguments(a: Any) -> None:
@@ -94,7 +98,7 @@ def settle(info: Mapping[str, Any], owner: Path, trainers: list[Path], job_id: s
         got = call(t, "market.redeem", {"job_id": job_id}, timeout=CALL_TIMEOUT_S)
         rows.append({"trainer": f"trainer-{i}", "address": call(t, "market.wallet")["address"],
                      "receipts": got["redeemed"], "earned_wei": got["wei"]})
-    deadline = time.monotonic() + GRACE_S + 30
+    deadline = time.monotonic() + GRACE_S + REFUND_WAIT_S
     while True:
         # anvil mines on demand: one empty block moves the chain's clock to now.
         dev_rpc(info["rpc_url"], "evm_mine", [])
@@ -104,7 +108,7 @@ def settle(info: Mapping[str, Any], owner: Path, trainers: list[Path], job_id: s
         except Exception as exc:  # noqa: BLE001 - refused until the grace period is over
             if "grace period not over" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.5)
+            time.sleep(REFUND_RETRY_S)
     summary = {"trainers": rows, "owner": refund}
     _print(summary, say)
     return summary

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 TRAIN_HINT = ("pip install 'distro-train[train]' (CPU-only: add --extra-index-url "
               "https://download.pytorch.org/whl/cpu; see README)")
 OWNER_HINT = "pip install 'distro-train[owner]'"
+STATUS_TIMEOUT_S = 2.0
+"""How long doctor waits for the running daemon's ``node.status``."""
 
 
 @dataclass
@@ -168,7 +170,7 @@ def _own_status(data_dir: Path) -> dict[str, Any] | None:
     from p2pnode.errors import ControlError
 
     try:
-        status = call(data_dir, "node.status", {}, timeout=2.0)
+        status = call(data_dir, "node.status", {}, timeout=STATUS_TIMEOUT_S)
     except ControlError:
         return None
     return status if isinstance(status, dict) else None
