@@ -49,6 +49,8 @@ exit codes:
 
 JSON_HELP = "machine-readable output: one JSON document on stdout, everything else on stderr"
 LOG_LEVEL_ENV = "DISTRO_TRAIN_LOG_LEVEL"
+CALL_TIMEOUT_S = 10.0
+"""Default of a client command's ``--timeout``: seconds to wait for the daemon."""
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +64,18 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 def add_json(parser: argparse.ArgumentParser) -> None:
     """Add ``--json`` (machine-readable output on stdout)."""
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def add_client_flags(parser: argparse.ArgumentParser, *, timeout_s: float = CALL_TIMEOUT_S,
+                     waits_for: str = "the daemon") -> None:
+    """Add ``--data-dir``, ``--json`` and ``--timeout``: the flags of a control-socket client.
+
+    ``--timeout`` is how many seconds the command waits for ``waits_for``.
+    """
+    add_data_dir(parser)
+    add_json(parser)
+    parser.add_argument("--timeout", type=float, default=timeout_s,
+                        help=f"seconds to wait for {waits_for} (default {timeout_s:g})")
 
 
 def add_config(parser: argparse.ArgumentParser) -> None:

@@ -12,8 +12,7 @@ from p2pnode.commands.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    add_data_dir,
-    add_json,
+    add_client_flags,
     data_dir_of,
     fail,
     fail_control,
@@ -25,10 +24,7 @@ WATCH_INTERVAL_S = 0.5
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    add_data_dir(parser)
-    add_json(parser)
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for the daemon (default 10)")
+    add_client_flags(parser)
 
 
 def add_submit_arguments(parser: argparse.ArgumentParser) -> None:

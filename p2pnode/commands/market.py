@@ -13,8 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from p2pnode.commands.common import (
-    add_data_dir,
-    add_json,
+    add_client_flags,
     data_dir_of,
     fail_control,
     print_json,
@@ -30,10 +29,7 @@ def eth(wei: str | int) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``wallet`` (and the base of the others)."""
-    add_data_dir(parser)
-    add_json(parser)
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds to wait for the daemon and the ledger (default 60)")
+    add_client_flags(parser, timeout_s=60.0, waits_for="the daemon and the ledger")
 
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from p2pnode.commands.common import add_data_dir, add_json, data_dir_of, fail_control, print_json
+from p2pnode.commands.common import add_client_flags, data_dir_of, fail_control, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the common query flags."""
-    add_data_dir(parser)
-    add_json(parser)
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for the daemon (default 10)")
+    add_client_flags(parser)
 
 
 def _call(args: argparse.Namespace, method: str) -> Any:
