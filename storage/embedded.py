@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 import distro_procs
 from distro_procs import free_port
@@ -218,12 +218,7 @@ class EmbeddedS3:
     def __enter__(self) -> StoreConfig:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
