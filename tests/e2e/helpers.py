@@ -8,10 +8,10 @@ from p2pnode.control import call
 from p2pnode.errors import ControlError
 
 
-def answers(data_dir: Path) -> bool:
-    """Whether a daemon answers on the control socket of ``data_dir``."""
+def answers(data_dir: Path, timeout_s: float = 2.0) -> bool:
+    """Whether a daemon answers on the control socket of ``data_dir`` within ``timeout_s``."""
     try:
-        call(data_dir, "node.id", timeout=2)
+        call(data_dir, "node.id", timeout=timeout_s)
         return True
     except ControlError:
         return False

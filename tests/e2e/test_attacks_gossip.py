@@ -38,12 +38,12 @@ def attacker_lines(out: Path) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def attacker(root: Path, targets: list[NodeProc], count: int, kind: str) -> Iterator[
-        tuple[dict[str, Any], Path]]:
-    """Run tests.p2pnode.flood_attacker against ``targets``.
+def attacker(root: Path, targets: list[NodeProc], count: int, kind: str,
+             timeout_s: float = 240.0) -> Iterator[tuple[dict[str, Any], Path]]:
+    """Run tests.p2pnode.flood_attacker against ``targets`` (bench/attacks.py too).
 
-    Yields its flood report and the file its later lines (``{"disconnected": peer}``)
-    go to.
+    Yields its flood report, once it came within ``timeout_s``, and the file its later
+    lines (``{"disconnected": peer}``) go to.
     """
     out = root / f"attacker-{kind}.out"
     args = [sys.executable, "-m", "tests.p2pnode.flood_attacker", "--count", str(count),
@@ -58,7 +58,7 @@ def attacker(root: Path, targets: list[NodeProc], count: int, kind: str) -> Iter
             assert lines or proc.poll() is None, out.read_text(errors="replace")[-2000:]
             return lines[0] if lines else {}
 
-        yield wait_for(report, 240, 0.2, "the attacker to finish its flood"), out
+        yield wait_for(report, timeout_s, 0.2, "the attacker to finish its flood"), out
     finally:
         proc.kill()
         proc.wait(10)
