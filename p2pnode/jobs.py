@@ -148,30 +148,18 @@ def _add_routes(node: Node, owner: Owner, trainer: Trainer) -> None:
     async def trainer_status(params: dict[str, Any]) -> dict[str, Any]:
         return trainer.status()
 
-    one_job = {"job_id": str}
-    node.routes.add(
-        "jobs.submit",
-        submit,
-        required={"spec": (str, dict)},
-        doc="Submit a job spec (TOML/JSON text or an object); returns job_id.",
-    )
-    node.routes.add("jobs.list", list_jobs, doc="This daemon's jobs as owner, newest first.")
-    node.routes.add(
-        "jobs.status",
-        status,
-        required=one_job,
-        doc="A job's state, rounds so far and per-trainer state.",
-    )
-    node.routes.add(
-        "jobs.result",
-        result,
-        required=one_job,
-        doc="The latest model's presigned URL, sha256 and key (if encrypted), per-round metrics.",
-    )
-    node.routes.add("jobs.cancel", cancel, required=one_job, doc="Stop a running job.")
-    node.routes.add("trainer.status", trainer_status, doc="What this daemon's trainer role does.")
-
     async def spec_schema(params: dict[str, Any]) -> dict[str, Any]:
         return spec_json_schema()
 
-    node.routes.add("jobs.schema", spec_schema, doc="The JSON Schema of a job spec.")
+    one_job = {"job_id": str}
+    add = node.routes.add
+    add("jobs.submit", submit, required={"spec": (str, dict)},
+        doc="Submit a job spec (TOML/JSON text or an object); returns job_id.")
+    add("jobs.list", list_jobs, doc="This daemon's jobs as owner, newest first.")
+    add("jobs.status", status, required=one_job,
+        doc="A job's state, rounds so far and per-trainer state.")
+    add("jobs.result", result, required=one_job,
+        doc="The latest model's presigned URL, sha256 and key (if encrypted), per-round metrics.")
+    add("jobs.cancel", cancel, required=one_job, doc="Stop a running job.")
+    add("trainer.status", trainer_status, doc="What this daemon's trainer role does.")
+    add("jobs.schema", spec_schema, doc="The JSON Schema of a job spec.")

@@ -73,8 +73,39 @@ def run_node(
     setup_logging(log_level or os.environ.get("DISTRO_TRAIN_LOG_LEVEL") or "INFO", log_format)
     node = Node(config, role=role)
     health = Health(config.metrics.stale_after_s)
+    collector = _install_roles(node, trainer_cls)
+    server = None
+    if collector is not None:
+        from p2pnode.metrics import serve_metrics
+
+        m = config.metrics
+        server = serve_metrics(collector, health, m.host, m.port)
+        log.info("metrics at http://%s:%d/metrics (and /healthz, /readyz)",
+                 m.host, server.server_port)
+    try:
+        trio.run(_serve, node, health)
+    except BaseExceptionGroup as group:
+        # A deliberate error (a socket path too long, a port taken) surfaces wrapped by
+        # the nurseries it crossed; report it, not the nursery traceback.
+        mine, _rest = group.split(NodeError)
+        if mine is None:
+            raise
+        raise _first(mine) from None
+    finally:
+        if server is not None:
+            server.shutdown()
+    log.info("stopped")
+    return 0
+
+
+def _install_roles(node: Node, trainer_cls: Any) -> Any:
+    """A daemon's owner and trainer roles (bootstrap nodes have none); its metrics collector.
+
+    Returns None when ``[metrics]`` is off.
+    """
+    config = node.config
     collector: Any = None
-    if role == "daemon":
+    if node.role == "daemon":
         from p2pnode.jobs import install
         from p2pnode.notrain import (
             INSTALL_HINT,
@@ -104,28 +135,7 @@ def run_node(
         from p2pnode.metrics import NodeCollector
 
         collector = NodeCollector(node)
-    server = None
-    if collector is not None:
-        from p2pnode.metrics import serve_metrics
-
-        m = config.metrics
-        server = serve_metrics(collector, health, m.host, m.port)
-        log.info("metrics at http://%s:%d/metrics (and /healthz, /readyz)",
-                 m.host, server.server_port)
-    try:
-        trio.run(_serve, node, health)
-    except BaseExceptionGroup as group:
-        # A deliberate error (a socket path too long, a port taken) surfaces wrapped by
-        # the nurseries it crossed; report it, not the nursery traceback.
-        mine, _rest = group.split(NodeError)
-        if mine is None:
-            raise
-        raise _first(mine) from None
-    finally:
-        if server is not None:
-            server.shutdown()
-    log.info("stopped")
-    return 0
+    return collector
 
 
 def _first(group: BaseExceptionGroup[NodeError]) -> NodeError:
