@@ -152,9 +152,15 @@ def _is_live(path: Path) -> bool:
     return True
 
 
+CALL_TIMEOUT_S = 10.0
+"""Default of :func:`call`'s ``timeout``: seconds each socket operation of a call may take."""
+
+
 def call(data_dir: Path, method: str, params: dict[str, Any] | None = None,
-         timeout: float = 10.0) -> Any:
+         timeout: float = CALL_TIMEOUT_S) -> Any:
     """Call ``method`` on the daemon at ``data_dir`` and return its result (blocking).
+
+    Each socket operation may take ``timeout`` seconds (:data:`CALL_TIMEOUT_S`).
 
     Raises:
         DaemonNotRunning: No socket, or nothing listening on it.
