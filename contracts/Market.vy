@@ -4,10 +4,15 @@
 @notice One contract serves every job. The owner of a job deposits its budget;
         after each round it signs one EIP-712 receipt per accepted update, and the
         trainer redeems its receipts here itself, in batches, whether or not the
-        owner is still online. The owner commits each round (new model sha256,
-        parent model sha256, Merkle root of the accepted update hashes) to an
-        ordered, append-only log. After the job has ended and the grace period has
-        passed, the owner takes back what was not paid.
+        owner is still online. Receipts vest: they redeem once the owner has ended
+        the job, or VEST seconds after the job's first deposit, whichever comes
+        first. Until then the owner may forfeit a trainer caught cheating: none of
+        that trainer's receipts of the job will ever redeem, so their amount stays
+        in the deposit and goes back to the owner with the refund. The owner
+        commits each round (new model sha256, parent model sha256, Merkle root of
+        the accepted update hashes) to an ordered, append-only log. After the job
+        has ended and the grace period has passed, the owner takes back what was
+        not paid.
 """
 
 struct Receipt:
@@ -27,6 +32,7 @@ struct Job:
     ended_at: uint256
     refunded: bool
     rounds: uint256
+    vest_at: uint256
 
 struct Commitment:
     round: uint64
@@ -44,6 +50,11 @@ event Redeemed:
     trainer: indexed(address)
     receipt: bytes32
     amount: uint256
+
+event Forfeited:
+    job: indexed(bytes32)
+    trainer: indexed(address)
+    evidence: bytes32
 
 event Ended:
     job: indexed(bytes32)
@@ -72,16 +83,19 @@ DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
 )
 
 GRACE: public(immutable(uint256))
+VEST: public(immutable(uint256))
 DOMAIN_SEPARATOR: public(immutable(bytes32))
 
 jobs: public(HashMap[bytes32, Job])
 redeemed: public(HashMap[bytes32, bool])
+forfeited: public(HashMap[bytes32, HashMap[address, bool]])
 round_log: public(HashMap[bytes32, HashMap[uint256, Commitment]])
 
 
 @deploy
-def __init__(grace_seconds: uint256):
+def __init__(grace_seconds: uint256, vest_seconds: uint256):
     GRACE = grace_seconds
+    VEST = vest_seconds
     DOMAIN_SEPARATOR = keccak256(
         abi_encode(
             DOMAIN_TYPEHASH,
@@ -104,11 +118,28 @@ def deposit(job: bytes32):
     owner: address = self.jobs[job].owner
     if owner == empty(address):
         self.jobs[job].owner = msg.sender
+        self.jobs[job].vest_at = block.timestamp + VEST
     else:
         assert owner == msg.sender, "not the job owner"
     assert self.jobs[job].ended_at == 0, "job ended"
     self.jobs[job].deposit += msg.value
     log Deposited(job=job, owner=msg.sender, amount=msg.value)
+
+
+@view
+@internal
+def _vested(job: bytes32) -> bool:
+    return self.jobs[job].ended_at != 0 or block.timestamp >= self.jobs[job].vest_at
+
+
+@view
+@external
+def vested(job: bytes32) -> bool:
+    """
+    @notice Whether the job's receipts redeem now (it ended, or VEST has passed
+            since its first deposit), so no trainer of it can be forfeited.
+    """
+    return self.jobs[job].owner != empty(address) and self._vested(job)
 
 
 @view
@@ -139,7 +170,8 @@ def redeem(receipts: DynArray[Receipt, MAX_BATCH]):
     """
     @notice Pay every receipt in the batch to its trainer. The whole batch is
             refused if any receipt was redeemed before, is not signed by its job's
-            owner, or would take the job's payments over its deposit.
+            owner, is of a job not yet vested, pays a trainer forfeited from its
+            job, or would take the job's payments over its deposit.
     """
     for rc: Receipt in receipts:
         digest: bytes32 = self._digest(rc)
@@ -148,6 +180,8 @@ def redeem(receipts: DynArray[Receipt, MAX_BATCH]):
         assert owner != empty(address), "unknown job"
         signer: address = ecrecover(digest, rc.v, rc.r, rc.s)
         assert signer == owner, "not signed by the job owner"
+        assert self._vested(rc.job), "not vested"
+        assert not self.forfeited[rc.job][rc.trainer], "trainer forfeited"
         assert not self.jobs[rc.job].refunded, "job refunded"
         paid: uint256 = self.jobs[rc.job].paid + rc.amount
         assert paid <= self.jobs[rc.job].deposit, "over the deposit"
@@ -155,6 +189,20 @@ def redeem(receipts: DynArray[Receipt, MAX_BATCH]):
         self.redeemed[digest] = True
         send(rc.trainer, rc.amount)
         log Redeemed(job=rc.job, trainer=rc.trainer, receipt=digest, amount=rc.amount)
+
+
+@external
+def forfeit(job: bytes32, trainer: address, evidence: bytes32):
+    """
+    @notice The owner caught `trainer` cheating in `job` (`evidence`: the sha256 of
+            the update judged a cheat): none of the trainer's receipts of the job
+            will redeem, and their amount goes back to the owner with the refund.
+            Refused once the job's receipts have vested.
+    """
+    assert self.jobs[job].owner == msg.sender, "not the job owner"
+    assert not self._vested(job), "already vested"
+    self.forfeited[job][trainer] = True
+    log Forfeited(job=job, trainer=trainer, evidence=evidence)
 
 
 @external

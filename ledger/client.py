@@ -47,6 +47,7 @@ class JobState:
     ended_at: int
     refunded: bool
     rounds: int
+    vest_at: int = 0  # receipts redeem from here on, or once the job ended
 
     @property
     def left(self) -> int:
@@ -93,14 +94,19 @@ class Market:
         return int(self._rpc(lambda: self.w3.eth.chain_id))
 
     @staticmethod
-    def deploy(rpc_url: str, key: bytes, *, grace_s: int, rpc_timeout_s: float = RPC_TIMEOUT_S,
-               tx_timeout_s: float = TX_TIMEOUT_S) -> str:
-        """Deploy the checked-in artifact; return the new contract's address."""
+    def deploy(rpc_url: str, key: bytes, *, grace_s: int, vest_s: int,
+               rpc_timeout_s: float = RPC_TIMEOUT_S, tx_timeout_s: float = TX_TIMEOUT_S) -> str:
+        """Deploy the checked-in artifact; return the new contract's address.
+
+        ``grace_s``: how long after a job's end trainers may still redeem before the
+        owner's refund. ``vest_s``: the longest a job's receipts are held after its
+        first deposit (they redeem once the owner ends the job, or after ``vest_s``).
+        """
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_s}))
         art = artifact.load()
         factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         sender = Account.from_key(key).address
-        tx = _rpc(lambda: factory.constructor(grace_s).build_transaction(
+        tx = _rpc(lambda: factory.constructor(grace_s, vest_s).build_transaction(
             {"from": sender, "nonce": w3.eth.get_transaction_count(sender, "pending")}))
         receipt = _send(w3, key, tx, tx_timeout_s)
         return str(receipt["contractAddress"])
@@ -132,6 +138,24 @@ class Market:
                  r.signature[:32], r.signature[32:64]) for r in receipts]
         return self._transact(self.contract.functions.redeem(rows))
 
+    def forfeit(self, job_id: str, trainer: str, evidence: str) -> TxResult:
+        """Forfeit ``trainer``'s receipts of ``job_id`` (owner, before they vest).
+
+        ``evidence`` is the sha256 (hex) of the update judged a cheat; it goes into
+        the public ``Forfeited`` event.
+        """
+        return self._transact(self.contract.functions.forfeit(
+            job_key(job_id), to_checksum_address(trainer), sha256_bytes(evidence)))
+
+    def forfeited(self, job_id: str, trainer: str) -> bool:
+        """Whether ``trainer``'s receipts of ``job_id`` were forfeited."""
+        return bool(self._rpc(lambda: self.contract.functions.forfeited(
+            job_key(job_id), to_checksum_address(trainer)).call()))
+
+    def vested(self, job_id: str) -> bool:
+        """Whether ``job_id``'s receipts redeem now (ended, or held for ``vest_s``)."""
+        return bool(self._rpc(lambda: self.contract.functions.vested(job_key(job_id)).call()))
+
     def end_job(self, job_id: str) -> TxResult:
         """Declare the job over; the grace period starts at this block's time."""
         return self._transact(self.contract.functions.end_job(job_key(job_id)))
@@ -151,7 +175,8 @@ class Market:
         """The contract's record of ``job_id`` (owner is the zero address if unknown)."""
         row = self._rpc(lambda: self.contract.functions.jobs(job_key(job_id)).call())
         return JobState(owner=str(row[0]), deposit=int(row[1]), paid=int(row[2]),
-                        ended_at=int(row[3]), refunded=bool(row[4]), rounds=int(row[5]))
+                        ended_at=int(row[3]), refunded=bool(row[4]), rounds=int(row[5]),
+                        vest_at=int(row[6]))
 
     def redeemed(self, digest: bytes) -> bool:
         """Whether the receipt with EIP-712 ``digest`` was redeemed."""
@@ -171,6 +196,10 @@ class Market:
     def grace_s(self) -> int:
         """The contract's grace period after a job's end, in seconds."""
         return int(self._rpc(lambda: self.contract.functions.GRACE().call()))
+
+    def vest_s(self) -> int:
+        """The longest the contract holds a job's receipts after its first deposit."""
+        return int(self._rpc(lambda: self.contract.functions.VEST().call()))
 
     def balance(self, address: str) -> int:
         """The balance of ``address`` in wei."""

@@ -30,16 +30,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+import distro_procs
 from ledger.client import Market
 from ledger.errors import DevChainError
 
@@ -49,8 +48,19 @@ CHAIN_ID = 31337
 DEV_KEY = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
 #: Grace period of the contract deployed on the dev chain (seconds).
 DEV_GRACE_S = 60
+#: Longest the dev contract holds a job's receipts before they vest (seconds); a
+#: job the owner ends vests at once.
+DEV_VEST_S = 3600
+#: How long anvil may take to answer its first request.
 STARTUP_TIMEOUT_S = 20.0
+#: How long a stopping anvil may take before its group is killed.
+STOP_TIMEOUT_S = 5.0
+#: Each dev JSON-RPC request's HTTP timeout (``dev_rpc``).
+DEV_RPC_TIMEOUT_S = 2.0
+#: How often start-up checks whether anvil answers.
 _POLL_S = 0.05
+#: How often ``python -m ledger.devchain`` checks that anvil is still alive.
+_WATCH_S = 0.5
 
 
 def anvil_path() -> str:
@@ -72,12 +82,6 @@ def anvil_path() -> str:
                         reason="anvil_missing")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class ChainInfo:
     """Where the dev chain answers and the contract it was deployed with."""
@@ -92,11 +96,13 @@ class DevChain:
 
     Args:
         grace_s: the deployed contract's grace period after a job's end.
+        vest_s: the deployed contract's longest hold of a job's receipts.
         log_path: where anvil's output goes (discarded when None).
     """
 
-    def __init__(self, *, grace_s: int = DEV_GRACE_S, log_path: Path | None = None) -> None:
-        self.grace_s = grace_s
+    def __init__(self, *, grace_s: int = DEV_GRACE_S, vest_s: int = DEV_VEST_S,
+                 log_path: Path | None = None) -> None:
+        self.grace_s, self.vest_s = grace_s, vest_s
         self.log_path = log_path
         self.info: ChainInfo | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -107,35 +113,32 @@ class DevChain:
         Raises:
             DevChainError: anvil is missing, exited, or did not answer in time.
         """
-        port = _free_port()
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self._process = subprocess.Popen(
+        port = distro_procs.free_port()
+        process = self._process = distro_procs.spawn(
             [anvil_path(), "--host", "127.0.0.1", "--port", str(port),
-             "--chain-id", str(CHAIN_ID)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+             "--chain-id", str(CHAIN_ID)], self.log_path)
         rpc_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _answers(rpc_url):
-            if self._process.poll() is not None:
-                raise DevChainError(f"anvil exited with {self._process.returncode}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise DevChainError(f"anvil did not answer in {STARTUP_TIMEOUT_S:.0f}s",
-                                    reason="devchain_timeout")
-            time.sleep(_POLL_S)
-        contract = Market.deploy(rpc_url, DEV_KEY, grace_s=self.grace_s)
+
+        def exited() -> None:
+            if process.poll() is not None:
+                raise DevChainError(f"anvil exited with {process.returncode}")
+
+        try:
+            distro_procs.wait_until(lambda: _answers(rpc_url), STARTUP_TIMEOUT_S, "anvil",
+                                    check=exited, interval_s=_POLL_S)
+        except TimeoutError:
+            self.stop()
+            raise DevChainError(f"anvil did not answer in {STARTUP_TIMEOUT_S:.0f}s",
+                                reason="devchain_timeout") from None
+        contract = Market.deploy(rpc_url, DEV_KEY, grace_s=self.grace_s,
+                                 vest_s=self.vest_s)
         self.info = ChainInfo(rpc_url=rpc_url, chain_id=CHAIN_ID, contract=contract)
         return self.info
 
     def stop(self) -> None:
         """End anvil (idempotent)."""
-        if self._process is not None and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait()
+        if self._process is not None:
+            distro_procs.stop([self._process], STOP_TIMEOUT_S)
         self._process = None
 
     def __enter__(self) -> ChainInfo:
@@ -155,7 +158,7 @@ def _answers(rpc_url: str) -> bool:
 def dev_rpc(rpc_url: str, method: str, params: list[object]) -> object:
     """Call one JSON-RPC method (anvil's dev methods included); return its result."""
     body = requests.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method,
-                                        "params": params}, timeout=2).json()
+                                        "params": params}, timeout=DEV_RPC_TIMEOUT_S).json()
     if "error" in body:
         raise DevChainError(f"{method}: {body['error']}")
     return body.get("result")
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     info = chain.start()
     try:
         print(json.dumps(info.__dict__), flush=True)
-        while not stop.wait(0.5):
+        while not stop.wait(_WATCH_S):
             if chain._process is None or chain._process.poll() is not None:
                 sys.exit("anvil exited")
     finally:

@@ -112,7 +112,12 @@ class MarketParts:
         before = self.client.job(job_id)
         if before.ended_at == 0 and before.owner == self.wallet.address:
             # Not ended yet (the owner stopped before it could): end it now; the
-            # grace period starts, and a later refund call takes the rest.
+            # grace period starts, and a later refund call takes the rest. A
+            # cheater's forfeit goes first: the end vests every receipt.
+            due = self.settlement.land_forfeits(job_id) if self.settlement else []
+            if due:
+                raise RpcError(LEDGER_ERROR, f"forfeits of {due} not on the ledger yet; "
+                               "the job stays open", {"reason": "forfeit_due"})
             tx = self.client.end_job(job_id)
             ended = self.client.job(job_id).ended_at
             return {"ended_now": True, "refund_after": ended + self.client.grace_s(),
@@ -169,9 +174,9 @@ def add_routes(routes: Routes, parts: MarketParts, owner: Owner) -> None:
     maybe_job = {"job_id": str}
     routes.add("market.wallet", wallet, doc="This daemon's wallet address and balance.")
     routes.add("market.earnings", earnings, optional=maybe_job,
-               doc="Receipts pending and redeemed, per job (wei).")
+               doc="Receipts pending (vesting), redeemed and forfeited, per job (wei).")
     routes.add("market.redeem", redeem, optional=maybe_job,
-               doc="Redeem every pending receipt (of one job), batched.")
+               doc="Redeem every vested, unforfeited receipt (of one job), batched.")
     routes.add("market.refund", refund, required=maybe_job,
                doc="Owner: take back a job's unpaid budget after its end + grace period.")
     routes.add("market.lineage", lineage, required=maybe_job, optional={"verify": bool},

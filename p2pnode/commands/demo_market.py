@@ -97,7 +97,8 @@ def settle(info: Mapping[str, Any], owner: Path, trainers: list[Path], job_id: s
     for i, t in enumerate(trainers):
         got = call(t, "market.redeem", {"job_id": job_id}, timeout=CALL_TIMEOUT_S)
         rows.append({"trainer": f"trainer-{i}", "address": call(t, "market.wallet")["address"],
-                     "receipts": got["redeemed"], "earned_wei": got["wei"]})
+                     "receipts": got["redeemed"], "earned_wei": got["wei"],
+                     "forfeited_wei": got.get("forfeited_wei", "0")})
     deadline = time.monotonic() + GRACE_S + REFUND_WAIT_S
     while True:
         # anvil mines on demand: one empty block moves the chain's clock to now.
@@ -121,8 +122,9 @@ def _eth(w: str | int) -> str:
 def _print(summary: dict[str, Any], say: Any) -> None:
     say("who earned what (ETH):")
     for r in summary["trainers"]:
+        lost = int(r.get("forfeited_wei", 0))
         say(f"  {r['trainer']:<10} {r['address']}  {r['receipts']:>3} receipts  "
-            f"{_eth(r['earned_wei']):>10}")
+            f"{_eth(r['earned_wei']):>10}" + (f"  (forfeited {_eth(lost)})" if lost else ""))
     o = summary["owner"]
     say(f"  owner escrowed {_eth(o['deposit_wei'])}, paid {_eth(o['paid_wei'])}, "
         f"refunded {_eth(o['refunded_wei'])}")

@@ -97,21 +97,28 @@ def run_earnings(args: argparse.Namespace) -> int:
         from rich.table import Table
 
         table = Table(title=f"earnings of {r['address']}")
-        for col in ("job", "pending", "pending ETH", "redeemed", "redeemed ETH",
-                    "proven in round log"):
+        for col in ("job", "pending", "pending ETH", "of them vesting", "redeemed",
+                    "redeemed ETH", "forfeited ETH", "proven in round log"):
             table.add_column(col, justify="left" if col == "job" else "right")
         for job, row in sorted(r["jobs"].items()):
             table.add_row(job, str(row["pending"]), eth(row["pending_wei"]),
-                          str(row["redeemed"]), eth(row["redeemed_wei"]), str(row["proven"]))
+                          str(row.get("vesting", 0)), str(row["redeemed"]),
+                          eth(row["redeemed_wei"]), eth(row.get("forfeited_wei", "0")),
+                          str(row["proven"]))
         Console().print(table)
     return _run(args, "market.earnings", _job(args), show)
 
 
 def run_redeem(args: argparse.Namespace) -> int:
-    """Redeem every pending receipt (of one job), batched."""
+    """Redeem every vested receipt (of one job), batched."""
     def show(r: dict[str, Any]) -> None:
         print(f"redeemed {r['redeemed']} receipts for {eth(r['wei'])} ETH "
               f"in {len(r['txs'])} transactions ({r['gas_used']} gas)")
+        if r.get("held"):
+            print(f"{r['held']} receipts not vested yet: their job has not ended")
+        if r.get("forfeited"):
+            print(f"{r['forfeited']} receipts ({eth(r['forfeited_wei'])} ETH) forfeited: "
+                  "the job's owner caught this wallet cheating")
     return _run(args, "market.redeem", _job(args), show)
 
 

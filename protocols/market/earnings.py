@@ -4,7 +4,10 @@ Receipts arrive from a job's owner after each round (``job.receipts``). Each is
 checked before it is kept in ``D/market/earnings.json``: it pays this trainer's
 wallet, it is signed by the wallet the owner named in its (Ed25519-signed)
 announcement, for that announcement's chain and contract. The trainer redeems
-them itself, in batches, whenever it likes, owner online or not.
+them itself, in batches, owner online or not, once they have vested: when the
+owner has ended the job, or when the contract's hold (``VEST``) has run out. Until
+then the owner may forfeit a trainer it caught cheating, whose receipts of the
+job then never redeem (docs/ledger.md).
 """
 
 from __future__ import annotations
@@ -157,20 +160,34 @@ class TrainerMarket:
         return [market.redeemed(rc.digest(k.receipt, chain_id=k.chain_id, contract=k.contract))
                 for k in kept]
 
+    def _standing(self, kept: list[Kept]) -> dict[str, tuple[bool, bool]]:
+        """Per job of ``kept``: (vested, this wallet forfeited) as the contract says."""
+        assert self.market is not None
+        market = self.market
+        return {j: (market.vested(j), market.forfeited(j, self.wallet.address))
+                for j in sorted({k.receipt.job_id for k in kept})}
+
     def earnings(self, job_id: str | None = None) -> dict[str, Any]:
-        """Per job: receipts and wei pending and redeemed (blocking: reads the chain)."""
+        """Per job: receipts and wei pending, redeemed and forfeited (blocking: reads the chain).
+
+        ``pending`` counts receipts not yet redeemed and not forfeited; ``vesting``
+        those of them that cannot redeem yet (the job has not ended).
+        """
         if self.market is None:
             raise LedgerError("no [ledger] configured", reason="no_ledger")
         kept = self._mine(job_id)
+        standing = self._standing(kept)
         jobs: dict[str, dict[str, Any]] = defaultdict(
             lambda: {"pending": 0, "pending_wei": 0, "redeemed": 0, "redeemed_wei": 0,
-                     "proven": 0})
+                     "vesting": 0, "forfeited": 0, "forfeited_wei": 0, "proven": 0})
         roots: dict[str, dict[int, bytes]] = {}
         for k, done in zip(kept, self._redeemed(kept), strict=True):
             row = jobs[k.receipt.job_id]
-            tag = "redeemed" if done else "pending"
+            vested, lost = standing[k.receipt.job_id]
+            tag = "redeemed" if done else "forfeited" if lost else "pending"
             row[tag] += 1
             row[tag + "_wei"] += k.receipt.amount
+            row["vesting"] += tag == "pending" and not vested
             if k.receipt.job_id not in roots:
                 roots[k.receipt.job_id] = {c.round: bytes.fromhex(c.updates_root)
                                            for c in self.market.round_log(k.receipt.job_id)}
@@ -179,16 +196,24 @@ class TrainerMarket:
             if root is not None and rc.verify_proof(root, k.receipt.update, list(k.proof)):
                 row["proven"] += 1
         return {"address": self.wallet.address,
-                "jobs": {j: {**v, "pending_wei": str(v["pending_wei"]),
-                             "redeemed_wei": str(v["redeemed_wei"])} for j, v in jobs.items()}}
+                "jobs": {j: {**v, **{f: str(v[f]) for f in
+                                     ("pending_wei", "redeemed_wei", "forfeited_wei")}}
+                         for j, v in jobs.items()}}
 
     def redeem(self, job_id: str | None = None) -> dict[str, Any]:
-        """Redeem every pending receipt (of ``job_id``), batched (blocking)."""
+        """Redeem every vested pending receipt (of ``job_id``), batched (blocking).
+
+        ``held`` counts receipts of jobs not yet vested (redeem them after the job
+        ends), ``forfeited`` those of jobs that forfeited this wallet (never).
+        """
         if self.market is None:
             raise LedgerError("no [ledger] configured", reason="no_ledger")
         kept = self._mine(job_id)
-        pending = [k.receipt for k, done in zip(kept, self._redeemed(kept), strict=True)
-                   if not done]
+        standing = self._standing(kept)
+        open_ = [k for k, done in zip(kept, self._redeemed(kept), strict=True) if not done]
+        lost = [k for k in open_ if standing[k.receipt.job_id][1]]
+        held = [k for k in open_ if not any(standing[k.receipt.job_id])]
+        pending = [k.receipt for k in open_ if standing[k.receipt.job_id] == (True, False)]
         txs, wei, gas = [], 0, 0
         for i in range(0, len(pending), MAX_BATCH):
             batch = pending[i:i + MAX_BATCH]
@@ -196,7 +221,9 @@ class TrainerMarket:
             txs.append(tx.tx_hash)
             wei += sum(r.amount for r in batch)
             gas += tx.gas_used
-        return {"redeemed": len(pending), "wei": str(wei), "gas_used": gas, "txs": txs}
+        return {"redeemed": len(pending), "wei": str(wei), "gas_used": gas, "txs": txs,
+                "held": len(held), "forfeited": len(lost),
+                "forfeited_wei": str(sum(k.receipt.amount for k in lost))}
 
 
 async def redeem_async(market: TrainerMarket, job_id: str | None = None) -> dict[str, Any]:

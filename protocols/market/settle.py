@@ -9,8 +9,15 @@
   them in ``D/market/<job>.receipts.json``, commits the round (model, parent, Merkle
   root of the used update hashes) to the public log, and returns the receipts to
   hand to each trainer;
-- ``finish(job_id)`` declares the job ended (the contract's grace period starts);
-  ``refund(job_id)`` takes back the unpaid rest once the grace period is over.
+- ``forfeit(job_id, address, evidence)`` forfeits a trainer caught cheating: the
+  contract holds a job's receipts until the job ends (they *vest*), and a forfeited
+  trainer's receipts of the job never redeem, so their amount is refunded to the
+  owner; the budget they held is free for later rounds once the forfeit is on
+  the ledger. A forfeit the ledger could not take yet is kept in
+  ``D/market/<job>.forfeits.json`` and sent again before the job is ended;
+- ``finish(job_id)`` declares the job ended (the contract's grace period starts,
+  receipts vest; not while a forfeit is still due); ``refund(job_id)`` takes back
+  the unpaid rest once the grace period is over.
 
 A ledger error while committing is logged and the commitment kept for the next
 round or ``finish`` (commitments must stay in order); it never fails the round.
@@ -21,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +38,7 @@ import trio
 
 from ledger import receipts as rc
 from ledger.client import JobState, Market, TxResult
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, TxRefused
 from ledger.wallet import Wallet
 from protocols.market.terms import Payment, PriceTerms, clearing_price, pay_round
 
@@ -55,6 +63,14 @@ class _Pending:
     model: str
     parent: str
     root: bytes
+
+
+@dataclass
+class _Forfeits:
+    """Trainers forfeited from one job: address -> evidence (sha256 of the cheat)."""
+
+    done: dict[str, str] = field(default_factory=dict)  # on the ledger
+    due: dict[str, str] = field(default_factory=dict)  # not yet sent, or the send failed
 
 
 @dataclass
@@ -89,6 +105,8 @@ class Settlement:
         self.dir = Path(data_dir) / "market"
         self.commit_rounds = commit_rounds
         self.books: dict[str, _JobBook] = {}
+        self._forfeits: dict[str, _Forfeits] = {}
+        self._forfeit_lock = threading.Lock()
 
     def announce_fields(self, terms: PriceTerms) -> dict[str, Any]:
         """The announcement fields of a job with ``terms`` (empty for an unpaid job)."""
@@ -109,9 +127,68 @@ class Settlement:
         return self.books[job_id]
 
     def signed_total(self, job_id: str) -> int:
-        """Wei promised by the job's receipts so far."""
+        """Wei promised by the job's receipts so far, less those forfeited on the ledger."""
         book = self.books.get(job_id)
-        return sum(r.amount for r in book.receipts) if book else 0
+        if book is None:
+            return 0
+        gone = self.forfeits(job_id).done
+        return sum(r.amount for r in book.receipts if r.trainer not in gone)
+
+    def forfeits(self, job_id: str) -> _Forfeits:
+        """The job's forfeited trainers, loaded from ``market/<job>.forfeits.json``."""
+        if job_id not in self._forfeits:
+            path = self.dir / f"{job_id}.forfeits.json"
+            body = json.loads(path.read_text()) if path.exists() else {}
+            self._forfeits[job_id] = _Forfeits(dict(body.get("done", {})),
+                                               dict(body.get("due", {})))
+        return self._forfeits[job_id]
+
+    def owes(self, job_id: str, address: str) -> bool:
+        """Whether a receipt of ``job_id`` pays ``address`` (so a forfeit takes something)."""
+        book = self.books.get(job_id)
+        return book is not None and any(r.trainer == address for r in book.receipts)
+
+    async def forfeit(self, job_id: str, address: str, evidence: str) -> bool:
+        """Forfeit ``address``'s receipts of ``job_id``; True once it is on the ledger.
+
+        ``evidence`` is the sha256 of the update judged a cheat (public in the
+        contract's ``Forfeited`` event). Kept and retried while the ledger fails.
+        """
+        f = self.forfeits(job_id)
+        if address not in f.done:
+            f.due.setdefault(address, evidence)
+            self._save_forfeits(job_id, f)
+        await trio.to_thread.run_sync(self.land_forfeits, job_id)
+        return address in f.done
+
+    def land_forfeits(self, job_id: str) -> list[str]:
+        """Send ``job_id``'s due forfeits to the ledger (blocking); return those still due.
+
+        One the contract refuses because the job's receipts have already vested can
+        never land: it is dropped, with a warning.
+        """
+        with self._forfeit_lock:
+            f = self.forfeits(job_id)
+            for address, evidence in list(f.due.items()):
+                try:
+                    tx = self.market.forfeit(job_id, address, evidence)
+                except TxRefused as exc:
+                    log.warning("job %s: forfeit of %s refused, dropped: %s", job_id, address,
+                                exc.detail)
+                    del f.due[address]
+                    continue
+                except LedgerError as exc:
+                    log.warning("job %s: forfeit of %s failed, kept for later: %s", job_id,
+                                address, exc.detail)
+                    continue
+                del f.due[address]
+                f.done[address] = evidence
+                if job_id in self.books:
+                    self.books[job_id].gas_used += tx.gas_used
+                log.info("job %s: forfeited %s's receipts (evidence %s, tx %s)", job_id,
+                         address, evidence, tx.tx_hash)
+            self._save_forfeits(job_id, f)
+            return sorted(f.due)
 
     def receipts_for(self, job_id: str, address: str, limit: int = 1024
                      ) -> tuple[list[rc.Receipt], dict[str, list[bytes]]]:
@@ -234,6 +311,12 @@ class Settlement:
         if book is None or not book.terms.paid:
             return
         await self._flush(job_id, book)
+        due = await trio.to_thread.run_sync(self.land_forfeits, job_id)
+        if due:
+            # Ending the job vests every receipt: a cheater's would then redeem.
+            log.warning("job %s: not ended on the ledger, forfeits still due for %s; "
+                        "`distro-train refund %s` retries", job_id, due, job_id)
+            return
         try:
             tx = await trio.to_thread.run_sync(self.market.end_job, job_id)
         except LedgerError as exc:
@@ -248,8 +331,12 @@ class Settlement:
         book = self.books.get(job_id)
         if book is None or not book.terms.paid:
             return {}
+        f = self.forfeits(job_id)
+        lost = sum(r.amount for r in book.receipts if r.trainer in f.done)
         return {"budget": str(book.terms.budget), "max_price": str(book.terms.max_price),
                 "unit": book.terms.unit, "promised": str(self.signed_total(job_id)),
+                "forfeited": dict(f.done), "forfeited_wei": str(lost),
+                "forfeits_due": sorted(f.due),
                 "budget_left": str(book.terms.budget - self.signed_total(job_id)),
                 "receipts": len(book.receipts), "gas_used": book.gas_used,
                 "commit_gas": book.commit_gas, "rounds_settled": book.rounds,
@@ -257,6 +344,13 @@ class Settlement:
 
     def _path(self, job_id: str) -> Path:
         return self.dir / f"{job_id}.receipts.json"
+
+    def _save_forfeits(self, job_id: str, f: _Forfeits) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f"{job_id}.forfeits.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"done": f.done, "due": f.due}))
+        os.replace(tmp, path)
 
     def _save(self, job_id: str, book: _JobBook) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -10,12 +10,12 @@ A trainer's ``[market]`` table sets its ask: ``ask`` wei per unit, raised by
 a busy trainer costs more; ``rule = "fixed"`` ignores the queue.
 
 The round's price is a uniform-price reverse auction: the highest ask (as last
-offered) among the trainers whose updates the round used, never above
-``max_price``. Every accepted update of the round is paid that price per unit; an
-update that was rejected (any reason, ``no_progress`` included), outvoted, or late
-and left out earns nothing. When the budget left cannot pay a round in full,
-updates are paid in the order given until it runs out (the last one partly), and
-later ones get nothing.
+offered) among the trainers whose updates the round pays, never above
+``max_price``. Every update the round pays (verified work, docs/ledger.md) earns
+that price per unit; an update that was rejected (any reason, ``no_progress``
+included), outvoted, late and left out, or not verified earns nothing. When the
+budget left cannot pay a round in full, updates are paid in the order given until
+it runs out (the last one partly), and later ones get nothing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The market contract on a real anvil node: escrow, receipts, refund, round log."""
+"""The market contract on a real anvil node: escrow, receipts, vesting, forfeits, refund,
+round log."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ def test_deposit_redeem_pays_exactly_and_refuses_double(chain: ChainInfo) -> Non
     batch = [sign(chain, owner, job, 1, trainer, h("a"), ETH // 4),
              sign(chain, owner, job, 1, trainer, h("b"), ETH // 2)]
     redeemer = Market(chain.rpc_url, chain.contract, trainer.key)
+    with pytest.raises(TxRefused, match="not vested"):  # held until the job ends
+        redeemer.redeem(batch)
+    assert not market.vested(job)
+    market.end_job(job)
+    assert market.vested(job)
     before = redeemer.balance(trainer.address)
     tx = redeemer.redeem(batch)
     gas_cost = tx.gas_used * int(redeemer.w3.eth.get_transaction_receipt(tx.tx_hash)
@@ -59,6 +65,7 @@ def test_receipt_signed_by_someone_else_is_refused(chain: ChainInfo) -> None:
     owner, trainer, mallory = (funded_wallet(chain) for _ in range(3))
     job = job_id()
     Market(chain.rpc_url, chain.contract, owner.key).deposit(job, ETH)
+    Market(chain.rpc_url, chain.contract, owner.key).end_job(job)
     forged = sign(chain, mallory, job, 1, trainer, h("x"), ETH // 10)
     with pytest.raises(TxRefused, match="not signed by the job owner"):
         Market(chain.rpc_url, chain.contract, trainer.key).redeem([forged])
@@ -74,6 +81,7 @@ def test_total_over_the_deposit_is_refused(chain: ChainInfo) -> None:
     job = job_id()
     market = Market(chain.rpc_url, chain.contract, owner.key)
     market.deposit(job, ETH)
+    market.end_job(job)
     redeemer = Market(chain.rpc_url, chain.contract, trainer.key)
     redeemer.redeem([sign(chain, owner, job, 1, trainer, h("1"), ETH * 6 // 10)])
     with pytest.raises(TxRefused, match="over the deposit"):
@@ -86,11 +94,11 @@ def test_refund_only_after_end_plus_grace(chain: ChainInfo) -> None:
     job = job_id()
     market = Market(chain.rpc_url, chain.contract, owner.key)
     market.deposit(job, ETH)
-    Market(chain.rpc_url, chain.contract, trainer.key).redeem(
-        [sign(chain, owner, job, 1, trainer, h("r"), ETH // 5)])
     with pytest.raises(TxRefused, match="job not ended"):
         market.refund(job)
     market.end_job(job)
+    Market(chain.rpc_url, chain.contract, trainer.key).redeem(
+        [sign(chain, owner, job, 1, trainer, h("r"), ETH // 5)])
     with pytest.raises(TxRefused, match="grace period not over"):
         market.refund(job)
     # A receipt signed before the end is still redeemable during the grace period.
@@ -114,9 +122,59 @@ def test_only_the_owner_refunds_ends_or_tops_up(chain: ChainInfo) -> None:
     Market(chain.rpc_url, chain.contract, owner.key).deposit(job, ETH)
     intruder = Market(chain.rpc_url, chain.contract, other.key)
     for call in (lambda: intruder.deposit(job, 1), lambda: intruder.end_job(job),
-                 lambda: intruder.refund(job)):
+                 lambda: intruder.refund(job),
+                 lambda: intruder.forfeit(job, other.address, h("e"))):
         with pytest.raises(TxRefused, match="not the job owner"):
             call()
+
+
+def test_forfeited_trainer_keeps_nothing_and_the_owner_gets_it_back(chain: ChainInfo) -> None:
+    owner, honest, cheat = (funded_wallet(chain) for _ in range(3))
+    job = job_id()
+    market = Market(chain.rpc_url, chain.contract, owner.key)
+    market.deposit(job, ETH)
+    # Rounds 1 and 2 paid both; in round 3 the cheat is caught.
+    fair = [sign(chain, owner, job, r, honest, h(f"h{r}"), ETH // 10) for r in (1, 2)]
+    owed = [sign(chain, owner, job, r, cheat, h(f"c{r}"), ETH // 10) for r in (1, 2)]
+    market.forfeit(job, cheat.address, h("c3"))
+    assert market.forfeited(job, cheat.address) and not market.forfeited(job, honest.address)
+    logs = market.contract.events.Forfeited().get_logs(from_block=0)
+    assert [(x.args.trainer, x.args.evidence.hex()) for x in logs
+            if x.args.job == receipts.job_key(job)] == [(cheat.address, h("c3"))]
+    market.end_job(job)
+    with pytest.raises(TxRefused, match="already vested"):  # the end settles who is paid
+        market.forfeit(job, honest.address, h("h2"))
+    Market(chain.rpc_url, chain.contract, honest.key).redeem(fair)
+    with pytest.raises(TxRefused, match="trainer forfeited"):
+        Market(chain.rpc_url, chain.contract, cheat.key).redeem(owed)
+    with pytest.raises(TxRefused, match="trainer forfeited"):  # nor hidden in a batch
+        Market(chain.rpc_url, chain.contract, honest.key).redeem(owed[:1])
+    advance_time(chain.rpc_url, market.grace_s() + 1)
+    before = market.balance(owner.address)
+    tx = market.refund(job)
+    price = int(market.w3.eth.get_transaction_receipt(tx.tx_hash)["effectiveGasPrice"])
+    # The refund is the deposit minus the honest pay: the forfeited receipts came back.
+    assert market.balance(owner.address) == before + ETH * 8 // 10 - tx.gas_used * price
+
+
+def test_receipts_vest_without_the_owner_after_the_hold(chain: ChainInfo) -> None:
+    owner, trainer = funded_wallet(chain), funded_wallet(chain)
+    job = job_id()
+    market = Market(chain.rpc_url, chain.contract, owner.key)
+    tx = market.deposit(job, ETH)
+    deposited_at = int(market.w3.eth.get_block(tx.block)["timestamp"])
+    assert market.job(job).vest_at == deposited_at + market.vest_s()
+    paid = [sign(chain, owner, job, 1, trainer, h("v"), ETH // 10)]
+    redeemer = Market(chain.rpc_url, chain.contract, trainer.key)
+    with pytest.raises(TxRefused, match="not vested"):
+        redeemer.redeem(paid)
+    # The owner vanished without ending the job: the hold runs out by itself.
+    advance_time(chain.rpc_url, market.vest_s() + 1)
+    assert market.vested(job)
+    redeemer.redeem(paid)
+    assert market.job(job).paid == ETH // 10
+    with pytest.raises(TxRefused, match="already vested"):
+        market.forfeit(job, trainer.address, h("v"))
 
 
 def test_round_log_is_ordered_and_chained(chain: ChainInfo) -> None:
