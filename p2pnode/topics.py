@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -30,6 +31,7 @@ StartSoon = Callable[..., None]
 """``start_soon(fn, *args)``: run ``fn(*args)`` in the node's nursery (at ready, if earlier)."""
 
 
+@dataclass(eq=False)
 class Topics:
     """Which topics this node delivers, to which handler; see :meth:`Node.subscribe`.
 
@@ -42,18 +44,16 @@ class Topics:
         start_soon: how pump tasks are started.
     """
 
-    def __init__(self, pubsub: Pubsub, peer_id: ID, replay: ReplayGuard, peer_gate: PeerGate,
-                 queue_size: int, start_soon: StartSoon) -> None:
-        self.pubsub = pubsub
-        self.peer_id = peer_id
-        self.replay = replay
-        self.peer_gate = peer_gate
-        self.queue_size = queue_size
-        self.start_soon = start_soon
-        self.handlers: dict[str, TopicHandler] = {}
-        self.dropped = 0
-        """Messages dropped because a handler fell ``queue_size`` messages behind."""
-        self._scopes: dict[str, trio.CancelScope] = {}
+    pubsub: Pubsub
+    peer_id: ID
+    replay: ReplayGuard
+    peer_gate: PeerGate
+    queue_size: int
+    start_soon: StartSoon
+    handlers: dict[str, TopicHandler] = field(default_factory=dict, init=False)
+    dropped: int = field(default=0, init=False)
+    """Messages dropped because a handler fell ``queue_size`` messages behind."""
+    _scopes: dict[str, trio.CancelScope] = field(default_factory=dict, init=False)
 
     def names(self) -> list[str]:
         """The subscribed topics, sorted."""
