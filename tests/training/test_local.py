@@ -132,3 +132,30 @@ def test_threads_setting_applies(digits: datasets.Dataset) -> None:
     local.train(DIGITS, weights.initial(DIGITS, 0), chunks, local.TrainParams(threads=1))
     assert torch.get_num_threads() == 1
     torch.set_num_threads(before)
+
+
+def test_uint8_features_train_as_float32_divided_by_255(digits: datasets.Dataset) -> None:
+    # 8-bit features (MNIST's pixels) travel and stay as uint8; the model reads k / 255.
+    pixels = np.rint(digits.train_x * 255).astype(np.uint8)
+    as_float = pixels.astype(np.float32) * np.float32(1 / 255)
+    g = weights.initial(DIGITS, 0)
+    params = local.TrainParams(epochs=2, batch_size=32, lr=0.1, seed=3)
+    a = local.train(DIGITS, g, datasets.make_chunks(pixels, digits.train_y, 400), params)
+    b = local.train(DIGITS, g, datasets.make_chunks(as_float, digits.train_y, 400), params)
+    assert a.weights == b.weights and a.metrics.loss == b.metrics.loss
+    test_pixels = np.rint(digits.test_x * 255).astype(np.uint8)
+    test_float = test_pixels.astype(np.float32) * np.float32(1 / 255)
+    assert local.evaluate(DIGITS, a.weights, test_pixels, digits.test_y) == local.evaluate(
+        DIGITS, a.weights, test_float, digits.test_y
+    )
+
+
+def test_chunks_storing_samples_in_two_forms_are_refused(digits: datasets.Dataset) -> None:
+    pixels = np.rint(digits.train_x[:10] * 255).astype(np.uint8)
+    mixed = [
+        datasets.encode_chunk(pixels, digits.train_y[:10]),
+        datasets.encode_chunk(digits.train_x[:10], digits.train_y[:10]),
+    ]
+    with pytest.raises(ChunkError) as info:
+        local.train(DIGITS, weights.initial(DIGITS, 0), mixed, local.TrainParams())
+    assert info.value.problem == "dtype"
