@@ -189,22 +189,12 @@ class PolicedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    # Most specific first.
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-)
+_SAME_NAMED = ("ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException",
+               "ConnectError", "ReadError", "WriteError", "NetworkError", "UnsupportedProtocol",
+               "LocalProtocolError", "RemoteProtocolError", "ProtocolError")
+"""httpcore's errors and the httpx errors of the same name, most specific first."""
+_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = tuple(
+    (getattr(httpcore, name), getattr(httpx, name)) for name in _SAME_NAMED)
 
 
 @contextmanager
