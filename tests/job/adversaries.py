@@ -150,6 +150,20 @@ class Lazy(Trainer):
         return await super().train_task(job, model, [chunk_codec.encode_chunk(x[:n], y[:n])], stop)
 
 
+class Sleeper(Lazy):
+    """Honest for its first task (probation verifies it, and it is paid), lazy after."""
+
+    tasks = 0
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        self.tasks += 1
+        if self.tasks == 1:
+            return await Trainer.train_task(self, job, model, chunks, stop)
+        return await super().train_task(job, model, chunks, stop)
+
+
 COPY_DIR_ENV = "DISTRO_TEST_COPY_DIR"
 """Where a ``Leaker`` drops its updates and a ``Copier`` picks them up."""
 
@@ -213,6 +227,30 @@ class Sybil(Trainer):
         )
 
 
+class QuietSybil(Trainer):
+    """One of a swarm tuned to stay under the owner's cheat bound.
+
+    Trains honestly, then adds a push every copy shares (the same direction, all
+    ones) of 5% of its honest delta's norm: about 0.05 away from the owner's re-run
+    of the task, above ``replica_tolerance`` (not verified) but under
+    ``rerun_charge_above`` (not charged). Only quarantine keeps it out of the model.
+    """
+
+    PUSH = 0.05
+
+    async def train_task(
+        self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
+    ) -> TrainResult:
+        honest = await super().train_task(job, model, chunks, stop)
+        spec = _spec(job)
+        g, w = weights.decode(model, spec), weights.decode(honest.weights, spec)
+        norm = sum(float(((w[k] - g[k]) ** 2).sum()) for k in g) ** 0.5
+        size = sum(v.numel() for v in g.values())
+        step = self.PUSH * norm / size**0.5
+        return TrainResult(weights=weights.encode({k: v + step for k, v in w.items()}),
+                           metrics=honest.metrics)
+
+
 ADVERSARIES: dict[str, type[Trainer]] = {
     "freeload": Freeloader,
     "sample_liar": SampleLiar,
@@ -226,4 +264,6 @@ ADVERSARIES: dict[str, type[Trainer]] = {
     "leaker": Leaker,
     "copier": Copier,
     "sybil": Sybil,
+    "quiet_sybil": QuietSybil,
+    "sleeper": Sleeper,
 }
