@@ -37,7 +37,7 @@ budget read it before torch is imported.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,81 +162,113 @@ def _need(shape: tuple[int, ...], dims: int, where: str, what: str) -> None:
 Step = tuple[tuple[int, ...], int, int]
 
 
-def _step(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
-    """Output shape, parameters and FLOPs of one block."""
-    kind, n = b["type"], math.prod(shape)
-    if kind == "linear":
-        out = _int(b, "out", where)
-        f_in = shape[-1] if shape else 1
-        rows = n // f_in
-        return (*shape[:-1], out), f_in * out + out, 2 * rows * f_in * out
-    if kind == "conv":
-        _need(shape, 3, where, "conv")
-        c, h, w = shape
-        out, k = _int(b, "out", where), _int(b, "kernel", where, 1, MAX_KERNEL)
-        s, pad = _int(b, "stride", where, 1, MAX_KERNEL), _int(b, "padding", where, 0, MAX_KERNEL)
-        ho, wo = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
-        if ho < 1 or wo < 1:
-            raise SpecError(f"{where}.kernel", f"larger than the {h}x{w} input")
-        return (out, ho, wo), c * out * k * k + out, 2 * c * k * k * out * ho * wo
-    if kind == "layernorm":
-        norm = n if len(shape) == 3 else shape[-1]
-        return shape, 2 * norm, 5 * n
-    if kind in ACTIVATIONS or kind == "dropout":
-        if kind == "dropout":
-            p = b["p"]
-            if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
-                raise SpecError(f"{where}.p", "must be in [0, 1)")
-        return shape, 0, n
-    if kind in ("maxpool", "avgpool"):
-        _need(shape, 3, where, kind)
-        k = _int(b, "kernel", where, 1, MAX_KERNEL)
-        c, h, w = shape
-        if h < k or w < k:
-            raise SpecError(f"{where}.kernel", f"larger than the {h}x{w} input")
-        return (c, h // k, w // k), 0, n
-    if kind == "flatten":
-        return (n,), 0, 0
-    if kind == "reshape":
-        new = b["shape"]
-        if not isinstance(new, list) or not 1 <= len(new) <= 3 or any(
-            isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in new
-        ):
-            raise SpecError(f"{where}.shape", "must be 1 to 3 positive integers")
-        if math.prod(new) != n:
-            raise SpecError(f"{where}.shape", f"{new} does not hold the {n} values of {shape}")
-        return tuple(new), 0, 0
-    if kind == "embedding":
-        _need(shape, 1, where, "embedding")
-        vocab, dim = _int(b, "vocab", where, 2), _int(b, "dim", where)
-        if not isinstance(b["positions"], bool):
-            raise SpecError(f"{where}.positions", "must be true or false")
-        return (shape[0], dim), vocab * dim + (shape[0] * dim if b["positions"] else 0), 0
-    if kind in ("lstm", "gru"):
-        _need(shape, 2, where, kind)
-        t, d = shape
-        h, layers = _int(b, "hidden", where), _int(b, "layers", where, 1, 8)
-        gates = 4 if kind == "lstm" else 3
-        p = sum(gates * (h * ((d if i == 0 else h) + h) + 2 * h) for i in range(layers))
-        return (t, h), p, 2 * t * p
-    if kind == "transformer":
-        _need(shape, 2, where, kind)
-        t, d = shape
-        heads = _int(b, "heads", where, 1, 256)
-        if d % heads:
-            raise SpecError(f"{where}.heads", f"must divide the width {d}")
-        ff = b["ff"] or 4 * d
-        if isinstance(ff, bool) or not isinstance(ff, int) or not 1 <= ff <= MAX_DIM:
-            raise SpecError(f"{where}.ff", f"must be an integer in [1, {MAX_DIM}]")
-        drop = b["dropout"]
-        if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop < 1:
-            raise SpecError(f"{where}.dropout", "must be in [0, 1)")
-        p = 4 * d * d + 4 * d + 4 * d + d * ff + ff + ff * d + d
-        f = 2 * t * (4 * d * d + 2 * d * ff) + 4 * t * t * d
-        return (t, d), p, f
-    # last
+def _linear(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    out = _int(b, "out", where)
+    f_in = shape[-1] if shape else 1
+    rows = math.prod(shape) // f_in
+    return (*shape[:-1], out), f_in * out + out, 2 * rows * f_in * out
+
+
+def _conv(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    _need(shape, 3, where, "conv")
+    c, h, w = shape
+    out, k = _int(b, "out", where), _int(b, "kernel", where, 1, MAX_KERNEL)
+    s, pad = _int(b, "stride", where, 1, MAX_KERNEL), _int(b, "padding", where, 0, MAX_KERNEL)
+    ho, wo = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+    if ho < 1 or wo < 1:
+        raise SpecError(f"{where}.kernel", f"larger than the {h}x{w} input")
+    return (out, ho, wo), c * out * k * k + out, 2 * c * k * k * out * ho * wo
+
+
+def _layernorm(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    n = math.prod(shape)
+    norm = n if len(shape) == 3 else shape[-1]
+    return shape, 2 * norm, 5 * n
+
+
+def _elementwise(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    if b["type"] == "dropout":
+        p = b["p"]
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p < 1:
+            raise SpecError(f"{where}.p", "must be in [0, 1)")
+    return shape, 0, math.prod(shape)
+
+
+def _pool(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    _need(shape, 3, where, b["type"])
+    k = _int(b, "kernel", where, 1, MAX_KERNEL)
+    c, h, w = shape
+    if h < k or w < k:
+        raise SpecError(f"{where}.kernel", f"larger than the {h}x{w} input")
+    return (c, h // k, w // k), 0, math.prod(shape)
+
+
+def _flatten(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    return (math.prod(shape),), 0, 0
+
+
+def _reshape(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    new, n = b["shape"], math.prod(shape)
+    if not isinstance(new, list) or not 1 <= len(new) <= 3 or any(
+        isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in new
+    ):
+        raise SpecError(f"{where}.shape", "must be 1 to 3 positive integers")
+    if math.prod(new) != n:
+        raise SpecError(f"{where}.shape", f"{new} does not hold the {n} values of {shape}")
+    return tuple(new), 0, 0
+
+
+def _embedding(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    _need(shape, 1, where, "embedding")
+    vocab, dim = _int(b, "vocab", where, 2), _int(b, "dim", where)
+    if not isinstance(b["positions"], bool):
+        raise SpecError(f"{where}.positions", "must be true or false")
+    return (shape[0], dim), vocab * dim + (shape[0] * dim if b["positions"] else 0), 0
+
+
+def _recurrent(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    kind = b["type"]
+    _need(shape, 2, where, kind)
+    t, d = shape
+    h, layers = _int(b, "hidden", where), _int(b, "layers", where, 1, 8)
+    gates = 4 if kind == "lstm" else 3
+    p = sum(gates * (h * ((d if i == 0 else h) + h) + 2 * h) for i in range(layers))
+    return (t, h), p, 2 * t * p
+
+
+def _transformer(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    _need(shape, 2, where, "transformer")
+    t, d = shape
+    heads = _int(b, "heads", where, 1, 256)
+    if d % heads:
+        raise SpecError(f"{where}.heads", f"must divide the width {d}")
+    ff = b["ff"] or 4 * d
+    if isinstance(ff, bool) or not isinstance(ff, int) or not 1 <= ff <= MAX_DIM:
+        raise SpecError(f"{where}.ff", f"must be an integer in [1, {MAX_DIM}]")
+    drop = b["dropout"]
+    if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop < 1:
+        raise SpecError(f"{where}.dropout", "must be in [0, 1)")
+    p = 4 * d * d + 4 * d + 4 * d + d * ff + ff + ff * d + d
+    f = 2 * t * (4 * d * d + 2 * d * ff) + 4 * t * t * d
+    return (t, d), p, f
+
+
+def _last(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
     _need(shape, 2, where, "last")
     return (shape[1],), 0, 0
+
+
+_STEPS: dict[str, Callable[[Mapping[str, Any], tuple[int, ...], str], Step]] = {
+    "linear": _linear, "conv": _conv, "layernorm": _layernorm, "dropout": _elementwise,
+    **dict.fromkeys(ACTIVATIONS, _elementwise), "maxpool": _pool, "avgpool": _pool,
+    "flatten": _flatten, "reshape": _reshape, "embedding": _embedding, "lstm": _recurrent,
+    "gru": _recurrent, "transformer": _transformer, "last": _last,
+}
+
+
+def _step(b: Mapping[str, Any], shape: tuple[int, ...], where: str) -> Step:
+    """Output shape, parameters and FLOPs of one block (its type already checked)."""
+    return _STEPS[b["type"]](b, shape, where)
 
 
 def preset(name: str, p: Mapping[str, Any]) -> list[dict[str, Any]]:
