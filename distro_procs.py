@@ -1,8 +1,8 @@
 """Child processes in process groups of their own: start, wait for, stop. One copy.
 
 It sits below every package (like ``distro_errors.py``) so that the embedded S3 server
-(``storage/embedded.py``) and the harness of the demo, the scenarios and the tests
-(``p2pnode/procs.py``) share one implementation.
+(``storage/embedded.py``), the dev chain (``ledger/devchain.py``) and the harness of the
+demo, the scenarios and the tests (``p2pnode/procs.py``) share one implementation.
 
 Every child runs in a session (process group) of its own, with its output in a log
 file. Stopping a child reaches its whole group: SIGTERM first, SIGKILL for what is

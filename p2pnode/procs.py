@@ -8,8 +8,8 @@ early, naming the child, when one of the watched children has exited.
 :class:`Processes` keeps the children of one run by name; :func:`start_embedded_s3`
 runs the embedded S3 server (``python -m storage.embedded``) as one of them. The
 process-group logic itself (:func:`spawn`, :func:`stop`, :func:`kill`, :func:`wait_until`)
-lives in the top-level ``distro_procs.py``, which the embedded S3 server uses too; it is
-re-exported here.
+lives in the top-level ``distro_procs.py``, which the embedded S3 server and the dev chain
+use too; it is re-exported here.
 """
 
 from __future__ import annotations
