@@ -1,12 +1,16 @@
 """Network benchmark: a bootstrap node and N daemons on loopback (not a test).
 
-    .venv/bin/python bench/network.py [--daemons 20] [--messages 200] [--rate 10]
+    .venv/bin/python bench/network.py [--daemons 20] [--messages 200] [--rate 10] [--compare]
 
 Runs with the daemon's default config unless ``--test-config``. Prints: seconds until
 every daemon sees every other (directly connected through DHT
 discovery, and listed through presence); gossip delivery ratio and p50/p95 latency over
-the messages (random senders, ``--rate`` per second in all); idle RSS per daemon;
-start-to-ready time. With ``--test-config`` nodes use the test config of
+the messages (random senders, ``--rate`` per second in all); the CPU each message costs
+(all daemons' CPU while sending, less their idle CPU measured just before over as
+long, per message and per delivery); each daemon's heartbeat and mesh sizes; idle RSS
+per daemon; start-to-ready time. ``--compare`` runs it all twice, first with py-libp2p's
+own hot path (``DISTRO_TRAIN_STOCK_LIBP2P=1``: p2pnode/hotpath.py not applied), and
+prints the ratio of the CPU per message. With ``--test-config`` nodes use the test config of
 tests/p2pnode/harness.py except the presence period (``--presence-interval``, default
 2 s, silence timeout 5x that). All processes share this
 machine's cores, so the figures include that contention; the load is printed with them.
@@ -92,14 +96,22 @@ def cpu_seconds(nodes: list[NodeProc]) -> float:
     return total
 
 
-def gossip(net: Network, messages: int, rate: float) -> tuple[float, float]:
-    """Publish ``messages``; print and return (delivery ratio, p95 seconds)."""
+def idle_cpu(net: Network, seconds: float) -> float:
+    """All daemons' CPU seconds per second while nothing is published by the bench."""
+    before, t0 = cpu_seconds(net.daemons), time.monotonic()
+    time.sleep(seconds)  # a measurement window, not a wait for a condition
+    return (cpu_seconds(net.daemons) - before) / (time.monotonic() - t0)
+
+
+def gossip(net: Network, messages: int, rate: float) -> tuple[float, float, float]:
+    """Publish ``messages``; print and return (delivery ratio, p95 s, CPU ms per message)."""
     for d in net.daemons:
         d.rpc("debug.subscribe", {"topic": "bench"})
     # Warm the mesh: one message, until it reaches everyone.
     warm = net.daemons[0]
     wait(lambda: (warm.rpc("debug.publish", {"topic": "bench", "data": "warm"}) and
                   all(d.rpc("debug.messages", {"topic": "bench"}) for d in net.daemons[1:])), 30)
+    idle_rate = idle_cpu(net, messages / rate + 3.0)
     sent: dict[str, tuple[str, float]] = {}
     rng = random.Random(1)
     cpu_before = cpu_seconds(net.daemons)
@@ -127,7 +139,7 @@ def gossip(net: Network, messages: int, rate: float) -> tuple[float, float]:
     expected = messages * (len(net.daemons) - 1)
     if not latencies:
         print(f"gossip: 0/{expected} deliveries of {messages} messages at {rate:g}/s")
-        return 0.0, float("inf")
+        return 0.0, float("inf"), float("nan")
     print(f"gossip: {delivered}/{expected} deliveries ({delivered / expected:.1%}) of "
           f"{messages} messages at {rate:g}/s; latency p50 {pct(latencies, 50):.1f} ms, "
           f"p95 {pct(latencies, 95):.1f} ms, max {max(latencies):.1f} ms")
@@ -136,7 +148,18 @@ def gossip(net: Network, messages: int, rate: float) -> tuple[float, float]:
     print(f"gossip CPU: {cpu:.1f} s of CPU in all daemons over the {busy:.1f} s of sending "
           f"(presence and discovery included): {cpu / max(1, delivered) * 1000:.2f} ms per "
           f"delivery")
-    return delivered / expected, pct(latencies, 95) / 1000
+    extra = max(0.0, cpu - idle_rate * busy)
+    per_message = extra / messages * 1000
+    print(f"CPU per message: idle {idle_rate / len(net.daemons):.1%} of a core per daemon "
+          f"(presence, discovery, heartbeats); sending added {extra:.1f} s: "
+          f"{per_message:.1f} ms per message across all {len(net.daemons)} daemons, "
+          f"{extra / max(1, delivered) * 1000:.2f} ms per delivery")
+    gs = [d.rpc("node.status").get("gossip", {}) for d in net.daemons]
+    meshes = [m.get("bench", 0) for m in (g.get("mesh", {}) for g in gs)]
+    beats = sorted({g.get("heartbeat_s") for g in gs}, key=str)
+    print(f"gossipsub: heartbeat {beats} s; 'bench' mesh size min {min(meshes)}, "
+          f"mean {statistics.mean(meshes):.1f}, max {max(meshes)}")
+    return delivered / expected, pct(latencies, 95) / 1000, per_message
 
 
 def idle(net: Network) -> None:
@@ -174,6 +197,9 @@ def main() -> None:
                         help="the tests' short timeouts and periods instead of the daemon's "
                              "defaults (presence every --presence-interval s)")
     parser.add_argument("--presence-interval", type=float, default=2.0)
+    parser.add_argument("--compare", action="store_true",
+                        help="run twice, py-libp2p's stock hot path first, and print the "
+                             "ratio of CPU per message")
     args = parser.parse_args()
     if args.test_config:
         harness.TEST_CONFIG = harness.TEST_CONFIG.replace(
@@ -185,11 +211,29 @@ def main() -> None:
         harness.TEST_CONFIG = DEFAULT_CONFIG
         print("daemon default config (presence period adapts to the network size)")
     print(f"before: {load()}")
-    measure(args.daemons, args.messages, args.rate)
+    if not args.compare:
+        measure(args.daemons, args.messages, args.rate)
+        return
+    os.environ["DISTRO_TRAIN_STOCK_LIBP2P"] = "1"
+    print("--- py-libp2p's stock hot path (p2pnode/hotpath.py not applied) ---")
+    stock = measure_cpu(args.daemons, args.messages, args.rate)
+    del os.environ["DISTRO_TRAIN_STOCK_LIBP2P"]
+    print("--- p2pnode/hotpath.py applied (the daemon as shipped) ---")
+    ours = measure_cpu(args.daemons, args.messages, args.rate)
+    print(f"CPU per message, {args.daemons} daemons: stock {stock[2]:.1f} ms, shipped "
+          f"{ours[2]:.1f} ms: {ours[2] / stock[2]:.2f}x; delivered {stock[0]:.1%} -> "
+          f"{ours[0]:.1%}, p95 {stock[1]:.2f} s -> {ours[1]:.2f} s (same machine, same run; "
+          f"other work on it shows in the load lines)")
 
 
 def measure(daemons: int, messages: int, rate: float) -> tuple[float, float]:
     """Run the whole benchmark once; return gossip (delivery ratio, p95 seconds)."""
+    ratio, p95, _ = measure_cpu(daemons, messages, rate)
+    return ratio, p95
+
+
+def measure_cpu(daemons: int, messages: int, rate: float) -> tuple[float, float, float]:
+    """Run the whole benchmark once; return gossip (delivery ratio, p95 s, CPU ms/message)."""
     with tempfile.TemporaryDirectory(prefix="dt-bench-") as tmp:
         t0 = time.monotonic()
         with open_network(Path(tmp), daemons) as net:

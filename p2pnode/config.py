@@ -101,6 +101,13 @@ class GossipConfig:
     """Gossipsub router parameters (see p2pnode/host.py for why each is set)."""
 
     heartbeat_s: PositiveInt = 1
+    max_heartbeat_s: PositiveInt = 5
+    heartbeat_peers_per_s: PositiveFloat = 10.0
+    """The heartbeat stretches to N peers / this (each sends IHAVE to ~N/4 peers)."""
+    mesh_degree: PositiveInt = 6
+    mesh_degree_low: PositiveInt = 4
+    mesh_degree_high: PositiveInt = 8
+    """Each message reaches a daemon about once per mesh peer: the upper bound caps copies."""
     max_messages_per_topic_per_second: PositiveFloat = 100.0
     subscription_queue: PositiveInt = 256
     future_skew_s: PositiveFloat = 5.0
@@ -251,6 +258,12 @@ class Config:
                 raise ConfigError(f"node.announce[{i}]", f"nobody can dial {addr!r}")
         if self.presence.silence_timeout_s < 2 * self.presence.interval_s:
             raise ConfigError("presence.silence_timeout_s", "must be >= 2 * presence.interval_s")
+        g = self.gossip
+        if not g.mesh_degree_low <= g.mesh_degree <= g.mesh_degree_high:
+            raise ConfigError("gossip.mesh_degree",
+                              "needs mesh_degree_low <= mesh_degree <= mesh_degree_high")
+        if g.max_heartbeat_s < g.heartbeat_s:
+            raise ConfigError("gossip.max_heartbeat_s", "must be >= gossip.heartbeat_s")
         if self.discovery.max_interval_s < self.discovery.interval_s:
             raise ConfigError("discovery.max_interval_s", "must be >= discovery.interval_s")
         _check_web(self.web)

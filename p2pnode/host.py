@@ -57,6 +57,16 @@ Each workaround says why it exists, so it can go when the library is fixed:
 - Yamux window updates: ``PY_YAMUX_RELEASE_ON_READ=0`` (set at import unless the
   environment says otherwise), so a WINDOW_UPDATE goes out once half the receive window
   is used, not after every read (docs/libp2p.md#yamux-window-updates).
+- Adaptive gossip off (``adaptive_gossip_enabled``): 0.8.1's "network health" score
+  turns a 1 s heartbeat into 30 or 60 s once it dips (``_adapt_heartbeat_parameters``
+  takes the max with 30), so mesh repair and IHAVE recovery stall exactly when peers
+  struggle. The heartbeat and the mesh degree follow the network's size instead
+  (:func:`tune_gossip`, docs/libp2p.md#adaptive-gossip).
+- Per-message CPU (:mod:`p2pnode.hotpath`, applied at import): an O(tasks) parent
+  search per received message, the sender's signed record verified on every RPC, a
+  yamux window update after nearly every read (docs/libp2p.md#per-message-cost).
+  ``get_addrs`` (called for every RPC sent, to attach our signed record) is cached
+  for ``ADDRS_CACHE_S``.
 - Start order (pubsub services before the first connection, DHT created before
   connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
 """
@@ -67,8 +77,10 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import multiaddr
 import psutil
@@ -86,6 +98,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
+from p2pnode import hotpath
 from p2pnode.config import GossipConfig
 from p2pnode.peergate import PeerGate
 
@@ -96,6 +109,10 @@ log = logging.getLogger(__name__)
 # back per byte read. go-yamux's rule (update once half the window is used) is what
 # the library does with this off (docs/libp2p.md#yamux-window-updates).
 os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+if os.environ.get("DISTRO_TRAIN_STOCK_LIBP2P") != "1":  # bench/network.py --compare only
+    hotpath.apply()
+ADDRS_CACHE_S = 1.0
+"""How long :func:`make_host`'s ``get_addrs`` answer is reused (while ``extra`` is unchanged)."""
 
 _NOISY = (
     ("libp2p.kad_dht.kad_dht", "Failed to read DHT message from stream"),
@@ -220,9 +237,14 @@ def _advertise_circuits(host: IHost, extra: Sequence[str]) -> None:
     """
     inner = host.get_addrs
     me = f"/p2p/{host.get_id()}"
+    cached: list[Any] = [(), 0.0, []]  # extra as it was, when, the answer
 
     def get_addrs() -> list[multiaddr.Multiaddr]:
-        return [*inner(), *(multiaddr.Multiaddr(a + me) for a in extra)]
+        now = time.monotonic()
+        if cached[0] != tuple(extra) or now - cached[1] > ADDRS_CACHE_S:
+            cached[:] = [tuple(extra), now,
+                         [*inner(), *(multiaddr.Multiaddr(a + me) for a in extra)]]
+        return list(cached[2])
 
     host.get_addrs = get_addrs
 
@@ -250,15 +272,42 @@ def make_pubsub(host: IHost, cfg: GossipConfig) -> tuple[Pubsub, GossipSub]:
     """Return gossipsub router and pubsub (strict signing) for ``host``; not yet started."""
     router = GossipSub(
         protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
-        degree=6,
-        degree_low=4,
-        degree_high=12,
+        degree=cfg.mesh_degree,
+        degree_low=cfg.mesh_degree_low,
+        degree_high=cfg.mesh_degree_high,
         heartbeat_interval=cfg.heartbeat_s,
+        adaptive_gossip_enabled=False,
         spam_protection_enabled=True,
         max_messages_per_topic_per_second=cfg.max_messages_per_topic_per_second,
         eclipse_protection_enabled=False,
     )
     return Pubsub(host, router, strict_signing=True), router
+
+
+def gossip_heartbeat_s(cfg: GossipConfig, peers: int) -> int:
+    """The heartbeat for a network of ``peers`` others (``gossip.*``).
+
+    Each heartbeat sends IHAVE to max(6, peers / 4) peers per topic with recent
+    messages, so every daemon receives about that many each heartbeat: the period
+    grows with the network, ``peers / gossip.heartbeat_peers_per_s`` seconds, at
+    least ``heartbeat_s`` and at most ``max_heartbeat_s``.
+    """
+    wanted = peers / cfg.heartbeat_peers_per_s
+    return max(cfg.heartbeat_s, min(cfg.max_heartbeat_s, round(wanted)))
+
+
+def tune_gossip(router: GossipSub, cfg: GossipConfig, peers: int) -> None:
+    """Set ``router``'s heartbeat for ``peers`` others (:func:`gossip_heartbeat_s`)."""
+    router.heartbeat_interval = gossip_heartbeat_s(cfg, peers)
+
+
+def gossip_status(router: GossipSub) -> dict[str, Any]:
+    """The router's heartbeat, mesh size per topic and the per-message savings."""
+    return {
+        "heartbeat_s": router.heartbeat_interval,
+        "mesh": {topic: len(peers) for topic, peers in router.mesh.items()},
+        "records_skipped": hotpath.RECORDS.skipped,
+    }
 
 
 def make_dht(host: IHost) -> KadDHT:

@@ -34,12 +34,14 @@ from libp2p.tools.anyio_service import background_trio_service
 from p2pnode.config import Config
 from p2pnode.discovery import Discovery, join_bootstrap
 from p2pnode.host import (
+    gossip_status,
     guard_gossip,
     lift_expired_bans,
     make_dht,
     make_host,
     make_peer_gate,
     make_pubsub,
+    tune_gossip,
 )
 from p2pnode.identity import load_or_create_identity, write_atomic
 from p2pnode.nat import Nat
@@ -261,6 +263,7 @@ class Node:
             "presence": self.presence.last_status,
             "nat": self.nat.status(),
             "presence_interval_s": round(self.presence.period(), 3),
+            "gossip": gossip_status(self.gossipsub),
             "routes": self.routes.names(),
         }
 
@@ -359,5 +362,6 @@ class Node:
                 await discovery.drop_silent(peer_id)
                 discovery.poke()
             lift_expired_bans(self.pubsub, self.peer_gate)
+            tune_gossip(self.gossipsub, self.config.gossip, len(self.host.get_connected_peers()))
             presence = self.config.presence
             await trio.sleep(min(presence.expire_check_s, presence.interval_s))
