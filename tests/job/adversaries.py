@@ -153,13 +153,13 @@ class Lazy(Trainer):
 class Sleeper(Lazy):
     """Honest for its first task (probation verifies it, and it is paid), lazy after."""
 
-    tasks = 0
+    trained = 0
 
     async def train_task(
         self, job: Any, model: bytes, chunks: list[bytes], stop: threading.Event
     ) -> TrainResult:
-        self.tasks += 1
-        if self.tasks == 1:
+        self.trained += 1
+        if self.trained == 1:
             return await Trainer.train_task(self, job, model, chunks, stop)
         return await super().train_task(job, model, chunks, stop)
 

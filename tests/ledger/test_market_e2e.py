@@ -1,10 +1,13 @@
 """A paid job over real daemon processes and a real anvil chain.
 
-Bootstrap, owner and three trainers run as OS processes; the embedded S3 server
+Bootstrap, owner and four trainers run as OS processes; the embedded S3 server
 holds the data; anvil (from npm) holds the escrow. Two trainers are honest, one
-returns the global model unchanged (every update rejected as ``no_progress``).
-After the job the owner is killed with SIGKILL and the trainers redeem their
-receipts themselves; then the owner's refund is checked against what was paid.
+returns the global model unchanged (every update rejected as ``no_progress``), and
+a sleeper trains honestly in round 1 (verified on probation, paid a receipt) and
+lazily in round 2, where the owner (every task spot-checked here) catches it: its
+round-1 receipt is forfeited. After the job the owner is killed with SIGKILL and
+the trainers redeem their receipts themselves; then the owner's refund is checked
+against what was paid: the budget minus the honest pay, the forfeited pay included.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ JOB = {
     "model": "mlp",
     "model_params": {"hidden": [32]},
     "dataset": "digits",
-    "trainers": 3,
+    "trainers": 4,
     "rounds": ROUNDS,
     "epochs": 2,
     "lr": 0.1,
@@ -71,7 +74,7 @@ def tamper_last_model(storage: dict[str, str], round_no: int) -> None:
     store = S3Store(StoreConfig.from_mapping(storage, env={}))
     pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.config.bucket)
     keys = [o["Key"] for page in pages for o in page.get("Contents", [])
-            if f"/models/{round_no}-" in o["Key"]]
+            if f"/models/{round_no}-" in o["Key"] and o["Key"].endswith(".safetensors")]
     assert len(keys) == 1, keys
     data = bytearray(store.get_bytes(keys[0]))
     data[len(data) // 2] ^= 0xFF
@@ -92,13 +95,15 @@ def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -
         ledger = {"rpc_url": info.rpc_url, "chain_id": info.chain_id, "contract": info.contract}
         storage = start_embedded_s3(procs, "s3", tmp_path / "s3", clean_env())
         daemon = ["-m", "p2pnode.cli", "daemon"]
+        adversary = ["-m", "tests.job.adversary_daemon"]
         cluster = launch(
-            tmp_path, procs, storage, trainers=3, say=lambda _m: None,
-            trainer_programs=[daemon, daemon, ["-m", "tests.job.adversary_daemon", "freeload"]],
-            owner_toml=toml("ledger", {**ledger, "key_file": str(owner_key)}),
+            tmp_path, procs, storage, trainers=4, say=lambda _m: None,
+            trainer_programs=[daemon, daemon, [*adversary, "freeload"], [*adversary, "sleeper"]],
+            owner_toml=toml("ledger", {**ledger, "key_file": str(owner_key)})
+            + toml("owner", {"spot_check_rate": 1.0}),
             trainer_toml=toml("ledger", ledger) + toml("market", {"ask": str(ASK)}),
         )
-        trainers = [tmp_path / f"trainer-{i}" for i in range(3)]
+        trainers = [tmp_path / f"trainer-{i}" for i in range(4)]
         addresses = [call(t, "market.wallet")["address"] for t in trainers]
         for a in addresses:
             fund(info.rpc_url, a, ETH)
@@ -135,12 +140,15 @@ def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -
         procs.kill("owner")
         reader = Market(info.rpc_url, info.contract)
         earned: dict[str, int] = {}
+        forfeited: dict[str, int] = {}
         for t, address in zip(trainers, addresses, strict=True):
             before = reader.balance(address)
             kept = json.loads((t / "market" / "earnings.json").read_text()) \
                 if (t / "market" / "earnings.json").exists() else []
-            owed = sum(int(k["receipt"]["amount"]) for k in kept)
             got = call(t, "market.redeem", {"job_id": job_id}, timeout=60)
+            assert got["held"] == 0  # the owner ended the job: every receipt has vested
+            forfeited[address] = got["forfeited"]
+            owed = 0 if got["forfeited"] else sum(int(k["receipt"]["amount"]) for k in kept)
             assert int(got["wei"]) == owed
             after = reader.balance(address)
             # The balance rises by exactly the receipts' sum (net of the gas it paid).
@@ -150,10 +158,17 @@ def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -
             row = again["jobs"].get(job_id, {})
             assert row.get("pending", 0) == 0
             # Each paid update is proven in its round's root as committed on the ledger.
-            assert row.get("proven", 0) == row.get("redeemed", 0) == len(kept)
+            assert row.get("proven", 0) == len(kept)
+            assert row.get("redeemed", 0) + row.get("forfeited", 0) == len(kept)
 
-        honest, freeloader = addresses[:2], addresses[2]
+        honest, freeloader, sleeper = addresses[:2], addresses[2], addresses[3]
         assert earned[freeloader] == 0, "a trainer whose updates were all rejected earns nothing"
+        # The sleeper was paid for round 1, then caught: it keeps nothing of the job.
+        sleeper_peer = call(trainers[3], "node.id")["peer_id"]
+        assert status["cheaters"].get(sleeper_peer), status["cheaters"]
+        assert forfeited[sleeper] >= 1 and earned[sleeper] == 0, (forfeited, earned)
+        assert market_status["forfeited"].get(sleeper), market_status
+        assert reader.forfeited(job_id, sleeper)
         assert all(earned[a] > 0 for a in honest)
         # Uniform price: every used update paid the highest selected ask (all ask ASK).
         assert all(earned[a] % ASK == 0 for a in honest)
