@@ -38,6 +38,15 @@ def model_id(job_id: str, round_no: int, plain_sha256: str) -> ObjectId:
     return ObjectId("model", job_id, round_no, plain_sha256)
 
 
+def model_delta_id(job_id: str, round_no: int, plain_sha256: str) -> ObjectId:
+    """The delta that rebuilds the global model after ``round_no`` from the one before.
+
+    It is sealed under that model's own key (a trainer given the model's key may
+    read it; the delta tells nothing the model does not).
+    """
+    return ObjectId("model-delta", job_id, round_no, plain_sha256)
+
+
 def update_id(job_id: str, round_no: int, trainer: str) -> ObjectId:
     """The update of ``trainer`` (base58 peer id) for ``round_no``."""
     return ObjectId("update", job_id, round_no, trainer)
@@ -77,6 +86,11 @@ class JobKey:
         """Encrypt the global model after ``round_no``."""
         key = self.model_key(round_no, plain_sha256)
         return crypto.encrypt(key, model_id(self.job_id, round_no, plain_sha256), data)
+
+    def seal_model_delta(self, round_no: int, delta: bytes, plain_sha256: str) -> bytes:
+        """Encrypt the delta to the global model after ``round_no`` under that model's key."""
+        key = self.model_key(round_no, plain_sha256)
+        return crypto.encrypt(key, model_delta_id(self.job_id, round_no, plain_sha256), delta)
 
     def open_model(self, round_no: int, sealed: bytes, plain_sha256: str) -> bytes:
         """Decrypt a stored global model (raises ``storage.crypto.DecryptError``)."""
