@@ -223,12 +223,7 @@ def _start_owner_and_trainer(procs: Processes, work: Path, canary_url: str,
                              env: dict[str, str]) -> tuple[Path, Path, int]:
     """Bootstrap, the malicious owner and one real trainer; returns their dirs, its pid."""
     storage = start_embedded_s3(procs, "s3", work / "s3", env)
-    boot = work / "bootstrap"
-    procs.start("bootstrap", ["-m", "p2pnode.cli", "bootstrap", "--data-dir", str(boot),
-                              "--listen", "/ip4/127.0.0.1/tcp/0"], env)
-    maddr_file = boot / "multiaddr"
-    maddr = procs.wait(lambda: maddr_file.read_text().strip() if maddr_file.exists()
-                       else None, "bootstrap", 60)
+    maddr = procs.start_bootstrap(work / "bootstrap", env, 60)
     flags = ["--bootstrap", maddr, "--listen", "/ip4/127.0.0.1/tcp/0"]
     owner, trainer = work / "owner", work / "trainer"
     owner.mkdir()

@@ -63,6 +63,17 @@ class Processes:
         """:func:`wait_until`, giving up as soon as any child has exited."""
         return wait_until(predicate, timeout_s, what, check=self.check_alive)
 
+    def start_bootstrap(self, data_dir: Path, env: Mapping[str, str], timeout_s: float) -> str:
+        """Start child ``bootstrap``, a bootstrap node on loopback; return its multiaddr.
+
+        Waits (at most ``timeout_s``) until the node has written ``data_dir/multiaddr``.
+        """
+        self.start("bootstrap", ["-m", "p2pnode.cli", "bootstrap", "--data-dir", str(data_dir),
+                                 "--listen", "/ip4/127.0.0.1/tcp/0"], env)
+        maddr_file = data_dir / "multiaddr"
+        return self.wait(lambda: maddr_file.read_text().strip() if maddr_file.exists() else None,
+                         "the bootstrap node", timeout_s)
+
     def kill(self, name: str) -> None:
         """SIGKILL child ``name`` and its group (a crash), then forget it."""
         proc = self.children.pop(name, None)

@@ -297,27 +297,34 @@ def launch(
     Returns once the owner sees every trainer.
     """
     env = clean_env()
-    boot_dir = work / "bootstrap"
-    procs.start(
-        "bootstrap",
-        [
-            "-m",
-            "p2pnode.cli",
-            "bootstrap",
-            "--data-dir",
-            str(boot_dir),
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ],
-        env,
+    maddr = procs.start_bootstrap(work / "bootstrap", env, READY_TIMEOUT_S)
+    say(f"bootstrap node {maddr}")
+    owner_cfg, trainer_cfg = _write_configs(work, storage, trainers, owner_toml, trainer_toml)
+    owner_dir = owner_cfg.parent
+    daemon = ["-m", "p2pnode.cli", "daemon"]
+    flags = ["--bootstrap", maddr, "--listen", "/ip4/127.0.0.1/tcp/0"]
+    programs = trainer_programs or [daemon] * trainers
+    cluster = Cluster(
+        owner_dir,
+        [*daemon, *flags, "--data-dir", str(owner_dir), "--config", str(owner_cfg)],
+        [[*programs[i], *flags, "--data-dir", str(work / f"trainer-{i}"),
+          "--config", str(trainer_cfg)] for i in range(trainers)],
     )
-    maddr_file = boot_dir / "multiaddr"
-    maddr = procs.wait(
-        lambda: maddr_file.read_text().strip() if maddr_file.exists() else None,
-        "the bootstrap node",
+    procs.start("owner", cluster.owner_argv, env)
+    for i, argv in enumerate(cluster.trainer_argv):
+        procs.start(f"trainer-{i}", argv, env)
+    procs.wait(lambda: _try_call(owner_dir, "node.id"), "the owner daemon", READY_TIMEOUT_S)
+    procs.wait(
+        lambda: len(_try_call(owner_dir, "node.peers") or []) >= trainers,
+        f"{trainers} trainers",
         READY_TIMEOUT_S,
     )
-    say(f"bootstrap node {maddr}")
+    return cluster
+
+
+def _write_configs(work: Path, storage: dict[str, Any], trainers: int, owner_toml: str,
+                   trainer_toml: str) -> tuple[Path, Path]:
+    """The owner's config file (mode 0600: it holds the storage keys) and the trainers'."""
     # Presence every second notices a dead trainer fast, but each status is relayed
     # by every daemon: with many daemons on a small machine, space them out.
     interval = max(1.0, (trainers + 2) / 4)
@@ -335,31 +342,4 @@ def launch(
     # loopback, which they refuse by default (URLs come from strangers).
     local = {"train_threads": 1, "allow_networks": ["127.0.0.0/8", "::1/128"]}
     trainer_cfg.write_text(presence + _toml_table("trainer", local) + trainer_toml)
-    daemon = ["-m", "p2pnode.cli", "daemon"]
-    flags = ["--bootstrap", maddr, "--listen", "/ip4/127.0.0.1/tcp/0"]
-    programs = trainer_programs or [daemon] * trainers
-    cluster = Cluster(
-        owner_dir,
-        [*daemon, *flags, "--data-dir", str(owner_dir), "--config", str(owner_cfg)],
-        [
-            [
-                *programs[i],
-                *flags,
-                "--data-dir",
-                str(work / f"trainer-{i}"),
-                "--config",
-                str(trainer_cfg),
-            ]
-            for i in range(trainers)
-        ],
-    )
-    procs.start("owner", cluster.owner_argv, env)
-    for i, argv in enumerate(cluster.trainer_argv):
-        procs.start(f"trainer-{i}", argv, env)
-    procs.wait(lambda: _try_call(owner_dir, "node.id"), "the owner daemon", READY_TIMEOUT_S)
-    procs.wait(
-        lambda: len(_try_call(owner_dir, "node.peers") or []) >= trainers,
-        f"{trainers} trainers",
-        READY_TIMEOUT_S,
-    )
-    return cluster
+    return owner_cfg, trainer_cfg
