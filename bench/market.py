@@ -2,11 +2,12 @@
 
 A bootstrap node, an owner and N trainer daemons (separate OS processes) on an
 embedded S3 server and a local anvil chain (the demo's set-up); the demo's job
-(2NN on MNIST by default, ``--dataset digits`` for a quick run), paid per accepted
-update. For each round the owner's time
+(2NN on MNIST by default, ``--dataset digits`` for a quick run), paid per verified
+update (docs/ledger.md, "What is paid"). For each round the owner's time
 spent on the ledger (signing the receipts and committing the round) and the gas of
-its commitment; then every trainer redeems its receipts itself and the owner takes
-back the rest after the grace period.
+its commitment; then, the owner having ended the job (its receipts vest), every
+trainer redeems its receipts itself and the owner takes back the rest after the
+grace period. All trainers are honest: nobody is forfeited.
 
 Printed: gas and ledger seconds per round; the ledger's share of round time (sum
 of ledger seconds over sum of round seconds, both measured by the owner in the
@@ -89,8 +90,9 @@ def main() -> int:
         print(f"rounds={len(history)} trainers={args.trainers}")
         print(f"round_seconds_total={round_s:.3f} ledger_seconds_total={ledger_s:.3f}")
         print(f"ledger_seconds_per_round={ledger_s / len(history):.4f}")
+        forfeits = len(market.get("forfeited", {}))
         print(f"gas_total_owner={market['gas_used']} "
-              f"(deposit + {len(history)} commitments + end)")
+              f"(deposit + {len(history)} commitments + {forfeits} forfeits + end)")
         print(f"commit_gas_per_round={market['commit_gas'] // len(history)}")
 
         reader = Market(chain["rpc_url"], chain["contract"])
@@ -103,8 +105,10 @@ def main() -> int:
             redeem_gas += int(got["gas_used"])
             delta = reader.balance(address) - before + gas_cost(reader, got["txs"])
             ok &= delta == int(got["wei"])
+            ok &= got["held"] == 0  # the job ended: nothing may still be vesting
             print(f"trainer {address}: {got['redeemed']} receipts, {int(got['wei']) / ETH:.6f} "
-                  f"ETH, balance rose by {delta / ETH:.6f} ETH + gas")
+                  f"ETH, balance rose by {delta / ETH:.6f} ETH + gas; "
+                  f"held {got['held']} forfeited {got['forfeited']}")
         state = reader.job(job_id)
         ok &= state.paid == int(market["promised"])
         print(f"redeem_gas_total={redeem_gas} receipts={market['receipts']} "
