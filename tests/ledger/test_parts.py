@@ -71,3 +71,20 @@ def test_ledger_timeouts_are_config_and_bound_the_wait_for_mining(
         dev_rpc(chain.rpc_url, "evm_setAutomine", [True])
         dev_rpc(chain.rpc_url, "evm_mine", [])
     assert Market(chain.rpc_url, chain.contract).tx_timeout_s == 60.0
+
+
+def test_refund_of_an_unended_job_sends_a_due_forfeit_before_ending_it(
+    chain: ChainInfo, tmp_path: Path
+) -> None:
+    owner, cheat = funded_wallet(chain), funded_wallet(chain)
+    parts = MarketParts(tmp_path, {"ledger": {
+        "rpc_url": chain.rpc_url, "chain_id": chain.chain_id, "contract": chain.contract,
+        "key_file": key_file(tmp_path, owner.key)}})
+    assert parts.client is not None and parts.settlement is not None
+    job = os.urandom(8).hex()
+    parts.client.deposit(job, ETH)
+    # The daemon caught a cheat but stopped before the ledger took the forfeit.
+    parts.settlement.forfeits(job).due[cheat.address] = "ab" * 32
+    assert parts.refund(job)["ended_now"]
+    assert parts.client.forfeited(job, cheat.address)  # before the end vested its receipts
+    assert parts.client.job(job).ended_at > 0
