@@ -12,6 +12,7 @@ cares about. One line per scenario with its figures; the last line is
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import sqlite3
 import sys
@@ -143,171 +144,169 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def baseline(rounds: int, honest: dict[str, float]) -> tuple[bool, str]:
+    """All honest trainers; records the accuracy the attacked runs are held to."""
+    acc, (status, _) = byzantine(None, "multi_krum", True, rounds)
+    honest["acc"] = acc
+    return status["state"] == "done", f"all honest, multi_krum: accuracy {acc:.4f}"
+
+
+def attacked(kind: str, rounds: int, honest: dict[str, float]) -> tuple[bool, str]:
+    """3/10 trainers of ``kind``, multi-Krum and validation: accuracy holds, they are found."""
+    acc, (status, excluded) = byzantine(kind, "multi_krum", True, rounds)
+    base = honest.get("acc", 0.0)
+    ok = status["state"] == "done" and acc >= base - 0.02 and excluded
+    reasons = [r for rec in status["history"] for r in rec["rejected_reasons"].values()]
+    if kind == "replay":  # a replayed update must be detected, not just survived
+        ok = ok and "replayed" in reasons
+    return ok, (
+        f"3/10 {kind}, multi_krum+validation: accuracy {acc:.4f} vs honest "
+        f"{base:.4f}; adversaries below reputation floor: {excluded}; "
+        f"rejections {dict(Counter(reasons))}"
+    )
+
+
+def naive(rounds: int, honest: dict[str, float]) -> tuple[bool, str]:
+    """The same attack on plain FedAvg without validation must hurt (the test can fail)."""
+    acc, _ = byzantine("sign_flip", "fedavg", False, rounds)
+    base = honest.get("acc", 0.0)
+    return acc < base - 0.2, (
+        f"3/10 sign_flip, plain fedavg, no validation: accuracy "
+        f"{acc:.4f} (degraded vs {base:.4f})"
+    )
+
+
+def churn(rounds: int) -> tuple[bool, str]:
+    """A third of the trainers killed in round 2: spares fill their slots."""
+    run = Run(9)
+    try:
+        job = run.submit({**BASE, "trainers": 6, "spares": 3, "rounds": rounds, "epochs": 20,
+                          "round_deadline_s": 60.0})
+        s = run.wait(
+            job,
+            lambda s: (
+                s.get("round", 0) >= 2
+                and sum(st == "training" for st in s["trainers"].values()) >= 3
+            ),
+            300,
+            "round 2",
+        )
+        victims = [p for p, st in s["trainers"].items() if st == "training"][:3]
+        for p in victims:
+            run.procs.kill(run.trainer_name(p))
+        final = run.finish(job)
+        done = [r["round"] for r in final["history"]]
+        full = all(r["accepted"] == 6 for r in final["history"])
+        ok = final["state"] == "done" and done == list(range(1, rounds + 1)) and full
+        return ok, (
+            f"killed 3/9 trainers in round 2: {len(done)}/{rounds} rounds, "
+            f"accepted per round {[r['accepted'] for r in final['history']]}"
+        )
+    finally:
+        run.close()
+
+
+def straggler() -> tuple[bool, str]:
+    """One trainer 20 s late: a backup wins round 1, a spare steps in after."""
+    slow = ["-m", "tests.job.adversary_daemon", "slow"]
+    honest = ["-m", "p2pnode.cli", "daemon"]
+    run = Run(4, [slow] + [honest] * 3)
+    try:
+        job = run.submit(
+            {**BASE, "trainers": 3, "spares": 1, "rounds": 2, "round_deadline_s": 25.0}
+        )
+        final = run.finish(job)
+        slow_id = run.peer_ids(range(1))[0]
+        secs = [r["round_seconds"] for r in final["history"]]
+        ok = (
+            final["state"] == "done"
+            and all(r["accepted"] == 3 for r in final["history"])
+            and all(slow_id not in r["trainers"] for r in final["history"])
+            # Round 1: the backup (sent at 15 s) wins before the straggler (20 s).
+            # Later rounds: the straggler, still busy, refuses and a spare steps in.
+            and 15.0 <= secs[0] < 20.0
+        )
+        return ok, (
+            f"one trainer (picked first) 20 s late, deadline 25 s, backups at 15 s: "
+            f"round seconds {secs}, straggler's update used: "
+            f"{any(slow_id in r['trainers'] for r in final['history'])}"
+        )
+    finally:
+        run.close()
+
+
+def owner_crash(rounds: int) -> tuple[bool, str]:
+    """The owner killed after round 2 resumes from its job store without re-uploading."""
+    run = Run(3)
+    try:
+        job = run.submit({**BASE, "trainers": 3, "rounds": rounds})
+        run.wait(job, lambda s: s.get("completed_round", 0) >= 2, 300, "two rounds")
+        run.procs.kill("owner")
+        run.procs.start("owner-restarted", run.cluster.owner_argv, clean_env())
+        final = run.finish(job)
+        log = (run.work / "logs" / "owner-restarted.log").read_text()
+        ok = (
+            final["state"] == "done"
+            and len(final["history"]) == rounds
+            and "resuming after round" in log
+            and "chunks uploaded" not in log
+        )
+        return ok, (
+            f"owner kill -9 after round 2: resumed, {len(final['history'])} rounds, "
+            f"accuracy {accuracy(final):.4f}, no re-upload: "
+            f"{'chunks uploaded' not in log}"
+        )
+    finally:
+        run.close()
+
+
+def s3_restart(rounds: int) -> tuple[bool, str]:
+    """The S3 server killed in round 2 and restarted on its port: the job completes."""
+    run = Run(3)
+    try:
+        job = run.submit({**BASE, "trainers": 3, "rounds": rounds})
+        run.wait(job, lambda s: s.get("round", 0) >= 2, 300, "round 2")
+        run.procs.kill("s3")
+        port = int(run.s3["endpoint"].rsplit(":", 1)[1])
+        start_embedded_s3(run.procs, "s3-restarted", run.work / "s3", clean_env(), port)
+        final = run.finish(job)
+        ok = final["state"] == "done" and len(final["history"]) == rounds
+        return ok, f"S3 restarted in round 2: {len(final['history'])} rounds completed"
+    finally:
+        run.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=None, help="run only scenarios whose name has this")
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # unwind, so every Run stops its processes
-    results: list[tuple[str, bool, str]] = []
-
-    def scenario(name: str, fn: Callable[[], tuple[bool, str]]) -> None:
+    rounds, honest = args.rounds, dict[str, float]()
+    scenarios: list[tuple[str, Callable[[], tuple[bool, str]]]] = [
+        ("byzantine/honest-baseline", lambda: baseline(rounds, honest)),
+        *[(f"byzantine/{kind}", functools.partial(attacked, kind, rounds, honest))
+          for kind in ("sign_flip", "noise", "label_flip", "replay")],
+        ("byzantine/fedavg-degrades", lambda: naive(rounds, honest)),
+        ("churn/kill-a-third", lambda: churn(rounds)),
+        ("stragglers/backup", straggler),
+        ("crash/owner-resumes", lambda: owner_crash(rounds)),
+        ("storage/s3-restart", lambda: s3_restart(rounds)),
+    ]
+    results: list[bool] = []
+    for name, fn in scenarios:
         if args.only and args.only not in name:
-            return
+            continue
         t0 = time.monotonic()
         try:
             ok, detail = fn()
         except Exception as exc:
             ok, detail = False, f"error: {type(exc).__name__}: {exc}"
-        line = f"{name:28s} {'PASS' if ok else 'FAIL'} {time.monotonic() - t0:6.1f}s  {detail}"
-        print(line, flush=True)
-        results.append((name, ok, detail))
-
-    honest_acc: dict[str, float] = {}
-
-    def baseline() -> tuple[bool, str]:
-        acc, (status, _) = byzantine(None, "multi_krum", True, args.rounds)
-        honest_acc["v"] = acc
-        return status["state"] == "done", f"all honest, multi_krum: accuracy {acc:.4f}"
-
-    scenario("byzantine/honest-baseline", baseline)
-    for kind in ("sign_flip", "noise", "label_flip", "replay"):
-
-        def attacked(kind: str = kind) -> tuple[bool, str]:
-            acc, (status, excluded) = byzantine(kind, "multi_krum", True, args.rounds)
-            base = honest_acc.get("v", 0.0)
-            ok = status["state"] == "done" and acc >= base - 0.02 and excluded
-            reasons = [r for rec in status["history"] for r in rec["rejected_reasons"].values()]
-            if kind == "replay":  # a replayed update must be detected, not just survived
-                ok = ok and "replayed" in reasons
-            return ok, (
-                f"3/10 {kind}, multi_krum+validation: accuracy {acc:.4f} vs honest "
-                f"{base:.4f}; adversaries below reputation floor: {excluded}; "
-                f"rejections {dict(Counter(reasons))}"
-            )
-
-        scenario(f"byzantine/{kind}", attacked)
-
-    def naive() -> tuple[bool, str]:
-        acc, _ = byzantine("sign_flip", "fedavg", False, args.rounds)
-        base = honest_acc.get("v", 0.0)
-        return acc < base - 0.2, (
-            f"3/10 sign_flip, plain fedavg, no validation: accuracy "
-            f"{acc:.4f} (degraded vs {base:.4f})"
-        )
-
-    scenario("byzantine/fedavg-degrades", naive)
-
-    def churn() -> tuple[bool, str]:
-        run = Run(9)
-        try:
-            job = run.submit(
-                {
-                    **BASE,
-                    "trainers": 6,
-                    "spares": 3,
-                    "rounds": args.rounds,
-                    "epochs": 20,
-                    "round_deadline_s": 60.0,
-                }
-            )
-            s = run.wait(
-                job,
-                lambda s: (
-                    s.get("round", 0) >= 2
-                    and sum(st == "training" for st in s["trainers"].values()) >= 3
-                ),
-                300,
-                "round 2",
-            )
-            victims = [p for p, st in s["trainers"].items() if st == "training"][:3]
-            for p in victims:
-                run.procs.kill(run.trainer_name(p))
-            final = run.finish(job)
-            rounds = [r["round"] for r in final["history"]]
-            full = all(r["accepted"] == 6 for r in final["history"])
-            ok = final["state"] == "done" and rounds == list(range(1, args.rounds + 1)) and full
-            return ok, (
-                f"killed 3/9 trainers in round 2: {len(rounds)}/{args.rounds} rounds, "
-                f"accepted per round {[r['accepted'] for r in final['history']]}"
-            )
-        finally:
-            run.close()
-
-    scenario("churn/kill-a-third", churn)
-
-    def straggler() -> tuple[bool, str]:
-        slow = ["-m", "tests.job.adversary_daemon", "slow"]
-        honest = ["-m", "p2pnode.cli", "daemon"]
-        run = Run(4, [slow] + [honest] * 3)
-        try:
-            job = run.submit(
-                {**BASE, "trainers": 3, "spares": 1, "rounds": 2, "round_deadline_s": 25.0}
-            )
-            final = run.finish(job)
-            slow_id = run.peer_ids(range(1))[0]
-            secs = [r["round_seconds"] for r in final["history"]]
-            ok = (
-                final["state"] == "done"
-                and all(r["accepted"] == 3 for r in final["history"])
-                and all(slow_id not in r["trainers"] for r in final["history"])
-                # Round 1: the backup (sent at 15 s) wins before the straggler (20 s).
-                # Later rounds: the straggler, still busy, refuses and a spare steps in.
-                and 15.0 <= secs[0] < 20.0
-            )
-            return ok, (
-                f"one trainer (picked first) 20 s late, deadline 25 s, backups at 15 s: "
-                f"round seconds {secs}, straggler's update used: "
-                f"{any(slow_id in r['trainers'] for r in final['history'])}"
-            )
-        finally:
-            run.close()
-
-    scenario("stragglers/backup", straggler)
-
-    def owner_crash() -> tuple[bool, str]:
-        run = Run(3)
-        try:
-            job = run.submit({**BASE, "trainers": 3, "rounds": args.rounds})
-            run.wait(job, lambda s: s.get("completed_round", 0) >= 2, 300, "two rounds")
-            run.procs.kill("owner")
-            run.procs.start("owner-restarted", run.cluster.owner_argv, clean_env())
-            final = run.finish(job)
-            log = (run.work / "logs" / "owner-restarted.log").read_text()
-            ok = (
-                final["state"] == "done"
-                and len(final["history"]) == args.rounds
-                and "resuming after round" in log
-                and "chunks uploaded" not in log
-            )
-            return ok, (
-                f"owner kill -9 after round 2: resumed, {len(final['history'])} rounds, "
-                f"accuracy {accuracy(final):.4f}, no re-upload: "
-                f"{'chunks uploaded' not in log}"
-            )
-        finally:
-            run.close()
-
-    scenario("crash/owner-resumes", owner_crash)
-
-    def s3_restart() -> tuple[bool, str]:
-        run = Run(3)
-        try:
-            job = run.submit({**BASE, "trainers": 3, "rounds": args.rounds})
-            run.wait(job, lambda s: s.get("round", 0) >= 2, 300, "round 2")
-            run.procs.kill("s3")
-            port = int(run.s3["endpoint"].rsplit(":", 1)[1])
-            start_embedded_s3(run.procs, "s3-restarted", run.work / "s3", clean_env(), port)
-            final = run.finish(job)
-            ok = final["state"] == "done" and len(final["history"]) == args.rounds
-            return ok, f"S3 restarted in round 2: {len(final['history'])} rounds completed"
-        finally:
-            run.close()
-
-    scenario("storage/s3-restart", s3_restart)
-    passed = sum(ok for _, ok, _ in results)
-    print(f"scenarios_passed={passed}/{len(results)}")
-    return 0 if passed == len(results) else 1
+        print(f"{name:28s} {'PASS' if ok else 'FAIL'} {time.monotonic() - t0:6.1f}s  {detail}",
+              flush=True)
+        results.append(ok)
+    print(f"scenarios_passed={sum(results)}/{len(results)}")
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":
