@@ -216,6 +216,10 @@ def _run(
         status = get()
         raise RuntimeError(f"job {job_id} ended {result['state']}: {status.get('error')}")
     summary = write_result(result, args.out)
+    # Each round's own duration (from its opening) and round 1's from the submission.
+    rounds = result["rounds"]
+    summary["round_seconds"] = [r.get("round_seconds") for r in rounds]
+    summary["submit_to_round1_seconds"] = rounds[0]["seconds"] if rounds else None
     if chain:
         summary["market"] = demo_market.settle(chain, owner_dir, trainer_dirs, job_id, say)
     summary["wall_seconds"] = round(time.monotonic() - started, 3)
