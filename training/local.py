@@ -181,6 +181,23 @@ def _module(spec: models.ModelSpec, state: Mapping[str, torch.Tensor]) -> torch.
     return model
 
 
+def _trainable(spec: models.ModelSpec, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters a task trains: all of them, or only the adapters of a LoRA job."""
+    if spec.lora is not None:  # the base is frozen: only the adapters train
+        for name, p in model.named_parameters():
+            p.requires_grad_(models.is_adapter(name))
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _optimizer(trainable: list[torch.nn.Parameter], params: TrainParams) -> optim.SGD | optim.Adam:
+    # training.optim, not torch.optim: the same updates without importing torch._dynamo.
+    if params.optimizer == "adam":
+        return optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay)
+    return optim.SGD(
+        trainable, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
+    )
+
+
 def train(
     spec: models.ModelSpec,
     global_weights: bytes,
@@ -222,19 +239,9 @@ def train(
         ),
     )
     model = _module(spec, state).to(dev)
-    if spec.lora is not None:  # the base is frozen: only the adapters train
-        for name, p in model.named_parameters():
-            p.requires_grad_(models.is_adapter(name))
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable = _trainable(spec, model)
     anchor = [p.detach().clone() for p in trainable] if params.prox_mu else []
-    # training.optim, not torch.optim: the same updates without importing torch._dynamo.
-    opt: optim.SGD | optim.Adam
-    if params.optimizer == "adam":
-        opt = optim.Adam(trainable, lr=params.lr, weight_decay=params.weight_decay)
-    else:
-        opt = optim.SGD(
-            trainable, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
-        )
+    opt = _optimizer(trainable, params)
     gen = torch.Generator().manual_seed(params.seed)
     loss_fn = _loss_fn(spec)
     regression = spec.task == "regression"
