@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,8 @@ MANIFEST_VERSION = 1
 #: Default ceiling for an encoded manifest (about 30k entries).
 DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 CHUNK_CONTENT_TYPE = "application/octet-stream"
+#: Chunk uploads in flight at once (``upload_chunks``).
+UPLOAD_WORKERS = 4
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -168,52 +172,73 @@ def upload_chunks(
     *,
     total_items: int | None = None,
     seal: Callable[[bytes, str], bytes] | None = None,
+    workers: int = UPLOAD_WORKERS,
 ) -> Manifest:
     """Upload chunks under ``prefix`` (content-addressed, deduplicated) and list them.
 
     A chunk whose key already exists in the store, or that appeared earlier in
     ``items``, is not uploaded again; it is still listed in the manifest, in order.
-    Blocking: run it in a worker thread from async code.
+    Up to ``workers`` chunks are checked and uploaded at once (the store is
+    thread-safe); at most ``2 * workers`` sealed chunks wait in memory, and
+    ``items`` is read no faster than they leave, so an iterator that makes each
+    chunk on demand is never held whole. Blocking: run it in a worker thread from
+    async code.
 
     Args:
         store: the owner's store.
         prefix: usually ``job_prefix(owner, job)``.
         items: ``(chunk bytes, sample count)`` pairs.
-        progress: called after each chunk with a ``ProgressEvent``.
+        progress: called after each chunk, in input order, with a ``ProgressEvent``.
         total_items: the number of items, if known, for progress displays.
         seal: encrypts a chunk, given its bytes and their sha256, into the bytes to
             store; it must be deterministic for content addressing to deduplicate.
             None stores chunks in the clear.
+        workers: uploads in flight at once (>= 1).
 
     Returns:
         The manifest of every chunk, in input order.
+
+    Raises:
+        StorageError: an upload failed (the others in flight finish first).
     """
     entries: list[ManifestEntry] = []
+    pending: deque[tuple[ManifestEntry, Future[bool] | None]] = deque()
     seen: set[str] = set()
     done_bytes = 0
-    for data, samples in items:
-        sha = plain_sha = hashlib.sha256(data).hexdigest()
-        stored = data
-        if seal is not None:
-            stored = seal(data, plain_sha)
-            sha = hashlib.sha256(stored).hexdigest()
-        key = chunk_key(prefix, sha)
-        skipped = key in seen or store.exists(key)
-        if not skipped:
-            store.put_bytes(key, stored, CHUNK_CONTENT_TYPE)
-        seen.add(key)
-        sealed = (plain_sha, len(data)) if seal is not None else ("", 0)
-        entries.append(ManifestEntry(key, len(stored), sha, samples, *sealed))
-        done_bytes += len(stored)
+
+    def finish_oldest() -> None:
+        nonlocal done_bytes
+        entry, upload = pending.popleft()
+        skipped = True if upload is None else upload.result()
+        entries.append(entry)
+        done_bytes += entry.size
         if progress is not None:
-            progress(
-                ProgressEvent(
-                    phase="upload",
-                    key=key,
-                    skipped=skipped,
-                    done_items=len(entries),
-                    total_items=total_items,
-                    done_bytes=done_bytes,
-                )
-            )
+            progress(ProgressEvent(phase="upload", key=entry.key, skipped=skipped,
+                                   done_items=len(entries), total_items=total_items,
+                                   done_bytes=done_bytes))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for data, samples in items:
+            sha = plain_sha = hashlib.sha256(data).hexdigest()
+            stored = data
+            if seal is not None:
+                stored = seal(data, plain_sha)
+                sha = hashlib.sha256(stored).hexdigest()
+            key = chunk_key(prefix, sha)
+            upload = None if key in seen else pool.submit(_put_new, store, key, stored)
+            seen.add(key)
+            sealed = (plain_sha, len(data)) if seal is not None else ("", 0)
+            pending.append((ManifestEntry(key, len(stored), sha, samples, *sealed), upload))
+            while len(pending) > 2 * max(1, workers):
+                finish_oldest()
+        while pending:
+            finish_oldest()
     return Manifest(tuple(entries))
+
+
+def _put_new(store: ObjectStore, key: str, data: bytes) -> bool:
+    """Store ``data`` under ``key`` unless it is there already; True when it was."""
+    if store.exists(key):
+        return True
+    store.put_bytes(key, data, CHUNK_CONTENT_TYPE)
+    return False

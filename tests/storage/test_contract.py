@@ -126,6 +126,19 @@ def test_identical_chunks_are_stored_once(any_store: S3Store) -> None:
     assert any_store.delete_prefix(prefix) == 2  # two distinct objects were stored
 
 
+def test_concurrent_upload_keeps_input_order(any_store: S3Store) -> None:
+    prefix = job_prefix("owner", "job-order")
+    blobs = [os.urandom(2000 + i) for i in range(12)]
+    items = [(b, i) for i, b in enumerate(blobs)] + [(blobs[3], 3)]
+    events: list[ProgressEvent] = []
+    manifest = upload_chunks(any_store, prefix, iter(items), events.append, workers=4)
+    assert [e.key for e in manifest.entries] == [chunk_key(prefix, sha(b)) for b, _ in items]
+    assert [e.done_items for e in events] == list(range(1, 14))
+    assert [e.skipped for e in events] == [False] * 12 + [True]
+    assert all(any_store.get_bytes(chunk_key(prefix, sha(b))) == b for b in blobs)
+    assert any_store.delete_prefix(prefix) == 12
+
+
 def test_delete_prefix_removes_one_job_only(any_store: S3Store) -> None:
     job_a = job_prefix("owner", "job-a")
     job_b = job_prefix("owner", "job-b")
