@@ -349,3 +349,14 @@ _LOADERS = {
     "fashion_mnist": _fashion,
     "tiny_text": _tiny_text,
 }
+
+
+def forget() -> None:
+    """Let go of every dataset :func:`load` keeps for its next call.
+
+    A loaded dataset stays in memory so that checking a job and preparing it read
+    the files once; once its chunks are made, the owner calls this so the training
+    split is not held twice (arrays a caller still holds stay valid).
+    """
+    for loader in _LOADERS.values():
+        loader.cache_clear()

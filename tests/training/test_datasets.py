@@ -191,3 +191,11 @@ def test_uint8_chunks_round_trip_and_read_as_features() -> None:
         datasets.decode_chunk(blob, x_dtype="int64")
     assert info.value.problem == "dtype"
     assert len(blob) < len(datasets.encode_chunk(x.astype(np.float32), dy)) / 2
+
+
+def test_forget_lets_the_loaded_datasets_go() -> None:
+    a = datasets.load("digits")
+    assert datasets.load("digits") is a  # kept between a job's check and its preparation
+    datasets.forget()
+    b = datasets.load("digits")
+    assert b is not a and np.array_equal(a.train_x, b.train_x)
