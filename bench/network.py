@@ -155,7 +155,8 @@ def gossip(net: Network, messages: int, rate: float) -> tuple[float, float, floa
           f"{per_message:.1f} ms per message across all {len(net.daemons)} daemons, "
           f"{extra / max(1, delivered) * 1000:.2f} ms per delivery")
     gs = [d.rpc("node.status").get("gossip", {}) for d in net.daemons]
-    meshes = [m.get("bench", 0) for m in (g.get("mesh", {}) for g in gs)]
+    meshes = [next((n for t, n in g.get("mesh", {}).items() if t.endswith("/bench")), 0)
+              for g in gs]
     beats = sorted({g.get("heartbeat_s") for g in gs}, key=str)
     print(f"gossipsub: heartbeat {beats} s; 'bench' mesh size min {min(meshes)}, "
           f"mean {statistics.mean(meshes):.1f}, max {max(meshes)}")
