@@ -94,12 +94,15 @@ def decode_into(
     x_dtype: str | None = None,
     classes: int | None = None,
     y_dtype: str = "int64",
+    release: bool = False,
 ) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
     """Decode a task's chunks, checked as :func:`decode_chunk`, into one ``(x, y)``.
 
     Every header is checked first, so the result is allocated once at its final
     size; then each chunk is parsed and copied into place in turn. Memory beyond the
-    chunks themselves: the result and one chunk's tensors at a time.
+    chunks themselves: the result and one chunk's tensors at a time. ``release``
+    with a list: each entry is replaced by ``b""`` once copied, so a caller whose
+    list holds the only reference lets every chunk go as it is decoded.
 
     Raises:
         ChunkError: As :func:`decode_chunk`; ``dtype`` also when the chunks store
@@ -115,11 +118,13 @@ def decode_into(
     x = np.empty((n, *hx.shape[1:]), dtype=_X_DTYPES[hx.dtype])
     y = np.empty(n, dtype=np.float32 if hy.dtype == "F32" else np.int64)
     at = 0
-    for c in chunks:
+    for i, c in enumerate(chunks):
         vx, vy = _load(c)
         _check_values(vx, vy, classes, y_dtype)
         x[at : at + len(vy)], y[at : at + len(vy)] = vx, vy
         at += len(vy)
+        if release and isinstance(chunks, list):
+            chunks[i] = b""
     return x, y
 
 

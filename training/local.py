@@ -208,8 +208,13 @@ def train(
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
     max_weight_bytes: int = weights.DEFAULT_MAX_BYTES,
     device: str = "cpu",
+    release_chunks: bool = False,
 ) -> TrainResult:
     """Train ``spec`` from ``global_weights`` on ``chunks``; blocking.
+
+    ``release_chunks``: ``chunks`` is a list the caller no longer needs; each entry is
+    emptied once decoded (``training.chunks.decode_into``), so no chunk is held both
+    encoded and decoded.
 
     ``device`` (``cpu``, ``cuda`` or ``auto``, see :func:`resolve_device`) holds the
     model and each batch; the minibatch order is drawn on the CPU, so it is the
@@ -236,6 +241,7 @@ def train(
             x_dtype=spec.input_dtype,
             classes=spec.classes,
             y_dtype=spec.label_dtype,
+            release=release_chunks,
         ),
     )
     model = _module(spec, state).to(dev)

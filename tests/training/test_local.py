@@ -159,3 +159,16 @@ def test_chunks_storing_samples_in_two_forms_are_refused(digits: datasets.Datase
     with pytest.raises(ChunkError) as info:
         local.train(DIGITS, weights.initial(DIGITS, 0), mixed, local.TrainParams())
     assert info.value.problem == "dtype"
+
+
+def test_released_chunks_are_emptied_as_decoded_and_train_the_same(
+    digits: datasets.Dataset,
+) -> None:
+    g = weights.initial(DIGITS, 0)
+    chunks = datasets.make_chunks(digits.train_x, digits.train_y, 400)
+    params = local.TrainParams(epochs=1, lr=0.1, seed=2)
+    kept = local.train(DIGITS, g, chunks, params)
+    handed = list(chunks)
+    released = local.train(DIGITS, g, handed, params, release_chunks=True)
+    assert released.weights == kept.weights
+    assert handed == [b""] * len(chunks) and all(chunks)
