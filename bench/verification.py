@@ -15,6 +15,11 @@ Prints:
 - each cheater's per-round detection rate at the default rates (measured: rounds in
   which its task was compared and judged out of line), and whether it was caught in
   the job (round 1 puts every newcomer on probation, so it is);
+- what a *sleeper* keeps of its pay: a trainer honest while on probation, lazy in
+  every later round (the lazy trainer's detections after probation stand for it).
+  Receipts vest only when the job ends and a caught cheater is forfeited
+  (docs/ledger.md), so it keeps nothing if any check catches it before the end;
+  without forfeits it would have kept every round's pay up to its first catch;
 - the verification compute (replica trainings, owner re-runs, distances) as a share
   of the job's training compute;
 
@@ -77,6 +82,7 @@ def main() -> int:
     lazy_slot, copy_slot = 0, 1
     honest_d, same_d = [], []
     detected = {"lazy": 0, "copier": 0}
+    first_caught: dict[str, int] = {}  # after probation
     caught_in_job = {"lazy": False, "copier": False}
     job_s = verify_s = 0.0
     for rnd in range(1, rounds + 1):
@@ -105,6 +111,7 @@ def main() -> int:
                     caught_in_job[name] = True
                     if not probation:
                         detected[name] += 1
+                        first_caught.setdefault(name, rnd)
     checked_rounds = max(1, rounds - 1)
     q = statistics.quantiles(honest_d, n=100) if len(honest_d) >= 2 else honest_d * 99
     print(f"job: {slots} slots x {rounds} rounds, redundancy {spec.redundancy}, "
@@ -121,6 +128,14 @@ def main() -> int:
         print(f"{name}: detected in {detected[name]}/{checked_rounds} rounds after probation "
               f"({detected[name] / checked_rounds:.2f}; plan's chance {expected:.2f}); "
               f"caught in the job: {caught_in_job[name]}")
+    caught_at = first_caught.get("lazy")
+    kept_before = (caught_at - 1) if caught_at else rounds
+    chance = 1 - (1 - expected) ** checked_rounds
+    print(f"sleeper (honest on probation, lazy after): caught after probation: "
+          f"{caught_at is not None}{f' in round {caught_at}' if caught_at else ''}; pay kept "
+          f"{0 if caught_at else rounds}/{rounds} rounds with forfeits, {kept_before}/{rounds} "
+          f"without; chance of a catch in {checked_rounds} cheating rounds at these rates "
+          f"{chance:.2f}")
     overhead = verify_s / job_s if job_s else 0.0
     print(f"training {job_s:.1f}s, verification {verify_s:.1f}s")
     print(f"cheaters_caught={sum(caught_in_job.values())}/{len(caught_in_job)} "
