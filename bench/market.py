@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ledger.client import Market
 from ledger.devchain import dev_rpc
@@ -45,6 +46,38 @@ def gas_cost(market: Market, txs: list[str]) -> int:
         r = market.w3.eth.get_transaction_receipt(h)  # type: ignore[arg-type]
         total += int(r["gasUsed"]) * int(r["effectiveGasPrice"])
     return total
+
+
+def _print_rounds(market: dict[str, Any], history: list[dict[str, Any]],
+                  trainers: int) -> tuple[float, float]:
+    """Print the rounds' time and the owner's gas; return round and ledger seconds."""
+    round_s = sum(r["round_seconds"] for r in history)
+    ledger_s = float(market["ledger_s"])
+    print(f"rounds={len(history)} trainers={trainers}")
+    print(f"round_seconds_total={round_s:.3f} ledger_seconds_total={ledger_s:.3f}")
+    print(f"ledger_seconds_per_round={ledger_s / len(history):.4f}")
+    forfeits = len(market.get("forfeited", {}))
+    print(f"gas_total_owner={market['gas_used']} "
+          f"(deposit + {len(history)} commitments + {forfeits} forfeits + end)")
+    print(f"commit_gas_per_round={market['commit_gas'] // len(history)}")
+    return round_s, ledger_s
+
+
+def _redeem_all(reader: Market, trainers: list[Path], job_id: str) -> tuple[bool, int]:
+    """Each trainer redeems its receipts; whether every balance rose by what it was paid."""
+    ok, redeem_gas = True, 0
+    for t in trainers:
+        address = call(t, "market.wallet")["address"]
+        before = reader.balance(address)
+        got = call(t, "market.redeem", {"job_id": job_id}, timeout=120)
+        redeem_gas += int(got["gas_used"])
+        delta = reader.balance(address) - before + gas_cost(reader, got["txs"])
+        ok &= delta == int(got["wei"])
+        ok &= got["held"] == 0  # the job ended: nothing may still be vesting
+        print(f"trainer {address}: {got['redeemed']} receipts, {int(got['wei']) / ETH:.6f} "
+              f"ETH, balance rose by {delta / ETH:.6f} ETH + gas; "
+              f"held {got['held']} forfeited {got['forfeited']}")
+    return ok, redeem_gas
 
 
 def main() -> int:
@@ -84,31 +117,9 @@ def main() -> int:
             print(f"job ended {status['state']}: {status.get('error')}", file=sys.stderr)
             return 1
         market = status["market"]
-        history = status["history"]
-        round_s = sum(r["round_seconds"] for r in history)
-        ledger_s = float(market["ledger_s"])
-        print(f"rounds={len(history)} trainers={args.trainers}")
-        print(f"round_seconds_total={round_s:.3f} ledger_seconds_total={ledger_s:.3f}")
-        print(f"ledger_seconds_per_round={ledger_s / len(history):.4f}")
-        forfeits = len(market.get("forfeited", {}))
-        print(f"gas_total_owner={market['gas_used']} "
-              f"(deposit + {len(history)} commitments + {forfeits} forfeits + end)")
-        print(f"commit_gas_per_round={market['commit_gas'] // len(history)}")
-
+        round_s, ledger_s = _print_rounds(market, status["history"], args.trainers)
         reader = Market(chain["rpc_url"], chain["contract"])
-        ok = True
-        redeem_gas = 0
-        for t in trainers:
-            address = call(t, "market.wallet")["address"]
-            before = reader.balance(address)
-            got = call(t, "market.redeem", {"job_id": job_id}, timeout=120)
-            redeem_gas += int(got["gas_used"])
-            delta = reader.balance(address) - before + gas_cost(reader, got["txs"])
-            ok &= delta == int(got["wei"])
-            ok &= got["held"] == 0  # the job ended: nothing may still be vesting
-            print(f"trainer {address}: {got['redeemed']} receipts, {int(got['wei']) / ETH:.6f} "
-                  f"ETH, balance rose by {delta / ETH:.6f} ETH + gas; "
-                  f"held {got['held']} forfeited {got['forfeited']}")
+        ok, redeem_gas = _redeem_all(reader, trainers, job_id)
         state = reader.job(job_id)
         ok &= state.paid == int(market["promised"])
         print(f"redeem_gas_total={redeem_gas} receipts={market['receipts']} "
