@@ -290,6 +290,8 @@ def decode(
             continue
         delta = _expand(parts, name, shape, mode)
         out[name] = (base[name].double() + delta.double()).to(base[name].dtype)
+        if not bool(torch.isfinite(out[name]).all()):
+            raise CompressionError(f"{name}: the rebuilt values overflow")
     return out, parts["sketch"].double()
 
 

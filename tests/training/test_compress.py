@@ -182,3 +182,32 @@ def test_a_model_delta_cannot_inflate_past_its_base() -> None:
     with pytest.raises(modeldelta.DeltaError):
         modeldelta.apply(a, bomb)
     assert np.frombuffer(a, dtype=np.uint8).sum() == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(mode=st.sampled_from(LOSSY), cut=st.integers(0, 4000), flips=st.lists(
+    st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=8))
+def test_mutated_compressed_updates_never_raise_anything_else(
+    mode: str, cut: int, flips: list[tuple[int, int]]
+) -> None:
+    """Any bytes decode to a checked update or raise CompressionError, nothing else."""
+    base = _state(1)
+    blob = bytearray(compress.encode(_state(2), base, mode, fraction=0.1)[0])
+    for at, bits in flips:
+        if at < len(blob):
+            blob[at] ^= bits
+    data = bytes(blob[: len(blob) - cut % len(blob)] if cut % 3 == 0 else blob)
+    try:
+        got, sketch = compress.decode(data, base, LAYOUT, mode, fraction=0.1)
+    except CompressionError:
+        return
+    assert all(bool(torch.isfinite(v).all()) for v in got.values() if v.is_floating_point())
+    assert bool(torch.isfinite(sketch).all())
+
+
+def test_scales_that_overflow_the_rebuilt_update_are_refused() -> None:
+    base = _state(1)
+    blob, _ = compress.encode(_state(2), base, "int8")
+    huge = _tampered(blob, "s/a.weight", torch.full((2,), 3e38))
+    with pytest.raises(CompressionError):
+        compress.decode(huge, base, LAYOUT, "int8")
