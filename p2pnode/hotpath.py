@@ -42,8 +42,10 @@ RECORD_RECHECK_S = 60.0
 RECORD_CACHE_PEERS = 4096
 """Peers whose last consumed record bytes are remembered (least recently used go first)."""
 
-_TASKS: weakref.WeakKeyDictionary[trio.lowlevel.Task, FunctionTask] = (
+_TASKS: weakref.WeakKeyDictionary[trio.lowlevel.Task, weakref.ref[FunctionTask]] = (
     weakref.WeakKeyDictionary())
+"""trio task -> its service task, both weakly held (a task refers to its trio task, so a
+strong value would keep every entry alive forever)."""
 _applied = False
 
 
@@ -61,10 +63,11 @@ def index_manager_tasks() -> None:
 
     def set_trio_task(self: FunctionTask, value: trio.lowlevel.Task) -> None:
         setter(self, value)
-        _TASKS[value] = self
+        _TASKS[value] = weakref.ref(self)
 
     def find_parent_task(self: TrioManager, trio_task: trio.lowlevel.Task) -> Any:
-        task = _TASKS.get(trio_task)
+        ref = _TASKS.get(trio_task)
+        task = ref() if ref is not None else None
         if task is None:
             return None
         root: Any = task

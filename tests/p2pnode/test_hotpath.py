@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 from libp2p.stream_muxer.yamux.yamux import YamuxStream
@@ -53,7 +55,7 @@ class _Tree(Service):
         await trio.sleep_forever()
 
     async def _inner(self) -> None:
-        me = hotpath._TASKS[trio.lowlevel.current_task()]
+        me = hotpath._TASKS[trio.lowlevel.current_task()]()
         self.parents["inner"] = me.parent
         self.done.set()
 
@@ -83,6 +85,37 @@ async def test_a_task_started_inside_a_task_is_its_child_and_outsiders_are_roots
 
 class _Host:
     """Stands for a libp2p host: only its identity matters to the cache."""
+
+
+class _Many(Service):
+    """Runs ``n`` short tasks, as pubsub does one per received message."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.finished = 0
+        self.all_done = trio.Event()
+
+    async def run(self) -> None:
+        for _ in range(self.n):
+            self.manager.run_task(self._one)
+        await trio.sleep_forever()
+
+    async def _one(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self.finished += 1
+        if self.finished == self.n:
+            self.all_done.set()
+
+
+async def test_finished_tasks_leave_the_parent_map() -> None:
+    many = _Many(500)
+    async with background_trio_service(many) as manager:
+        with trio.fail_after(10):
+            await many.all_done.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        gc.collect()
+        assert len(hotpath._TASKS) < 50  # run() and a few others, not the 500
+        manager.cancel()
 
 
 def _host() -> Any:
