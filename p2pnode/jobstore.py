@@ -66,6 +66,10 @@ CREATE TABLE IF NOT EXISTS reputation (
 CREATE TABLE IF NOT EXISTS contributions (  -- accepted and verified updates per peer
   peer TEXT PRIMARY KEY, verified INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS speeds (  -- measured per finished task (sized shares)
+  job_id TEXT NOT NULL, peer TEXT NOT NULL, samples_per_s REAL NOT NULL,
+  bytes_per_s REAL NOT NULL, tasks INTEGER NOT NULL, PRIMARY KEY (job_id, peer)
+);
 """
 
 
@@ -258,6 +262,24 @@ class JobStore:
                 "INSERT INTO contributions VALUES (?, 1) "
                 "ON CONFLICT(peer) DO UPDATE SET verified = verified + 1",
                 (peer,),
+            )
+
+    def speeds(self, job_id: str) -> dict[str, tuple[float, float, int]]:
+        """Each peer's measured (samples per second, bytes per second, tasks) in a job."""
+        rows = self._db.execute(
+            "SELECT peer, samples_per_s, bytes_per_s, tasks FROM speeds WHERE job_id = ?",
+            (job_id,),
+        ).fetchall()
+        return {p: (float(s), float(b), int(n)) for p, s, b, n in rows}
+
+    def set_speed(
+        self, job_id: str, peer: str, samples_per_s: float, bytes_per_s: float, tasks: int
+    ) -> None:
+        """Store one peer's measured speed in a job."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO speeds VALUES (?, ?, ?, ?, ?)",
+                (job_id, peer, samples_per_s, bytes_per_s, tasks),
             )
 
     def set_reputation(self, peer: str, score: float, updated_ms: int) -> None:

@@ -156,3 +156,11 @@ class JobStoreLike(Protocol):
 
     def add_contribution(self, peer: str) -> None:
         """Count one more accepted and verified contribution of ``peer``."""
+
+    def speeds(self, job_id: str) -> dict[str, tuple[float, float, int]]:
+        """Each peer's measured (samples per second, bytes per second, tasks) in a job."""
+
+    def set_speed(
+        self, job_id: str, peer: str, samples_per_s: float, bytes_per_s: float, tasks: int
+    ) -> None:
+        """Store one peer's measured speed in a job (docs/jobs.md, "Sized shares")."""

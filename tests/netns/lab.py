@@ -60,6 +60,8 @@ class Lab:
     namespaces: list[str] = field(default_factory=list)
     routers: dict[str, str] = field(default_factory=dict)
     """Host namespace behind NAT -> its router's namespace."""
+    ports: dict[str, str] = field(default_factory=dict)
+    """Namespace on the WAN -> its veth's other end, on the bridge."""
     _next_host: int = 10
     _next_lan: int = 70
 
@@ -94,6 +96,7 @@ class Lab:
         peer = f"p{len(self.namespaces)}"
         _run("ip", "link", "add", "wan0", "netns", ns, "type", "veth",
              "peer", "name", peer, "netns", self.wan)
+        self.ports[ns] = peer
         self.exec(self.wan, "ip", "link", "set", peer, "master", "br0")
         self.exec(self.wan, "ip", "link", "set", peer, "up")
         self.exec(ns, "ip", "addr", "add", f"{ip}/24", "dev", "wan0")
@@ -147,6 +150,17 @@ class Lab:
             self.exec(router, "nft", "add", "rule", "inet", "fw", "in", "iifname", wan_if,
                       "ct", "state", "new", "drop")
         return host, f"{lan}.2", router_ip
+
+    def limit(self, ns: str, rate: str) -> None:
+        """Cap ``ns``'s WAN link at ``rate`` (tc syntax, e.g. ``8mbit``) both ways.
+
+        A token bucket (tbf) on the host's WAN interface holds its uploads, one on
+        its bridge port its downloads (netem is not in this kernel:
+        ../shared/NETWORK_NOTES.md).
+        """
+        tbf = ["root", "tbf", "rate", rate, "burst", "64kbit", "latency", "400ms"]
+        self.exec(ns, "tc", "qdisc", "add", "dev", "wan0", *tbf)
+        self.exec(self.wan, "tc", "qdisc", "add", "dev", self.ports[ns], *tbf)
 
     def can_connect(self, ns: str, ip: str, port: int, timeout_s: float = 2.0) -> bool:
         """Whether a TCP connection from ``ns`` to ``ip:port`` opens (no ping here)."""

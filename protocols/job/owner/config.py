@@ -14,7 +14,7 @@ from libp2p.crypto.keys import PublicKey
 from protocols.job import rounds
 from protocols.job.http import LazyClient
 from protocols.job.objects import JobKey
-from protocols.job.ports import JobStoreLike, NodeLike
+from protocols.job.ports import ChunkRow, JobStoreLike, NodeLike
 from protocols.job.records import Phase, TrainerState
 from protocols.job.selection import OfferInfo, ReputationConfig
 from protocols.job.spec import JobSpec
@@ -65,6 +65,12 @@ class OwnerConfig:
             charged ``cheated`` only above this distance; between
             ``replica_tolerance`` and this it is accepted unverified, uncharged (a
             trainer on a GPU computes differently from the owner's CPU re-run).
+        shares_min: Smallest sized share, as a fraction of the equal share
+            (docs/jobs.md, "Sized shares").
+        shares_max: Largest sized share, as a multiple of the equal share.
+        shares_min_gain: Move chunks only when that cuts the predicted round time
+            by this fraction.
+        shares_min_tasks: Finished tasks of a peer before its own figures size it.
     """
 
     announce_interval_s: float = 2.0
@@ -88,6 +94,10 @@ class OwnerConfig:
     quarantine_weight: float = 0.0
     probation_checks: int = 8
     rerun_charge_above: float = 0.2
+    shares_min: float = 0.25
+    shares_max: float = 2.0
+    shares_min_gain: float = 0.2
+    shares_min_tasks: int = 2
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
 
@@ -130,6 +140,9 @@ class LiveJob:
     cheaters: dict[str, str] = field(default_factory=dict)  # peer -> how it was caught
     quarantine: dict[str, str] = field(default_factory=dict)  # peer -> why
     holders: dict[int, str] = field(default_factory=dict)  # last round's slot -> peer
+    # this round's chunks of every slot (sized shares, owner/speeds.py), and why
+    layout: dict[int, tuple[ChunkRow, ...]] = field(default_factory=dict)
+    shares: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
