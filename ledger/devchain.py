@@ -16,7 +16,7 @@ it is a development ledger, gone when the process ends.
 
 Run on its own (the demo does)::
 
-    python -m ledger.devchain [--grace-s N]
+    python -m ledger.devchain [--grace-s N] [--vest-s N]
 
 prints one JSON line ``{"rpc_url", "chain_id", "contract"}`` and serves until
 SIGINT/SIGTERM.
@@ -179,11 +179,13 @@ def main(argv: list[str] | None = None) -> None:
     """Serve a dev chain until SIGINT/SIGTERM, printing its JSON line first."""
     parser = argparse.ArgumentParser(prog="python -m ledger.devchain")
     parser.add_argument("--grace-s", type=int, default=DEV_GRACE_S)
+    parser.add_argument("--vest-s", type=int, default=DEV_VEST_S,
+                        help="longest the contract holds a job's receipts (default %(default)s)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    chain = DevChain(grace_s=args.grace_s)
+    chain = DevChain(grace_s=args.grace_s, vest_s=args.vest_s)
     info = chain.start()
     try:
         print(json.dumps(info.__dict__), flush=True)
