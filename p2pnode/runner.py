@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from p2pnode.allocator import return_freed_memory
 from p2pnode.config import Config
 from p2pnode.control import socket_path
 from p2pnode.errors import NodeError
@@ -71,6 +72,7 @@ def run_node(
     installed, the daemon runs :class:`p2pnode.notrain.NoTrainTrainer`.
     """
     setup_logging(log_level or os.environ.get("DISTRO_TRAIN_LOG_LEVEL") or "INFO", log_format)
+    return_freed_memory()  # a daemon runs for days: freed buffers go back (p2pnode/allocator.py)
     node = Node(config, role=role)
     health = Health(config.metrics.stale_after_s)
     collector = _install_roles(node, trainer_cls)
