@@ -106,8 +106,9 @@ class GossipConfig:
     """The heartbeat stretches to N peers / this (each sends IHAVE to ~N/4 peers)."""
     mesh_degree: PositiveInt = 6
     mesh_degree_low: PositiveInt = 4
-    mesh_degree_high: PositiveInt = 8
-    """Each message reaches a daemon about once per mesh peer: the upper bound caps copies."""
+    mesh_degree_high: PositiveInt = 12
+    """Each message reaches a daemon about once per mesh peer; pruning down from above this
+    makes the pruned peers back off, so a tight bound costs mesh churn."""
     max_messages_per_topic_per_second: PositiveFloat = 100.0
     subscription_queue: PositiveInt = 256
     future_skew_s: PositiveFloat = 5.0

@@ -61,7 +61,8 @@ Each workaround says why it exists, so it can go when the library is fixed:
   turns a 1 s heartbeat into 30 or 60 s once it dips (``_adapt_heartbeat_parameters``
   takes the max with 30), so mesh repair and IHAVE recovery stall exactly when peers
   struggle. The heartbeat and the mesh degree follow the network's size instead
-  (:func:`tune_gossip`, docs/libp2p.md#adaptive-gossip).
+  (:func:`tune_gossip`, docs/libp2p.md#adaptive-gossip). Its "GRAFT flood" check is off
+  too: it penalises the wrong peer (docs/libp2p.md#graft-flood).
 - Per-message CPU (:mod:`p2pnode.hotpath`, applied at import): an O(tasks) parent
   search per received message, the sender's signed record verified on every RPC, a
   yamux window update after nearly every read (docs/libp2p.md#per-message-cost).
@@ -281,6 +282,11 @@ def make_pubsub(host: IHost, cfg: GossipConfig) -> tuple[Pubsub, GossipSub]:
         max_messages_per_topic_per_second=cfg.max_messages_per_topic_per_second,
         eclipse_protection_enabled=False,
     )
+    # 0.8.1's "GRAFT flood" check keys on when the *peer* last pruned *us* (handle_prune),
+    # so a peer that pruned us and grafts again is penalised and pruned, and both sides
+    # back off: at 50 daemons an owner's job-topic mesh went empty and its rounds ran to
+    # the deadline. A GRAFT inside our own backoff is still refused (handle_graft).
+    router.graft_flood_threshold = 0.0
     return Pubsub(host, router, strict_signing=True), router
 
 
