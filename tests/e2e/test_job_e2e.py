@@ -121,6 +121,11 @@ def test_demo_command_json_line(tmp_path: Path) -> None:
     assert last["rounds"] == 2 and last["state"] == "done"
     assert 0.8 <= last["accuracy"] <= 1.0
     assert last["seconds"] > 0
+    # Each role's peak RSS (bench/demo_memory.py reads these) and each round's seconds.
+    peak = last["peak_rss_mib"]
+    assert {"s3", "bootstrap", "owner", "trainer-0", "trainer-1"} <= set(peak)
+    assert all(50 < mib < 4096 for mib in peak.values()), peak
+    assert len(last["round_seconds"]) == 2 and all(s > 0 for s in last["round_seconds"])
     model = (out / "model.safetensors").read_bytes()
     assert hashlib.sha256(model).hexdigest() == last["model_sha256"]
     metrics = json.loads((out / "metrics.json").read_text())
