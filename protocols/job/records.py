@@ -68,7 +68,9 @@ class Update:
         peer: The trainer (base58 peer id) that signed the announcement.
         sha256: Hash of the update bytes, as announced.
         url: Where the owner fetches it (unsealed from the announcement).
-        train_seconds: The trainer's own report; shown, never trusted for anything.
+        train_seconds: The trainer's own report; shown, and used only to split the
+            owner's own measured task time into training and transfer, clamped to it
+            (``sizing.speed_of``).
         slot: The data slot the round machine matched it to (-1 until then).
         samples: The owner's own count of the slot's samples (the FedAvg weight);
             a trainer's self-reported count is never used.

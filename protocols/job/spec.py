@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -78,6 +78,14 @@ class JobSpec(cat.HyperParams):
     # fraction of slots trained twice and compared (docs/verification.md); 0 = off.
     # Each redundant slot's second trainer is a spare: set spares to match.
     redundancy: Annotated[float, Field(ge=0, le=1)] = 0.0
+    # "sized": each trainer's share of the data by its measured speed, so all finish
+    # together; "equal": every slot keeps its own chunks (docs/jobs.md, "Sized shares")
+    shares: Literal["sized", "equal"] = "sized"
+    # how trainers send updates (docs/training.md): plain weights, or the delta in
+    # half precision, int8 or top-k with error feedback; topk_fraction is the share
+    # of each tensor's values a top-k update sends
+    compression: Literal["none", "fp16", "bf16", "int8", "topk"] = "none"
+    topk_fraction: Annotated[float, Field(gt=0, le=1)] = 0.01
 
     def to_json(self) -> str:
         """The canonical JSON form (what is stored and announced)."""

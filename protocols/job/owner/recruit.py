@@ -57,12 +57,21 @@ class Recruiter:
             trainers_wanted=spec.trainers,
             min_health=spec.min_health,
             max_chunk_bytes=max(sizes),
-            data_bytes_per_trainer=max(sum(len(b) for b, _ in s) for s in prepared.slots),
+            data_bytes_per_trainer=self._most_per_task(live, prepared),
             topic=job_topic(live.job_id),
             train_params_json=compute.train_params_json(spec),
             expires_ms=int((time.time() + self.cfg.announce_ttl_s) * 1000),
             **(self.market.announce_fields(spec.price) if self.market else {}),
         )
+
+    def _most_per_task(self, live: LiveJob, prepared: compute.Prepared) -> int:
+        """The most chunk bytes one task may bring (sized shares reach ``shares_max``)."""
+        per_slot = [sum(len(b) for b, _ in s) for s in prepared.slots]
+        if live.spec.shares != "sized" or len(per_slot) < 2:
+            return max(per_slot)
+        largest = max((len(b) for s in prepared.slots for b, _ in s), default=0)
+        sized = self.cfg.shares_max * sum(per_slot) / len(per_slot) + largest
+        return int(min(sum(per_slot), max(max(per_slot), sized)))
 
     def take_offer(self, live: LiveJob, msg: Opened) -> tuple[pb.Ack, SpareJoined | None]:
         """Record a verified offer; returns the answer and, mid-job, a spare for the round."""

@@ -1,0 +1,161 @@
+"""What the owner learns of each trainer's speed, and the chunks each slot gets.
+
+The round runner tells the book when a trainer accepted a task (:meth:`started`),
+when its update was announced (:meth:`announced`) and when that update passed its
+checks (:meth:`finished`). From those the book makes one ``sizing.Observation`` per
+finished task: the owner's own clock times the task, the owner's own counts give
+its samples and bytes, and the trainer's signed ``train_seconds`` only splits the
+measured time into training and moving bytes, bounded by it (``sizing.speed_of``).
+A rejected update teaches nothing. A peer's first task includes its cold start
+(loading torch, an empty chunk cache): it stands until a second replaces it, and
+later ones are averaged in. Figures are per job (a trainer's throughput depends on
+the model) and kept in the job store (``speeds``), so a restarted owner still
+sizes by them.
+
+:meth:`layout` sizes the slots of a new round with ``sizing.plan``: the held slots
+share the chunks they held last round between them; a slot with no holder keeps
+its own. docs/jobs.md ("Sized shares") has the design.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from protocols.job import sizing
+from protocols.job.owner.config import LiveJob, OwnerConfig
+from protocols.job.ports import ChunkRow, JobStoreLike
+
+log = logging.getLogger("distro_train.owner")
+
+Layout = dict[int, tuple[ChunkRow, ...]]
+
+
+class SpeedBook:
+    """Each job's trainer speeds (durable) and the chunks of each slot this round."""
+
+    def __init__(self, jobs: JobStoreLike, cfg: OwnerConfig) -> None:
+        self.jobs = jobs
+        self.limits = sizing.Limits(
+            min_share=cfg.shares_min, max_share=cfg.shares_max, min_gain=cfg.shares_min_gain
+        )
+        self.min_tasks = cfg.shares_min_tasks
+        self._speeds: dict[str, dict[str, tuple[sizing.Speed, int]]] = {}
+        self._held: dict[str, dict[str, set[str]]] = {}  # job -> peer -> chunk sha256s
+        self._tasks: dict[tuple[str, str, int], tuple[float, float, float]] = {}
+        self._announced: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def speeds(self, job_id: str) -> dict[str, tuple[sizing.Speed, int]]:
+        """``peer -> (speed, finished tasks)`` of ``job_id`` (loaded on first use)."""
+        if job_id not in self._speeds:
+            self._speeds[job_id] = {
+                p: (sizing.Speed(s, b), n) for p, (s, b, n) in self.jobs.speeds(job_id).items()
+            }
+        return self._speeds[job_id]
+
+    def started(self, live: LiveJob, peer: str, slot: int, model_bytes: int, now: float) -> None:
+        """``peer`` accepted ``slot``'s task at ``now``."""
+        chunks = live.layout.get(slot, ())
+        held = self._held.setdefault(live.job_id, {}).setdefault(peer, set())
+        fresh = sum(c.cipher_size or c.size for c in chunks if c.sha256 not in held)
+        held.update(c.sha256 for c in chunks)
+        work = sum(c.samples for c in chunks) * max(1, live.spec.epochs)
+        # Bytes moved: the model down, the chunks it did not hold, an update the
+        # size of the model up (a compressed one is smaller: a conservative count).
+        self._tasks[(live.job_id, peer, slot)] = (now, work, 2 * model_bytes + fresh)
+
+    def announced(self, live: LiveJob, peer: str, train_seconds: float, now: float) -> None:
+        """``peer``'s update of this round was announced at ``now``."""
+        self._announced[(live.job_id, peer)] = (now, train_seconds)
+
+    def finished(self, live: LiveJob, peer: str, slot: int) -> None:
+        """``peer``'s update for ``slot`` passed its checks: learn from its timing."""
+        task = self._tasks.pop((live.job_id, peer, slot), None)
+        seen = self._announced.pop((live.job_id, peer), None)
+        if task is None or seen is None:
+            return
+        (t0, work, moved), (t1, claim) = task, seen
+        speed = sizing.speed_of(sizing.Observation(work, moved, t1 - t0, claim), self.limits)
+        if speed is None:
+            return
+        book = self.speeds(live.job_id)
+        old, n = book.get(peer, (None, 0))
+        new = sizing.blend(old if n >= 2 else None, speed)
+        book[peer] = (new, n + 1)
+        self.jobs.set_speed(live.job_id, peer, new.samples_per_s, new.bytes_per_s, n + 1)
+
+    def end_round(self, live: LiveJob) -> None:
+        """Forget the round's unfinished timings."""
+        self._tasks = {k: v for k, v in self._tasks.items() if k[0] != live.job_id}
+        self._announced = {k: v for k, v in self._announced.items() if k[0] != live.job_id}
+
+    def forget(self, job_id: str) -> None:
+        """Drop what memory holds of a finished job (the job store keeps its figures)."""
+        self._speeds.pop(job_id, None)
+        self._held.pop(job_id, None)
+        self._tasks = {k: v for k, v in self._tasks.items() if k[0] != job_id}
+        self._announced = {k: v for k, v in self._announced.items() if k[0] != job_id}
+
+    def layout(
+        self, live: LiveJob, home: Mapping[int, Sequence[ChunkRow]], holders: Mapping[int, str],
+        model_bytes: int,
+    ) -> Layout:
+        """Set and return ``live.layout``: each slot's chunks for a new round.
+
+        With ``shares = "equal"`` every slot keeps its own chunks (``home``).
+        """
+        full: Layout = {s: tuple(cs) for s, cs in sorted(home.items())}
+        book = self.speeds(live.job_id)
+        if live.spec.shares != "sized":
+            live.layout = full
+            live.shares = _report(live, None, holders, book)
+            return full
+        full.update({s: cs for s, cs in live.layout.items() if s in full})
+        known = {p: s for p, (s, n) in book.items() if n >= self.min_tasks}
+        plan = sizing.plan(
+            {s: full[s] for s in holders if s in full},
+            {s: known.get(p) for s, p in holders.items()},
+            epochs=live.spec.epochs,
+            fixed_bytes=2 * model_bytes,
+            limits=self.limits,
+        )
+        full.update(plan.layout)
+        live.layout = full
+        live.shares = _report(live, plan, holders, book)
+        if plan.reason == "sized":
+            log.info("job %s round %d: shares %s", live.job_id, live.round_no, plan.explain())
+        return full
+
+
+def samples(live: LiveJob, slot: int) -> int:
+    """The owner's own count of ``slot``'s training samples this round (FedAvg weight)."""
+    return sum(c.samples for c in live.layout.get(slot, ()))
+
+
+def _report(
+    live: LiveJob,
+    plan: sizing.Plan[ChunkRow] | None,
+    holders: Mapping[int, str],
+    book: Mapping[str, tuple[sizing.Speed, int]],
+) -> dict[str, Any]:
+    """What ``jobs.status`` shows of this round's shares and why."""
+    predicted = plan.predicted_s if plan is not None else {}
+    return {
+        "mode": live.spec.shares,
+        "plan": plan.reason if plan is not None else "equal",
+        "predicted_round_s": round(plan.makespan_s, 3) if plan and predicted else None,
+        "slots": {
+            str(s): {
+                "peer": p,
+                "samples": sum(c.samples for c in live.layout.get(s, ())),
+                "predicted_s": round(predicted[s], 3) if s in predicted else None,
+            }
+            for s, p in sorted(holders.items())
+        },
+        "speeds": {
+            p: {"samples_per_s": round(sp.samples_per_s, 3),
+                "bytes_per_s": round(sp.bytes_per_s, 1), "tasks": n}
+            for p, (sp, n) in sorted(book.items())
+        },
+    }
