@@ -38,6 +38,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from protocols.job.actions import (
+    Accepted,
+    Action,
+    Charge,
+    CheckUpdate,
+    Close,
+    Compare,
+    Fail,
+    SendTask,
+)
 from protocols.job.records import (
     Announced,
     Checked,
@@ -49,86 +59,9 @@ from protocols.job.records import (
     Verdict,
 )
 
-
-@dataclass(frozen=True)
-class SendTask:
-    """Assign ``slot``'s work for this round to ``peer``."""
-
-    peer: str
-    slot: int
-    backup: bool = False
-    replica: bool = False
-
-
-@dataclass(frozen=True)
-class CheckUpdate:
-    """Fetch and validate ``peer``'s announced update for ``slot``."""
-
-    peer: str
-    slot: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Compare:
-    """Compare the checked updates of ``peers`` for ``slot`` (same task, same data).
-
-    ``owner``: the owner re-runs the task itself and judges every peer against its
-    own result; otherwise the peers are judged against each other. Answer with a
-    ``records.Compared`` event.
-    """
-
-    slot: int
-    peers: tuple[str, ...]
-    owner: bool
-
-
-@dataclass(frozen=True)
-class Charge:
-    """A final reputation outcome witnessed for ``peer``: rejected, vanished, late, cheated."""
-
-    peer: str
-    outcome: str
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """An update that passed its checks and will go to aggregation.
-
-    ``late``: it came after the round's backup time (charged ``late``, not
-    ``accepted``, if the aggregation keeps it). ``verified``: a comparison
-    reproduced it. ``share``: the part of the slot's samples it stands for.
-    """
-
-    peer: str
-    slot: int
-    sha256: str
-    late: bool = False
-    verified: bool = False
-    share: float = 1.0
-
-
-@dataclass(frozen=True)
-class Close:
-    """The round is over: aggregate ``accepted``. ``reason``: complete, quorum, deadline.
-
-    ``cheaters``: peers a comparison caught in this round.
-    """
-
-    accepted: tuple[Accepted, ...]
-    rejected: tuple[str, ...]
-    reason: str
-    cheaters: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Fail:
-    """The round cannot reach ``min_updates``; ``reason``: deadline or no_trainers."""
-
-    reason: str
-
-
-Action = SendTask | CheckUpdate | Compare | Charge | Close | Fail
+__all__ = ["Accepted", "Action", "Charge", "CheckUpdate", "Close", "Compare", "Fail", "Round",
+           "SendTask"]
+"""The actions (:mod:`protocols.job.actions`) are re-exported: callers say ``rounds.SendTask``."""
 
 
 @dataclass
