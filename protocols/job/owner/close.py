@@ -16,6 +16,7 @@ import trio
 from protocols.job import codec, compute, job_topic
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
+from protocols.job.owner.delta import store_delta
 from protocols.job.owner.pay import pay_round
 from protocols.job.owner.prepare import JobData, model_key, store_model
 from protocols.job.owner.round import RoundOutcome
@@ -68,8 +69,9 @@ class RoundCloser:
         parent = data.model_sha
         await self._advance(live, data, result.model)
         used = [u for u in accepted if u.verdict is Verdict.ACCEPTED and weights[_uid(u)]]
-        # Only used (so verified, not quarantined) updates are paid (docs/ledger.md).
-        settled = await pay_round(self.env, live, number, used, parent=parent, model=data.model_sha)
+        # Only verified work of trainers never caught cheating is paid (docs/ledger.md).
+        settled = await pay_round(self.env, live, number, used, parent=parent, model=data.model_sha,
+                                  caught=[u for u in outcome.updates if u.reason == "cheated"])
         final = number == spec.rounds or bool(spec.target_accuracy and acc >= spec.target_accuracy)
         self.jobs.record_round(
             live.job_id,
@@ -126,6 +128,11 @@ class RoundCloser:
         cipher_sha, size = await call_store(
             store_model, live.job_key, store, key, number, model, sha
         )
+        data.model_delta = None
+        if number < live.spec.rounds:  # a later round's trainers may fetch it
+            data.model_delta = await call_store(
+                store_delta, live.job_key, store, key, number, data.model, model, sha
+            )
         data.model, data.model_key, data.model_sha = model, key, sha
         data.model_round, data.model_cipher_sha, data.model_stored_size = number, cipher_sha, size
 

@@ -24,6 +24,7 @@ import trio
 from protocols.job import compute
 from protocols.job.objects import JobKey
 from protocols.job.owner.config import LiveJob
+from protocols.job.owner.delta import ModelDelta
 from protocols.job.ports import ChunkRow, JobStoreLike
 from protocols.job.records import JobState, Phase
 from storage import crypto
@@ -47,6 +48,8 @@ class JobData:
         model_cipher_sha: The sha256 of the stored object when the job is encrypted
             (what a downloader checks in transit), else "".
         model_stored_size: The stored object's size.
+        model_delta: The current model as a delta from the previous one, if stored
+            (``owner.delta``); None for the initial or a resumed job's model.
     """
 
     prepared: compute.Prepared
@@ -57,6 +60,7 @@ class JobData:
     model_round: int = 0
     model_cipher_sha: str = ""
     model_stored_size: int = 0
+    model_delta: ModelDelta | None = None
 
     def samples(self, slot: int) -> int:
         """The owner's own count of ``slot``'s training samples (the FedAvg weight)."""
@@ -68,6 +72,33 @@ async def prepare_job(
 ) -> JobData:
     """Prepare ``live``'s data, store what is missing, and load the current model.
 
+    :func:`prepare_data` then :func:`store_job`; the owner runs the two apart, to
+    announce and recruit while the chunks upload.
+    """
+    prepared = await prepare_data(live)
+    return await store_job(live, prepared, jobs, store, prefix, encrypt=encrypt)
+
+
+async def prepare_data(live: LiveJob) -> compute.Prepared:
+    """Load, split and chunk ``live``'s data in a worker thread; nothing is stored.
+
+    Raises:
+        training.errors.SpecError: as ``compute.prepare``.
+    """
+    return await trio.to_thread.run_sync(compute.prepare, live.spec)
+
+
+async def store_job(
+    live: LiveJob,
+    prepared: compute.Prepared,
+    jobs: JobStoreLike,
+    store: Any,
+    prefix: str,
+    *,
+    encrypt: bool = True,
+) -> JobData:
+    """Store what of ``prepared`` is missing, and load the current model.
+
     ``encrypt`` decides for a job not prepared yet; a job that was keeps its choice
     (its key, or its absence, is in the job store).
 
@@ -75,7 +106,6 @@ async def prepare_job(
         RuntimeError: the stored model does not match its recorded hash.
         storage.crypto.DecryptError: the stored model does not decrypt.
     """
-    prepared = await trio.to_thread.run_sync(compute.prepare, live.spec)
     row = jobs.job(live.job_id)
     secret = jobs.job_key(live.job_id)
     if row is not None and row.state == JobState.PREPARING:
