@@ -25,6 +25,7 @@ from protocols.job import PROTOCOL_ID, codec, compute, objects, rounds
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
+from protocols.job.owner.speeds import SpeedBook, samples, sized
 from protocols.job.owner.verify import Verifier
 from protocols.job.records import (
     Announced,
@@ -94,6 +95,7 @@ class RoundRunner:
         self.replay = ReplayGuard()
         self._inbox: dict[str, trio.MemorySendChannel[RoundEvent]] = {}
         self.verifier = Verifier(env)
+        self.speeds = SpeedBook(env.jobs, env.cfg)
 
     async def run(self, live: LiveJob, data: JobData, number: int) -> RoundOutcome:
         """Run round ``number`` of ``live`` once, until it closes or fails."""
@@ -112,6 +114,7 @@ class RoundRunner:
         finally:
             live.rnd = None
             self._inbox.pop(live.job_id, None)
+            self.speeds.end_round(live)
         updates = list(ctx.updates.values())
         for u in updates:  # caught by a comparison: the update is out (docs/verification.md)
             if u.peer in rnd.cheaters and u.verdict is not Verdict.REJECTED:
@@ -133,6 +136,7 @@ class RoundRunner:
         if not holders:
             return None
         live.holders = dict(holders)
+        self.speeds.layout(live, data.slots, holders, data.model_stored_size or len(data.model))
         deadline = live.spec.round_deadline_s
         spares = alive[len(holders) :]
         replicas, spot, probation = self.verifier.plan(live, holders, spares)
@@ -171,9 +175,13 @@ class RoundRunner:
         trainers = ctx.live.trainers
         if isinstance(event, Announced):
             ctx.announced[event.update.peer] = event.update
+            u = event.update
+            self.speeds.announced(ctx.live, u.peer, u.train_seconds, trio.current_time())
             trainers[event.update.peer] = TrainerState.ANNOUNCED
         elif isinstance(event, Checked) and event.update.verdict is Verdict.REJECTED:
             trainers[event.update.peer] = TrainerState.REJECTED
+        elif isinstance(event, Checked):
+            self.speeds.finished(ctx.live, event.update.peer, event.update.slot)
         elif isinstance(event, Refused):
             trainers[event.peer] = TrainerState.REFUSED
         elif isinstance(event, Gone):
@@ -199,7 +207,7 @@ class RoundRunner:
                 nursery.start_soon(self._send_task, ctx, a)
             elif isinstance(a, rounds.CheckUpdate):
                 update = ctx.announced.pop(a.peer)
-                update.slot, update.samples = a.slot, ctx.data.samples(a.slot)
+                update.slot, update.samples = a.slot, samples(ctx.live, a.slot)
                 ctx.updates[update.key] = update
                 nursery.start_soon(self._check, ctx, update)
             elif isinstance(a, rounds.Compare):
@@ -212,9 +220,8 @@ class RoundRunner:
 
     async def _compare(self, ctx: _Ctx, a: rounds.Compare) -> None:
         updates = {p: ctx.updates[(p, a.slot)] for p in a.peers if (p, a.slot) in ctx.updates}
-        await ctx.send.send(
-            await self.verifier.compare(ctx.live, ctx.data, ctx.number, a, updates)
-        )
+        data = sized(ctx.data, ctx.live.layout)  # the chunks this round's tasks carried
+        await ctx.send.send(await self.verifier.compare(ctx.live, data, ctx.number, a, updates))
 
     async def _send_task(self, ctx: _Ctx, a: rounds.SendTask) -> None:
         live = ctx.live
@@ -253,6 +260,8 @@ class RoundRunner:
         assert isinstance(ack, pb.Ack)
         if ack.ok:
             live.trainers[a.peer] = TrainerState.TRAINING
+            size = ctx.data.model_stored_size or len(ctx.data.model)
+            self.speeds.started(live, a.peer, a.slot, size, trio.current_time())
         else:
             log.info("job %s: %s refused slot %d: %s", live.job_id, a.peer, a.slot, ack.reason)
             await ctx.send.send(Refused(a.peer))
@@ -264,7 +273,7 @@ class RoundRunner:
         )
         deadline_ms = int((time.time() + ctx.live.spec.round_deadline_s) * 1000)
 
-        job_key, data = ctx.live.job_key, ctx.data
+        job_key, data, spec = ctx.live.job_key, ctx.data, ctx.live.spec
 
         def presign() -> pb.Task:
             target = store.presign_upload(
@@ -286,7 +295,7 @@ class RoundRunner:
                         cipher_sha256=c.cipher_sha256,
                         cipher_size=c.cipher_size,
                     )
-                    for c in data.slots[a.slot]
+                    for c in ctx.live.layout[a.slot]
                 ],
                 upload_url=target.url,
                 upload_fields=dict(target.fields),
@@ -295,7 +304,14 @@ class RoundRunner:
                 deadline_ms=deadline_ms,
                 nonce=self.verifier.nonce(ctx.live.job_id, ctx.number, a.slot),
                 deterministic=ctx.live.spec.redundancy > 0,
+                compression="" if spec.compression == "none" else spec.compression,
+                topk_fraction=spec.topk_fraction if spec.compression == "topk" else 0.0,
             )
+            if data.model_delta is not None:
+                task.model_delta_url = store.presign_get(data.model_delta.key, ctx.expiry_s)
+                task.model_delta_sha256 = data.model_delta.sha256
+                task.model_delta_bytes = data.model_delta.size
+                task.model_base_sha256 = data.model_delta.base_sha256
             if job_key is not None:
                 task.model_key = job_key.model_key(data.model_round, data.model_sha)
                 task.model_cipher_sha256 = data.model_cipher_sha

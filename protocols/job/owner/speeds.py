@@ -19,17 +19,21 @@ its own. docs/jobs.md ("Sized shares") has the design.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from protocols.job import sizing
 from protocols.job.owner.config import LiveJob, OwnerConfig
+from protocols.job.owner.prepare import JobData
 from protocols.job.ports import ChunkRow, JobStoreLike
 
 log = logging.getLogger("distro_train.owner")
 
 Layout = dict[int, tuple[ChunkRow, ...]]
+MAX_JOBS = 64
+"""Jobs whose figures memory keeps (the oldest forgotten first; the job store has all)."""
 
 
 class SpeedBook:
@@ -49,6 +53,8 @@ class SpeedBook:
     def speeds(self, job_id: str) -> dict[str, tuple[sizing.Speed, int]]:
         """``peer -> (speed, finished tasks)`` of ``job_id`` (loaded on first use)."""
         if job_id not in self._speeds:
+            while len(self._speeds) >= MAX_JOBS:
+                self.forget(next(iter(self._speeds)))
             self._speeds[job_id] = {
                 p: (sizing.Speed(s, b), n) for p, (s, b, n) in self.jobs.speeds(job_id).items()
             }
@@ -57,6 +63,8 @@ class SpeedBook:
     def started(self, live: LiveJob, peer: str, slot: int, model_bytes: int, now: float) -> None:
         """``peer`` accepted ``slot``'s task at ``now``."""
         chunks = live.layout.get(slot, ())
+        while live.job_id not in self._held and len(self._held) >= MAX_JOBS:
+            self.forget(next(iter(self._held)))
         held = self._held.setdefault(live.job_id, {}).setdefault(peer, set())
         fresh = sum(c.cipher_size or c.size for c in chunks if c.sha256 not in held)
         held.update(c.sha256 for c in chunks)
@@ -126,6 +134,18 @@ class SpeedBook:
         if plan.reason == "sized":
             log.info("job %s round %d: shares %s", live.job_id, live.round_no, plan.explain())
         return full
+
+
+def sized(data: JobData, layout: Mapping[int, Sequence[ChunkRow]]) -> JobData:
+    """``data`` as the round's tasks see it: each slot's prepared chunks per ``layout``.
+
+    What the owner's re-runs and replica comparisons read (owner/verify.py), so they
+    train exactly the chunk list a slot's task carried. A shallow view: no chunk is
+    copied.
+    """
+    p = data.prepared
+    slots = [[p.slots[c.slot][c.idx] for c in layout.get(s, ())] for s in range(len(p.slots))]
+    return dataclasses.replace(data, prepared=dataclasses.replace(p, slots=slots))
 
 
 def samples(live: LiveJob, slot: int) -> int:
