@@ -75,8 +75,11 @@ def run_job(owner: NodeProc, others: list[NodeProc], spec: dict[str, Any],
         owner.check_alive()
         s: dict[str, Any] = owner.rpc("jobs.status", {"job_id": job_id}, timeout=30)
         if s["state"] == "running":
+            busy = [p for p, st in (s.get("trainers") or {}).items() if st != "offered"]
+            some = [n for n in others if n.peer_id in busy][:2]
             last.update(dropped=s.get("dropped"), trainers=s.get("trainers"),
-                        node=owner.rpc("node.status", timeout=30))
+                        node=owner.rpc("node.status", timeout=30),
+                        tgossip=[n.rpc("node.status", timeout=30)["gossip"] for n in some])
         return s if s["state"] not in ("preparing", "running") else None
 
     done = wait_until(finished, timeout_s, "the job to end", interval_s=2.0)
@@ -84,7 +87,8 @@ def run_job(owner: NodeProc, others: list[NodeProc], spec: dict[str, Any],
     print(f"owner while running: messages it dropped by reason {last.get('dropped')}; "
           f"trainer states {sorted((last.get('trainers') or {}).values())}; "
           f"subscription-queue drops {node.get('dropped_messages')}, rate-limited "
-          f"{node.get('gossip_rate_limited')}; gossip {node.get('gossip')}")
+          f"{node.get('gossip_rate_limited')}; gossip {node.get('gossip')}; two of its "
+          f"trainers' gossip {last.get('tgossip')}")
     return done
 
 

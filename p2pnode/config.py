@@ -109,6 +109,8 @@ class GossipConfig:
     mesh_degree_high: PositiveInt = 12
     """Each message reaches a daemon about once per mesh peer; pruning down from above this
     makes the pruned peers back off, so a tight bound costs mesh churn."""
+    resubscribe_s: PositiveFloat = 30.0
+    """Our topic list is sent to every peer again this often (lost subscriptions)."""
     max_messages_per_topic_per_second: PositiveFloat = 100.0
     subscription_queue: PositiveInt = 256
     future_skew_s: PositiveFloat = 5.0

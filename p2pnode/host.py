@@ -307,11 +307,34 @@ def tune_gossip(router: GossipSub, cfg: GossipConfig, peers: int) -> None:
     router.heartbeat_interval = gossip_heartbeat_s(cfg, peers)
 
 
+def reannounce_subscriptions(router: GossipSub) -> int:
+    """Send our topic list to every pubsub peer again; return how many were sent to.
+
+    0.8.1 forgets all of a peer's subscriptions when one pubsub stream to it dies, even
+    while another connection to it lives (``Pubsub._handle_dead_peer``; simultaneous
+    dials at start-up do this), and only that peer's own hello would restore them. At
+    30 daemons an owner knew 19 of 29 subscribers of the jobs topic and none of its job
+    topic, so trainers' update announcements had nobody to go to (docs/libp2p.md#lost-
+    subscriptions). Called every ``gossip.resubscribe_s``.
+    """
+    pubsub = router.pubsub
+    if pubsub is None or not pubsub.topic_ids:
+        return 0
+    hello = pubsub.get_hello_packet()
+    peers = list(pubsub.peers)
+    for peer in peers:
+        router.send_rpc(peer, hello, priority=True)
+    return len(peers)
+
+
 def gossip_status(router: GossipSub) -> dict[str, Any]:
     """The router's heartbeat, mesh size per topic and the per-message savings."""
     return {
         "heartbeat_s": router.heartbeat_interval,
         "mesh": {topic: len(peers) for topic, peers in router.mesh.items()},
+        "fanout": {topic: len(peers) for topic, peers in router.fanout.items()},
+        "topic_peers": {topic: len(peers) for topic, peers in router.pubsub.peer_topics.items()}
+        if router.pubsub is not None else {},
         "records_skipped": hotpath.RECORDS.skipped,
     }
 

@@ -41,6 +41,7 @@ from p2pnode.host import (
     make_host,
     make_peer_gate,
     make_pubsub,
+    reannounce_subscriptions,
     tune_gossip,
 )
 from p2pnode.identity import load_or_create_identity, write_atomic
@@ -356,6 +357,7 @@ class Node:
         return await self.nat.dial_circuit(peer_id, addrs)
 
     async def _expire_loop(self, discovery: Discovery) -> None:
+        resubscribed = time.monotonic()
         while True:
             for peer_id in self.peer_table.expire(time.monotonic()):
                 log.info("peer left %s (silent; %d live)", peer_id, len(self.peer_table))
@@ -363,5 +365,8 @@ class Node:
                 discovery.poke()
             lift_expired_bans(self.pubsub, self.peer_gate)
             tune_gossip(self.gossipsub, self.config.gossip, len(self.host.get_connected_peers()))
+            if time.monotonic() - resubscribed >= self.config.gossip.resubscribe_s:
+                reannounce_subscriptions(self.gossipsub)
+                resubscribed = time.monotonic()
             presence = self.config.presence
             await trio.sleep(min(presence.expire_check_s, presence.interval_s))
