@@ -88,8 +88,12 @@ def train(
     should_stop: Callable[[], bool],
     nonce: bytes = b"",
     device: str = "cpu",
+    release_chunks: bool = False,
 ) -> TrainResult:
     """Run one local training task (trainer side); blocking.
+
+    ``release_chunks``: ``chunks`` is a list the caller is done with, emptied entry by
+    entry as it is decoded (``training.local.train``).
 
     ``nonce``: the task's nonce; it replaces the seed by
     ``verification.task_seed(seed, nonce)``, which sets the data order. ``device``:
@@ -113,6 +117,7 @@ def train(
         local.TrainParams.from_mapping(params),
         should_stop=should_stop,
         device=device,
+        release_chunks=release_chunks,
     )
 
 
@@ -332,7 +337,7 @@ def prepare(spec: JobSpec) -> Prepared:
     """
     import numpy as np
 
-    from training import catalogue, chunks, partition
+    from training import catalogue, chunks, datasets, partition
 
     data = load_data(spec)
     model = model_spec_for(spec, data)
@@ -346,6 +351,7 @@ def prepare(spec: JobSpec) -> Prepared:
         blobs = chunks.make_chunks(x, y, spec.chunk_samples)
         counts = [min(spec.chunk_samples, len(y) - i) for i in range(0, len(y), spec.chunk_samples)]
         slots.append(list(zip(blobs, counts, strict=True)))
+    datasets.forget()  # the chunks hold the training split now: not twice (issue 17)
     return Prepared(
         model=model,
         slots=slots,
@@ -407,9 +413,14 @@ def check_update(prepared: Prepared, spec: JobSpec, global_model: bytes, update:
         "" when the update passes, else its reason code (``training.validate``).
     """
     from training import validate, weights
+    from training.errors import TrainingError
 
     cfg = _validation(spec)
     global_state = weights.decode(global_model, prepared.model)
+    try:
+        update = _plain(prepared, spec, global_model, update)
+    except TrainingError as exc:  # a malformed compressed update
+        return exc.reason
     update = _whole(prepared, global_model, update)
     if update == b"":
         return "names"
@@ -456,12 +467,56 @@ def rerun(prepared: Prepared, spec: JobSpec, global_model: bytes, slot: int, non
         ).weights
 
 
-def replica_distance(prepared: Prepared, global_model: bytes, a: bytes, b: bytes) -> float:
-    """``training.replicas.distance`` of two updates of the same task."""
+def replica_distance(
+    prepared: Prepared, global_model: bytes, a: bytes, b: bytes, spec: JobSpec | None = None
+) -> float:
+    """``training.replicas.distance`` of two updates of the same task.
+
+    In a job with compression (``spec.compression``) the distance of the sketches of
+    their true deltas (``training.updatecodec.distance``): error feedback makes the
+    transmitted delta depend on each trainer's history (docs/verification.md).
+    ``a`` and ``b`` are each a checked compressed update or plain weights (the
+    owner's re-run).
+    """
     from training.replicas import distance
 
+    if spec is not None and spec.compression != "none":
+        from training import updatecodec
+
+        return updatecodec.distance(prepared.model, global_model, a, b)
     a, b = _whole(prepared, global_model, a), _whole(prepared, global_model, b)
     return distance(prepared.model, global_model, a, b)
+
+
+def compress_update(
+    model_json: str, global_model: bytes, update: bytes, mode: str, fraction: float,
+    residual: bytes = b"",
+) -> tuple[bytes, bytes]:
+    """A trainer's plain ``update`` compressed as ``mode`` (error-fed by ``residual``).
+
+    Returns:
+        (the bytes to upload, the residual to keep for the job's next task); blocking.
+    """
+    from training import updatecodec
+    from training.modelspec import ModelSpec
+
+    spec = ModelSpec.from_mapping(json_object(model_json, "model"))
+    return updatecodec.pack(spec, global_model, update, mode, fraction, residual)
+
+
+def _plain(prepared: Prepared, spec: JobSpec, global_model: bytes, update: bytes) -> bytes:
+    """The plain update a compressed one stands for (``spec.compression``); else ``update``.
+
+    Raises:
+        training.compress.CompressionError: malformed (reason ``bad_compression``).
+    """
+    if spec.compression == "none":
+        return update
+    from training import updatecodec
+
+    return updatecodec.unpack(
+        prepared.model, global_model, update, spec.compression, spec.topk_fraction
+    )
 
 
 def _whole(prepared: Prepared, global_model: bytes, update: bytes) -> bytes:
@@ -532,7 +587,10 @@ def aggregate(
     from training import validate, weights
 
     global_state = weights.decode(global_model, prepared.model)
-    received = [(uid, _whole(prepared, global_model, data), n) for uid, n, data in updates]
+    received = [
+        (uid, _whole(prepared, global_model, _plain(prepared, spec, global_model, data)), n)
+        for uid, n, data in updates
+    ]
     cfg = _validation(spec)
     if spec.validate_updates:
         rv = validate.validate_round(

@@ -40,10 +40,11 @@ from pydantic import Field
 from distro_errors import DistroError
 from protocols.envelope import Opened, ReplayGuard
 from protocols.errors import EnvelopeError, SealError
-from protocols.job import JOBS_TOPIC, PROTOCOL_ID, codec, compute, job_topic, objects
+from protocols.job import JOBS_TOPIC, PROTOCOL_ID, codec, compute, job_topic, lean, objects
 from protocols.job.chunkcache import ChunkCache
 from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
+from protocols.job.jobmemory import JobMemory
 from protocols.job.ports import NodeLike
 from protocols.job.spec import MODELS
 from protocols.pb import distro_pb2 as pb
@@ -112,6 +113,9 @@ class TrainerConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     chunk_cache_bytes: Annotated[int, Field(ge=0)] = 1024 * 1024 * 1024
     """Chunks kept on disk (DATA_DIR/chunk-cache) by hash across rounds and jobs; 0: off."""
+    job_memory_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
+    """Memory for what a job's next task reuses (error-feedback residuals, the last
+    global model as a delta's base; ``protocols.job.jobmemory``); 0: none kept."""
 
     def __post_init__(self) -> None:
         """Check ``allow_networks`` (a bad network raises ValueError at start)."""
@@ -132,6 +136,8 @@ class TrainerConfig:
 
 IDLE_STATES = ("offered", "declined")
 """Jobs in these states may be forgotten to make room for newly announced ones."""
+WARM_UP_ODDS = 4
+"""torch is loaded on an announcement when the job wants >= 1/this of the live daemons."""
 
 
 @dataclass
@@ -170,11 +176,13 @@ class Trainer:
         self.tasks: Counter[str] = Counter()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.model_deltas = 0  # global models rebuilt from a delta, not fetched whole
         data_dir = getattr(getattr(getattr(node, "config", None), "node", None), "data_dir", None)
         self.chunk_cache = ChunkCache(
             Path(data_dir or ".") / "chunk-cache",
             self.cfg.chunk_cache_bytes if data_dir is not None else 0,
         )
+        self.memory = JobMemory(self.cfg.job_memory_bytes)
         self._nursery: trio.Nursery | None = None
         self._warm = False
         self._http = LazyClient(allow_networks=self.cfg.allow_networks)
@@ -204,6 +212,7 @@ class Trainer:
             },
             "dropped": dict(self.dropped),
             "bytes_in": self.bytes_in,
+            "model_deltas": self.model_deltas,
             "chunk_cache": {"hits": self.chunk_cache.hits, "misses": self.chunk_cache.misses,
                             "hit_bytes": self.chunk_cache.hit_bytes},
         }
@@ -239,11 +248,16 @@ class Trainer:
             return
         assert self._nursery is not None
         self._nursery.start_soon(self._offer, msg)
-        if not self._warm:
+        if not self._warm and self._likely_picked(ann):
             # Importing torch takes seconds; do it now, off the loop, not when the
-            # owner's assignment is waiting for our answer.
+            # owner's assignment is waiting for our answer. Not when the job wants few
+            # of many daemons: torch costs each one ~250 MB (the first task loads it).
             self._warm = True
             self._nursery.start_soon(self._warm_up)
+
+    def _likely_picked(self, ann: pb.JobAnnounce) -> bool:
+        """Whether ``ann`` wants at least 1/``WARM_UP_ODDS`` of the live daemons we know."""
+        return ann.trainers_wanted * WARM_UP_ODDS >= len(self.node.live_peers())
 
     async def _warm_up(self) -> None:
         """Load torch and settle the device; advertise the GPU only if tasks use it."""
@@ -366,6 +380,9 @@ class Trainer:
             self.on_load(self.busy)
         job.state = "training"
         assert self._nursery is not None
+        if not self._warm:
+            self._warm = True
+            self._nursery.start_soon(self._warm_up)
         self._nursery.start_soon(self._work, msg.job_id, msg.round, job, task)
         return codec.ack(True)
 
@@ -378,6 +395,8 @@ class Trainer:
             return "oversize_data"
         if not _keys_well_formed(task):
             return "bad_keys"
+        if lean.task_problem(task):
+            return lean.task_problem(task)
         if any(c.key and c.cipher_size > crypto.max_sealed_size(c.size) for c in task.chunks):
             # What is downloaded is bounded by the plaintext sizes checked above.
             return "oversize_data"
@@ -438,19 +457,9 @@ class Trainer:
     async def _do_task(
         self, job_id: str, round: int, job: _Job, task: pb.Task, stop: threading.Event
     ) -> None:
-        """Check the spec, fetch, train, upload and announce one task."""
+        """Fetch, check the spec, train, upload and announce one task."""
         from storage import transfer  # httpx only when working
 
-        if not job.checked:
-            # The catalogue lives with torch: checked in a thread, after the Ack,
-            # so a trainer still importing torch answers its owner at once. A bad
-            # spec is refused through the same path as any failed task.
-            await trio.to_thread.run_sync(
-                compute.check_job,
-                job.announce.model_params_json,
-                job.announce.train_params_json,
-            )
-            job.checked = True
         client = self._http.get()
         max_model = self.cfg.max_model_bytes
         items = [
@@ -470,9 +479,17 @@ class Trainer:
         # cache, by the hash they are fetched under: only the others cross the network.
         keys = [c.cipher_sha256 if c.key else c.sha256 for c in task.chunks]
         cached = await trio.to_thread.run_sync(lambda: [self.chunk_cache.get(k) for k in keys])
-        wanted = [items[0], *(it for it, hit in zip(items[1:], cached, strict=True) if hit is None)]
-        model, *fetched = await transfer.fetch_many(wanted, client=client)
+        # The model as a delta against the one the last task trained from, when offered.
+        by_delta = await lean.model_by_delta(self.memory, job_id, task, client, max_model)
+        known = by_delta[0] if by_delta is not None else None
+        head = [items[0]] if known is None else []
+        wanted = [*head, *(it for it, hit in zip(items[1:], cached, strict=True) if hit is None)]
+        got = await transfer.fetch_many(wanted, client=client)
+        model, fetched = (got[0], got[1:]) if known is None else (b"", got)
         self.bytes_in += len(model) + sum(len(c) for c in fetched)
+        if by_delta is not None:
+            self.bytes_in += by_delta[1]
+            self.model_deltas += 1
         new = iter(fetched)
         chunks = [hit if hit is not None else next(new) for hit in cached]
         fresh = [(k, d) for k, hit, d in zip(keys, cached, chunks, strict=True) if hit is None]
@@ -482,10 +499,30 @@ class Trainer:
                 self.chunk_cache.put(k, d)
 
         await trio.to_thread.run_sync(keep)
+        # From here only ``chunks`` holds the data, and _open_task frees each ciphertext
+        # as it opens it: a task's chunks are never in memory twice.
+        del got, fetched, new, cached
+        fresh.clear()
         if task.model_key or any(c.key for c in task.chunks):
-            model, chunks = await trio.to_thread.run_sync(_open_task, job_id, task, model, chunks)
+            model, chunks = await trio.to_thread.run_sync(
+                _open_task, job_id, task, model if known is None else None, chunks
+            )
+        model = model if known is None else known
+        if not job.checked:
+            # The catalogue lives with torch: checked in a thread, after the Ack, so a
+            # trainer still importing torch answers its owner at once, and after the
+            # fetch, which overlaps that import (round 1's warm-up). A bad spec is
+            # refused through the same path as any failed task.
+            await trio.to_thread.run_sync(
+                compute.check_job,
+                job.announce.model_params_json,
+                job.announce.train_params_json,
+            )
+            job.checked = True
         job.nonce, job.deterministic = task.nonce[:64], task.deterministic
         result = await self.train_task(job, model, chunks, stop)
+        result = await lean.compressed(self.memory, job_id, round, job.announce, task, model,
+                                       result)
         note = await self.upload_and_announce(job_id, round, job, task, result, client)
         self.bytes_out += note.size
         self.tasks["done"] += 1
@@ -512,6 +549,7 @@ class Trainer:
                 should_stop=stop.is_set,
                 nonce=job.nonce,
                 device="cpu" if job.deterministic else self.cfg.device,
+                release_chunks=True,  # _do_task keeps no use for them
             ),
             abandon_on_cancel=True,
         )
@@ -622,9 +660,13 @@ def _keys_well_formed(task: pb.Task) -> bool:
 
 
 def _open_task(
-    job_id: str, task: pb.Task, model: bytes, chunks: list[bytes]
+    job_id: str, task: pb.Task, model: bytes | None, chunks: list[bytes]
 ) -> tuple[bytes, list[bytes]]:
     """Decrypt a task's verified ciphertexts and check their plaintext hashes (blocking).
+
+    ``model`` None: the model came by delta, already open (b"" comes back for it).
+    ``chunks`` is opened in place (and returned): each ciphertext is let go as soon
+    as its plaintext is checked.
 
     Raises:
         storage.crypto.DecryptError: an object does not decrypt under its key and
@@ -640,9 +682,11 @@ def _open_task(
         return plain
 
     model_oid = objects.model_id(job_id, task.model_round, task.model_sha256)
-    out_model = opened(task.model_url, task.model_key, model_oid, model, task.model_sha256)
-    out_chunks = [
-        opened(c.url, c.key, objects.chunk_id(job_id, c.sha256), data, c.sha256)
-        for c, data in zip(task.chunks, chunks, strict=True)
-    ]
-    return out_model, out_chunks
+    out_model = b"" if model is None else opened(
+        task.model_url, task.model_key, model_oid, model, task.model_sha256
+    )
+    if len(chunks) != len(task.chunks):
+        raise ValueError("one ciphertext per chunk of the task")
+    for i, c in enumerate(task.chunks):  # in place: each ciphertext freed once opened
+        chunks[i] = opened(c.url, c.key, objects.chunk_id(job_id, c.sha256), chunks[i], c.sha256)
+    return out_model, chunks

@@ -81,13 +81,16 @@ class Verifier:
         if len(got) != len(a.peers):
             return Compared(a.slot, tuple(got), (), verified=False)
         tol = self.cfg.replica_tolerance
+        # A newcomer's work is judged by the owner's own re-run, never by replicas
+        # alone: two fresh identities (one person's Sybils) would vouch for each other.
+        by_owner = a.owner or any(p in live.quarantine for p in a.peers)
         started = trio.current_time()
         try:
-            if a.owner:
+            if by_owner:
                 mine = await self._rerun(live, data, number, a.slot)
                 reference = {
                     p: await trio.to_thread.run_sync(
-                        compute.replica_distance, data.prepared, data.model, mine, b
+                        compute.replica_distance, data.prepared, data.model, mine, b, live.spec
                     )
                     for p, b in got.items()
                 }
@@ -106,7 +109,8 @@ class Verifier:
             else:
                 pairs = {
                     (x, y): await trio.to_thread.run_sync(
-                        compute.replica_distance, data.prepared, data.model, got[x], got[y]
+                        compute.replica_distance, data.prepared, data.model, got[x], got[y],
+                        live.spec,
                     )
                     for i, x in enumerate(a.peers)
                     for y in a.peers[i + 1 :]
@@ -122,11 +126,11 @@ class Verifier:
             self.compute_s += trio.current_time() - started
         log.info(
             "job %s round %d slot %d: %s comparison %s -> agreed %s, out of line %s",
-            live.job_id, number, a.slot, "owner" if a.owner else "replica",
+            live.job_id, number, a.slot, "owner" if by_owner else "replica",
             {k: f"{v:.3g}" for k, v in figures.items()}, agreed, outliers,
         )
         for p in outliers:
-            live.cheaters[p] = "owner re-run" if a.owner else "replica comparison"
+            live.cheaters[p] = "owner re-run" if by_owner else "replica comparison"
         return Compared(a.slot, agreed, outliers)
 
     async def _rerun(self, live: LiveJob, data: JobData, number: int, slot: int) -> bytes:
