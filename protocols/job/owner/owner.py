@@ -22,7 +22,7 @@ from protocols.job.http import LazyClient
 from protocols.job.objects import JobKey
 from protocols.job.owner.close import RoundCloser
 from protocols.job.owner.config import LiveJob, OwnerConfig, OwnerEnv, OwnerStats
-from protocols.job.owner.prepare import JobData, prepare_job
+from protocols.job.owner.prepare import JobData, prepare_data, store_job
 from protocols.job.owner.recruit import Recruiter
 from protocols.job.owner.reputation import Reputation
 from protocols.job.owner.round import RoundOutcome, RoundRunner
@@ -173,6 +173,8 @@ class Owner:
             # docs/verification.md: who has no full weight yet, who was caught, and how
             "quarantined": dict(live.quarantine) if live else {},
             "cheaters": dict(live.cheaters) if live else {},
+            # docs/jobs.md "Sized shares": this round's share of each slot, and why
+            "shares": dict(live.shares) if live else {},
             "rejected": sum(r["rejected"] for r in history),
             "history": history,
             "created_ms": row.created_ms,
@@ -294,17 +296,12 @@ class Owner:
             live.phase, live.error = Phase.FAILED, repr(exc)
             self.jobs.finish(live.job_id, JobState.FAILED, repr(exc)[:500])
         finally:
+            self.rounds.speeds.forget(live.job_id)
             with trio.CancelScope(shield=True), trio.move_on_after(self.cfg.unsubscribe_timeout_s):
                 await self.node.unsubscribe(job_topic(live.job_id))
 
     async def _drive(self, live: LiveJob) -> None:
-        data = await prepare_job(
-            live,
-            self.jobs,
-            await self._get_store(),
-            self._prefix(live.job_id),
-            encrypt=self.cfg.encrypt,
-        )
+        prepared = await prepare_data(live)
         self.node.subscribe(job_topic(live.job_id), self.rounds.on_topic(live))
         row = self.jobs.job(live.job_id)
         first = (row.completed_round if row else 0) + 1
@@ -314,8 +311,8 @@ class Owner:
             # Escrow before announcing; a resumed job re-queues rounds the log lacks.
             await self.market.open(live.job_id, live.spec.price, self.jobs.rounds(live.job_id))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.recruiter.announce_forever, live, data.prepared)
-            await self.recruiter.recruit(live)
+            nursery.start_soon(self.recruiter.announce_forever, live, prepared)
+            data = await self._store_while_recruiting(live, prepared, nursery)
             for number in range(first, live.spec.rounds + 1):
                 started = trio.current_time()
                 outcome = await self._round(live, data, number)
@@ -326,6 +323,27 @@ class Owner:
             await self.market.finish(live.job_id)
         live.phase = Phase.DONE
         self.jobs.finish(live.job_id, JobState.DONE)
+
+    async def _store_while_recruiting(
+        self, live: LiveJob, prepared: compute.Prepared, nursery: trio.Nursery
+    ) -> JobData:
+        """Upload the chunks while trainers hear of the job, warm up and offer.
+
+        Round 1 is pipelined (issue 17): the announcement needs only the prepared
+        chunks, not their upload, so recruiting overlaps the upload; returns once both
+        are done.
+        """
+        recruited = trio.Event()
+
+        async def recruit() -> None:
+            await self.recruiter.recruit(live)
+            recruited.set()
+
+        nursery.start_soon(recruit)
+        data = await store_job(live, prepared, self.jobs, await self._get_store(),
+                               self._prefix(live.job_id), encrypt=self.cfg.encrypt)
+        await recruited.wait()
+        return data
 
     async def _round(self, live: LiveJob, data: JobData, number: int) -> RoundOutcome:
         """Run round ``number`` until it closes, trying again after a failed attempt."""
