@@ -23,7 +23,6 @@ from protocols.job import compute, objects
 from protocols.job.jobmemory import BASE, RESIDUAL, JobMemory
 from protocols.pb import distro_pb2 as pb
 from storage import crypto
-from training import modeldelta  # torch-free
 
 if TYPE_CHECKING:
     import httpx
@@ -82,6 +81,10 @@ def _rebuild(job_id: str, task: pb.Task, base: bytes, stored: bytes) -> bytes:
     if task.model_key:
         oid = objects.model_delta_id(job_id, task.model_round, task.model_sha256)
         delta = crypto.decrypt(task.model_key, oid, stored)
+    # numpy comes with the train/own extras; a base daemon imports this module but
+    # never builds or applies a delta.
+    from training import modeldelta
+
     return modeldelta.apply(base, delta)
 
 

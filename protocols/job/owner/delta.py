@@ -15,7 +15,6 @@ from typing import Any
 from protocols.job import compute
 from protocols.job.objects import JobKey
 from storage.store import DEFAULT_CONTENT_TYPE
-from training import modeldelta  # torch-free
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,10 @@ def store_delta(
     Returns:
         The stored delta, or None where it would not be smaller than the model.
     """
+    # numpy comes with the train/own extras; a base daemon imports this module but
+    # never builds or applies a delta.
+    from training import modeldelta
+
     delta = modeldelta.encode(base, model)
     if delta is None or len(delta) >= len(model):
         return None
