@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
@@ -23,8 +22,7 @@ def make_round(n: int, spares: int = 0, **kw: object) -> Round:
     )
 
 
-def test_hundred_trainers_with_churn_and_bad_updates_in_well_under_a_second() -> None:
-    t0 = time.perf_counter()
+def test_hundred_trainers_with_churn_and_bad_updates() -> None:
     rng = random.Random(7)
     rnd = make_round(100, spares=20, quorum=100, deadline_s=60.0)
     actions = rnd.start()
@@ -54,13 +52,12 @@ def test_hundred_trainers_with_churn_and_bad_updates_in_well_under_a_second() ->
                 closes.append(a)
             elif isinstance(a, Charge):
                 charges.append(a)
-    elapsed = time.perf_counter() - t0
     assert len(closes) == 1 and closes[0].reason == "complete"
     assert {a.slot for a in closes[0].accepted} == set(range(100)), "every slot's data was used"
     assert len(closes[0].rejected) == 5
     assert {c.peer for c in charges if c.outcome == "vanished"} == {f"t{i}" for i in vanished}
     assert {c.peer for c in charges if c.outcome == "rejected"} == {f"t{i}" for i in bad}
-    assert rnd.done and elapsed < 0.5
+    assert rnd.done
 
 
 def test_quorum_closes_early_and_late_results_are_ignored() -> None:

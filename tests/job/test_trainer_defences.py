@@ -207,7 +207,9 @@ async def test_a_slow_drip_url_holds_the_slot_no_longer_than_the_deadline() -> N
             await wait_until(lambda: r.trainer.busy == 0, REFUSAL_TIMEOUT_S, "slot freed")
             freed_after = time.monotonic() - started
             await wait_until(lambda: bool(r.refusals), REFUSAL_TIMEOUT_S, "refusal")
-    assert freed_after < 3.0, freed_after
+    # The drip alone would hold the slot 25 s; the 1.5 s deadline must free it long
+    # before (the margin is for a loaded machine, not a speed goal).
+    assert freed_after < 12.0, freed_after
     assert r.refusals[0].reason == "deadline"
 
 
