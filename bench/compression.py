@@ -7,9 +7,9 @@ one local epoch, batch 32, lr 0.05, momentum 0.9, Dirichlet 0.5 split), run roun
 round through the job protocol's own compute functions, without daemons: each
 trainer's task is ``compute.train`` (with its nonce), its upload
 ``compute.compress_update`` (a residual per trainer, as a trainer keeps it), the
-owner's check ``compute.check_update`` (which rebuilds the compressed update, then
-validates it), its aggregation ``compute.aggregate`` and the test accuracy
-``compute.evaluate``. Every mode starts from the same initial model and data.
+owner's check ``assess.check_update`` (which rebuilds the compressed update, then
+validates it), its aggregation ``assess.aggregate`` and the test accuracy
+``jobdata.evaluate``. Every mode starts from the same initial model and data.
 
 One line per mode: bytes per update and per round (the updates, plus the model sent
 to each trainer whole and as a delta against the previous round's), the final test
@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocols.job import compute  # noqa: E402
+from protocols.job import assess, compute, jobdata  # noqa: E402
 from protocols.job.spec import JobSpec, from_mapping  # noqa: E402
 from training import modeldelta  # noqa: E402
 
@@ -62,7 +62,7 @@ class Run:
         return (sum(self.update_bytes) + sum(down)) / rounds
 
 
-def run_mode(spec: JobSpec, prepared: compute.Prepared, rounds: int) -> Run:
+def run_mode(spec: JobSpec, prepared: jobdata.Prepared, rounds: int) -> Run:
     """Train ``rounds`` rounds of ``spec`` (its compression) from ``prepared``."""
     run = Run(spec.compression)
     model_json = json.dumps(prepared.model.to_mapping(), sort_keys=True)
@@ -90,20 +90,20 @@ def run_mode(spec: JobSpec, prepared: compute.Prepared, rounds: int) -> Run:
             run.update_bytes.append(len(blob))
             run.model_bytes.append(len(g))
             run.delta_bytes.append(sent)
-            if compute.check_update(prepared, spec, g, blob):
+            if assess.check_update(prepared, spec, g, blob):
                 run.rejected += 1
                 continue
             updates.append((f"{r}-{slot}", sum(n for _, n in chunks), blob))
-        result = compute.aggregate(prepared, spec, g, updates, state)
+        result = assess.aggregate(prepared, spec, g, updates, state)
         prev, g, state = g, result.model, result.server_state
-    run.accuracy = compute.evaluate(prepared, g)[1]
+    run.accuracy = jobdata.evaluate(prepared, g)[1]
     return run
 
 
 def measure(rounds: int, limit: int, modes: tuple[str, ...], fraction: float) -> list[Run]:
     """Run every mode on the same prepared data."""
     base = from_mapping({**DEMO, "rounds": rounds, "limit": limit})
-    prepared = compute.prepare(base)
+    prepared = jobdata.prepare(base)
     return [
         run_mode(from_mapping({**DEMO, "rounds": rounds, "limit": limit, "compression": m,
                                "topk_fraction": fraction}), prepared, rounds)

@@ -7,7 +7,7 @@
    peak of Python allocations (tracemalloc) stays near one segment whatever the size
    (``--stream-mib 1024`` for a 1 GB model).
 3. The cryptographic work on one round's critical path of the demo's job, timed on
-   the job's real chunks and model (``compute.prepare`` of the same spec): the owner
+   the job's real chunks and model (``jobdata.prepare`` of the same spec): the owner
    encrypting the new model, the slowest trainer decrypting the model and its
    chunks and hashing them, encrypting its update, and the owner decrypting and
    hashing every update one after the other. ``crypto_critical_path_s``.
@@ -136,11 +136,11 @@ def demo_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def critical_path(args: argparse.Namespace) -> float:
     """Seconds of encryption work on one round's critical path (see the module)."""
-    from protocols.job import compute
+    from protocols.job import compute, jobdata
     from protocols.job.objects import JobKey, chunk_id, update_id
     from protocols.job.spec import from_mapping
 
-    prepared = compute.prepare(from_mapping(demo_spec(args)))
+    prepared = jobdata.prepare(from_mapping(demo_spec(args)))
     job = JobKey("bench", crypto.new_key())
     model, model_sha = prepared.initial, compute.sha256(prepared.initial)
     sealed_model = job.seal_model(1, model, model_sha)

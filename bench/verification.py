@@ -1,12 +1,13 @@
 """Proof of useful work: replica distances, detection rates, overhead (not a test).
 
 Runs the real training and comparison code in-process (``protocols.job.compute``,
-``protocols.job.verification``) on one job, round after round, with two cheaters
-holding slots: a lazy trainer (trains on 10% of its chunk) and a copier (sends
-another slot's update). Each round the owner's plan (``verification.plan``, with the
-default ``spot_check_rate`` and the bench job's ``redundancy``) decides which tasks
-are compared; a compared cheat is judged with the default ``replica_tolerance``
-against an honest replica or the owner's re-run, exactly as the owner does.
+``assess``, ``jobdata``, ``protocols.job.verification``) on one job, round after
+round, with two cheaters holding slots: a lazy trainer (trains on 10% of its
+chunk) and a copier (sends another slot's update). Each round the owner's plan
+(``verification.plan``, with the default ``spot_check_rate`` and the bench job's
+``redundancy``) decides which tasks are compared; a compared cheat is judged with
+the default ``replica_tolerance`` against an honest replica or the owner's re-run,
+exactly as the owner does.
 
 Prints:
 
@@ -37,7 +38,7 @@ import random
 import statistics
 import time
 
-from protocols.job import compute, verification
+from protocols.job import assess, compute, jobdata, verification
 from protocols.job.owner.config import OwnerConfig
 from protocols.job.spec import from_mapping
 from training import chunks as chunk_codec
@@ -55,7 +56,7 @@ def main() -> int:
                          "rounds": rounds, "redundancy": args.redundancy})
     cfg = OwnerConfig()
     tol = cfg.replica_tolerance
-    prep = compute.prepare(spec)
+    prep = jobdata.prepare(spec)
     model_json = json.dumps(prep.model.to_mapping(), sort_keys=True)
     params = compute.train_params_json(spec)
     g = prep.initial
@@ -76,7 +77,7 @@ def main() -> int:
 
     def dist(a: bytes, b: bytes) -> tuple[float, float]:
         t = time.perf_counter()
-        d = compute.replica_distance(prep, g, a, b)
+        d = assess.replica_distance(prep, g, a, b)
         return d, time.perf_counter() - t
 
     lazy_slot, copy_slot = 0, 1

@@ -113,7 +113,7 @@ def write_result(result: dict[str, Any], out: Path) -> dict[str, Any]:
     spec = json.loads(result["spec"])
     lora = spec.get("lora") or {}
     if lora.get("rank"):  # a LoRA job: also the adapters folded into the base weights
-        from protocols.job.compute import merged
+        from protocols.job.jobdata import merged
 
         _write_atomic(out / "model.merged.safetensors", merged(model, lora["rank"], lora["alpha"]))
         summary["merged"] = str(out / "model.merged.safetensors")

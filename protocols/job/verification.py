@@ -1,7 +1,7 @@
 """Proof of useful work: pure decisions of redundancy, spot checks and quarantine.
 
 See docs/verification.md for the design and the measured figures. Nothing here
-does I/O or touches tensors: the distances come from ``compute.replica_distance``.
+does I/O or touches tensors: the distances come from ``protocols.job.assess.replica_distance``.
 
 - Every task carries a *nonce* the owner derives from a secret of its own, the job,
   the round and the slot (:func:`task_nonce`); the trainer seeds its data order

@@ -24,7 +24,7 @@ import pytest
 from p2pnode.commands.demo import launch
 from p2pnode.control import call
 from p2pnode.procs import Processes
-from protocols.job import compute, verification
+from protocols.job import assess, compute, jobdata, verification
 from protocols.job.spec import from_mapping
 from tests.conftest import wait_for
 from tests.e2e.test_resilience import JOB, ended, storage_of
@@ -41,7 +41,7 @@ SPEC = {**JOB, "trainers": 7, "spares": 1, "redundancy": 0.25, "rounds": 3, "quo
 
 def _all_honest_accuracy() -> float:
     spec = from_mapping(SPEC)
-    prepared = compute.prepare(spec)
+    prepared = jobdata.prepare(spec)
     model_json = json.dumps(prepared.model.to_mapping(), sort_keys=True)
     model, state, acc = prepared.initial, None, 0.0
     for rnd in range(1, spec.rounds + 1):
@@ -52,9 +52,9 @@ def _all_honest_accuracy() -> float:
                               [b for b, _ in blobs], threads=1, should_stop=lambda: False,
                               nonce=nonce).weights
             ups.append((str(slot), sum(n for _, n in blobs), w))
-        result = compute.aggregate(prepared, spec, model, ups, state)
+        result = assess.aggregate(prepared, spec, model, ups, state)
         model, state = result.model, result.server_state
-        _, acc = compute.evaluate(prepared, model)
+        _, acc = jobdata.evaluate(prepared, model)
     return acc
 
 

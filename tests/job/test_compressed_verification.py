@@ -1,6 +1,6 @@
 """Verification stays sound with compressed, error-fed updates (docs/verification.md).
 
-Real training of one digits task through ``protocols.job.compute``, as the trainer
+Real training of one digits task through ``protocols.job.compute`` and ``assess``, as the trainer
 and the owner run it. Error feedback makes what a trainer transmits depend on its
 own history (its residual), so two honest replicas of one task transmit different
 deltas; the owner compares the sketches of their true deltas instead, which the
@@ -15,7 +15,7 @@ import json
 import pytest
 from safetensors.torch import load, save
 
-from protocols.job import compute
+from protocols.job import assess, compute, jobdata
 from protocols.job.spec import JobSpec, from_mapping
 from protocols.job.verification import DEFAULT_TOLERANCE
 from training import chunks as chunk_codec
@@ -27,7 +27,7 @@ NONCE = b"n" * 16
 CHARGE_ABOVE = 0.2  # OwnerConfig.rerun_charge_above's default
 
 
-def _train(prepared: compute.Prepared, spec: JobSpec, blobs: list[bytes], nonce: bytes) -> bytes:
+def _train(prepared: jobdata.Prepared, spec: JobSpec, blobs: list[bytes], nonce: bytes) -> bytes:
     return compute.train(
         json.dumps(prepared.model.to_mapping(), sort_keys=True), compute.train_params_json(spec),
         prepared.initial, blobs, threads=1, should_stop=lambda: False, nonce=nonce,
@@ -35,9 +35,9 @@ def _train(prepared: compute.Prepared, spec: JobSpec, blobs: list[bytes], nonce:
 
 
 @pytest.fixture(scope="module")
-def job() -> tuple[compute.Prepared, dict[str, JobSpec]]:
+def job() -> tuple[jobdata.Prepared, dict[str, JobSpec]]:
     base = from_mapping(JOB)
-    prepared = compute.prepare(base)
+    prepared = jobdata.prepare(base)
     specs = {m: from_mapping({**JOB, "compression": m, "topk_fraction": 0.05})
              for m in ("fp16", "bf16", "int8", "topk")}
     return prepared, specs
@@ -45,7 +45,7 @@ def job() -> tuple[compute.Prepared, dict[str, JobSpec]]:
 
 @pytest.mark.parametrize("mode", ["fp16", "bf16", "int8", "topk"])
 def test_honest_replicas_agree_and_a_lazy_trainer_is_caught(
-    job: tuple[compute.Prepared, dict[str, JobSpec]], mode: str
+    job: tuple[jobdata.Prepared, dict[str, JobSpec]], mode: str
 ) -> None:
     prepared, specs = job
     spec, g = specs[mode], prepared.initial
@@ -58,14 +58,14 @@ def test_honest_replicas_agree_and_a_lazy_trainer_is_caught(
     a, _ = compute.compress_update(model_json, g, honest, mode, spec.topk_fraction, residual)
     b, _ = compute.compress_update(model_json, g, honest, mode, spec.topk_fraction)
     assert a != b
-    assert compute.check_update(prepared, spec, g, a) == ""
-    assert compute.check_update(prepared, spec, g, b) == ""
+    assert assess.check_update(prepared, spec, g, a) == ""
+    assert assess.check_update(prepared, spec, g, b) == ""
     mine = _train(prepared, spec, slot0, NONCE)  # the owner's re-run: one thread, same nonce
-    assert compute.replica_distance(prepared, g, a, b, spec) <= DEFAULT_TOLERANCE
-    assert compute.replica_distance(prepared, g, mine, a, spec) <= DEFAULT_TOLERANCE
+    assert assess.replica_distance(prepared, g, a, b, spec) <= DEFAULT_TOLERANCE
+    assert assess.replica_distance(prepared, g, mine, a, spec) <= DEFAULT_TOLERANCE
     # What the residual does to a comparison of the transmitted deltas themselves
     # (half precision's residual is too small to show at this tolerance):
-    sent_a, sent_b = (compute._plain(prepared, spec, g, x) for x in (a, b))
+    sent_a, sent_b = (assess._plain(prepared, spec, g, x) for x in (a, b))
     if mode in ("int8", "topk"):
         assert replicas.distance(prepared.model, g, sent_a, sent_b) > DEFAULT_TOLERANCE
 
@@ -73,12 +73,12 @@ def test_honest_replicas_agree_and_a_lazy_trainer_is_caught(
     n = max(1, len(y) // 10)
     lazy_plain = _train(prepared, spec, [chunk_codec.encode_chunk(x[:n], y[:n])], NONCE)
     lazy, _ = compute.compress_update(model_json, g, lazy_plain, mode, spec.topk_fraction)
-    assert compute.check_update(prepared, spec, g, lazy) == ""  # a plausible update...
-    assert compute.replica_distance(prepared, g, mine, lazy, spec) > CHARGE_ABOVE  # ...caught
+    assert assess.check_update(prepared, spec, g, lazy) == ""  # a plausible update...
+    assert assess.replica_distance(prepared, g, mine, lazy, spec) > CHARGE_ABOVE  # ...caught
 
 
 def test_a_malformed_compressed_update_is_refused_with_a_reason(
-    job: tuple[compute.Prepared, dict[str, JobSpec]],
+    job: tuple[jobdata.Prepared, dict[str, JobSpec]],
 ) -> None:
     prepared, specs = job
     spec, g = specs["int8"], prepared.initial
@@ -93,14 +93,14 @@ def test_a_malformed_compressed_update_is_refused_with_a_reason(
         "missing tensor": {k: v for k, v in parts.items() if k != scale},
     }
     for what, tensors in bad.items():
-        assert compute.check_update(prepared, spec, g, bytes(save(tensors))) == (
+        assert assess.check_update(prepared, spec, g, bytes(save(tensors))) == (
             "bad_compression"), what
-    assert compute.check_update(prepared, spec, g, blob[:-7]) == "bad_compression"
-    assert compute.check_update(prepared, spec, g, b"\xff" * 64) == "bad_compression"
+    assert assess.check_update(prepared, spec, g, blob[:-7]) == "bad_compression"
+    assert assess.check_update(prepared, spec, g, b"\xff" * 64) == "bad_compression"
     # plain weights in a compressed job, and an update of another form
-    assert compute.check_update(prepared, spec, g, g) == "bad_compression"
+    assert assess.check_update(prepared, spec, g, g) == "bad_compression"
     other, _ = compute.compress_update(model_json, g, g, "fp16", 0.0)
-    assert compute.check_update(prepared, spec, g, other) == "bad_compression"
+    assert assess.check_update(prepared, spec, g, other) == "bad_compression"
     # a transmitted delta that does not match its sketch (the work compared)
     parts = {k: -v if k.startswith("q/") else v for k, v in parts.items()}
-    assert compute.check_update(prepared, spec, g, bytes(save(parts))) == "bad_compression"
+    assert assess.check_update(prepared, spec, g, bytes(save(parts))) == "bad_compression"

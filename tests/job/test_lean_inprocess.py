@@ -17,7 +17,7 @@ from typing import Any
 import trio
 from safetensors.torch import load, save
 
-from protocols.job import compute
+from protocols.job import jobdata
 from protocols.job.spec import from_mapping
 from protocols.job.trainer import Trainer
 from tests.job.test_job_inprocess import SMALL, run_job, start
@@ -49,7 +49,7 @@ async def test_compressed_job_with_replicas_completes_and_sends_less(
             assert not rec["rejected_updates"], rec
         assert history[-1]["test_accuracy"] > 0.8, history
         # An int8 update is a quarter of the plain weights, plus scales, sketch, header.
-        plain = len(compute.prepare(from_mapping({**SMALL, "trainers": 2})).initial)
+        plain = len(jobdata.prepare(from_mapping({**SMALL, "trainers": 2})).initial)
         sent = [t.bytes_out / t.tasks["done"] for t in c.trainers if t.tasks["done"]]
         assert sent and max(sent) < 0.6 * plain, (sent, plain)
         # Rounds 2 and 3 reach each trainer as a delta of the model it trained from.

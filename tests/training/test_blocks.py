@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from examples.make_data import write_table, write_text
-from protocols.job import compute
+from protocols.job import compute, jobdata
 from protocols.job.spec import from_mapping
 from training import blocks, budget, models, weights
 from training.errors import SpecError
@@ -122,13 +122,13 @@ def test_a_custom_job_fits_its_data_and_shows_its_cost(tmp_path: Path) -> None:
         "data": {"path": str(table), "target": "cultivar", "categorical": ["colour_band"],
                  "missing": "fill"},
     }
-    seen = compute.check_data(from_mapping(job))
+    seen = jobdata.check_data(from_mapping(job))
     assert seen["parameters"] == 16 * 16 + 16 + 16 * 3 + 3
     assert seen["flops_per_sample"] == 2 * (16 * 16 + 16 * 3) + 16  # one per ReLU output
     assert seen["activation_bytes_per_sample"] == 4 * (16 + 16 + 3)
     wrong = {**job, "model_params": {"layers": [{"type": "linear", "out": 4}]}}
     with pytest.raises(SpecError) as info:
-        compute.check_data(from_mapping(wrong))
+        jobdata.check_data(from_mapping(wrong))
     assert info.value.field == "model_params.layers" and "3 classes" in info.value.detail
     with pytest.raises(SpecError) as info:
         from_mapping({**job, "model_params": {"layers": [{"type": "exec"}]}})
@@ -146,17 +146,17 @@ def test_initial_weights_are_checked_against_the_architecture(tmp_path: Path) ->
         "data": {"path": str(text), "seq_len": 8},
     }
     spec = from_mapping(job)
-    prepared = compute.prepare(spec)
+    prepared = jobdata.prepare(spec)
     good = tmp_path / "good.safetensors"
     good.write_bytes(weights.initial(prepared.model, 7))
-    started = compute.prepare(from_mapping({**job, "initial_weights": str(good)}))
+    started = jobdata.prepare(from_mapping({**job, "initial_weights": str(good)}))
     assert started.initial == good.read_bytes() != prepared.initial
     bad = tmp_path / "bad.safetensors"
     state = weights.decode(good.read_bytes(), prepared.model)
     state["3.weight"] = torch.zeros(255, 16)
     bad.write_bytes(weights.encode(state))
     with pytest.raises(SpecError) as info:
-        compute.check_data(from_mapping({**job, "initial_weights": str(bad)}))
+        jobdata.check_data(from_mapping({**job, "initial_weights": str(bad)}))
     assert info.value.field == "initial_weights" and "3.weight" in info.value.detail
     # and the model trains: a few local steps lower the next-byte loss
     result = compute.train(
@@ -165,6 +165,6 @@ def test_initial_weights_are_checked_against_the_architecture(tmp_path: Path) ->
         prepared.initial, [b for b, _ in prepared.slots[0]], threads=1,
         should_stop=lambda: False,
     )
-    before = compute.metrics_on_test(prepared, prepared.initial)["loss"]
-    after = compute.metrics_on_test(prepared, result.weights)["loss"]
+    before = jobdata.metrics_on_test(prepared, prepared.initial)["loss"]
+    after = jobdata.metrics_on_test(prepared, result.weights)["loss"]
     assert after < before - 1.0 and np.isfinite(after)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from examples.make_data import write_text
-from protocols.job import compute
+from protocols.job import assess, compute, jobdata
 from protocols.job.spec import from_mapping
 from training import lora, models, weights
 from training.errors import SpecError
@@ -28,15 +28,15 @@ def test_lora_update_is_adapters_only_and_merges_exactly(tmp_path: Path) -> None
     job = {"dataset": "text", "model": "custom", "trainers": 2, "limit": 1500,
            "model_params": {"layers": LAYERS}, "data": {"path": str(text), "seq_len": 8},
            "optimizer": "adam", "lr": 0.003, "batch_size": 32}
-    full_job = compute.prepare(from_mapping(job))
+    full_job = jobdata.prepare(from_mapping(job))
     base = tmp_path / "base.safetensors"
     base.write_bytes(full_job.initial)
     spec = from_mapping({**job, "initial_weights": str(base),
                          "lora": {"rank": 2, "alpha": 4.0, "targets": ["attention"]}})
-    p = compute.prepare(spec)
+    p = jobdata.prepare(spec)
     # starts equal to the base: B is zero
-    start = compute.metrics_on_test(p, p.initial)
-    assert start == compute.metrics_on_test(full_job, base.read_bytes())
+    start = jobdata.metrics_on_test(p, p.initial)
+    assert start == jobdata.metrics_on_test(full_job, base.read_bytes())
     update = compute.train(
         json.dumps(p.model.to_mapping()), compute.train_params_json(spec), p.initial,
         [b for b, _ in p.slots[0]], threads=1, should_stop=lambda: False,
@@ -52,18 +52,18 @@ def test_lora_update_is_adapters_only_and_merges_exactly(tmp_path: Path) -> None
         should_stop=lambda: False,
     ).weights
     assert len(full) > 10 * len(update)
-    assert compute.check_update(p, spec, p.initial, update) == ""
+    assert assess.check_update(p, spec, p.initial, update) == ""
     # a full-weights upload is refused; so is one adapter too few
-    assert compute.check_update(p, spec, p.initial, full) != ""
+    assert assess.check_update(p, spec, p.initial, full) != ""
     short = weights.encode({k: v for k, v in load(update).items() if "out" not in k})
-    assert compute.check_update(p, spec, p.initial, short) != ""
-    agg = compute.aggregate(p, spec, p.initial, [("a", 10, update), ("b", 10, update)], None)
+    assert assess.check_update(p, spec, p.initial, short) != ""
+    agg = assess.aggregate(p, spec, p.initial, [("a", 10, update), ("b", 10, update)], None)
     assert not agg.rejected
     state = weights.decode(agg.model, p.model)
     base_state = weights.decode(base.read_bytes(), p.model.base)
     assert all(torch.equal(state[k], v) for k, v in base_state.items())  # base frozen
-    merged = weights.decode(compute.merged(agg.model, 2, 4.0), p.model.base)
-    a = compute.metrics_on_test(p, agg.model)["loss"]
+    merged = weights.decode(jobdata.merged(agg.model, 2, 4.0), p.model.base)
+    a = jobdata.metrics_on_test(p, agg.model)["loss"]
     from training.local import task_metrics
 
     b = task_metrics(p.model.base, merged, p.test_x, p.test_y)["loss"]

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from examples.make_data import write_images, write_regression_table, write_table, write_text
-from protocols.job import compute
+from protocols.job import assess, compute, jobdata
 from protocols.job.spec import from_mapping
 from training import chunks, owndata, partition
 from training.catalogue import DataSource
@@ -157,17 +157,17 @@ def test_check_data_fits_the_model_to_the_data(files: dict[str, Path]) -> None:
         "data": {"path": str(files["table"]), **WINE, "categorical": ["colour_band"]},
     }
     spec = from_mapping(job)
-    seen = compute.check_data(spec)
+    seen = jobdata.check_data(spec)
     assert seen["model"]["params"]["in_features"] == 16 and seen["classes"] == 3
     assert seen["parameters"] == 16 * 16 + 16 + 16 * 3 + 3
-    prepared = compute.prepare(spec)
+    prepared = jobdata.prepare(spec)
     assert sum(n for slot in prepared.slots for _, n in slot) == seen["train"]
     assert len(prepared.heldout_y) == seen["validation"] and len(prepared.test_y) == seen["test"]
     with pytest.raises(SpecError) as info:
-        compute.check_data(from_mapping({**job, "model": "cnn", "model_params": {}}))
+        jobdata.check_data(from_mapping({**job, "model": "cnn", "model_params": {}}))
     assert info.value.field == "model" and "the data gives 16" in info.value.detail
     with pytest.raises(SpecError) as info:
-        compute.check_data(from_mapping({**job, "model_params": {"in_features": 9}}))
+        jobdata.check_data(from_mapping({**job, "model_params": {"in_features": 9}}))
     assert info.value.field == "model_params.in_features"
 
 
@@ -222,19 +222,19 @@ def test_regression_job_trains_and_reports_mse_mae_r2(files: dict[str, Path]) ->
         "model_params": {"hidden": [16]}, "epochs": 20, "lr": 0.01, "momentum": 0.9,
         "batch_size": 16, "data": {"path": str(files["diabetes"]), "target": "progression"},
     })
-    prepared = compute.prepare(spec)
+    prepared = jobdata.prepare(spec)
     assert prepared.model.task == "regression" and prepared.model.params["classes"] == 1
-    before = compute.metrics_on_test(prepared, prepared.initial)
+    before = jobdata.metrics_on_test(prepared, prepared.initial)
     result = compute.train(
         json.dumps(prepared.model.to_mapping()), compute.train_params_json(spec),
         prepared.initial, [b for b, _ in prepared.slots[0]], threads=1, should_stop=lambda: False,
     )
-    after = compute.metrics_on_test(prepared, result.weights)
+    after = jobdata.metrics_on_test(prepared, result.weights)
     assert set(after) == {"task", "loss", "mse", "mae", "r2"} and after["task"] == "regression"
     # a linear model gets R² ~0.45 on this table; an untrained one is below 0
     assert before["r2"] < 0.1 and after["r2"] >= 0.3, (before, after)
     assert after["mse"] < before["mse"] and 20 < after["mae"] < 80  # in the target's units
-    assert compute.check_update(prepared, spec, prepared.initial, result.weights) == ""
+    assert assess.check_update(prepared, spec, prepared.initial, result.weights) == ""
 
 
 @pytest.mark.parametrize(
@@ -258,9 +258,9 @@ def test_the_submit_check_reads_a_table_without_torch(files: dict[str, Path]) ->
     job = {"dataset": "table", "model": "mlp", "trainers": 2,
            "data": {"path": str(files["table"]), **WINE, "categorical": ["colour_band"]}}
     code = (
-        "import json, sys; from protocols.job import compute; "
+        "import json, sys; from protocols.job import jobdata; "
         "from protocols.job.spec import from_mapping; "
-        f"seen = compute.check_data(from_mapping(json.loads({json.dumps(job)!r}))); "
+        f"seen = jobdata.check_data(from_mapping(json.loads({json.dumps(job)!r}))); "
         "assert 'torch' not in sys.modules, 'torch'; print(seen['parameters'])"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

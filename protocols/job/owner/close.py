@@ -13,7 +13,7 @@ import time
 
 import trio
 
-from protocols.job import codec, compute, job_topic
+from protocols.job import assess, codec, compute, job_topic, jobdata
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.delta import store_delta
@@ -48,7 +48,7 @@ class RoundCloser:
         # Replica share and quarantine (docs/verification.md): weight 0 is kept out.
         weights = {_uid(u): self.verifier.weight(live, u) for u in accepted}
         result = await trio.to_thread.run_sync(
-            compute.aggregate,
+            assess.aggregate,
             data.prepared,
             spec,
             data.model,
@@ -63,9 +63,9 @@ class RoundCloser:
         self.verifier.credit(live, accepted)
         live.past_updates.update(u.sha256 for u in outcome.updates)
         metrics = await trio.to_thread.run_sync(
-            compute.metrics_on_test, data.prepared, result.model
+            jobdata.metrics_on_test, data.prepared, result.model
         )
-        loss, acc = compute.headline(metrics)
+        loss, acc = jobdata.headline(metrics)
         parent = data.model_sha
         await self._advance(live, data, result.model)
         used = [u for u in accepted if u.verdict is Verdict.ACCEPTED and weights[_uid(u)]]
@@ -103,7 +103,7 @@ class RoundCloser:
         )
         return final
 
-    def _judge(self, live: LiveJob, accepted: list[Update], result: compute.Aggregated) -> None:
+    def _judge(self, live: LiveJob, accepted: list[Update], result: assess.Aggregated) -> None:
         """Set each accepted update's final verdict and charge its trainer once."""
         for u in accepted:
             uid = _uid(u)
@@ -142,7 +142,7 @@ class RoundCloser:
         data: JobData,
         outcome: RoundOutcome,
         used: list[Update],
-        result: compute.Aggregated,
+        result: assess.Aggregated,
         acc: float,
         loss: float,
         started: float,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from protocols.envelope import Opened
-from protocols.job import codec, compute, job_topic
+from protocols.job import codec, job_topic, jobdata
 from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
 from protocols.job.objects import JobKey
@@ -111,7 +111,7 @@ class Owner:
         """Read a job's own data and fit its model, as :meth:`submit` does first.
 
         Returns:
-            ``compute.check_data``'s summary (samples per split, classes, the model,
+            ``jobdata.check_data``'s summary (samples per split, classes, the model,
             its parameters, FLOPs and activation bytes per sample), or None for a
             bundled dataset with a catalogue model and no initial weights (nothing
             of the owner's to read).
@@ -121,7 +121,7 @@ class Owner:
                 naming the file, row or column) or does not fit the model.
         """
         if spec.data.path or spec.model == "custom" or spec.initial_weights:
-            summary: dict[str, Any] = await trio.to_thread.run_sync(compute.check_data, spec)
+            summary: dict[str, Any] = await trio.to_thread.run_sync(jobdata.check_data, spec)
             return summary
         return None
 
@@ -325,7 +325,7 @@ class Owner:
         self.jobs.finish(live.job_id, JobState.DONE)
 
     async def _store_while_recruiting(
-        self, live: LiveJob, prepared: compute.Prepared, nursery: trio.Nursery
+        self, live: LiveJob, prepared: jobdata.Prepared, nursery: trio.Nursery
     ) -> JobData:
         """Upload the chunks while trainers hear of the job, warm up and offer.
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from protocols.job import compute
+from protocols.job import compute, jobdata
 from protocols.job.objects import JobKey
 from protocols.job.owner.config import LiveJob
 from protocols.job.owner.delta import ModelDelta
@@ -52,7 +52,7 @@ class JobData:
             (``owner.delta``); None for the initial or a resumed job's model.
     """
 
-    prepared: compute.Prepared
+    prepared: jobdata.Prepared
     slots: dict[int, list[ChunkRow]]
     model: bytes
     model_key: str
@@ -79,18 +79,18 @@ async def prepare_job(
     return await store_job(live, prepared, jobs, store, prefix, encrypt=encrypt)
 
 
-async def prepare_data(live: LiveJob) -> compute.Prepared:
+async def prepare_data(live: LiveJob) -> jobdata.Prepared:
     """Load, split and chunk ``live``'s data in a worker thread; nothing is stored.
 
     Raises:
-        training.errors.SpecError: as ``compute.prepare``.
+        training.errors.SpecError: as ``jobdata.prepare``.
     """
-    return await trio.to_thread.run_sync(compute.prepare, live.spec)
+    return await trio.to_thread.run_sync(jobdata.prepare, live.spec)
 
 
 async def store_job(
     live: LiveJob,
-    prepared: compute.Prepared,
+    prepared: jobdata.Prepared,
     jobs: JobStoreLike,
     store: Any,
     prefix: str,
@@ -141,7 +141,7 @@ def _load_model(job_key: JobKey | None, store: Any, data: JobData) -> None:
 
 
 async def _upload(
-    live: LiveJob, prepared: compute.Prepared, jobs: JobStoreLike, store: Any, prefix: str
+    live: LiveJob, prepared: jobdata.Prepared, jobs: JobStoreLike, store: Any, prefix: str
 ) -> None:
     job_id, job_key = live.job_id, live.job_key
     seal = job_key.seal_chunk if job_key else None

@@ -14,7 +14,7 @@ import time
 import trio
 
 from protocols.envelope import Opened
-from protocols.job import JOBS_TOPIC, codec, compute, job_topic
+from protocols.job import JOBS_TOPIC, codec, compute, job_topic, jobdata
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.records import Phase, SpareJoined, TrainerState
@@ -33,7 +33,7 @@ class Recruiter:
         self.node, self.cfg, self.reputation = env.node, env.cfg, env.reputation
         self.market = env.market
 
-    async def announce_forever(self, live: LiveJob, prepared: compute.Prepared) -> None:
+    async def announce_forever(self, live: LiveJob, prepared: jobdata.Prepared) -> None:
         """Publish ``live``'s announcement now and then until cancelled."""
         while True:
             body = self.announcement(live, prepared)
@@ -44,7 +44,7 @@ class Recruiter:
             slow = 1 if live.phase in RECRUITING else 5
             await trio.sleep(self.cfg.announce_interval_s * slow)
 
-    def announcement(self, live: LiveJob, prepared: compute.Prepared) -> pb.JobAnnounce:
+    def announcement(self, live: LiveJob, prepared: jobdata.Prepared) -> pb.JobAnnounce:
         """What trainers learn about the job before they offer."""
         spec = live.spec
         sizes = [len(b) for s in prepared.slots for b, _ in s]
@@ -64,7 +64,7 @@ class Recruiter:
             **(self.market.announce_fields(spec.price) if self.market else {}),
         )
 
-    def _most_per_task(self, live: LiveJob, prepared: compute.Prepared) -> int:
+    def _most_per_task(self, live: LiveJob, prepared: jobdata.Prepared) -> int:
         """The most chunk bytes one task may bring (sized shares reach ``shares_max``)."""
         per_slot = [sum(len(b) for b, _ in s) for s in prepared.slots]
         if live.spec.shares != "sized" or len(per_slot) < 2:

@@ -21,7 +21,7 @@ from libp2p.peer.id import ID
 from distro_errors import DistroError
 from protocols.envelope import ReplayGuard
 from protocols.errors import EnvelopeError, SealError
-from protocols.job import PROTOCOL_ID, codec, compute, objects, rounds
+from protocols.job import PROTOCOL_ID, assess, codec, compute, objects, rounds
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
@@ -359,7 +359,7 @@ class RoundRunner:
                         _open_update, live, ctx.number, update, data
                     )
                 reason = await trio.to_thread.run_sync(
-                    compute.check_update, ctx.data.prepared, live.spec, ctx.data.model, data
+                    assess.check_update, ctx.data.prepared, live.spec, ctx.data.model, data
                 )
                 update.data = data if not reason else b""
             except DistroError as exc:

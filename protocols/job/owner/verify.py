@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import trio
 
-from protocols.job import compute, rounds, verification
+from protocols.job import assess, rounds, verification
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
 from protocols.job.records import Compared, Update, Verdict
@@ -90,7 +90,7 @@ class Verifier:
                 mine = await self._rerun(live, data, number, a.slot)
                 reference = {
                     p: await trio.to_thread.run_sync(
-                        compute.replica_distance, data.prepared, data.model, mine, b, live.spec
+                        assess.replica_distance, data.prepared, data.model, mine, b, live.spec
                     )
                     for p, b in got.items()
                 }
@@ -109,7 +109,7 @@ class Verifier:
             else:
                 pairs = {
                     (x, y): await trio.to_thread.run_sync(
-                        compute.replica_distance, data.prepared, data.model, got[x], got[y],
+                        assess.replica_distance, data.prepared, data.model, got[x], got[y],
                         live.spec,
                     )
                     for i, x in enumerate(a.peers)
@@ -138,7 +138,7 @@ class Verifier:
         if key not in self.reruns:
             self.reruns = {k: v for k, v in self.reruns.items() if k[:2] == key[:2]}
             self.reruns[key] = await trio.to_thread.run_sync(
-                compute.rerun,
+                assess.rerun,
                 data.prepared,
                 live.spec,
                 data.model,
