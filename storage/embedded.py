@@ -27,18 +27,23 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import distro_procs
 from distro_procs import free_port
-from storage.config import StoreConfig
+from storage.bucket import create_bucket
 from storage.errors import EmbeddedServerError, StorageError
-from storage.s3 import S3Store
+
+if TYPE_CHECKING:
+    from storage.config import StoreConfig
 
 CREDENTIALS_FILE = "s3-credentials.json"
 DEFAULT_BUCKET = "distro-train"
 DEFAULT_REGION = "us-east-1"
 #: How long the server may take to answer its first request.
 STARTUP_TIMEOUT_S = 30.0
+#: The bucket-creating request's HTTP timeout.
+BUCKET_TIMEOUT_S = 10.0
 #: How long a stopping server may take before it is killed.
 STOP_TIMEOUT_S = 5.0
 #: How often start-up checks whether the server answers, and each check's TCP connect.
@@ -139,6 +144,29 @@ class EmbeddedS3:
         """
         if self.config is not None:
             return self.config
+        from storage.config import StoreConfig
+
+        endpoint, access, secret = self.serve()
+        self.config = StoreConfig(
+            kind="embedded",
+            endpoint=endpoint,
+            region=DEFAULT_REGION,
+            bucket=self.bucket,
+            access_key=access,
+            secret_key=secret,
+        )
+        return self.config
+
+    def serve(self) -> tuple[str, str, str]:
+        """Start the server and create the bucket; ``(endpoint, access_key, secret_key)``.
+
+        What :meth:`start` does without building a ``StoreConfig``, so that
+        ``python -m storage.embedded`` imports neither boto3 nor pydantic.
+
+        Raises:
+            EmbeddedServerError: the server exited or did not answer in time.
+            StorageError: the bucket could not be created.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o700)
         access, secret = load_or_create_credentials(self.data_dir)
@@ -158,21 +186,14 @@ class EmbeddedS3:
                 # Another process may have taken the port between probe and bind.
                 if attempt == _SPAWN_ATTEMPTS - 1:
                     raise
-        config = StoreConfig(
-            kind="embedded",
-            endpoint=f"http://{self.host}:{port}",
-            region=DEFAULT_REGION,
-            bucket=self.bucket,
-            access_key=access,
-            secret_key=secret,
-        )
+        endpoint = f"http://{self.host}:{port}"
         try:
-            S3Store(config).ensure_bucket()
+            create_bucket(endpoint, self.bucket, region=DEFAULT_REGION, access_key=access,
+                          secret_key=secret, timeout_s=BUCKET_TIMEOUT_S)
         except StorageError:
             self.stop()
             raise
-        self.config = config
-        return config
+        return endpoint, access, secret
 
     def _spawn(self, options: Path, port: int) -> None:
         (self.data_dir / "objects").mkdir(exist_ok=True)
@@ -245,15 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     server = EmbeddedS3(args.data_dir, bucket=args.bucket, port=args.port, host=args.host)
     try:
-        config = server.start()
+        endpoint = server.serve()[0]
     except StorageError as exc:
         print(f"embedded S3 server failed to start: {exc}", file=sys.stderr)
         return 1
     try:
         line = {
-            "endpoint": config.endpoint,
-            "bucket": config.bucket,
-            "region": config.region,
+            "endpoint": endpoint,
+            "bucket": server.bucket,
+            "region": DEFAULT_REGION,
             "credentials_file": str(server.data_dir / CREDENTIALS_FILE),
         }
         print(json.dumps(line), flush=True)

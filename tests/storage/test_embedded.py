@@ -76,3 +76,32 @@ def _answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_bucket_request_is_signed_as_botocore_signs_it() -> None:
+    """storage.bucket's hand-made SigV4 equals botocore's for the same request."""
+    from datetime import UTC, datetime
+    from unittest import mock
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from storage.bucket import signed_headers
+
+    now = datetime(2026, 11, 30, 17, 30, 5, tzinfo=UTC)
+    ours = signed_headers(host="127.0.0.1:9000", path="/distro-train", region="us-east-1",
+                          access_key="AKID", secret_key="s3cr3t", now=now)
+    request = AWSRequest(method="PUT", url="http://127.0.0.1:9000/distro-train", data=b"")
+    with mock.patch("botocore.auth.get_current_datetime", return_value=now):
+        S3SigV4Auth(Credentials("AKID", "s3cr3t"), "s3", "us-east-1").add_auth(request)
+    assert ours["authorization"] == request.headers["Authorization"]
+
+
+def test_foreground_wrapper_imports_neither_boto3_nor_pydantic() -> None:
+    """The long-lived ``python -m storage.embedded`` stays small (issue 17)."""
+    code = ("import sys, storage.embedded as e; e.EmbeddedS3.serve; "
+            "print(sorted(m for m in ('boto3', 'pydantic') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO).stdout
+    assert out.strip() == "[]"
