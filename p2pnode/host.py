@@ -99,7 +99,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
-from p2pnode import hotpath
+from p2pnode import hotpath, pubsubstreams
 from p2pnode.config import GossipConfig
 from p2pnode.peergate import PeerGate
 
@@ -112,6 +112,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
 if os.environ.get("DISTRO_TRAIN_STOCK_LIBP2P") != "1":  # bench/network.py --compare only
     hotpath.apply()
+    pubsubstreams.apply()  # docs/libp2p.md#lost-subscriptions
 ADDRS_CACHE_S = 1.0
 """How long :func:`make_host`'s ``get_addrs`` answer is reused (while ``extra`` is unchanged)."""
 
@@ -336,6 +337,8 @@ def gossip_status(router: GossipSub) -> dict[str, Any]:
         "topic_peers": {topic: len(peers) for topic, peers in router.pubsub.peer_topics.items()}
         if router.pubsub is not None else {},
         "records_skipped": hotpath.RECORDS.skipped,
+        "pubsub_peers": len(router.pubsub.peers) if router.pubsub is not None else 0,
+        "streams_reopened": pubsubstreams.REOPENED[0],
     }
 
 

@@ -48,6 +48,7 @@ from p2pnode.identity import load_or_create_identity, write_atomic
 from p2pnode.nat import Nat
 from p2pnode.peerinfo import PeerInfo, peer_info_from_entry
 from p2pnode.presence import Presence
+from p2pnode.pubsubstreams import reopen_missing_streams
 from p2pnode.reqresp import RequestHandler, make_stream_handler
 from p2pnode.reqresp import request as _request
 from p2pnode.routes import register_node_routes
@@ -365,6 +366,7 @@ class Node:
                 discovery.poke()
             lift_expired_bans(self.pubsub, self.peer_gate)
             tune_gossip(self.gossipsub, self.config.gossip, len(self.host.get_connected_peers()))
+            reopen_missing_streams(self.pubsub)  # docs/libp2p.md#lost-subscriptions
             if time.monotonic() - resubscribed >= self.config.gossip.resubscribe_s:
                 reannounce_subscriptions(self.gossipsub)
                 resubscribed = time.monotonic()

@@ -1,0 +1,116 @@
+"""Pubsub streams and subscriptions kept alive while a peer stays connected.
+
+py-libp2p 0.8.1 (docs/libp2p.md#lost-subscriptions) loses track of peers in two ways
+that only show at scale (simultaneous dials at start-up end pubsub streams while the
+peer stays connected over another connection):
+
+- ``Pubsub._handle_dead_peer`` forgets *all* of a peer's subscriptions whenever one
+  pubsub stream to it dies, even when the peer is still connected and the stream
+  its subscriptions came on (the peer's own, inbound to us) is alive. Only the peer's
+  hello would restore them, which it sends when *it* opens a new stream.
+  :func:`keep_subscriptions_while_connected` keeps them while the peer is connected:
+  go-libp2p's rule (``handleDeadPeers`` respawns the writer and keeps the topics of a
+  peer that is still connected).
+- A connected peer can end up with no outbound pubsub stream at all: the library's
+  re-open retries give up once the peer looks disconnected for a moment (one of two
+  simultaneous connections closing), and the ``connected`` notifee does not fire again
+  for the surviving connection. Nothing we publish reaches that peer and our
+  subscriptions never reach it again (``gossip.resubscribe_s`` re-sends them only over
+  live streams). :func:`reopen_missing_streams` (called periodically by the node) opens
+  one to every connected peer that has none, and replaces a stream whose connection
+  has closed. In a 50-daemon job before this, the owner knew 33 of 49 presence
+  subscribers and rounds ran to their deadline with 2 of 4 updates.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any
+
+from libp2p.peer.id import ID
+from libp2p.pubsub.pubsub import Pubsub
+
+GRACE_S = 5.0
+"""A peer must lack a live stream this long before it is re-opened: the library's own
+registration of a new connection is usually still under way before that."""
+_MISSING: weakref.WeakKeyDictionary[Pubsub, dict[ID, float]] = weakref.WeakKeyDictionary()
+"""Per pubsub, when each connected peer was first seen without a live stream."""
+_applied = False
+REOPENED = [0]
+"""How many pubsub streams :func:`reopen_missing_streams` has re-opened in this process."""
+
+
+def keep_subscriptions_while_connected() -> None:
+    """Make ``Pubsub._handle_dead_peer`` keep the topics of a peer still connected.
+
+    The library's own handler still runs (outbound queue closed, router told, stream
+    re-opened); only the peer's subscriptions are put back afterwards when the peer
+    has an open connection.
+    """
+    inner = Pubsub._handle_dead_peer
+
+    def handle_dead_peer(self: Pubsub, peer_id: ID) -> None:
+        if not self._peer_is_connected(peer_id):
+            inner(self, peer_id)
+            return
+        topics = [t for t, peers in self.peer_topics.items() if peer_id in peers]
+        count = self._peer_subscription_count.get(peer_id)
+        inner(self, peer_id)
+        for topic in topics:
+            self.peer_topics.setdefault(topic, set()).add(peer_id)
+        if count is not None:
+            self._peer_subscription_count[peer_id] = count
+
+    Pubsub._handle_dead_peer = handle_dead_peer
+
+
+def _stream_closed(stream: Any) -> bool:
+    """Whether ``stream``'s connection is known to be closed."""
+    muxed = getattr(stream, "muxed_conn", None)
+    return bool(getattr(muxed, "is_closed", False))
+
+
+def reopen_missing_streams(pubsub: Pubsub, grace_s: float = GRACE_S) -> int:
+    """Re-open pubsub streams that connected peers lack; return how many were started.
+
+    A peer counts when it has an open connection, is not blacklisted, and has had for
+    at least ``grace_s`` (across calls) either no outbound pubsub stream from us or one
+    whose connection has closed (that one is declared dead, which re-opens it). Each
+    re-open is the library's own retrying registration (at most one in flight per
+    peer); it sends our hello, i.e. our subscriptions. Call from a periodic task inside
+    the pubsub service's lifetime.
+    """
+    if not pubsub.manager.is_running:
+        return 0
+    started, now = 0, time.monotonic()
+    missing = _MISSING.setdefault(pubsub, {})
+    was_missing, missing_now = dict(missing), {}
+    for peer_id in list(pubsub.host.get_network().connections):
+        if pubsub.is_peer_blacklisted(peer_id) or not pubsub._peer_is_connected(peer_id):
+            continue
+        stream = pubsub.peers.get(peer_id)
+        if stream is not None and not _stream_closed(stream):
+            continue
+        since = missing_now[peer_id] = was_missing.get(peer_id, now)
+        if now - since < grace_s or peer_id in pubsub._peer_stream_retries_pending:
+            continue
+        del missing_now[peer_id]
+        if stream is not None:
+            pubsub._handle_dead_peer(peer_id)
+        else:
+            pubsub._schedule_peer_stream_retry(peer_id)
+        started += 1
+    missing.clear()
+    missing.update(missing_now)
+    REOPENED[0] += started
+    return started
+
+
+def apply() -> None:
+    """Install :func:`keep_subscriptions_while_connected` once."""
+    global _applied
+    if _applied:
+        return
+    _applied = True
+    keep_subscriptions_while_connected()
