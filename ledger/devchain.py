@@ -33,13 +33,11 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 import distro_procs
-from ledger.client import Market
 from ledger.errors import DevChainError
 
 CHAIN_DIR = Path(__file__).resolve().parent / "chain"
@@ -57,6 +55,8 @@ STARTUP_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 #: Each dev JSON-RPC request's HTTP timeout (``dev_rpc``).
 DEV_RPC_TIMEOUT_S = 2.0
+#: How long the contract's deployment may take in its own process (``deploy_apart``).
+DEPLOY_TIMEOUT_S = 120.0
 #: How often start-up checks whether anvil answers.
 _POLL_S = 0.05
 #: How often ``python -m ledger.devchain`` checks that anvil is still alive.
@@ -98,12 +98,16 @@ class DevChain:
         grace_s: the deployed contract's grace period after a job's end.
         vest_s: the deployed contract's longest hold of a job's receipts.
         log_path: where anvil's output goes (discarded when None).
+        deploy_apart: deploy the contract from a short-lived child process, so that
+            this one never imports web3 (``python -m ledger.devchain`` lives as long
+            as the chain; web3 would keep ~45 MB resident in it, issue 17).
     """
 
     def __init__(self, *, grace_s: int = DEV_GRACE_S, vest_s: int = DEV_VEST_S,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, deploy_apart: bool = False) -> None:
         self.grace_s, self.vest_s = grace_s, vest_s
         self.log_path = log_path
+        self.deploy_apart = deploy_apart
         self.info: ChainInfo | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -130,8 +134,12 @@ class DevChain:
             self.stop()
             raise DevChainError(f"anvil did not answer in {STARTUP_TIMEOUT_S:.0f}s",
                                 reason="devchain_timeout") from None
-        contract = Market.deploy(rpc_url, DEV_KEY, grace_s=self.grace_s,
-                                 vest_s=self.vest_s)
+        try:
+            contract = (_deploy_apart if self.deploy_apart else deploy)(
+                rpc_url, self.grace_s, self.vest_s)
+        except DevChainError:
+            self.stop()
+            raise
         self.info = ChainInfo(rpc_url=rpc_url, chain_id=CHAIN_ID, contract=contract)
         return self.info
 
@@ -148,17 +156,52 @@ class DevChain:
         self.stop()
 
 
+def deploy(rpc_url: str, grace_s: int, vest_s: int) -> str:
+    """Deploy the market contract with the dev account; its address."""
+    from ledger.client import Market
+
+    return Market.deploy(rpc_url, DEV_KEY, grace_s=grace_s, vest_s=vest_s)
+
+
+def _deploy_apart(rpc_url: str, grace_s: int, vest_s: int) -> str:
+    """:func:`deploy` in a child process (``python -m ledger.devchain --deploy-to``)."""
+    argv = [sys.executable, "-m", "ledger.devchain", "--deploy-to", rpc_url,
+            "--grace-s", str(grace_s), "--vest-s", str(vest_s)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                              timeout=DEPLOY_TIMEOUT_S, cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired:
+        raise DevChainError(f"deploying took over {DEPLOY_TIMEOUT_S:.0f}s",
+                            reason="devchain_timeout") from None
+    lines = done.stdout.split()
+    if done.returncode != 0 or not lines:
+        raise DevChainError(f"deploying failed ({done.returncode}): {done.stderr[-1000:]}")
+    return lines[-1]
+
+
 def _answers(rpc_url: str) -> bool:
     try:
         return dev_rpc(rpc_url, "eth_chainId", []) is not None
-    except (requests.RequestException, ValueError):
+    except (OSError, ValueError, DevChainError):
         return False
 
 
 def dev_rpc(rpc_url: str, method: str, params: list[object]) -> object:
-    """Call one JSON-RPC method (anvil's dev methods included); return its result."""
-    body = requests.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": method,
-                                        "params": params}, timeout=DEV_RPC_TIMEOUT_S).json()
+    """Call one JSON-RPC method (anvil's dev methods included); return its result.
+
+    Raises:
+        OSError: the chain could not be reached (``urllib.error.URLError`` included).
+        ValueError: the answer was not JSON.
+        DevChainError: the chain answered with an error.
+    """
+    data = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                       "params": params}).encode()
+    request = urllib.request.Request(rpc_url, data=data,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=DEV_RPC_TIMEOUT_S) as response:  # noqa: S310
+        body = json.loads(response.read())
+    if not isinstance(body, dict):
+        raise ValueError(f"{method}: not a JSON-RPC answer")
     if "error" in body:
         raise DevChainError(f"{method}: {body['error']}")
     return body.get("result")
@@ -181,11 +224,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grace-s", type=int, default=DEV_GRACE_S)
     parser.add_argument("--vest-s", type=int, default=DEV_VEST_S,
                         help="longest the contract holds a job's receipts (default %(default)s)")
+    parser.add_argument("--deploy-to", metavar="RPC_URL",
+                        help="only deploy the contract on this chain, print its address, exit")
     args = parser.parse_args(argv)
+    if args.deploy_to:
+        print(deploy(args.deploy_to, args.grace_s, args.vest_s), flush=True)
+        return
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    chain = DevChain(grace_s=args.grace_s, vest_s=args.vest_s)
+    chain = DevChain(grace_s=args.grace_s, vest_s=args.vest_s, deploy_apart=True)
     info = chain.start()
     try:
         print(json.dumps(info.__dict__), flush=True)
