@@ -68,6 +68,9 @@ Each workaround says why it exists, so it can go when the library is fixed:
   yamux window update after nearly every read (docs/libp2p.md#per-message-cost).
   ``get_addrs`` (called for every RPC sent, to attach our signed record) is cached
   for ``ADDRS_CACHE_S``.
+- Lost subscriptions and streams (:mod:`p2pnode.pubsubstreams`, applied at import): a
+  connected peer's topics are kept when one stream to it dies, and a stream is re-opened
+  to a connected peer that lacks one (docs/libp2p.md#lost-subscriptions).
 - Start order (pubsub services before the first connection, DHT created before
   connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
 """

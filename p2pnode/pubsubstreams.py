@@ -12,14 +12,15 @@ peer stays connected over another connection):
   go-libp2p's rule (``handleDeadPeers`` respawns the writer and keeps the topics of a
   peer that is still connected).
 - A connected peer can end up with no outbound pubsub stream at all: the library's
-  re-open retries give up once the peer looks disconnected for a moment (one of two
-  simultaneous connections closing), and the ``connected`` notifee does not fire again
-  for the surviving connection. Nothing we publish reaches that peer and our
+  re-open retries stop as soon as the peer looks disconnected (e.g. while one of two
+  simultaneous connections closes), and nothing starts them again for the connection
+  that survives. Nothing we publish reaches that peer and our
   subscriptions never reach it again (``gossip.resubscribe_s`` re-sends them only over
   live streams). :func:`reopen_missing_streams` (called periodically by the node) opens
   one to every connected peer that has none, and replaces a stream whose connection
   has closed. In a 50-daemon job before this, the owner knew 33 of 49 presence
-  subscribers and rounds ran to their deadline with 2 of 4 updates.
+  subscribers and rounds ran to their deadline with 2 of 4 updates; after, 49 of 49
+  and 4 of 4 (docs/libp2p.md#lost-subscriptions).
 """
 
 from __future__ import annotations
