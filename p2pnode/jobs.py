@@ -28,7 +28,8 @@ from protocols.job.selection import ReputationConfig
 from protocols.job.service import request_handler
 from protocols.job.spec import SpecError, from_mapping, loads
 from protocols.job.spec import schema as spec_json_schema
-from protocols.job.trainer import Trainer, TrainerConfig
+from protocols.job.trainer import Trainer
+from protocols.job.trainerconfig import TrainerConfig
 
 if TYPE_CHECKING:
     from p2pnode.node import Node

@@ -75,7 +75,7 @@ def _package_defaults() -> dict[str, Any]:
     from ledger.config import LedgerSettings
     from protocols.job.owner import OwnerConfig
     from protocols.job.selection import ReputationConfig
-    from protocols.job.trainer import TrainerConfig
+    from protocols.job.trainerconfig import TrainerConfig
     from protocols.market.terms import AskRule
     from storage.config import StoreConfig
 

@@ -20,7 +20,8 @@ from protocols.job import PROTOCOL_ID, job_topic
 from protocols.job.owner import Owner, OwnerConfig
 from protocols.job.service import request_handler
 from protocols.job.spec import from_mapping
-from protocols.job.trainer import Trainer, TrainerConfig
+from protocols.job.trainer import Trainer
+from protocols.job.trainerconfig import TrainerConfig
 from protocols.pb import distro_pb2 as pb
 from protocols.seal import unseal
 from storage.s3 import S3Store

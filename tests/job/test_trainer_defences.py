@@ -24,8 +24,10 @@ import trio
 from libp2p.peer.id import ID
 
 from protocols.envelope import open_message, seal_message
-from protocols.job import PROTOCOL_ID
-from protocols.job.trainer import Trainer, TrainerConfig, _Job
+from protocols.job import PROTOCOL_ID, taskcheck
+from protocols.job.trainer import Trainer
+from protocols.job.trainerconfig import TrainerConfig
+from protocols.job.trainerjobs import KnownJob
 from protocols.pb import distro_pb2 as pb
 from protocols.seal import seal
 from tests.conftest import wait_until
@@ -154,7 +156,7 @@ def announce(model: dict[str, Any], train: dict[str, Any]) -> pb.JobAnnounce:
 async def assign(r: Rig, ann: pb.JobAnnounce, task: pb.Task, job_id: str = "job1") -> pb.Ack:
     """Make ``r.trainer`` know the job, then send it ``task`` as the owner would."""
     owner_key = r.owner.private_key.get_public_key()
-    r.trainer.jobs[job_id] = _Job(r.owner.peer_id, owner_key, ann)
+    r.trainer.jobs[job_id] = KnownJob(r.owner.peer_id, owner_key, ann)
     trainer_key = r.trainer.node.private_key.get_public_key()
     sealed = seal(task.SerializeToString(), trainer_key, purpose="task", job_id=job_id, round=1)
     wire = seal_message(
@@ -257,7 +259,8 @@ async def test_a_task_over_budget_is_refused_before_torch_allocates(
     cfg = TrainerConfig(allow_networks=("127.0.0.0/8",), max_sample_epochs=1_000_000)
     async with rig(cfg) as r:
         ann = announce(model, train)
-        assert not r.trainer._fits(ann), "no offer (and no torch warm-up) for such a job"
+        fits = taskcheck.job_fits(ann, r.trainer.cfg, r.trainer.node.health(), r.trainer.market)
+        assert not fits, "no offer (and no torch warm-up) for such a job"
         task = task_for("http://127.0.0.1:9")
         task.chunks[0].size = 50_000_000  # epochs x samples bound from the bytes
         ack = await assign(r, ann, task)
@@ -290,7 +293,8 @@ async def test_a_declarative_model_over_budget_is_refused(
     cfg = TrainerConfig(allow_networks=("127.0.0.0/8",), **limits)
     async with rig(cfg) as r:
         ann = announce(model, TRAIN)
-        assert not r.trainer._fits(ann)
+        fits = taskcheck.job_fits(ann, r.trainer.cfg, r.trainer.node.health(), r.trainer.market)
+        assert not fits
         task = task_for("http://127.0.0.1:9")
         task.chunks[0].size = 50_000_000
         ack = await assign(r, ann, task)
@@ -309,7 +313,7 @@ async def test_a_flood_of_announcements_never_evicts_a_job_being_trained() -> No
     from libp2p.crypto.ed25519 import create_new_key_pair
 
     async with rig(TrainerConfig(known_jobs=4, jobs_per_owner=2)) as r:
-        r.trainer.jobs["real"] = _Job(
+        r.trainer.jobs["real"] = KnownJob(
             r.owner.peer_id, r.owner.private_key.get_public_key(), announce(DIGITS_MODEL, TRAIN),
             state="training",
         )

@@ -21,7 +21,7 @@ from p2pnode.rpc import InvalidParams, Routes, dispatch
 from protocols.envelope import ReplayGuard
 from protocols.errors import EnvelopeError
 from protocols.job.selection import ReputationConfig
-from protocols.job.trainer import TrainerConfig
+from protocols.job.trainerconfig import TrainerConfig
 from protocols.pb import distro_pb2 as pb
 from protocols.presence.codec import decode_presence, encode_presence, health_score
 from protocols.presence.table import PeerTable

@@ -11,7 +11,8 @@ import trio
 
 import distro_schema
 from protocols.job import compute
-from protocols.job.trainer import Trainer, TrainerConfig
+from protocols.job.trainer import Trainer
+from protocols.job.trainerconfig import TrainerConfig
 from tests.job.memnet import MemNet
 from training import datasets, local, models, weights
 from training.errors import DeviceUnavailable, SpecError
