@@ -37,6 +37,8 @@ GRACE_S = 5.0
 registration of a new connection is usually still under way before that."""
 _MISSING: weakref.WeakKeyDictionary[Pubsub, dict[ID, float]] = weakref.WeakKeyDictionary()
 """Per pubsub, when each connected peer was first seen without a live stream."""
+_REGISTERING: weakref.WeakKeyDictionary[Pubsub, set[ID]] = weakref.WeakKeyDictionary()
+"""Per pubsub, the peers whose stream registration is under way."""
 _applied = False
 REOPENED = [0]
 """How many pubsub streams :func:`reopen_missing_streams` has re-opened in this process."""
@@ -64,6 +66,31 @@ def keep_subscriptions_while_connected() -> None:
             self._peer_subscription_count[peer_id] = count
 
     Pubsub._handle_dead_peer = handle_dead_peer
+
+
+def one_registration_per_peer() -> None:
+    """Let at most one ``Pubsub._handle_new_peer`` run per peer at a time.
+
+    Two registrations at once (the ``connected`` notifee of two simultaneous
+    connections, or a re-open while the first registration is still under way) both
+    pass the library's "already has a stream" check, both open a stream, and the second
+    replaces the first's queue: the first sending task waits forever on a queue nobody
+    fills, and its stream stays open. A registration that finds one in flight returns
+    at once; the one in flight retries by itself while the peer stays connected.
+    """
+    inner = Pubsub._handle_new_peer
+
+    async def handle_new_peer(self: Pubsub, peer_id: ID) -> None:
+        busy = _REGISTERING.setdefault(self, set())
+        if peer_id in busy:
+            return
+        busy.add(peer_id)
+        try:
+            await inner(self, peer_id)
+        finally:
+            busy.discard(peer_id)
+
+    Pubsub._handle_new_peer = handle_new_peer
 
 
 def _stream_closed(stream: Any) -> bool:
@@ -94,7 +121,8 @@ def reopen_missing_streams(pubsub: Pubsub, grace_s: float = GRACE_S) -> int:
         if stream is not None and not _stream_closed(stream):
             continue
         since = missing_now[peer_id] = was_missing.get(peer_id, now)
-        if now - since < grace_s or peer_id in pubsub._peer_stream_retries_pending:
+        if (now - since < grace_s or peer_id in pubsub._peer_stream_retries_pending
+                or peer_id in _REGISTERING.get(pubsub, ())):
             continue
         del missing_now[peer_id]
         if stream is not None:
@@ -109,9 +137,10 @@ def reopen_missing_streams(pubsub: Pubsub, grace_s: float = GRACE_S) -> int:
 
 
 def apply() -> None:
-    """Install :func:`keep_subscriptions_while_connected` once."""
+    """Install the two library patches of this module once."""
     global _applied
     if _applied:
         return
     _applied = True
     keep_subscriptions_while_connected()
+    one_registration_per_peer()

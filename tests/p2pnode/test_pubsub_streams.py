@@ -120,3 +120,28 @@ async def test_a_connected_peer_without_a_stream_gets_one_again() -> None:
         await wait_until(lambda: b.id in a.pubsub.peers, 20, "A's stream to B re-opened")
         await reaches(a, b, b"after-reopen")
         nursery.cancel_scope.cancel()
+
+
+async def test_two_registrations_at_once_open_one_stream() -> None:
+    async with trio.open_nursery() as nursery, peer(nursery) as a, peer(nursery) as b:
+        await connected_pair(a, b)
+        del a.pubsub.peers[b.id]
+        a.pubsub.peer_queues.pop(b.id).close()
+        a.router.remove_peer(b.id)
+        opened: list[object] = []
+        host = a.pubsub.host
+        inner = host.new_stream
+
+        async def counting_new_stream(*args: object, **kwargs: object) -> object:
+            stream = await inner(*args, **kwargs)
+            opened.append(stream)
+            return stream
+
+        host.new_stream = counting_new_stream
+        async with trio.open_nursery() as both:
+            both.start_soon(a.pubsub._handle_new_peer, b.id)
+            both.start_soon(a.pubsub._handle_new_peer, b.id)
+        # Stock 0.8.1 opens two here and orphans the first one's sending task.
+        assert len(opened) == 1 and a.pubsub.peers[b.id] is opened[0]
+        await reaches(a, b, b"one-stream")
+        nursery.cancel_scope.cancel()
