@@ -4,25 +4,30 @@ Every method blocks on HTTP; daemons call them with ``trio.to_thread.run_sync``.
 Transactions are signed locally with the wallet key (``eth_sendRawTransaction``),
 so the endpoint never holds a key: anvil, Hedera's JSON-RPC relay or any other
 EVM node works alike. A revert surfaces as ``TxRefused`` with the contract's reason;
-an unreachable endpoint as ``ChainUnavailable``.
+an unreachable endpoint as ``ChainUnavailable``. The view calls go out as plain
+``eth_call`` requests (``ledger.views``); web3 is imported only for a transaction or
+a read ``ledger.views`` does not cover, so a trainer that has not redeemed yet does
+without it (issue 17).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import requests
 from eth_account import Account
 from eth_utils.address import to_checksum_address
-from web3 import Web3
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
 
-from ledger import artifact
+from ledger import artifact, views
 from ledger.config import RPC_TIMEOUT_S, TX_TIMEOUT_S
 from ledger.errors import ChainUnavailable, TxRefused
 from ledger.receipts import Receipt, job_key, sha256_bytes
+
+if TYPE_CHECKING:
+    from web3 import Web3
+    from web3.contract import Contract
 
 #: The most receipts one ``redeem`` transaction carries (the contract's MAX_BATCH).
 MAX_BATCH = 128
@@ -80,18 +85,38 @@ class Market:
 
     def __init__(self, rpc_url: str, contract: str, key: bytes | None = None, *,
                  rpc_timeout_s: float = RPC_TIMEOUT_S, tx_timeout_s: float = TX_TIMEOUT_S) -> None:
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_s}))
+        self.rpc_url, self.rpc_timeout_s = rpc_url, rpc_timeout_s
         self.tx_timeout_s = tx_timeout_s
         self.address = to_checksum_address(contract)
-        self.contract = self.w3.eth.contract(address=self.address, abi=artifact.load().abi)
         self._key = key
         self.sender = Account.from_key(key).address if key else None
         self._lock = threading.Lock()
 
+    @cached_property
+    def w3(self) -> Web3:
+        """The web3 connection, made (and web3 imported) on first use."""
+        from web3 import Web3
+
+        return Web3(Web3.HTTPProvider(self.rpc_url,
+                                      request_kwargs={"timeout": self.rpc_timeout_s}))
+
+    @cached_property
+    def contract(self) -> Contract:
+        """The contract's web3 handle (transactions), made on first use."""
+        return self.w3.eth.contract(address=self.address, abi=artifact.load().abi)
+
+    def _view(self, signature: str, *args: bytes | int | str, words: int = 1) -> list[bytes]:
+        return views.call(self.rpc_url, self.address, signature, args, words,
+                          self.rpc_timeout_s)
+
     @property
     def chain_id(self) -> int:
         """The endpoint's chain id."""
-        return int(self._rpc(lambda: self.w3.eth.chain_id))
+        answer = views.rpc(self.rpc_url, "eth_chainId", [], self.rpc_timeout_s)
+        try:
+            return int(str(answer), 16)
+        except ValueError:
+            raise ChainUnavailable(f"JSON-RPC error: chain id {answer!r}") from None
 
     @staticmethod
     def deploy(rpc_url: str, key: bytes, *, grace_s: int, vest_s: int,
@@ -102,6 +127,8 @@ class Market:
         owner's refund. ``vest_s``: the longest a job's receipts are held after its
         first deposit (they redeem once the owner ends the job, or after ``vest_s``).
         """
+        from web3 import Web3
+
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_s}))
         art = artifact.load()
         factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
@@ -149,12 +176,12 @@ class Market:
 
     def forfeited(self, job_id: str, trainer: str) -> bool:
         """Whether ``trainer``'s receipts of ``job_id`` were forfeited."""
-        return bool(self._rpc(lambda: self.contract.functions.forfeited(
-            job_key(job_id), to_checksum_address(trainer)).call()))
+        return views.as_bool(self._view("forfeited(bytes32,address)", job_key(job_id),
+                                        trainer)[0])
 
     def vested(self, job_id: str) -> bool:
         """Whether ``job_id``'s receipts redeem now (ended, or held for ``vest_s``)."""
-        return bool(self._rpc(lambda: self.contract.functions.vested(job_key(job_id)).call()))
+        return views.as_bool(self._view("vested(bytes32)", job_key(job_id))[0])
 
     def end_job(self, job_id: str) -> TxResult:
         """Declare the job over; the grace period starts at this block's time."""
@@ -173,24 +200,24 @@ class Market:
 
     def job(self, job_id: str) -> JobState:
         """The contract's record of ``job_id`` (owner is the zero address if unknown)."""
-        row = self._rpc(lambda: self.contract.functions.jobs(job_key(job_id)).call())
-        return JobState(owner=str(row[0]), deposit=int(row[1]), paid=int(row[2]),
-                        ended_at=int(row[3]), refunded=bool(row[4]), rounds=int(row[5]),
-                        vest_at=int(row[6]))
+        row = self._view("jobs(bytes32)", job_key(job_id), words=7)
+        n = [views.as_int(w) for w in row]
+        return JobState(owner=views.as_address(row[0]), deposit=n[1], paid=n[2],
+                        ended_at=n[3], refunded=views.as_bool(row[4]), rounds=n[5],
+                        vest_at=n[6])
 
     def redeemed(self, digest: bytes) -> bool:
         """Whether the receipt with EIP-712 ``digest`` was redeemed."""
-        return bool(self._rpc(lambda: self.contract.functions.redeemed(digest).call()))
+        return views.as_bool(self._view("redeemed(bytes32)", digest)[0])
 
     def round_log(self, job_id: str) -> list[Commitment]:
         """The job's whole public round log, in order."""
         n = self.job(job_id).rounds
         out = []
         for i in range(n):
-            row = self._rpc(
-                lambda i=i: self.contract.functions.round_log(job_key(job_id), i).call())
-            out.append(Commitment(index=i, round=int(row[0]), model=bytes(row[1]).hex(),
-                                  parent=bytes(row[2]).hex(), updates_root=bytes(row[3]).hex()))
+            row = self._view("round_log(bytes32,uint256)", job_key(job_id), i, words=4)
+            out.append(Commitment(index=i, round=views.as_int(row[0]), model=row[1].hex(),
+                                  parent=row[2].hex(), updates_root=row[3].hex()))
         return out
 
     def grace_s(self) -> int:
@@ -207,6 +234,9 @@ class Market:
 
 
 def _rpc(call: Any) -> Any:
+    import requests
+    from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+
     try:
         return call()
     except TimeExhausted as exc:

@@ -1,4 +1,5 @@
-"""The dev chain's wrapper stays small: it deploys from a child process (issue 17)."""
+"""What keeps the ledger's long-lived processes small (issue 17): the dev chain's wrapper
+deploys from a child process; the contract's reads go out without web3."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import sys
 from pathlib import Path
 
 from ledger.client import Market
-from ledger.devchain import DevChain, dev_rpc
+from ledger.devchain import ChainInfo, DevChain, dev_rpc
+from ledger.receipts import job_key
+from tests.ledger.conftest import funded_wallet
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,3 +32,29 @@ def test_wrapper_module_does_not_import_web3() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout
     assert out.strip() == "False"
+
+
+def test_views_read_what_web3_reads(chain: ChainInfo) -> None:
+    """The plain eth_call views decode the same job record and round log as web3."""
+    owner = funded_wallet(chain)
+    market = Market(chain.rpc_url, chain.contract, owner.key)
+    market.deposit("views-job", 12345)
+    market.commit_round("views-job", 1, model="ab" * 32, parent="", updates_root=b"\x07" * 32)
+    row = market.contract.functions.jobs(job_key("views-job")).call()
+    state = market.job("views-job")
+    assert (state.owner, state.deposit, state.rounds) == (row[0], row[1], row[5]) \
+        == (owner.address, 12345, 1)
+    log = market.round_log("views-job")
+    assert [(c.round, c.model, c.updates_root) for c in log] == [(1, "ab" * 32, "07" * 32)]
+    assert market.vested("views-job") is False
+    assert market.forfeited("views-job", owner.address) is False
+
+
+def test_reads_do_not_import_web3(chain: ChainInfo) -> None:
+    """A trainer's reads (chain id, escrow) leave web3 unimported (issue 17)."""
+    code = ("import sys; from ledger.client import Market; "
+            f"m = Market({chain.rpc_url!r}, {chain.contract!r}, bytes(range(1, 33))); "
+            "print(m.chain_id, m.job('nope').deposit, 'web3' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO).stdout
+    assert out.split() == [str(chain.chain_id), "0", "False"]
