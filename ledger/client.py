@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 
-from ledger import artifact, views
+from ledger import artifact, lighttx, views
 from ledger.config import RPC_TIMEOUT_S, TX_TIMEOUT_S
 from ledger.errors import ChainUnavailable, TxRefused
 from ledger.receipts import Receipt, job_key, sha256_bytes
@@ -163,7 +163,15 @@ class Market:
         rows = [(job_key(r.job_id), r.round, r.trainer, sha256_bytes(r.update), r.amount,
                  r.signature[64] if r.signature[64] >= 27 else r.signature[64] + 27,
                  r.signature[:32], r.signature[32:64]) for r in receipts]
-        return self._transact(self.contract.functions.redeem(rows))
+        if self._key is None or self.sender is None:
+            raise TxRefused("this market client has no wallet key", reason="no_wallet")
+        # Without web3 (ledger/lighttx.py): a trainer's only transaction (issue 17).
+        with self._lock:
+            tx_hash, gas, block = lighttx.transact(
+                self.rpc_url, key=self._key, sender=self.sender, to=self.address,
+                data=lighttx.redeem_data(rows), rpc_timeout_s=self.rpc_timeout_s,
+                tx_timeout_s=self.tx_timeout_s)
+        return TxResult(tx_hash=tx_hash, gas_used=gas, block=block)
 
     def forfeit(self, job_id: str, trainer: str, evidence: str) -> TxResult:
         """Forfeit ``trainer``'s receipts of ``job_id`` (owner, before they vest).

@@ -1,0 +1,70 @@
+"""A trainer's one transaction, ``redeem``, sent without web3 (blocking).
+
+The trainer redeems its receipts at a job's end; importing web3 then raised its peak
+RSS by ~22 MB over what training needed (issue 17). This builds the call data by hand
+(the selector and the ABI layout of a dynamic array of static tuples), signs a legacy
+transaction with ``eth_account`` (which receipts already need), sends it with
+``eth_sendRawTransaction`` and polls its receipt. ``eth_estimateGas`` runs first, so a
+redeem the contract would refuse surfaces as ``TxRefused`` with the node's revert
+message, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from eth_account import Account
+
+from ledger import views
+from ledger.errors import ChainUnavailable, TxRefused
+
+REDEEM = "redeem((bytes32,uint64,address,bytes32,uint256,uint8,bytes32,bytes32)[])"
+#: How often a sent transaction's receipt is asked for.
+RECEIPT_POLL_S = 0.1
+
+
+def redeem_data(rows: Sequence[tuple[bytes, int, str, bytes, int, int, bytes, bytes]]) -> bytes:
+    """The call data of ``redeem(rows)``: selector, offset, length, then 8 words a row."""
+    out = [views.selector(REDEEM), views.word(32), views.word(len(rows))]
+    out += [views.word(field) for row in rows for field in row]
+    return b"".join(out)
+
+
+def _int(answer: object, what: str) -> int:
+    try:
+        return int(str(answer), 16)
+    except ValueError:
+        raise ChainUnavailable(f"JSON-RPC error: {what} answered {answer!r}") from None
+
+
+def transact(rpc_url: str, *, key: bytes, sender: str, to: str, data: bytes,
+             rpc_timeout_s: float, tx_timeout_s: float) -> tuple[str, int, int]:
+    """Send ``data`` to ``to`` from ``sender``; ``(tx hash hex, gas used, block)`` once mined.
+
+    Raises:
+        TxRefused: the contract would revert (gas estimate) or did (receipt status 0).
+        ChainUnavailable: the endpoint failed, or the transaction was not mined in
+            ``tx_timeout_s``.
+    """
+    def rpc(method: str, params: list[object]) -> Any:
+        return views.rpc(rpc_url, method, params, rpc_timeout_s)
+
+    hex_data = "0x" + data.hex()
+    gas = _int(rpc("eth_estimateGas", [{"from": sender, "to": to, "data": hex_data}]), "gas")
+    tx = {"to": to, "data": hex_data, "value": 0, "gas": gas,
+          "gasPrice": _int(rpc("eth_gasPrice", []), "gas price"),
+          "nonce": _int(rpc("eth_getTransactionCount", [sender, "pending"]), "nonce"),
+          "chainId": _int(rpc("eth_chainId", []), "chain id")}
+    signed = Account.sign_transaction(tx, key)
+    tx_hash = rpc("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+    deadline = time.monotonic() + tx_timeout_s
+    while not (receipt := rpc("eth_getTransactionReceipt", [tx_hash])):
+        if time.monotonic() > deadline:
+            raise ChainUnavailable(f"transaction {tx_hash} not mined in {tx_timeout_s:.0f}s")
+        time.sleep(RECEIPT_POLL_S)
+    if not isinstance(receipt, dict) or _int(receipt.get("status"), "status") != 1:
+        raise TxRefused(f"transaction {tx_hash} reverted")
+    return (str(tx_hash).removeprefix("0x"), _int(receipt.get("gasUsed"), "gas used"),
+            _int(receipt.get("blockNumber"), "block"))
