@@ -230,15 +230,20 @@ class Market:
 
     def grace_s(self) -> int:
         """The contract's grace period after a job's end, in seconds."""
-        return int(self._rpc(lambda: self.contract.functions.GRACE().call()))
+        return views.as_int(self._view("GRACE()")[0])
 
     def vest_s(self) -> int:
         """The longest the contract holds a job's receipts after its first deposit."""
-        return int(self._rpc(lambda: self.contract.functions.VEST().call()))
+        return views.as_int(self._view("VEST()")[0])
 
     def balance(self, address: str) -> int:
         """The balance of ``address`` in wei."""
-        return int(self._rpc(lambda: self.w3.eth.get_balance(to_checksum_address(address))))
+        answer = views.rpc(self.rpc_url, "eth_getBalance",
+                           [to_checksum_address(address), "latest"], self.rpc_timeout_s)
+        try:
+            return int(str(answer), 16)
+        except ValueError:
+            raise ChainUnavailable(f"JSON-RPC error: balance {answer!r}") from None
 
 
 def _rpc(call: Any) -> Any:

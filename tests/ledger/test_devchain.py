@@ -51,10 +51,11 @@ def test_views_read_what_web3_reads(chain: ChainInfo) -> None:
 
 
 def test_reads_do_not_import_web3(chain: ChainInfo) -> None:
-    """A trainer's reads (chain id, escrow) leave web3 unimported (issue 17)."""
+    """A trainer's reads (chain id, escrow, balance) leave web3 unimported (issue 17)."""
     code = ("import sys; from ledger.client import Market; "
             f"m = Market({chain.rpc_url!r}, {chain.contract!r}, bytes(range(1, 33))); "
-            "print(m.chain_id, m.job('nope').deposit, 'web3' in sys.modules)")
+            "print(m.chain_id, m.job('nope').deposit, m.grace_s() > 0, m.balance(m.sender), "
+            "'web3' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout
-    assert out.split() == [str(chain.chain_id), "0", "False"]
+    assert out.split() == [str(chain.chain_id), "0", "True", "0", "False"]
