@@ -19,11 +19,12 @@ import trio
 
 from p2pnode.jobstore import JobStore
 from protocols.job import objects, rounds
+from protocols.job.owner.arrivals import RoundCtx
 from protocols.job.owner.config import LiveJob, OwnerConfig, OwnerEnv, OwnerStats
 from protocols.job.owner.prepare import JobData, model_key, prepare_job, store_model
-from protocols.job.owner.round import RoundRunner, _Ctx
+from protocols.job.owner.round import RoundRunner
 from protocols.job.spec import from_mapping
-from protocols.job.trainer import _open_task
+from protocols.job.taskfetch import open_task
 from protocols.pb import distro_pb2 as pb
 from storage import crypto, transfer
 from storage.crypto import DecryptError
@@ -107,7 +108,7 @@ async def _task(store: S3Store, live: LiveJob, data: JobData, slot: int) -> pb.T
     )
     send, _recv = trio.open_memory_channel[Any](1)
     url = store.presign_get(data.model_key, 600)
-    ctx = _Ctx(live, data, 1, url, 600, send)
+    ctx = RoundCtx(live, data, 1, url, 600, send)
     return await RoundRunner(env)._task(ctx, rounds.SendTask(TRAINERS[slot], slot))
 
 
@@ -142,7 +143,7 @@ async def test_the_bucket_holds_no_plaintext_and_each_trainer_opens_only_its_own
     tasks = [await _task(any_store, live, data, slot) for slot in (0, 1)]
     for slot, task in enumerate(tasks):
         model, chunks = await _fetch(task)
-        model, chunks = _open_task(live.job_id, task, model, chunks)
+        model, chunks = open_task(live.job_id, task, model, chunks)
         assert model == data.model
         assert chunks == [c for c, _ in data.prepared.slots[slot]]
 
@@ -253,17 +254,17 @@ async def test_a_large_model_streams_to_a_file_decrypted_as_it_arrives(
 
 def test_malformed_keys_and_half_encrypted_announcements_are_refused() -> None:
     from protocols.job import codec
-    from protocols.job.trainer import _keys_well_formed
+    from protocols.job.taskcheck import keys_well_formed
 
     good = pb.Task(
         model_key=b"k" * 32,
         model_cipher_sha256="a" * 64,
         chunks=[pb.Chunk(key=b"k" * 32, cipher_sha256="b" * 64)],
     )
-    assert _keys_well_formed(good) and _keys_well_formed(pb.Task(chunks=[pb.Chunk()]))
-    assert not _keys_well_formed(pb.Task(model_key=b"short", model_cipher_sha256="a" * 64))
-    assert not _keys_well_formed(pb.Task(chunks=[pb.Chunk(key=b"k" * 32)]))
-    assert not _keys_well_formed(pb.Task(chunks=[pb.Chunk(key=b"k" * 32, cipher_sha256="X")]))
+    assert keys_well_formed(good) and keys_well_formed(pb.Task(chunks=[pb.Chunk()]))
+    assert not keys_well_formed(pb.Task(model_key=b"short", model_cipher_sha256="a" * 64))
+    assert not keys_well_formed(pb.Task(chunks=[pb.Chunk(key=b"k" * 32)]))
+    assert not keys_well_formed(pb.Task(chunks=[pb.Chunk(key=b"k" * 32, cipher_sha256="X")]))
 
     def parsed(**fields: Any) -> str:
         body = codec.update_note(

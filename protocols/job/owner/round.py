@@ -2,7 +2,8 @@
 
 The decisions belong to the pure ``rounds.Round``; this module feeds it typed
 events and carries out its actions (send a task, check an update, charge a final
-outcome). Trainers' announcements and the owner's own task results share one
+outcome). Decoding announcements and checking updates live in
+``protocols.job.owner.arrivals``. Trainers' announcements and the owner's own task results share one
 bounded queue: an announcement is dropped (``queue_full``) when the queue is full,
 while the owner's own results wait for room, and trio hands a waiting sender the
 first free place, so a flood never starves them.
@@ -13,16 +14,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 from libp2p.peer.id import ID
 
-from distro_errors import DistroError
 from protocols.envelope import ReplayGuard
-from protocols.errors import EnvelopeError, SealError
-from protocols.job import PROTOCOL_ID, assess, codec, compute, objects, rounds
+from protocols.job import PROTOCOL_ID, codec, rounds
 from protocols.job.codec import Kind
+from protocols.job.owner.arrivals import RoundCtx, check_update, parse_announcement
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
 from protocols.job.owner.speeds import SpeedBook, samples, sized
@@ -30,7 +30,6 @@ from protocols.job.owner.verify import Verifier
 from protocols.job.records import (
     Announced,
     Checked,
-    Duplicate,
     Gone,
     Phase,
     Refused,
@@ -40,8 +39,7 @@ from protocols.job.records import (
     Verdict,
 )
 from protocols.pb import distro_pb2 as pb
-from protocols.seal import seal, unseal
-from storage import crypto
+from protocols.seal import seal
 from storage.store import DEFAULT_CONTENT_TYPE
 
 log = logging.getLogger("distro_train.owner")
@@ -69,22 +67,6 @@ class RoundOutcome:
         return out
 
 
-@dataclass
-class _Ctx:
-    """What the tasks of one round share."""
-
-    live: LiveJob
-    data: JobData
-    number: int
-    model_url: str
-    expiry_s: int
-    send: trio.MemorySendChannel[RoundEvent]
-    announced: dict[str, Update] = field(default_factory=dict)
-    updates: dict[tuple[str, int], Update] = field(default_factory=dict)
-    issued: dict[tuple[str, int], str] = field(default_factory=dict)
-    unenforced: dict[tuple[str, int], str] = field(default_factory=dict)
-
-
 class RoundRunner:
     """Runs rounds of the owner's jobs and decodes their topics' announcements."""
 
@@ -107,7 +89,7 @@ class RoundRunner:
         expiry = int(live.spec.round_deadline_s + self.cfg.url_grace_s)
         url = await trio.to_thread.run_sync(store.presign_get, data.model_key, expiry)
         send, recv = trio.open_memory_channel[RoundEvent](self.cfg.events)
-        ctx = _Ctx(live, data, number, url, expiry, send)
+        ctx = RoundCtx(live, data, number, url, expiry, send)
         live.rnd, self._inbox[live.job_id] = rnd, send
         try:
             end = await self._loop(ctx, rnd, recv)
@@ -155,7 +137,7 @@ class RoundRunner:
         )
 
     async def _loop(
-        self, ctx: _Ctx, rnd: rounds.Round, recv: trio.MemoryReceiveChannel[RoundEvent]
+        self, ctx: RoundCtx, rnd: rounds.Round, recv: trio.MemoryReceiveChannel[RoundEvent]
     ) -> rounds.Close | rounds.Fail:
         async with trio.open_nursery() as nursery:
             end = self._act(nursery, ctx, rnd.start())
@@ -170,7 +152,7 @@ class RoundRunner:
             nursery.cancel_scope.cancel()
         return end
 
-    def _note(self, ctx: _Ctx, event: RoundEvent) -> RoundEvent:
+    def _note(self, ctx: RoundCtx, event: RoundEvent) -> RoundEvent:
         """Keep the owner's view of each trainer in step with ``event``."""
         trainers = ctx.live.trainers
         if isinstance(event, Announced):
@@ -199,7 +181,7 @@ class RoundRunner:
         return actions
 
     def _act(
-        self, nursery: trio.Nursery, ctx: _Ctx, actions: list[rounds.Action]
+        self, nursery: trio.Nursery, ctx: RoundCtx, actions: list[rounds.Action]
     ) -> rounds.Close | rounds.Fail | None:
         for a in actions:
             if isinstance(a, rounds.SendTask):
@@ -209,7 +191,7 @@ class RoundRunner:
                 update = ctx.announced.pop(a.peer)
                 update.slot, update.samples = a.slot, samples(ctx.live, a.slot)
                 ctx.updates[update.key] = update
-                nursery.start_soon(self._check, ctx, update)
+                nursery.start_soon(check_update, self.env, ctx, update)
             elif isinstance(a, rounds.Compare):
                 nursery.start_soon(self._compare, ctx, a)
             elif isinstance(a, rounds.Charge):
@@ -218,12 +200,12 @@ class RoundRunner:
                 return a
         return None
 
-    async def _compare(self, ctx: _Ctx, a: rounds.Compare) -> None:
+    async def _compare(self, ctx: RoundCtx, a: rounds.Compare) -> None:
         updates = {p: ctx.updates[(p, a.slot)] for p in a.peers if (p, a.slot) in ctx.updates}
         data = sized(ctx.data, ctx.live.layout)  # the chunks this round's tasks carried
         await ctx.send.send(await self.verifier.compare(ctx.live, data, ctx.number, a, updates))
 
-    async def _send_task(self, ctx: _Ctx, a: rounds.SendTask) -> None:
+    async def _send_task(self, ctx: RoundCtx, a: rounds.SendTask) -> None:
         live = ctx.live
         try:
             task = await self._task(ctx, a)
@@ -266,7 +248,7 @@ class RoundRunner:
             log.info("job %s: %s refused slot %d: %s", live.job_id, a.peer, a.slot, ack.reason)
             await ctx.send.send(Refused(a.peer))
 
-    async def _task(self, ctx: _Ctx, a: rounds.SendTask) -> pb.Task:
+    async def _task(self, ctx: RoundCtx, a: rounds.SendTask) -> pb.Task:
         store = await self.env.get_store()
         key = (
             f"{self.env.prefix(ctx.live.job_id)}updates/{ctx.number}/{a.slot}-{a.peer}.safetensors"
@@ -324,65 +306,6 @@ class RoundRunner:
         ctx.issued[(a.peer, a.slot)] = task.update_get_url
         return task
 
-    async def _check(self, ctx: _Ctx, update: Update) -> None:
-        from storage import transfer  # httpx only when an update arrives
-
-        live, reason = ctx.live, "wrong_url"
-        twins = {u.peer for u in ctx.updates.values()
-                 if u.sha256 == update.sha256 and u.slot != update.slot}
-        if twins and update.sha256 not in live.past_updates:
-            # Another task's bytes: tasks differ in data and nonce, so one of them
-            # copied; each is compared with the owner's re-run (docs/verification.md).
-            await ctx.send.send(Duplicate((*sorted(twins), update.peer)))
-        if update.sha256 in live.past_updates:
-            # Bytes an earlier round already saw: an old update sent again.
-            reason = "replayed"
-        elif update.url == ctx.issued.get(update.key):
-            try:
-                key = ctx.unenforced.get(update.key)
-                if key:
-                    # The server did not enforce the upload's size: check, and delete
-                    # an oversize object, before fetching anything.
-                    store = await self.env.get_store()
-                    await trio.to_thread.run_sync(
-                        store.check_upload, key, self.cfg.max_update_bytes
-                    )
-                data = await transfer.fetch(
-                    update.url,
-                    sha256=update.cipher_sha256 or update.sha256,
-                    max_bytes=self.cfg.max_update_bytes,
-                    client=self.env.http.get(),
-                )
-                self.stats.bytes_in += len(data)
-                if update.secret:
-                    data = await trio.to_thread.run_sync(
-                        _open_update, live, ctx.number, update, data
-                    )
-                reason = await trio.to_thread.run_sync(
-                    assess.check_update, ctx.data.prepared, live.spec, ctx.data.model, data
-                )
-                update.data = data if not reason else b""
-            except DistroError as exc:
-                reason = exc.reason
-            except Exception as exc:  # noqa: BLE001 - a peer's bytes must never end the round
-                log.warning(
-                    "job %s: checking update %s failed: %r", live.job_id, update.sha256, exc
-                )
-                reason = "error"
-        update.verdict = Verdict.REJECTED if reason else Verdict.CHECKED
-        update.reason = reason
-        self.stats.updates["rejected" if reason else "checked", reason] += 1
-        if reason:
-            log.info(
-                "job %s round %d: update %s from %s rejected: %s",
-                live.job_id,
-                ctx.number,
-                update.sha256[:12],
-                update.peer,
-                reason,
-            )
-        await ctx.send.send(Checked(update))
-
     def feed(self, live: LiveJob, event: RoundEvent) -> None:
         """Queue an event that came from a peer for ``live``'s running round, if any."""
         inbox = self._inbox.get(live.job_id)
@@ -406,75 +329,14 @@ class RoundRunner:
         """The handler of ``live``'s topic: verified update announcements feed its round."""
 
         async def on_message(data: bytes, from_peer: ID) -> None:
-            reason = self._announcement(live, data)
-            if reason:
-                self._drop(live, reason)
+            got = parse_announcement(live, data, self.replay, self.node.private_key)
+            if isinstance(got, str):
+                if got:
+                    self._drop(live, got)
+            else:
+                self.feed(live, Announced(got))
 
         return on_message
-
-    def _announcement(self, live: LiveJob, data: bytes) -> str:
-        """Queue one announcement for the round; returns a drop reason or ""."""
-        try:
-            msg = codec.decode(data, codec.TOPIC_KINDS, replay=self.replay)
-        except EnvelopeError as exc:
-            # Unverified bytes may carry anyone's key: they charge nobody.
-            return exc.reason
-        if msg.kind != Kind.UPDATE:
-            return ""
-        rnd, peer = live.rnd, msg.sender.to_base58()
-        if msg.job_id != live.job_id or msg.round != live.round_no or rnd is None:
-            return "wrong_round"
-        if peer not in rnd.pending_peers():
-            return "not_holder"
-        try:
-            note = codec.parse_update(msg)
-            url = unseal(
-                note.sealed_url,
-                self.node.private_key,
-                purpose="update-url",
-                job_id=live.job_id,
-                round=msg.round,
-            ).decode()
-            if bool(note.sealed_key) != (live.job_key is not None):
-                # An encrypted job takes encrypted updates only (and a clear one clear).
-                return "wrong_encryption"
-            secret = b""
-            if note.sealed_key:
-                secret = unseal(
-                    note.sealed_key,
-                    self.node.private_key,
-                    purpose=objects.UPDATE_KEY_PURPOSE,
-                    job_id=live.job_id,
-                    round=msg.round,
-                )
-                if len(secret) != objects.KEY_BYTES:
-                    return "bad_seal"
-        except codec.BodyError as exc:
-            return exc.reason
-        except (SealError, UnicodeDecodeError):
-            return "bad_seal"
-        update = Update(peer, note.sha256, url, note.train_seconds)
-        update.cipher_sha256, update.secret = note.cipher_sha256, secret
-        self.feed(live, Announced(update))
-        return ""
-
-
-def _open_update(live: LiveJob, round_no: int, update: Update, sealed: bytes) -> bytes:
-    """Decrypt a fetched update and check it is the plaintext announced (blocking).
-
-    Raises:
-        storage.crypto.DecryptError: it does not decrypt as this trainer's update
-            of this round (``undecryptable``).
-        storage.errors.HashMismatch: the plaintext is not what was announced.
-    """
-    from storage.errors import HashMismatch
-
-    oid = objects.update_id(live.job_id, round_no, update.peer)
-    plain = crypto.decrypt(update.secret, oid, sealed)
-    actual = compute.sha256(plain)
-    if actual != update.sha256:
-        raise HashMismatch(update.url, update.sha256, actual)
-    return plain
 
 
 def _sticky(slots: list[int], ranked: list[str], previous: dict[int, str]) -> dict[int, str]:
