@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -24,6 +25,9 @@ from protocols.job.owner.verify import Verifier
 from protocols.job.ports import RoundRecord
 from protocols.job.records import Phase, TrainerState, Update, Verdict
 from storage.retry import call_store
+
+if TYPE_CHECKING:
+    from protocols.market.settle import RoundSettled
 
 log = logging.getLogger("distro_train.owner")
 
@@ -43,24 +47,7 @@ class RoundCloser:
         """Aggregate ``outcome``, advance ``data`` to the new model; True when the job is done."""
         live.phase = Phase.AGGREGATING
         spec, number = live.spec, live.round_no
-        accepted = outcome.accepted
-        removed = sum(1 for u in outcome.updates if u.verdict is Verdict.REJECTED)
-        # Replica share and quarantine (docs/verification.md): weight 0 is kept out.
-        weights = {_uid(u): self.verifier.weight(live, u) for u in accepted}
-        result = await trio.to_thread.run_sync(
-            assess.aggregate,
-            data.prepared,
-            spec,
-            data.model,
-            [(_uid(u), weights[_uid(u)], u.data) for u in accepted if weights[_uid(u)]],
-            self.jobs.server_state(live.job_id),
-            removed,
-        )
-        self._judge(live, accepted, result)
-        for u in accepted:
-            if not weights[_uid(u)] and u.verdict is Verdict.ACCEPTED:
-                u.reason = "quarantined"  # valid and kept, but given no weight
-        self.verifier.credit(live, accepted)
+        accepted, weights, result = await self._aggregate(live, data, outcome)
         live.past_updates.update(u.sha256 for u in outcome.updates)
         metrics = await trio.to_thread.run_sync(
             jobdata.metrics_on_test, data.prepared, result.model
@@ -79,20 +66,7 @@ class RoundCloser:
         )
         self.stats.rounds_completed += 1
         self.stats.updates["aggregated", ""] += len(used)
-        body = codec.round_result(
-            model_sha256=data.model_sha,
-            used=[u.sha256 for u in used],
-            rejected=[u.sha256 for u in outcome.updates if u.verdict is Verdict.REJECTED],
-            accuracy=acc,
-            loss=loss,
-            final=final,
-        )
-        if settled is not None:
-            body.updates_root, body.price = settled.root.hex(), str(settled.price)
-        await self.node.publish(
-            job_topic(live.job_id),
-            codec.encode(self.node.private_key, Kind.ROUND, body, job_id=live.job_id, round=number),
-        )
+        await self._publish(live, data, outcome, used, settled, (acc, loss), final)
         log.info(
             "job %s round %d: accuracy %.4f loss %.4f (%d updates)",
             live.job_id,
@@ -102,6 +76,60 @@ class RoundCloser:
             len(used),
         )
         return final
+
+    async def _aggregate(
+        self, live: LiveJob, data: JobData, outcome: RoundOutcome
+    ) -> tuple[list[Update], dict[str, int], assess.Aggregated]:
+        """Aggregate the accepted updates, each weighted by the verifier; judge each once.
+
+        Returns:
+            (the accepted updates, each one's weight by id, the aggregation's result).
+        """
+        accepted = outcome.accepted
+        removed = sum(1 for u in outcome.updates if u.verdict is Verdict.REJECTED)
+        # Replica share and quarantine (docs/verification.md): weight 0 is kept out.
+        weights = {_uid(u): self.verifier.weight(live, u) for u in accepted}
+        result = await trio.to_thread.run_sync(
+            assess.aggregate,
+            data.prepared,
+            live.spec,
+            data.model,
+            [(_uid(u), weights[_uid(u)], u.data) for u in accepted if weights[_uid(u)]],
+            self.jobs.server_state(live.job_id),
+            removed,
+        )
+        self._judge(live, accepted, result)
+        for u in accepted:
+            if not weights[_uid(u)] and u.verdict is Verdict.ACCEPTED:
+                u.reason = "quarantined"  # valid and kept, but given no weight
+        self.verifier.credit(live, accepted)
+        return accepted, weights, result
+
+    async def _publish(
+        self,
+        live: LiveJob,
+        data: JobData,
+        outcome: RoundOutcome,
+        used: list[Update],
+        settled: RoundSettled | None,
+        score: tuple[float, float],
+        final: bool,
+    ) -> None:
+        """Announce the round's result (``score``: accuracy, loss) on the job's topic."""
+        body = codec.round_result(
+            model_sha256=data.model_sha,
+            used=[u.sha256 for u in used],
+            rejected=[u.sha256 for u in outcome.updates if u.verdict is Verdict.REJECTED],
+            accuracy=score[0],
+            loss=score[1],
+            final=final,
+        )
+        if settled is not None:
+            body.updates_root, body.price = settled.root.hex(), str(settled.price)
+        wire = codec.encode(
+            self.node.private_key, Kind.ROUND, body, job_id=live.job_id, round=live.round_no
+        )
+        await self.node.publish(job_topic(live.job_id), wire)
 
     def _judge(self, live: LiveJob, accepted: list[Update], result: assess.Aggregated) -> None:
         """Set each accepted update's final verdict and charge its trainer once."""
