@@ -122,3 +122,36 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(interval_s)
+
+
+def exec_announced(argv: list[str], env: Mapping[str, str], log: Path | None,
+                   announce: Callable[[int], int]) -> None:
+    """Become ``argv`` (``os.execve``) while a short-lived helper runs ``announce(pid)``.
+
+    For a foreground wrapper whose only job after start-up is to wait (``python -m
+    storage.embedded``, ``python -m ledger.devchain``): staying alive as a Python
+    parent kept ~20-25 MB resident for nothing (issue 17). The helper is a double
+    fork (re-parented to init, so nobody has to reap it) that shares stdout: it
+    waits for the server, finishes the set-up, prints what the caller reads and
+    exits with ``announce``'s code; on failure it should stop ``pid``, the server.
+    This process's stdout and stderr go to ``log`` (or /dev/null) before the exec,
+    so the server's own output stays out of the caller's pipe. Never returns.
+    """
+    pid = os.getpid()
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            if os.fork() == 0:
+                code = announce(pid)
+            else:
+                code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(child, 0)
+    sink = os.open(str(log) if log else os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                   0o600)
+    os.dup2(sink, 1)
+    os.dup2(sink, 2)
+    os.close(sink)
+    os.execve(argv[0], argv, dict(env))

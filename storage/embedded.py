@@ -24,9 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import distro_procs
@@ -50,8 +48,6 @@ STOP_TIMEOUT_S = 5.0
 _POLL_INTERVAL_S = 0.05
 _PROBE_TIMEOUT_S = 0.5
 _SPAWN_ATTEMPTS = 3
-#: How often ``python -m storage.embedded`` checks that its server is still alive.
-_WATCH_INTERVAL_S = 0.5
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -167,14 +163,7 @@ class EmbeddedS3:
             EmbeddedServerError: the server exited or did not answer in time.
             StorageError: the bucket could not be created.
         """
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.data_dir, 0o700)
-        access, secret = load_or_create_credentials(self.data_dir)
-        options = self.data_dir / "nanio-options.toml"
-        _write_private(
-            options,
-            f'[[users]]\naccess_key = "{access}"\nsecret_key = "{secret}"\n',
-        )
+        options, access, secret = self.prepare()
         for attempt in range(_SPAWN_ATTEMPTS):
             port = self.port or free_port(self.host)
             self._spawn(options, port)
@@ -195,8 +184,25 @@ class EmbeddedS3:
             raise
         return endpoint, access, secret
 
-    def _spawn(self, options: Path, port: int) -> None:
+    def prepare(self) -> tuple[Path, str, str]:
+        """Make the data dir and the server's options file; ``(options, access, secret)``.
+
+        Raises:
+            EmbeddedServerError: a malformed credentials file.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        access, secret = load_or_create_credentials(self.data_dir)
+        options = self.data_dir / "nanio-options.toml"
+        _write_private(
+            options,
+            f'[[users]]\naccess_key = "{access}"\nsecret_key = "{secret}"\n',
+        )
         (self.data_dir / "objects").mkdir(exist_ok=True)
+        return options, access, secret
+
+    def command(self, options: Path, port: int) -> tuple[list[str], dict[str, str]]:
+        """The server's command line and environment (no ``NANIO_``/``AWS_`` variables)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NANIO_", "AWS_"))}
         command = [
             sys.executable, "-m", "nanio", "serve",
@@ -208,6 +214,10 @@ class EmbeddedS3:
             "--log-level", "warning",
             "--no-access-log",
         ]  # fmt: skip
+        return command, env
+
+    def _spawn(self, options: Path, port: int) -> None:
+        command, env = self.command(options, port)
         self._process = distro_procs.spawn(command, self.log_path, env=env)
 
     def _wait_ready(self, port: int) -> None:
@@ -244,10 +254,16 @@ class EmbeddedS3:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the embedded server in the foreground until SIGINT/SIGTERM.
+    """Become the server (``exec``) after a helper has seen it answer and made the bucket.
+
+    The helper prints the JSON line once the bucket exists; the server then serves
+    until SIGINT/SIGTERM, and its exit status is this command's. No Python parent
+    stays behind (issue 17: it kept ~20 MB resident for the whole demo). Unlike
+    :meth:`EmbeddedS3.start`, a port taken between probe and bind is not retried:
+    the server exits and so does this command.
 
     Returns:
-        0 after a clean stop, 1 if the server could not start or died.
+        1 if the set-up failed before the exec (on success it never returns).
     """
     parser = argparse.ArgumentParser(prog="python -m storage.embedded")
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -257,34 +273,34 @@ def main(argv: list[str] | None = None) -> int:
                         help="address to bind and to presign URLs for: one the trainers "
                              "can reach (default 127.0.0.1)")
     args = parser.parse_args(argv)
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     server = EmbeddedS3(args.data_dir, bucket=args.bucket, port=args.port, host=args.host)
     try:
-        endpoint = server.serve()[0]
+        options, access, secret = server.prepare()
     except StorageError as exc:
         print(f"embedded S3 server failed to start: {exc}", file=sys.stderr)
         return 1
-    try:
-        line = {
-            "endpoint": endpoint,
-            "bucket": server.bucket,
-            "region": DEFAULT_REGION,
-            "credentials_file": str(server.data_dir / CREDENTIALS_FILE),
-        }
+    port = args.port or free_port(args.host)
+    endpoint = f"http://{args.host}:{port}"
+
+    def announce(pid: int) -> int:
+        try:
+            distro_procs.wait_until(lambda: _answers(args.host, port), server.startup_timeout_s,
+                                    "the embedded S3 server", interval_s=_POLL_INTERVAL_S)
+            create_bucket(endpoint, args.bucket, region=DEFAULT_REGION, access_key=access,
+                          secret_key=secret, timeout_s=BUCKET_TIMEOUT_S)
+        except (TimeoutError, StorageError) as exc:
+            print(f"embedded S3 server failed to start: {exc}; see {server.log_path}",
+                  file=sys.stderr, flush=True)
+            os.kill(pid, signal.SIGTERM)
+            return 1
+        line = {"endpoint": endpoint, "bucket": args.bucket, "region": DEFAULT_REGION,
+                "credentials_file": str(server.data_dir / CREDENTIALS_FILE)}
         print(json.dumps(line), flush=True)
-        while not stopping.wait(_WATCH_INTERVAL_S):
-            if not server.running:
-                print("embedded S3 server died; see " + str(server.log_path), file=sys.stderr)
-                return 1
-    finally:
-        server.stop()
-    return 0
+        return 0
+
+    command, env = server.command(options, port)
+    distro_procs.exec_announced(command, env, server.log_path, announce)
+    return 1  # not reached: exec_announced replaces this process
 
 
 if __name__ == "__main__":
