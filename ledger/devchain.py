@@ -32,13 +32,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import distro_procs
-from ledger.errors import DevChainError
+from ledger.errors import DevChainError, LedgerError
 
 CHAIN_DIR = Path(__file__).resolve().parent / "chain"
 CHAIN_ID = 31337
@@ -59,8 +58,6 @@ DEV_RPC_TIMEOUT_S = 2.0
 DEPLOY_TIMEOUT_S = 120.0
 #: How often start-up checks whether anvil answers.
 _POLL_S = 0.05
-#: How often ``python -m ledger.devchain`` checks that anvil is still alive.
-_WATCH_S = 0.5
 
 
 def anvil_path() -> str:
@@ -99,8 +96,8 @@ class DevChain:
         vest_s: the deployed contract's longest hold of a job's receipts.
         log_path: where anvil's output goes (discarded when None).
         deploy_apart: deploy the contract from a short-lived child process, so that
-            this one never imports web3 (``python -m ledger.devchain`` lives as long
-            as the chain; web3 would keep ~45 MB resident in it, issue 17).
+            this one never imports web3 (for a caller that lives as long as the
+            chain: web3 would keep ~45 MB resident in it, issue 17).
     """
 
     def __init__(self, *, grace_s: int = DEV_GRACE_S, vest_s: int = DEV_VEST_S,
@@ -219,7 +216,10 @@ def advance_time(rpc_url: str, seconds: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve a dev chain until SIGINT/SIGTERM, printing its JSON line first."""
+    """Become anvil (``exec``); a helper deploys the contract and prints the JSON line.
+
+    anvil then serves until SIGINT/SIGTERM; its exit status is this command's.
+    """
     parser = argparse.ArgumentParser(prog="python -m ledger.devchain")
     parser.add_argument("--grace-s", type=int, default=DEV_GRACE_S)
     parser.add_argument("--vest-s", type=int, default=DEV_VEST_S,
@@ -230,19 +230,26 @@ def main(argv: list[str] | None = None) -> None:
     if args.deploy_to:
         print(deploy(args.deploy_to, args.grace_s, args.vest_s), flush=True)
         return
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    chain = DevChain(grace_s=args.grace_s, vest_s=args.vest_s, deploy_apart=True)
-    info = chain.start()
-    try:
-        print(json.dumps(info.__dict__), flush=True)
-        while not stop.wait(_WATCH_S):
-            if chain._process is None or chain._process.poll() is not None:
-                sys.exit("anvil exited")
-    finally:
-        chain.stop()
+    port = distro_procs.free_port()
+    rpc_url = f"http://127.0.0.1:{port}"
 
+    def announce(pid: int) -> int:
+        # The short-lived helper: it alone imports web3, to deploy.
+        try:
+            distro_procs.wait_until(lambda: _answers(rpc_url), STARTUP_TIMEOUT_S, "anvil",
+                                    interval_s=_POLL_S)
+            contract = deploy(rpc_url, args.grace_s, args.vest_s)
+        except (TimeoutError, LedgerError) as exc:
+            print(f"dev chain failed to start: {exc}", file=sys.stderr, flush=True)
+            os.kill(pid, signal.SIGTERM)
+            return 1
+        info = ChainInfo(rpc_url=rpc_url, chain_id=CHAIN_ID, contract=contract)
+        print(json.dumps(info.__dict__), flush=True)
+        return 0
+
+    # This process becomes anvil (issue 17: a Python parent kept ~20 MB resident).
+    distro_procs.exec_announced([anvil_path(), "--host", "127.0.0.1", "--port", str(port),
+                                 "--chain-id", str(CHAIN_ID)], os.environ, None, announce)
 
 if __name__ == "__main__":
     main()

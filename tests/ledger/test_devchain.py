@@ -3,6 +3,8 @@ deploys from a child process; the contract's reads go out without web3."""
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +61,21 @@ def test_reads_do_not_import_web3(chain: ChainInfo) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout
     assert out.split() == [str(chain.chain_id), "0", "True", "0", "False"]
+
+
+def test_foreground_chain_prints_its_line_and_stops_on_sigterm() -> None:
+    """``python -m ledger.devchain`` becomes anvil; its helper deploys and prints the line."""
+    process = subprocess.Popen([sys.executable, "-m", "ledger.devchain", "--grace-s", "5"],
+                               stdout=subprocess.PIPE, cwd=REPO)
+    try:
+        assert process.stdout is not None
+        info = json.loads(process.stdout.readline())
+        assert info["chain_id"] == 31337
+        assert Market(info["rpc_url"], info["contract"]).grace_s() == 5
+        assert "anvil" in Path(f"/proc/{process.pid}/cmdline").read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
