@@ -124,7 +124,8 @@ def test_demo_command_json_line(tmp_path: Path) -> None:
     # Each role's peak RSS (bench/demo_memory.py reads these) and each round's seconds.
     peak = last["peak_rss_mib"]
     assert {"s3", "bootstrap", "owner", "trainer-0", "trainer-1"} <= set(peak)
-    assert all(50 < mib < 4096 for mib in peak.values()), peak
+    # Measured (VmHWM), not a goal: bench/demo_memory.py holds the memory targets.
+    assert all(5 < mib < 4096 for mib in peak.values()), peak
     assert len(last["round_seconds"]) == 2 and all(s > 0 for s in last["round_seconds"])
     model = (out / "model.safetensors").read_bytes()
     assert hashlib.sha256(model).hexdigest() == last["model_sha256"]

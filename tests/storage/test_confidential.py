@@ -106,6 +106,8 @@ async def _task(store: S3Store, live: LiveJob, data: JobData, slot: int) -> pb.T
         get_store,
         lambda job_id: job_prefix(OWNER, job_id),
     )
+    # The round's slot layout, as RoundRunner sets it at a round's start (equal shares).
+    live.layout = {s: tuple(cs) for s, cs in sorted(data.slots.items())}
     send, _recv = trio.open_memory_channel[Any](1)
     url = store.presign_get(data.model_key, 600)
     ctx = RoundCtx(live, data, 1, url, 600, send)
