@@ -71,7 +71,7 @@ def test_owner_killed_mid_job_resumes_from_its_last_round(
         job_id = call(owner, "jobs.submit", {"spec": {**JOB, "trainers": 3}})["job_id"]
         wait_for(
             lambda: (status(owner, job_id) or {}).get("completed_round", 0) >= 2,
-            timeout=120,
+            timeout=240,
             what="two rounds",
         )
         procs.kill("owner")
