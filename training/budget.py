@@ -151,6 +151,30 @@ def model_cost(name: str, raw: Mapping[str, Any]) -> tuple[int, int, int]:
     return cost.params, cost.activations + n_in, n_in * (8 if tokens else 1)
 
 
+def adapter_params(name: str, raw: Mapping[str, Any], lora: Mapping[str, Any]) -> int:
+    """LoRA adapter parameters (``lora_a`` and ``lora_b``) the model gains with ``lora``.
+
+    Each adapted ``n_in -> n_out`` projection adds ``rank * (n_in + n_out)``: linear
+    blocks for the ``linear`` target, a transformer's ``qkv`` and ``out`` for
+    ``attention``, its two feed-forward layers for ``feedforward``
+    (``training.models`` builds exactly these).
+    """
+    layers, shape, _tokens = model_blocks(name, raw)
+    rank, targets = int(lora["rank"]), set(lora["targets"])
+    pairs: list[tuple[int, int]] = []
+    for b, sh in zip(layers, blocks.input_shapes(layers, shape), strict=True):
+        d = sh[-1]
+        if b["type"] == "linear" and "linear" in targets:
+            pairs.append((d, b["out"]))
+        elif b["type"] == "transformer":
+            if "attention" in targets:
+                pairs += [(d, 3 * d), (d, d)]
+            if "feedforward" in targets:
+                ff = b["ff"] or 4 * d
+                pairs += [(d, ff), (ff, d)]
+    return sum(rank * (n_in + n_out) for n_in, n_out in pairs)
+
+
 def model_flops(name: str, raw: Mapping[str, Any]) -> int:
     """Forward FLOPs per sample (a multiply-add is 2), as :func:`model_cost` reads it."""
     layers, shape, tokens = model_blocks(name, raw)

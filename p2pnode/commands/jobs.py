@@ -100,9 +100,11 @@ def run_submit(args: argparse.Namespace) -> int:
         print(result["job_id"])
         seen = result.get("check")
         if seen:  # the owner's own data or model, as read: on stderr, stdout is the id
+            adapters = seen.get("adapter_parameters") or 0
+            lora = f" + {adapters:,} LoRA adapter parameters (trained)" if adapters else ""
             print(f"data: {seen['train']} training, {seen['validation']} validation, "
-                  f"{seen['test']} test samples; model: {seen['parameters']:,} parameters, "
-                  f"{seen['flops_per_sample']:,} FLOPs and "
+                  f"{seen['test']} test samples; model: {seen['parameters']:,} parameters"
+                  f"{lora}, {seen['flops_per_sample']:,} FLOPs and "
                   f"{seen['activation_bytes_per_sample']:,} activation bytes per sample",
                   file=sys.stderr)
     return 0

@@ -168,18 +168,27 @@ def check_data(spec: JobSpec) -> dict[str, Any]:
 
     Returns:
         What the owner should see: samples per split, classes, sample shape, the
-        model, its parameters (the base's, without LoRA adapters), forward FLOPs and
+        model, its parameters (the base's), the LoRA adapters' parameters (0 without
+        LoRA; with it, the only ones trained and uploaded), forward FLOPs and
         activation bytes per sample.
 
     Raises:
         training.errors.SpecError: as :func:`load_data` and :func:`model_spec_for`
             (``DataError`` names the file, row or column).
     """
+    from training import budget
+
     data = load_data(spec)
     model = model_spec_for(spec, data)
     if spec.initial_weights:
         initial_weights(spec, model)
     cost = model.cost()
+    announced = model.to_mapping()
+    adapters = (
+        budget.adapter_params(announced["name"], announced["params"], model.lora)
+        if model.lora is not None
+        else 0
+    )
     return {
         "train": len(data.train_y),
         "validation": len(data.val_y),
@@ -188,6 +197,7 @@ def check_data(spec: JobSpec) -> dict[str, Any]:
         "sample_shape": list(data.input_shape),
         "model": model.to_mapping(),
         "parameters": cost.params,
+        "adapter_parameters": adapters,
         "flops_per_sample": cost.flops,
         "activation_bytes_per_sample": 4 * cost.activations,
     }

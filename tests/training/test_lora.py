@@ -12,7 +12,7 @@ import torch
 from examples.make_data import write_text
 from protocols.job import assess, compute, jobdata
 from protocols.job.spec import from_mapping
-from training import lora, models, weights
+from training import budget, lora, models, weights
 from training.errors import SpecError
 
 LAYERS = [
@@ -79,3 +79,15 @@ def test_lora_needs_a_target_the_model_has() -> None:
     with pytest.raises(SpecError) as info:
         models.ModelSpec.from_mapping({"name": "mlp", "lora": {"rank": 2, "targets": ["x"]}})
     assert info.value.field.startswith("lora.targets")
+
+
+@pytest.mark.parametrize("targets", [["linear"], ["attention"], ["feedforward"],
+                                     ["attention", "feedforward", "linear"]])
+def test_submit_time_adapter_count_matches_torch(targets: list[str]) -> None:
+    raw = {"layers": LAYERS, "in_shape": [8], "tokens": True}
+    lora_spec = {"rank": 3, "alpha": 6.0, "targets": targets}
+    spec = models.ModelSpec.from_mapping({"name": "custom", "params": raw, "lora": lora_spec})
+    adapters = sum(p.numel() for n, p in models.build(spec).named_parameters()
+                   if models.is_adapter(n))
+    assert adapters > 0
+    assert budget.adapter_params("custom", raw, lora_spec) == adapters
