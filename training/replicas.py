@@ -15,11 +15,9 @@ docs/verification.md.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from training import models, weights
+from training import compress, models, weights
 
 
 def _delta(spec: models.ModelSpec, g: dict[str, torch.Tensor], update: bytes) -> torch.Tensor:
@@ -34,10 +32,4 @@ def distance(spec: models.ModelSpec, global_weights: bytes, a: bytes, b: bytes) 
         WeightsError: bytes that are not weights of ``spec``.
     """
     g = weights.decode(global_weights, spec)
-    da, db = _delta(spec, g, a), _delta(spec, g, b)
-    scale = max(float(da.norm()), float(db.norm()))
-    diff = float((da - db).norm())
-    if scale == 0.0:
-        return 0.0 if diff == 0.0 else math.inf
-    value = diff / scale
-    return value if math.isfinite(value) else math.inf
+    return compress.relative_distance(_delta(spec, g, a), _delta(spec, g, b))
