@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import torch
@@ -198,6 +198,56 @@ def _optimizer(trainable: list[torch.nn.Parameter], params: TrainParams) -> opti
     )
 
 
+def _fit(
+    spec: models.ModelSpec,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: TrainParams,
+    dev: torch.device,
+    should_stop: Callable[[], bool],
+) -> tuple[float, int]:
+    """Train ``model`` in place for ``params.epochs`` passes over ``(x, y)``.
+
+    Returns:
+        The last epoch's summed loss and correct count (0 for regression).
+
+    Raises:
+        TrainingCancelled: ``should_stop()`` returned true between batches.
+    """
+    trainable = _trainable(spec, model)
+    anchor = [p.detach().clone() for p in trainable] if params.prox_mu else []
+    opt = _optimizer(trainable, params)
+    gen = torch.Generator().manual_seed(params.seed)
+    loss_fn = _loss_fn(spec)
+    regression = spec.task == "regression"
+    batches = 0
+    model.train()
+    for _ in range(params.epochs):
+        order = torch.randperm(len(y), generator=gen)
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(y), params.batch_size):
+            if should_stop():
+                raise TrainingCancelled(batches)
+            idx = order[i : i + params.batch_size]
+            bx, by = _inputs(x[idx], dev), y[idx].to(dev, non_blocking=True)
+            out = model(bx)
+            loss = loss_fn(out, by)
+            loss_sum += float(loss.detach()) * len(idx)
+            if not regression:
+                correct += int((out.argmax(1) == by).sum())
+            if params.prox_mu:
+                prox = sum(
+                    ((p - a) ** 2).sum() for p, a in zip(trainable, anchor, strict=True)
+                )
+                loss = loss + params.prox_mu / 2 * prox
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            batches += 1
+    return loss_sum, correct
+
+
 def train(
     spec: models.ModelSpec,
     global_weights: bytes,
@@ -245,41 +295,19 @@ def train(
         ),
     )
     model = _module(spec, state).to(dev)
-    trainable = _trainable(spec, model)
-    anchor = [p.detach().clone() for p in trainable] if params.prox_mu else []
-    opt = _optimizer(trainable, params)
-    gen = torch.Generator().manual_seed(params.seed)
-    loss_fn = _loss_fn(spec)
-    regression = spec.task == "regression"
-    batches = 0
-    model.train()
-    for _ in range(params.epochs):
-        order = torch.randperm(len(y), generator=gen)
-        loss_sum, correct = 0.0, 0
-        for i in range(0, len(y), params.batch_size):
-            if should_stop():
-                raise TrainingCancelled(batches)
-            idx = order[i : i + params.batch_size]
-            bx, by = _inputs(x[idx], dev), y[idx].to(dev, non_blocking=True)
-            out = model(bx)
-            loss = loss_fn(out, by)
-            loss_sum += float(loss.detach()) * len(idx)
-            if not regression:
-                correct += int((out.argmax(1) == by).sum())
-            if params.prox_mu:
-                prox = sum(
-                    ((p - a) ** 2).sum() for p, a in zip(trainable, anchor, strict=True)
-                )
-                loss = loss + params.prox_mu / 2 * prox
-            opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-            batches += 1
+    loss_sum, correct = _fit(spec, model, x, y, params, dev, should_stop)
     metrics = Metrics(len(y), loss_sum / len(y), correct / len(y), time.perf_counter() - start)
     state_out = model.state_dict()
     if spec.lora is not None:  # upload only what trained
         state_out = {k: v for k, v in state_out.items() if models.is_adapter(k)}
     return TrainResult(weights.encode(state_out), metrics)
+
+
+class EvalOptions(TypedDict, total=False):
+    """The keywords :func:`evaluate` passes on to :func:`task_metrics`."""
+
+    max_weight_bytes: int
+    device: str
 
 
 @torch.no_grad()
@@ -288,9 +316,7 @@ def evaluate(
     model_weights: bytes | Mapping[str, torch.Tensor],
     x: NDArray[Any],
     y: NDArray[Any],
-    *,
-    max_weight_bytes: int = weights.DEFAULT_MAX_BYTES,
-    device: str = "cpu",
+    **options: Unpack[EvalOptions],
 ) -> tuple[float, float]:
     """The task's loss and score of the weights on ``(x, y)``.
 
@@ -300,10 +326,12 @@ def evaluate(
     :func:`training.weights.decode` does) or an already checked state dict. A
     non-finite loss is returned as ``inf``.
 
+    ``options`` are :func:`task_metrics`'s keywords.
+
     Raises:
         WeightsError: Bytes refused.
     """
-    m = task_metrics(spec, model_weights, x, y, max_weight_bytes=max_weight_bytes, device=device)
+    m = task_metrics(spec, model_weights, x, y, **options)
     return m["loss"], m["r2" if spec.task == "regression" else "accuracy"]
 
 
