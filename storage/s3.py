@@ -217,12 +217,7 @@ class S3Store(ObjectStore):
         return self._presign("put_object", params, expires_s)
 
     def presign_upload(
-        self,
-        key: str,
-        *,
-        max_bytes: int,
-        expires_s: int,
-        content_type: str = DEFAULT_CONTENT_TYPE,
+        self, key: str, *, max_bytes: int, expires_s: int, content_type: str = DEFAULT_CONTENT_TYPE
     ) -> UploadTarget:
         """See ``ObjectStore.presign_upload``.
 

@@ -353,12 +353,7 @@ class Trainer:
         )
 
     async def upload_and_announce(
-        self,
-        job_id: str,
-        round: int,
-        job: KnownJob,
-        task: pb.Task,
-        result: TrainResult,
+        self, job_id: str, round: int, job: KnownJob, task: pb.Task, result: TrainResult,
         client: httpx.AsyncClient,
     ) -> pb.UpdateAnnounce:
         """Upload the trained weights by the task's URL and announce their hash."""
@@ -372,16 +367,8 @@ class Trainer:
         )
 
     async def announce(
-        self,
-        job_id: str,
-        round: int,
-        job: KnownJob,
-        task: pb.Task,
-        result: TrainResult,
-        sha: str,
-        *,
-        cipher_sha: str = "",
-        sealed_key: bytes = b"",
+        self, job_id: str, round: int, job: KnownJob, task: pb.Task, result: TrainResult,
+        sha: str, *, cipher_sha: str = "", sealed_key: bytes = b"",
     ) -> pb.UpdateAnnounce:
         """Publish the update's hash and metrics, its URL (and key) sealed to the owner.
 
