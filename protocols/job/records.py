@@ -113,17 +113,18 @@ class Update:
 
 
 @dataclass(frozen=True)
-class Announced:
+class _UpdateEvent:
+    """An event about one update; each subclass is its own kind of event."""
+
+    update: Update
+
+
+class Announced(_UpdateEvent):
     """A slot holder announced an update (not yet fetched or checked)."""
 
-    update: Update
 
-
-@dataclass(frozen=True)
-class Checked:
+class Checked(_UpdateEvent):
     """The owner finished checking ``update``; its verdict says how it went."""
-
-    update: Update
 
 
 @dataclass(frozen=True)
@@ -155,24 +156,22 @@ class Duplicate:
 
 
 @dataclass(frozen=True)
-class Refused:
+class _PeerEvent:
+    """An event about one peer; each subclass is its own kind of event."""
+
+    peer: str
+
+
+class Refused(_PeerEvent):
     """``peer`` gave up its task (bad data, busy, over budget...): no charge."""
 
-    peer: str
 
-
-@dataclass(frozen=True)
-class Gone:
+class Gone(_PeerEvent):
     """``peer`` vanished: unreachable, or its presence timed out."""
 
-    peer: str
 
-
-@dataclass(frozen=True)
-class SpareJoined:
+class SpareJoined(_PeerEvent):
     """A new trainer offered while the round runs; it may fill an orphaned slot."""
-
-    peer: str
 
 
 RoundEvent = Announced | Checked | Compared | Duplicate | Refused | Gone | SpareJoined
