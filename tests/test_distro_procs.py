@@ -1,4 +1,4 @@
-"""The one process-group helper (distro_procs.py): stop reaches the whole group."""
+"""The one process-group helper (distro_procs.py): stop, and a SIGKILLed parent, end the group."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ time.sleep(600)
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except FileNotFoundError:
         return False
-    return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
 
 
 def test_stop_kills_the_group_after_the_timeout_and_logs_go_to_the_file(tmp_path: Path) -> None:
@@ -54,3 +54,39 @@ def test_wait_until_returns_the_value_gives_up_early_or_names_what_timed_out() -
         distro_procs.wait_until(lambda: None, 10.0, "never", check=died)
     with pytest.raises(TimeoutError, match="waiting for nothing"):
         distro_procs.wait_until(lambda: None, 0.05, "nothing", interval_s=0.01)
+
+
+# Spawns STUBBORN from a thread that has exited by the time it prints the pids: the
+# child must outlive that thread (PR_SET_PDEATHSIG would have killed it) but not us.
+PARENT = f"""
+import subprocess, sys, threading, time
+import distro_procs
+box = []
+spawner = threading.Thread(target=lambda: box.append(
+    distro_procs.spawn([sys.executable, "-c", {STUBBORN!r}], None, stdout=subprocess.PIPE)))
+spawner.start()
+spawner.join()
+print(box[0].pid, int(box[0].stdout.readline()), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sigkilled_parent_takes_its_childs_group_along(tmp_path: Path) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE,
+                              cwd=Path(distro_procs.__file__).parent)
+    pids: list[int] = []
+    try:
+        assert parent.stdout is not None
+        pids = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(map(alive, pids))
+        parent.kill()
+        parent.wait()
+        distro_procs.wait_until(lambda: not any(map(alive, pids)), 10.0,
+                                "the child and grandchild of a SIGKILLed parent to die")
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+        for pid in filter(alive, pids):  # only after a failure: do not leak them
+            os.kill(pid, signal.SIGKILL)
