@@ -18,7 +18,8 @@ network-backend interface:
 ``PolicedTransport`` is an ``httpx.AsyncBaseTransport`` over an
 ``httpcore.AsyncConnectionPool`` using that backend, mapping httpcore's errors to
 httpx's as httpx's own transport does. A refused address raises ``ForbiddenAddress``
-from inside the request; ``storage.transfer`` turns it into ``UrlForbidden``.
+from inside the request; ``storage.retry.retry_transfer`` turns it into ``UrlForbidden``.
+``new_client`` builds the ``httpx.AsyncClient`` every transfer uses.
 """
 
 from __future__ import annotations
@@ -266,3 +267,36 @@ class PolicedTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close every pooled connection."""
         await self._pool.aclose()
+
+
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+#: Longest silence tolerated while reading or writing a body.
+DEFAULT_IO_TIMEOUT_S = 60.0
+DEFAULT_MAX_CONNECTIONS = 8
+
+#: The policy of a client made without one: any address (the caller's own storage).
+OPEN_POLICY = AddressPolicy(open=True)
+
+
+def new_client(
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+    io_timeout_s: float = DEFAULT_IO_TIMEOUT_S,
+    *,
+    policy: AddressPolicy = OPEN_POLICY,
+) -> httpx.AsyncClient:
+    """Return an ``httpx.AsyncClient`` suited to presigned transfers (close it after use).
+
+    It runs under trio only, reads the socket in large blocks, connects only to
+    addresses ``policy`` allows (checked on every connection, as above),
+    follows no redirects and uses no proxy from the environment. Pass a strict policy
+    (``AddressPolicy()``) for URLs that someone else chose.
+    """
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(io_timeout_s, connect=connect_timeout_s),
+        transport=PolicedTransport(limits, policy),
+        follow_redirects=False,
+    )

@@ -8,7 +8,8 @@ retried with exponential backoff; 401/403/400 (``UrlRejected``), 404
 (``ObjectMissing``), ``HashMismatch``, ``TooLarge`` and ``UrlForbidden`` are final.
 
 A client made with an ``AddressPolicy`` (``new_client(policy=...)``) connects only to
-the addresses the policy allows, checked on every connection (``storage.httpio``):
+the addresses the policy allows, checked on every connection (``storage.httpio``, where
+it is defined):
 trainers use one for every URL a job's owner hands them.
 """
 
@@ -16,44 +17,26 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import trio
 
 from storage.crypto import Decryptor, ObjectId
-from storage.errors import (
-    HashMismatch,
-    ObjectMissing,
-    TooLarge,
-    TransferError,
-    TransferFailed,
-    UrlForbidden,
-    UrlRejected,
-    redact_url,
-)
-from storage.httpio import AddressPolicy, ForbiddenAddress, PolicedTransport
+from storage.errors import HashMismatch, TooLarge, TransferError, redact_url
+from storage.httpio import DEFAULT_MAX_CONNECTIONS
+from storage.httpio import new_client as new_client  # part of this module's API
 from storage.progress import ProgressCallback, ProgressEvent
-from storage.retry import DEFAULT_RETRY, RetryPolicy
+from storage.retry import DEFAULT_RETRY, RetryPolicy, check_status, retry_transfer
 
-T = TypeVar("T")
-log = logging.getLogger("distro_train.transfer")
-
-DEFAULT_CONNECT_TIMEOUT_S = 10.0
-#: Longest silence tolerated while reading or writing a body.
-DEFAULT_IO_TIMEOUT_S = 60.0
-DEFAULT_MAX_CONNECTIONS = 8
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 #: Writes to disk go through a buffer of this size (fewer thread hops).
 _FILE_BUFFER_BYTES = 4 * 1024 * 1024
-_REJECTED = frozenset({400, 401, 403})
 
 
 @dataclass(frozen=True)
@@ -63,43 +46,6 @@ class FetchItem:
     url: str
     sha256: str
     max_bytes: int
-
-
-class _Retryable(Exception):
-    """Internal: this attempt failed in a way worth retrying."""
-
-    def __init__(self, status: int | None, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-        super().__init__(reason)
-
-
-#: The policy of a client made without one: any address (the caller's own storage).
-OPEN_POLICY = AddressPolicy(open=True)
-
-
-def new_client(
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-    io_timeout_s: float = DEFAULT_IO_TIMEOUT_S,
-    *,
-    policy: AddressPolicy = OPEN_POLICY,
-) -> httpx.AsyncClient:
-    """Return an ``httpx.AsyncClient`` suited to presigned transfers (close it after use).
-
-    It runs under trio only, reads the socket in large blocks, connects only to
-    addresses ``policy`` allows (checked on every connection; see ``storage.httpio``),
-    follows no redirects and uses no proxy from the environment. Pass a strict policy
-    (``AddressPolicy()``) for URLs that someone else chose.
-    """
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(io_timeout_s, connect=connect_timeout_s),
-        transport=PolicedTransport(limits, policy),
-        follow_redirects=False,
-    )
 
 
 @asynccontextmanager
@@ -114,47 +60,6 @@ async def _client_scope(
         yield own
 
 
-def _check_status(url: str, status: int) -> None:
-    """Raise the error matching a non-2xx ``status``."""
-    if 200 <= status < 300:
-        return
-    if status in _REJECTED:
-        raise UrlRejected(url, status)
-    if status == 404:
-        raise ObjectMissing(url, status)
-    if status == 429 or status >= 500:
-        raise _Retryable(status, f"HTTP {status}")
-    raise TransferFailed(url, 1, status, f"unexpected HTTP {status}")
-
-
-async def _with_retries(url: str, retry: RetryPolicy, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run ``attempt`` until it succeeds, raises a final error, or attempts run out."""
-    failures = 0
-    while True:
-        try:
-            return await attempt()
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise TransferFailed(url, failures + 1, None, f"unusable URL: {exc}") from exc
-        except ForbiddenAddress as exc:
-            raise UrlForbidden(url, exc.host, exc.address) from None
-        except _Retryable as exc:
-            status, reason = exc.status, exc.reason
-        except httpx.TransportError as exc:
-            status, reason = None, f"{type(exc).__name__}: {exc}"
-        failures += 1
-        if failures >= retry.attempts:
-            raise TransferFailed(url, failures, status, reason)
-        delay = retry.delay_s(failures)
-        log.info(
-            "transfer of %s failed (%s); retry %d in %.2fs",
-            redact_url(url),
-            reason,
-            failures,
-            delay,
-        )
-        await trio.sleep(delay)
-
-
 def _check_sha256(sha256: str) -> str:
     if not _SHA256_RE.fullmatch(sha256):
         raise ValueError("sha256 must be 64 lowercase hex digits")
@@ -163,7 +68,7 @@ def _check_sha256(sha256: str) -> str:
 
 def _declared_size(url: str, response: httpx.Response, max_bytes: int) -> int | None:
     """Check the status and the announced size; return the size if announced."""
-    _check_status(url, response.status_code)
+    check_status(url, response.status_code)
     declared = response.headers.get("content-length")
     if declared is None or not declared.isdigit():
         return None
@@ -293,7 +198,7 @@ async def fetch_to_file(
     """
     _check_sha256(sha256)
     async with _client_scope(client) as http:
-        return await _with_retries(
+        return await retry_transfer(
             url,
             retry,
             lambda: _fetch_to_file_once(http, url, sha256, max_bytes, Path(path), decrypt),
@@ -330,7 +235,7 @@ async def fetch(
     """
     _check_sha256(sha256)
     async with _client_scope(client) as http:
-        return await _with_retries(url, retry, lambda: _fetch_once(http, url, sha256, max_bytes))
+        return await retry_transfer(url, retry, lambda: _fetch_once(http, url, sha256, max_bytes))
 
 
 async def upload(
@@ -369,10 +274,10 @@ async def upload(
             response = await http.post(
                 url, data=dict(fields), files={"file": ("update", data, content_type)}
             )
-        _check_status(url, response.status_code)
+        check_status(url, response.status_code)
 
     async with _client_scope(client) as http:
-        await _with_retries(url, retry, attempt)
+        await retry_transfer(url, retry, attempt)
 
 
 async def fetch_many(
