@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -49,46 +50,34 @@ ROUTES: Routes = real_routes(Path(tempfile.mkdtemp(prefix="fuzz-routes-")))
 
 
 def envelope(data: bytes) -> None:
-    try:
+    with suppress(EnvelopeError):
         open_message(data, replay=ReplayGuard())
-    except EnvelopeError:
-        pass
 
 
 def sealed(data: bytes) -> None:
-    try:
+    with suppress(SealError):
         unseal(data, KEY, purpose="task", job_id="j", round=1)
         raise AssertionError("random bytes opened")
-    except SealError:
-        pass
 
 
 def spec_text(data: bytes) -> None:
-    try:
+    with suppress(SpecError):
         loads(data)
-    except SpecError:
-        pass
 
 
 def manifest(data: bytes) -> None:
-    try:
+    with suppress(ManifestError):
         Manifest.decode(data)
-    except ManifestError:
-        pass
 
 
 def weights_blob(data: bytes) -> None:
-    try:
+    with suppress(TrainingError):
         weights.decode(data, SPEC)
-    except TrainingError:
-        pass
 
 
 def chunk_blob(data: bytes) -> None:
-    try:
+    with suppress(TrainingError):
         chunk_codec.decode_chunk(data)
-    except TrainingError:
-        pass
 
 
 def rpc_line(data: bytes) -> None:
