@@ -30,6 +30,7 @@ import multiaddr
 from pydantic import AfterValidator, Field, PositiveFloat, PositiveInt
 
 import distro_schema
+from p2pnode.connections import ConnectionsConfig
 from p2pnode.errors import ConfigError
 
 DEFAULT_HOME = "~/.distro-train"
@@ -202,6 +203,7 @@ SECTIONS: dict[str, type] = {
     "discovery": DiscoveryConfig,
     "presence": PresenceConfig,
     "gossip": GossipConfig,
+    "connections": ConnectionsConfig,
     "control": ControlConfig,
     "work": WorkConfig,
     "metrics": MetricsConfig,
@@ -219,6 +221,7 @@ class Config:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     gossip: GossipConfig = field(default_factory=GossipConfig)
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     work: WorkConfig = field(default_factory=WorkConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -267,6 +270,8 @@ class Config:
                               "needs mesh_degree_low <= mesh_degree <= mesh_degree_high")
         if g.max_heartbeat_s < g.heartbeat_s:
             raise ConfigError("gossip.max_heartbeat_s", "must be >= gossip.heartbeat_s")
+        if self.connections.high_water < self.connections.low_water:
+            raise ConfigError("connections.high_water", "must be >= connections.low_water")
         if self.discovery.max_interval_s < self.discovery.interval_s:
             raise ConfigError("discovery.max_interval_s", "must be >= discovery.interval_s")
         _check_web(self.web)

@@ -6,7 +6,8 @@ the routing table and disconnected (:meth:`Discovery.drop_silent`).
 The bootstrap node keeps no list: each round looks up our own id and a random key per
 non-empty bucket (py-libp2p's ``refresh_routing_table``), which teaches both sides of
 every query about each other, then dials every routing-table peer we are not connected
-to. A peer that cannot be dialled is evicted from the routing table (py-libp2p keeps
+to, up to ``connections.low_water`` connected peers (:mod:`p2pnode.connmgr` trims
+the excess). A peer that cannot be dialled is evicted from the routing table (py-libp2p keeps
 dead peers forever otherwise: docs/libp2p.md#dead-peers). Provider records are not used
 (docs/libp2p.md#provider-records).
 """
@@ -14,6 +15,7 @@ dead peers forever otherwise: docs/libp2p.md#dead-peers). Provider records are n
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 
 import multiaddr
@@ -26,6 +28,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 
 from p2pnode.config import Config
+from p2pnode.connections import dial_budget
 from p2pnode.host import disconnect
 
 log = logging.getLogger(__name__)
@@ -81,12 +84,15 @@ class Discovery:
     """
 
     def __init__(self, host: IHost, dht: KadDHT, config: Config,
-                 dial_circuit: Callable[[ID], Awaitable[bool]] | None = None) -> None:
+                 dial_circuit: Callable[[ID], Awaitable[bool]] | None = None,
+                 skip: Callable[[ID], bool] = lambda _peer: False) -> None:
         self.host = host
         self.dht = dht
         self.config = config
         self.dial_circuit = dial_circuit
         """Tried when a direct dial fails: a peer behind NAT is reached through a relay."""
+        self.skip = skip
+        """Peers not to dial (trimmed lately by the connection manager)."""
         self.rounds = 0
         self._poke = trio.Event()
         self._last: frozenset[ID] = frozenset()
@@ -112,6 +118,9 @@ class Discovery:
     async def round(self) -> bool:
         """One lookup (bounded) and dials to unconnected routing-table peers.
 
+        Dials only as many as bring the connected peers up to ``connections.low_water``
+        (:func:`p2pnode.connections.dial_budget`).
+
         Returns whether the set of connected and routing-table peers changed since the
         previous round.
         """
@@ -125,9 +134,13 @@ class Discovery:
                 log.debug("routing table refresh failed: %r", exc)
         connected = set(self.host.get_connected_peers())
         me = self.host.get_id()
-        todo = [p for p in self.dht.routing_table.get_peer_ids() if p not in connected and p != me]
+        todo = [p for p in self.dht.routing_table.get_peer_ids()
+                if p not in connected and p != me and not self.skip(p)]
+        budget = dial_budget(len(connected), cfg.connections.low_water,
+                             cfg.discovery.max_dials_per_round)
+        random.shuffle(todo)
         async with trio.open_nursery() as nursery:
-            for peer_id in todo[: cfg.discovery.max_dials_per_round]:
+            for peer_id in todo[:budget]:
                 nursery.start_soon(self._dial_or_evict, peer_id)
         self.rounds += 1
         now = frozenset(self.host.get_connected_peers()) | frozenset(

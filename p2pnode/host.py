@@ -71,6 +71,10 @@ Each workaround says why it exists, so it can go when the library is fixed:
 - Lost subscriptions and streams (:mod:`p2pnode.pubsubstreams`, applied at import): a
   connected peer's topics are kept when one stream to it dies, and a stream is re-opened
   to a connected peer that lacks one (docs/libp2p.md#lost-subscriptions).
+- Connection limits (:mod:`p2pnode.connmgr`): the swarm's own auto-connector, pruner
+  and inbound limiter are turned off or uncapped there, because they re-dial trimmed
+  peers, never prune a connection with a stream, and stop accepting inbound
+  connections after 250 in a host's life (docs/libp2p.md#connection-manager).
 - Start order (pubsub services before the first connection, DHT created before
   connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
 """

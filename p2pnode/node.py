@@ -32,6 +32,7 @@ from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 
 from p2pnode.config import Config
+from p2pnode.connmgr import ConnManager, always_kept, limit_swarm
 from p2pnode.discovery import Discovery, join_bootstrap
 from p2pnode.host import (
     gossip_status,
@@ -89,8 +90,11 @@ class Node:
         """Addresses advertised besides the host's own (relay circuits; :mod:`p2pnode.nat`)."""
         self.host = make_host(self.key_pair, config.node.listen, config.node.announce,
                               self.extra_addrs)
+        limit_swarm(self.host, config.connections)
         self.nat = Nat(self)
         self.pubsub, self.gossipsub = make_pubsub(self.host, config.gossip)
+        self.connections = ConnManager(self.host, self.gossipsub, config.connections,
+                                       lambda: always_kept(self), config.timeouts.dial_s)
         self.peer_gate = make_peer_gate(config.gossip)
         guard_gossip(self.host, self.pubsub, self.peer_gate, config.timeouts.dial_s)
         self.dht: Any = None
@@ -171,8 +175,13 @@ class Node:
         ``control.max_peer_message_bytes`` and the exchange by ``timeouts.request_s``.
         """
         cfg = self.config
+
+        async def touched(request: bytes, from_peer: ID) -> bytes:
+            self.connections.touch(from_peer)
+            return await handler(request, from_peer)
+
         wrapped = make_stream_handler(
-            handler, cfg.control.max_peer_message_bytes, cfg.timeouts.request_s,
+            touched, cfg.control.max_peer_message_bytes, cfg.timeouts.request_s,
             cfg.timeouts.stream_close_s,
         )
         self.host.set_stream_handler(TProtocol(protocol_id), wrapped)
@@ -197,6 +206,7 @@ class Node:
                 (see :func:`p2pnode.reqresp.request`).
         """
         cfg = self.config
+        self.connections.touch(peer_id)
         return await _request(
             self.host, peer_id, protocol_id, data,
             timeout_s=cfg.timeouts.request_s if timeout is None else timeout,
@@ -253,6 +263,8 @@ class Node:
             "uptime_s": round(time.monotonic() - self._created, 3),
             "peers": len(self.peer_table),
             "connected": len(self.host.get_connected_peers()),
+            "connections": len(self.host.get_network().get_connections()),
+            "connections_managed": self.connections.status(),
             "routing_table": self.dht.routing_table.size() if self.dht is not None else 0,
             "discovery_rounds": self._discovery.rounds if self._discovery else 0,
             "topics": self.topics.names(),
@@ -310,8 +322,10 @@ class Node:
     async def _start_tasks(self, nursery: trio.Nursery) -> None:
         if PRESENCE_TOPIC not in self.topics.handlers:
             self.subscribe(PRESENCE_TOPIC, self._on_presence)
-        self._discovery = Discovery(self.host, self.dht, self.config, self._dial_circuit)
+        self._discovery = Discovery(self.host, self.dht, self.config, self._dial_circuit,
+                                    self.connections.recently_trimmed)
         nursery.start_soon(self._discovery.run)
+        nursery.start_soon(self.connections.run)
         await nursery.start(self.nat.run)
         nursery.start_soon(self._expire_loop, self._discovery)
         if self.role == "daemon":
