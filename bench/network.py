@@ -219,6 +219,9 @@ def main() -> None:
                         help="the tests' short timeouts and periods instead of the daemon's "
                              "defaults (presence every --presence-interval s)")
     parser.add_argument("--presence-interval", type=float, default=2.0)
+    parser.add_argument("--extra-config", default="",
+                        help="TOML appended to every daemon's config (experiments, e.g. "
+                             "'[connections]\\nhigh_water = 12'); printed when given")
     parser.add_argument("--compare", action="store_true",
                         help="run twice, py-libp2p's stock hot path first, and print the "
                              "ratio of CPU per message")
@@ -232,6 +235,10 @@ def main() -> None:
     else:
         harness.TEST_CONFIG = DEFAULT_CONFIG
         print("daemon default config (presence period adapts to the network size)")
+    if args.extra_config:
+        extra = args.extra_config.replace("\\n", "\n")
+        harness.TEST_CONFIG += "\n" + extra + "\n"
+        print(f"NOT the default config, with: {extra!r}")
     print(f"before: {load()}")
     if not args.compare:
         measure(args.daemons, args.messages, args.rate)
