@@ -2,7 +2,8 @@
 
 Every child runs in a session (process group) of its own, with its output in a log
 file. Stopping a child reaches its whole group: SIGTERM first, SIGKILL for what is
-left after :data:`STOP_TIMEOUT_S`. Waits poll a condition under a deadline and fail
+left after :data:`STOP_TIMEOUT_S`; a run that is killed takes its children's groups
+along. Waits poll a condition under a deadline and fail
 early, naming the child, when one of the watched children has exited.
 
 :class:`Processes` keeps the children of one run by name; :func:`start_embedded_s3`

@@ -4,7 +4,9 @@
 ``host`` given: an address the trainers can reach, which presigned URLs then name) with a
 free port, credentials generated once and kept in ``data_dir/s3-credentials.json``
 (mode 0600, reused on restart), waits until it answers, creates the bucket and
-returns the ``StoreConfig`` to use. ``stop()`` ends the whole process group.
+returns the ``StoreConfig`` to use. ``stop()`` ends the whole process group; if this
+process dies without stopping it (SIGKILL, a crash), the server dies too
+(``distro_procs.spawn``).
 
 Run on its own (the demo does)::
 
