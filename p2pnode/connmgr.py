@@ -15,13 +15,14 @@ it liked. Now:
 What it replaces in py-libp2p 0.8.1 (docs/libp2p.md#connection-manager): the swarm's
 own connection manager would fight it. Its auto-connector dials every peerstore peer
 until ``(low_watermark + high_watermark) / 2`` = 200 connections (every 10 s while
-below ``min_connections`` = 50, and after every disconnect), so a trimmed peer came
-straight back; its pruner never closes a connection that has a stream open, and every
-connection carries a pubsub stream; and its inbound limiter is a capacity limiter held
-by the accepting task until the swarm stops, not until the connection closes, so a
-daemon accepts only ``max_connections - min_connections`` inbound connections in its
-whole life. :func:`limit_swarm` turns the first two off and the third into a limit on
-open connections.
+below ``min_connections`` = 50, and after every disconnect, skipping a peer only for
+60 s after it disconnected), so a trimmed peer came back. Its pruner never closes a
+connection that has a stream open, and every connection carries a pubsub stream. Its
+inbound limiter is a capacity limiter held by the accepting task until the swarm
+stops, not until the connection closes, so a daemon accepts only
+``max_connections - min_connections`` inbound connections in its whole life.
+:func:`limit_swarm` turns the first two off (their entry points do nothing) and the
+third into a limit on open connections.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ def limit_swarm(host: IHost, cfg: ConnectionsConfig) -> None:
     swarm: Any = host.get_network()
     conf = swarm.connection_config
     conf.max_connections = cfg.max_connections
-    conf.min_connections = 0
-    conf.low_watermark = 0  # the auto-connector's target: never dial on its own
-    conf.high_watermark = cfg.max_connections  # its pruner: never (we trim)
+    conf.min_connections = conf.low_watermark = 0
+    conf.high_watermark = cfg.max_connections
+    swarm.auto_connector.maybe_connect = _nothing  # we dial (discovery) and trim
+    swarm.connection_pruner.maybe_prune_connections = _nothing
     swarm._inbound_limiter = trio.CapacityLimiter(math.inf)
     inner = swarm._do_handle_inbound_connection
     recent: list[tuple[float, str]] = []
@@ -79,6 +81,10 @@ def limit_swarm(host: IHost, cfg: ConnectionsConfig) -> None:
         await inner(read_write_closer, maddr, failure_event)
 
     swarm._do_handle_inbound_connection = gated
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _remote_ip(conn: Any) -> str | None:

@@ -116,6 +116,7 @@ async def test_trim_keeps_protected_peers_and_drops_the_rest() -> None:
     a = make_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"])
     pubsub, router = make_pubsub(a, GossipConfig())
     cfg = ConnectionsConfig(low_water=1, high_water=1, grace_s=0.001)
+    limit_swarm(a, cfg)
     manager = ConnManager(a, router, cfg, set, disconnect_s=5.0)
     b, c = (new_host(key_pair=create_new_key_pair()) for _ in range(2))
     async with a.run(listen_addrs=LISTEN), background_trio_service(pubsub), \
@@ -132,3 +133,9 @@ async def test_trim_keeps_protected_peers_and_drops_the_rest() -> None:
         assert manager.recently_trimmed(c.get_id())
         assert not manager.recently_trimmed(b.get_id())
         assert await manager.trim_once() == 0  # one peer: not above high water
+        # py-libp2p's auto-connector would dial C again (once its 60 s disconnect
+        # back-off is over: cleared here) towards its target of 64 connections.
+        connector = a.get_network().auto_connector
+        connector._recent_disconnects.clear()
+        await connector.maybe_connect()
+        assert c.get_id() not in a.get_network().connections
