@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from protocols.envelope import Opened
-from protocols.job import codec, job_topic, jobdata
+from protocols.job import codec, compute, job_topic, jobdata
 from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
 from protocols.job.objects import JobKey
@@ -297,6 +297,7 @@ class Owner:
             self.jobs.finish(live.job_id, JobState.FAILED, repr(exc)[:500])
         finally:
             self.rounds.speeds.forget(live.job_id)
+            self.rounds.verifier.forget(live.job_id)
             with trio.CancelScope(shield=True), trio.move_on_after(self.cfg.unsubscribe_timeout_s):
                 await self.node.unsubscribe(job_topic(live.job_id))
 
@@ -312,6 +313,8 @@ class Owner:
             await self.market.open(live.job_id, live.spec.price, self.jobs.rounds(live.job_id))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.recruiter.announce_forever, live, prepared)
+            if row is not None and row.state == JobState.PREPARING:
+                self._rerun_round_one(live, prepared, nursery)
             data = await self._store_while_recruiting(live, prepared, nursery)
             for number in range(first, live.spec.rounds + 1):
                 started = trio.current_time()
@@ -323,6 +326,22 @@ class Owner:
             await self.market.finish(live.job_id)
         live.phase = Phase.DONE
         self.jobs.finish(live.job_id, JobState.DONE)
+
+    def _rerun_round_one(
+        self, live: LiveJob, prepared: jobdata.Prepared, nursery: trio.Nursery
+    ) -> None:
+        """Start the owner's re-runs of a new job's round 1 now (issue 17).
+
+        Round 1's holders are newcomers, and the owner judges their work by training
+        their tasks itself. Those tasks are known before any trainer is: the initial
+        model, each slot's own chunks and the nonces. Started here, the re-runs overlap
+        the upload and recruiting rather than following the trainers' updates.
+        """
+        slots = self.rounds.verifier.round_one_slots(live, len(prepared.slots))
+        if not slots:
+            return
+        initial = JobData(prepared, {}, prepared.initial, "", compute.sha256(prepared.initial))
+        nursery.start_soon(self.rounds.verifier.prefetch, live, initial, 1, slots)
 
     async def _store_while_recruiting(
         self, live: LiveJob, prepared: jobdata.Prepared, nursery: trio.Nursery

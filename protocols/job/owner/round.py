@@ -26,7 +26,7 @@ from protocols.job.owner.arrivals import RoundCtx, check_update, parse_announcem
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
 from protocols.job.owner.speeds import SpeedBook, samples, sized
-from protocols.job.owner.verify import Verifier
+from protocols.job.owner.verify import Verifier, chunk_ids
 from protocols.job.records import (
     Announced,
     Checked,
@@ -82,9 +82,10 @@ class RoundRunner:
     async def run(self, live: LiveJob, data: JobData, number: int) -> RoundOutcome:
         """Run round ``number`` of ``live`` once, until it closes or fails."""
         live.phase, live.round_no = Phase.TRAINING, number
-        rnd = self._new_round(live, data, number)
-        if rnd is None:
+        new = self._new_round(live, data, number)
+        if new is None:
             return RoundOutcome(None, "no_trainers", [])
+        rnd, reruns = new
         store = await self.env.get_store()
         expiry = int(live.spec.round_deadline_s + self.cfg.url_grace_s)
         url = await trio.to_thread.run_sync(store.presign_get, data.model_key, expiry)
@@ -92,7 +93,7 @@ class RoundRunner:
         ctx = RoundCtx(live, data, number, url, expiry, send)
         live.rnd, self._inbox[live.job_id] = rnd, send
         try:
-            end = await self._loop(ctx, rnd, recv)
+            end = await self._loop(ctx, rnd, recv, reruns)
         finally:
             live.rnd = None
             self._inbox.pop(live.job_id, None)
@@ -105,7 +106,10 @@ class RoundRunner:
             return RoundOutcome(None, end.reason, updates)
         return RoundOutcome(end, "", updates)
 
-    def _new_round(self, live: LiveJob, data: JobData, number: int) -> rounds.Round | None:
+    def _new_round(
+        self, live: LiveJob, data: JobData, number: int
+    ) -> tuple[rounds.Round, list[int]] | None:
+        """The round's machine, and the slots the owner will re-run itself."""
         rep = self.reputation.view()
         floor = self.cfg.reputation.floor
         alive = [
@@ -121,7 +125,9 @@ class RoundRunner:
         self.speeds.layout(live, data.slots, holders, data.model_stored_size or len(data.model))
         deadline = live.spec.round_deadline_s
         spares = alive[len(holders) :]
-        replicas, spot, probation = self.verifier.plan(live, holders, spares)
+        ready = self.verifier.ready(live, number)
+        replicas, spot, probation = self.verifier.plan(live, holders, spares, ready)
+        reruns = self.verifier.needs_rerun(live, holders, replicas, spot, probation)
         return rounds.Round(
             number,
             holders,
@@ -134,13 +140,19 @@ class RoundRunner:
             replicas=replicas,
             spot=spot,
             probation=probation,
-        )
+        ), reruns
 
     async def _loop(
-        self, ctx: RoundCtx, rnd: rounds.Round, recv: trio.MemoryReceiveChannel[RoundEvent]
+        self, ctx: RoundCtx, rnd: rounds.Round, recv: trio.MemoryReceiveChannel[RoundEvent],
+        reruns: list[int],
     ) -> rounds.Close | rounds.Fail:
         async with trio.open_nursery() as nursery:
             end = self._act(nursery, ctx, rnd.start())
+            # The owner's own re-runs train beside the trainers, not after them.
+            data = sized(ctx.data, ctx.live.layout)
+            nursery.start_soon(
+                self.verifier.prefetch, ctx.live, data, ctx.number, reruns, ctx.live.layout
+            )
             while end is None:
                 event = None
                 with trio.move_on_after(self.cfg.tick_s):
@@ -203,7 +215,10 @@ class RoundRunner:
     async def _compare(self, ctx: RoundCtx, a: rounds.Compare) -> None:
         updates = {p: ctx.updates[(p, a.slot)] for p in a.peers if (p, a.slot) in ctx.updates}
         data = sized(ctx.data, ctx.live.layout)  # the chunks this round's tasks carried
-        await ctx.send.send(await self.verifier.compare(ctx.live, data, ctx.number, a, updates))
+        chunks = chunk_ids(ctx.live.layout.get(a.slot, ()))
+        await ctx.send.send(
+            await self.verifier.compare(ctx.live, data, ctx.number, a, updates, chunks)
+        )
 
     async def _send_task(self, ctx: RoundCtx, a: rounds.SendTask) -> None:
         live = ctx.live

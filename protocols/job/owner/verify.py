@@ -10,6 +10,10 @@ closer (docs/verification.md):
 - :meth:`Verifier.compare` answers a ``Compare``: the relative L2 distance of the
   updates' deltas, between replicas or against the owner's own re-run of the task
   (same chunks, same nonce, one thread), judged against ``replica_tolerance``.
+- :meth:`Verifier.prefetch` starts the re-runs a round will need as soon as the
+  owner knows them (round 1's before the round opens, while the chunks upload; a
+  later round's when it opens), so the owner's own training runs beside the
+  trainers' instead of after their updates arrive; ``compare`` takes the result.
 - :meth:`Verifier.weight` is an accepted update's FedAvg weight (replica share,
   quarantine), and :meth:`Verifier.credit` counts verified contributions.
 """
@@ -17,17 +21,28 @@ closer (docs/verification.md):
 from __future__ import annotations
 
 import logging
+import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import trio
 
 from protocols.job import assess, rounds, verification
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
+from protocols.job.ports import ChunkRow
 from protocols.job.records import Compared, Update, Verdict
 
 log = logging.getLogger("distro_train.owner")
+
+RerunKey = tuple[str, int, int, str, tuple[tuple[int, int], ...]]
+"""(job, round, slot, model sha256, the slot's chunks as (home slot, index)): a
+re-run's identity, so a result is only reused for exactly the task it trained."""
+
+
+def chunk_ids(rows: Iterable[ChunkRow]) -> tuple[tuple[int, int], ...]:
+    """The chunks of a task's list, as :data:`RerunKey` names them."""
+    return tuple((c.slot, c.idx) for c in rows)
 
 
 class Verifier:
@@ -36,7 +51,10 @@ class Verifier:
     def __init__(self, env: OwnerEnv) -> None:
         self.env, self.cfg = env, env.cfg
         self.rng = random.SystemRandom()
-        self.reruns: dict[tuple[str, int, int, str], bytes] = {}
+        self.reruns: dict[RerunKey, bytes] = {}
+        self._running: dict[RerunKey, trio.Event] = {}
+        # Re-runs are single-threaded; as many run at once as the owner has cores.
+        self._cores = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
         self.compute_s = 0.0  # seconds of the owner's own verification work
 
     def nonce(self, job_id: str, round: int, slot: int) -> bytes:
@@ -44,12 +62,15 @@ class Verifier:
         return verification.task_nonce(self.env.secret, job_id, round, slot)
 
     def plan(
-        self, live: LiveJob, holders: Mapping[int, str], spares: list[str]
+        self, live: LiveJob, holders: Mapping[int, str], spares: list[str], ready: set[int]
     ) -> tuple[dict[int, str], set[int], set[str]]:
         """(replicas, spot-checked slots, probation peers) of a new round.
 
         Replicas are taken from the front of ``spares`` (removed from it); a redundant
-        slot left without a spare is spot-checked instead.
+        slot left without a spare is spot-checked instead. Probation draws first from
+        the holders of ``ready`` slots, whose re-runs are already done or under way
+        (:meth:`prefetch`): they were drawn at random too, so a trainer still cannot
+        tell whether its task is checked.
         """
         chosen = verification.plan(
             sorted(holders), live.spec.redundancy, self.cfg.spot_check_rate, self.rng
@@ -69,14 +90,86 @@ class Verifier:
             for p in sorted(quarantined)
         }
         pool = sorted(quarantined & set(holders.values()))
-        probation = set(self.rng.sample(pool, min(len(pool), self.cfg.probation_checks)))
+        first = [p for s, p in sorted(holders.items()) if s in ready and p in quarantined]
+        rest = [p for p in pool if p not in first]
+        self.rng.shuffle(first)
+        self.rng.shuffle(rest)
+        probation = set([*first, *rest][: self.cfg.probation_checks])
         return replicas, spot, probation
+
+    def needs_rerun(
+        self, live: LiveJob, holders: Mapping[int, str], replicas: Mapping[int, str],
+        spot: set[int], probation: set[str],
+    ) -> list[int]:
+        """The slots of a new round whose updates the owner will judge by its own re-run.
+
+        As ``rounds.Round`` asks for them: spot-checked slots, probation peers' slots,
+        and redundant slots with a quarantined holder or replica (``compare``).
+        """
+        quarantined = set(live.quarantine)
+        return sorted(
+            s for s, p in holders.items()
+            if s in spot or p in probation or (s in replicas and {p, replicas[s]} & quarantined)
+        )
+
+    def round_one_slots(self, live: LiveJob, slots: int) -> list[int]:
+        """The slots whose round-1 re-runs to start before the trainers are known.
+
+        Every holder of a new job's round 1 is a newcomer unless this owner verified it
+        before, and probation re-runs up to ``probation_checks`` of them: that many
+        slots, drawn at random (``plan`` then puts their holders on probation first).
+        None when this owner checks no newcomer's work.
+        """
+        if self.cfg.quarantine_contributions <= 0:
+            return []
+        n = min(slots, self.cfg.probation_checks)
+        return sorted(self.rng.sample(range(slots), n))
+
+    async def prefetch(
+        self, live: LiveJob, data: JobData, number: int, slots: Iterable[int],
+        layout: Mapping[int, Sequence[ChunkRow]] | None = None,
+    ) -> None:
+        """Re-run ``slots``' tasks of round ``number`` now, ahead of their updates.
+
+        ``data`` is as the round's tasks see it (``speeds.sized``) and ``layout`` the
+        round's chunk lists (None: each slot's own chunks, in order). Failures are
+        logged; :meth:`compare` then re-runs the task itself.
+        """
+        async with trio.open_nursery() as nursery:
+            for slot in slots:
+                ids = chunk_ids(layout[slot]) if layout is not None else tuple(
+                    (slot, i) for i in range(len(data.prepared.slots[slot]))
+                )
+                nursery.start_soon(self._prefetch_one, live, data, number, slot, ids)
+
+    async def _prefetch_one(
+        self, live: LiveJob, data: JobData, number: int, slot: int,
+        ids: tuple[tuple[int, int], ...],
+    ) -> None:
+        try:
+            await self._rerun(live, data, number, slot, ids)
+        except Exception as exc:  # noqa: BLE001 - compare() re-runs the task itself
+            log.warning("job %s round %d slot %d: early re-run failed: %r", live.job_id,
+                        number, slot, exc)
+
+    def ready(self, live: LiveJob, number: int) -> set[int]:
+        """The slots of round ``number`` whose re-runs are done or under way."""
+        keys = [*self.reruns, *self._running]
+        return {k[2] for k in keys if k[0] == live.job_id and k[1] == number}
+
+    def forget(self, job_id: str) -> None:
+        """Drop ``job_id``'s kept re-runs (its job ended)."""
+        self.reruns = {k: v for k, v in self.reruns.items() if k[0] != job_id}
 
     async def compare(
         self, live: LiveJob, data: JobData, number: int, a: rounds.Compare,
-        updates: Mapping[str, Update],
+        updates: Mapping[str, Update], chunks: tuple[tuple[int, int], ...],
     ) -> Compared:
-        """Judge ``a.peers``' updates of ``a.slot``; never raises."""
+        """Judge ``a.peers``' updates of ``a.slot``; never raises.
+
+        ``chunks`` are the chunks the slot's task carried, as :func:`chunk_ids` names
+        them.
+        """
         got = {p: updates[p].data for p in a.peers if p in updates and updates[p].data}
         if len(got) != len(a.peers):
             return Compared(a.slot, tuple(got), (), verified=False)
@@ -87,7 +180,7 @@ class Verifier:
         started = trio.current_time()
         try:
             if by_owner:
-                mine = await self._rerun(live, data, number, a.slot)
+                mine = await self._rerun(live, data, number, a.slot, chunks)
                 reference = {
                     p: await trio.to_thread.run_sync(
                         assess.replica_distance, data.prepared, data.model, mine, b, live.spec
@@ -133,18 +226,39 @@ class Verifier:
             live.cheaters[p] = "owner re-run" if by_owner else "replica comparison"
         return Compared(a.slot, agreed, outliers)
 
-    async def _rerun(self, live: LiveJob, data: JobData, number: int, slot: int) -> bytes:
-        key = (live.job_id, number, slot, data.model_sha)
-        if key not in self.reruns:
-            self.reruns = {k: v for k, v in self.reruns.items() if k[:2] == key[:2]}
-            self.reruns[key] = await trio.to_thread.run_sync(
-                assess.rerun,
-                data.prepared,
-                live.spec,
-                data.model,
-                slot,
-                self.nonce(live.job_id, number, slot),
-            )
+    async def _rerun(
+        self, live: LiveJob, data: JobData, number: int, slot: int,
+        chunks: tuple[tuple[int, int], ...],
+    ) -> bytes:
+        key: RerunKey = (live.job_id, number, slot, data.model_sha, chunks)
+        while key not in self.reruns:
+            running = self._running.get(key)
+            if running is not None:  # started early: take its result (or fail over)
+                await running.wait()
+                if key in self.reruns:
+                    break
+                continue
+            done = self._running[key] = trio.Event()
+            started = trio.current_time()
+            try:
+                # Older rounds' re-runs of this job are of no more use.
+                self.reruns = {
+                    k: v for k, v in self.reruns.items() if k[0] != key[0] or k[1] >= number
+                }
+                self.reruns[key] = await trio.to_thread.run_sync(
+                    assess.rerun,
+                    data.prepared,
+                    live.spec,
+                    data.model,
+                    slot,
+                    self.nonce(live.job_id, number, slot),
+                    limiter=self._cores,
+                )
+            finally:
+                del self._running[key]
+                done.set()
+            log.debug("job %s round %d slot %d: re-run in %.2f s (%d chunks)", live.job_id,
+                      number, slot, trio.current_time() - started, len(chunks))
         return self.reruns[key]
 
     def weight(self, live: LiveJob, u: Update) -> int:
