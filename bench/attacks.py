@@ -26,7 +26,6 @@ import argparse
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,10 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.* are test
 from attack_jobs import framing, malicious_owner, trainer_attacks  # noqa: E402 - bench/ siblings
 from attack_lines import FULL, SMALL, Line  # noqa: E402
 from attack_network import control_attacks, gossip_flood  # noqa: E402
+from localrun import run_each  # noqa: E402
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _errored(name: str, exc: Exception) -> list[Line]:
+    return [Line(name, False, "-", f"error: {type(exc).__name__}: {exc}")]
 
 
 def main() -> int:
@@ -58,16 +62,9 @@ def main() -> int:
         ("trainer", lambda: trainer_attacks(sizes)),
     ]
     results: list[Line] = []
-    for name, fn in groups:
-        if args.only and args.only not in name:
-            continue
-        t0 = time.monotonic()
-        try:
-            lines = fn()
-        except Exception as exc:
-            lines = [Line(name, False, "-", f"error: {type(exc).__name__}: {exc}")]
+    for _, lines, seconds in run_each(groups, args.only, _errored):
         for ln in lines:
-            print(f"{ln} | {time.monotonic() - t0:.0f}s", flush=True)
+            print(f"{ln} | {seconds:.0f}s", flush=True)
         results += lines
     refused = sum(ln.refused for ln in results)
     print(f"attacks_refused={refused}/{len(results)}")

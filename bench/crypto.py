@@ -44,7 +44,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from storage import crypto
 from storage.crypto import ObjectId
@@ -88,17 +88,8 @@ def streaming(mib: int, work: Path) -> None:
             out.write(os.urandom(MIB))
     key = crypto.new_key()
     tracemalloc.start()
-    start = time.perf_counter()
-    with plain.open("rb") as src, sealed.open("wb") as dst:
-        crypto.encrypt_stream(key, OID, src, dst)
-    enc_s = time.perf_counter() - start
-    _, enc_peak = tracemalloc.get_traced_memory()
-    tracemalloc.reset_peak()
-    start = time.perf_counter()
-    with sealed.open("rb") as src, back.open("wb") as dst:
-        crypto.decrypt_stream(key, OID, src, dst)
-    dec_s = time.perf_counter() - start
-    _, dec_peak = tracemalloc.get_traced_memory()
+    enc_s, enc_peak = _file_to_file(crypto.encrypt_stream, key, plain, sealed)
+    dec_s, dec_peak = _file_to_file(crypto.decrypt_stream, key, sealed, back)
     tracemalloc.stop()
     same = _file_sha(plain) == _file_sha(back)
     print(f"streaming, {mib} MiB file to file (disk included):")
@@ -108,6 +99,19 @@ def streaming(mib: int, work: Path) -> None:
     print(f"stream_peak_mib={max(enc_peak, dec_peak) / MIB:.1f} (object {mib} MiB)")
     for p in (plain, sealed, back):
         p.unlink()
+
+
+def _file_to_file(
+    stream: Callable[[bytes, ObjectId, BinaryIO, BinaryIO], object], key: bytes, src: Path,
+    dst: Path,
+) -> tuple[float, int]:
+    """Run ``stream`` from file ``src`` to file ``dst``: (seconds, peak traced bytes)."""
+    tracemalloc.reset_peak()
+    start = time.perf_counter()
+    with src.open("rb") as reader, dst.open("wb") as writer:
+        stream(key, OID, reader, writer)
+    seconds = time.perf_counter() - start
+    return seconds, tracemalloc.get_traced_memory()[1]
 
 
 def _file_sha(path: Path) -> str:
@@ -178,17 +182,11 @@ def critical_path(args: argparse.Namespace) -> float:
     return owner_s + trainer_s
 
 
-def run_job(procs: Any, owner: Path, args: argparse.Namespace, label: str) -> list[Any]:
+def job_rounds(procs: Any, owner: Path, args: argparse.Namespace, label: str) -> list[Any]:
     """Run the demo's job on ``owner``; (round time, time outside training) after round 1."""
-    from p2pnode.control import call
+    from localrun import run_job
 
-    job = call(owner, "jobs.submit", {"spec": demo_spec(args)})["job_id"]
-    while True:
-        status = call(owner, "jobs.status", {"job_id": job})
-        if status["state"] not in ("preparing", "running"):
-            break
-        procs.check_alive()
-        time.sleep(0.5)
+    status = run_job(procs, owner, demo_spec(args), timeout_s=300.0 * args.rounds + 120)
     if status["state"] != "done":
         raise RuntimeError(f"{label} job ended {status['state']}: {status.get('error')}")
     print(f"job ({label}): {args.dataset}, {args.trainers} trainers, {args.rounds} rounds")
@@ -211,16 +209,15 @@ def demo_pairs(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
     Returns:
         (clear rounds, encrypted rounds): (round time, time outside training) each.
     """
+    from localrun import start_storage
+
     from p2pnode.commands.demo import clean_env, launch
     from p2pnode.control import call
-    from p2pnode.procs import Processes, start_embedded_s3
 
-    work = Path(tempfile.mkdtemp(prefix="bench-crypto-"))
-    (work / "logs").mkdir()
-    procs = Processes(work)
+    procs, storage = start_storage("bench-crypto-")
+    work = procs.work
     try:
         env = clean_env()
-        storage = start_embedded_s3(procs, "s3", work / "s3", env)
         cluster = launch(work, procs, storage, args.trainers, say=lambda m: None)
         sealed_owner = cluster.owner_dir
         # The second owner: the same daemon and config, with encryption off.
@@ -250,7 +247,7 @@ def demo_pairs(args: argparse.Namespace) -> tuple[list[Any], list[Any]]:
             # Alternate which goes first, so a drift in the machine's load cancels.
             order = [("clear", clear_owner, clear), ("encrypted", sealed_owner, sealed)]
             for label, owner, into in order if i % 2 == 0 else order[::-1]:
-                into += run_job(procs, owner, args, label)
+                into += job_rounds(procs, owner, args, label)
         return clear, sealed
     finally:
         procs.stop_all()

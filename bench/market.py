@@ -24,16 +24,16 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from localrun import job_end, start_storage
 
 from ledger.client import Market
 from ledger.devchain import dev_rpc
 from p2pnode.commands import demo_market
 from p2pnode.commands.demo import DATASET_DEFAULTS, clean_env, launch
 from p2pnode.control import call
-from p2pnode.procs import Processes, start_embedded_s3, wait_until
 
 ETH = 10**18
 BUDGET = ETH
@@ -86,12 +86,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dataset", default="mnist", choices=sorted(DATASET_DEFAULTS))
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-market-"))
-    (work / "logs").mkdir()
-    procs = Processes(work)
+    procs, storage = start_storage("bench-market-")
+    work = procs.work
     try:
         env = clean_env()
-        storage = start_embedded_s3(procs, "s3", work / "s3", env)
         chain = demo_market.start_chain(procs, env)
         owner_toml, trainer_toml = demo_market.tomls(chain, demo_market.Decimal("0.005"))
         owner = launch(work, procs, storage, args.trainers, say=lambda m: None,
@@ -106,13 +104,7 @@ def main() -> int:
             "price": {"budget": str(BUDGET), "max_price": str(ETH // 100), "unit": "update"},
         }
         job_id = call(owner, "jobs.submit", {"spec": spec})["job_id"]
-
-        def done() -> dict | None:  # type: ignore[type-arg]
-            procs.check_alive()
-            s = call(owner, "jobs.status", {"job_id": job_id})
-            return s if s["state"] not in ("preparing", "running") else None
-
-        status = wait_until(done, 60.0 * args.rounds + 120, "the job")
+        status = job_end(procs, owner, job_id, 60.0 * args.rounds + 120)
         if status["state"] != "done":
             print(f"job ended {status['state']}: {status.get('error')}", file=sys.stderr)
             return 1

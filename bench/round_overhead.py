@@ -15,13 +15,10 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-from p2pnode.commands.demo import clean_env, launch
-from p2pnode.control import call
-from p2pnode.procs import Processes, start_embedded_s3
+from localrun import run_job, start_storage
+
+from p2pnode.commands.demo import launch
 
 
 def main() -> int:
@@ -29,12 +26,9 @@ def main() -> int:
     parser.add_argument("--trainers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-rounds-"))
-    (work / "logs").mkdir()
-    procs = Processes(work)
+    procs, storage = start_storage("bench-rounds-")
     try:
-        storage = start_embedded_s3(procs, "s3", work / "s3", clean_env())
-        owner = launch(work, procs, storage, args.trainers, say=lambda m: None).owner_dir
+        owner = launch(procs.work, procs, storage, args.trainers, say=lambda m: None).owner_dir
         spec = {
             "model": "logreg",
             "model_params": {"in_features": 64},
@@ -47,13 +41,7 @@ def main() -> int:
             "partition": "iid",
             "chunk_samples": 400,
         }
-        job = call(owner, "jobs.submit", {"spec": spec})["job_id"]
-        while True:
-            status = call(owner, "jobs.status", {"job_id": job})
-            if status["state"] not in ("preparing", "running"):
-                break
-            procs.check_alive()
-            time.sleep(0.2)
+        status = run_job(procs, owner, spec, timeout_s=60.0 * args.rounds + 120)
         if status["state"] != "done":
             print(f"job ended {status['state']}: {status.get('error')}", file=sys.stderr)
             return 1

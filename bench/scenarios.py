@@ -16,17 +16,16 @@ import functools
 import signal
 import sqlite3
 import sys
-import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from localrun import UNFINISHED, run_each, start_storage
 
 from p2pnode.commands.demo import Cluster, clean_env, launch
 from p2pnode.control import call
 from p2pnode.errors import ControlError
-from p2pnode.procs import Processes, start_embedded_s3, wait_until
+from p2pnode.procs import start_embedded_s3, wait_until
 from protocols.job.selection import ReputationConfig
 
 BASE: dict[str, Any] = {
@@ -47,10 +46,8 @@ class Run:
     def __init__(
         self, trainers: int, programs: list[list[str]] | None = None, owner_toml: str = ""
     ) -> None:
-        self.work = Path(tempfile.mkdtemp(prefix="scenario-"))
-        (self.work / "logs").mkdir()
-        self.procs = Processes(self.work)
-        self.s3 = start_embedded_s3(self.procs, "s3", self.work / "s3", clean_env())
+        self.procs, self.s3 = start_storage("scenario-")
+        self.work = self.procs.work
         self.cluster: Cluster = launch(
             self.work, self.procs, self.s3, trainers, say=lambda _m: None,
             trainer_programs=programs, owner_toml=owner_toml,
@@ -78,9 +75,7 @@ class Run:
         return wait_until(reached, timeout, what)
 
     def finish(self, job_id: str, timeout: float = 600) -> dict[str, Any]:
-        return self.wait(
-            job_id, lambda s: s["state"] not in ("preparing", "running"), timeout, "job end"
-        )
+        return self.wait(job_id, lambda s: s["state"] not in UNFINISHED, timeout, "job end")
 
     def trainer_name(self, peer: str) -> str:
         for i in range(len(self.cluster.trainer_argv)):
@@ -104,6 +99,12 @@ class Run:
     def close(self) -> None:
         self.procs.stop_all()
 
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def accuracy(status: dict[str, Any]) -> float:
     return float(status["history"][-1]["test_accuracy"]) if status.get("history") else 0.0
@@ -120,8 +121,7 @@ def byzantine(kind: str | None, rule: str, validate: bool, rounds: int) -> tuple
     # No validation means a naive owner: no re-runs and no quarantine either
     # (docs/verification.md), so the attack's damage shows.
     naive = "" if validate else NAIVE_OWNER_TOML
-    run = Run(10, [bad] * 3 + [honest] * 7, owner_toml=naive)
-    try:
+    with Run(10, [bad] * 3 + [honest] * 7, owner_toml=naive) as run:
         params = {"f": 3} if rule in ("multi_krum", "krum", "median") else {}
         spec = {
             **BASE,
@@ -136,8 +136,6 @@ def byzantine(kind: str | None, rule: str, validate: bool, rounds: int) -> tuple
         rep = run.reputation()
         excluded = all(rep.get(p, 0.0) < ReputationConfig().floor for p in bad_ids)
         return accuracy(status), (status, excluded)
-    finally:
-        run.close()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -178,8 +176,7 @@ def naive(rounds: int, honest: dict[str, float]) -> tuple[bool, str]:
 
 def churn(rounds: int) -> tuple[bool, str]:
     """A third of the trainers killed in round 2: spares fill their slots."""
-    run = Run(9)
-    try:
+    with Run(9) as run:
         job = run.submit({**BASE, "trainers": 6, "spares": 3, "rounds": rounds, "epochs": 20,
                           "round_deadline_s": 60.0})
         s = run.wait(
@@ -202,16 +199,13 @@ def churn(rounds: int) -> tuple[bool, str]:
             f"killed 3/9 trainers in round 2: {len(done)}/{rounds} rounds, "
             f"accepted per round {[r['accepted'] for r in final['history']]}"
         )
-    finally:
-        run.close()
 
 
 def straggler() -> tuple[bool, str]:
     """One trainer 20 s late: a backup wins round 1, a spare steps in after."""
     slow = ["-m", "tests.job.adversary_daemon", "slow"]
     honest = ["-m", "p2pnode.cli", "daemon"]
-    run = Run(4, [slow] + [honest] * 3)
-    try:
+    with Run(4, [slow] + [honest] * 3) as run:
         job = run.submit(
             {**BASE, "trainers": 3, "spares": 1, "rounds": 2, "round_deadline_s": 25.0}
         )
@@ -231,14 +225,11 @@ def straggler() -> tuple[bool, str]:
             f"round seconds {secs}, straggler's update used: "
             f"{any(slow_id in r['trainers'] for r in final['history'])}"
         )
-    finally:
-        run.close()
 
 
 def owner_crash(rounds: int) -> tuple[bool, str]:
     """The owner killed after round 2 resumes from its job store without re-uploading."""
-    run = Run(3)
-    try:
+    with Run(3) as run:
         job = run.submit({**BASE, "trainers": 3, "rounds": rounds})
         run.wait(job, lambda s: s.get("completed_round", 0) >= 2, 300, "two rounds")
         run.procs.kill("owner")
@@ -256,14 +247,11 @@ def owner_crash(rounds: int) -> tuple[bool, str]:
             f"accuracy {accuracy(final):.4f}, no re-upload: "
             f"{'chunks uploaded' not in log}"
         )
-    finally:
-        run.close()
 
 
 def s3_restart(rounds: int) -> tuple[bool, str]:
     """The S3 server killed in round 2 and restarted on its port: the job completes."""
-    run = Run(3)
-    try:
+    with Run(3) as run:
         job = run.submit({**BASE, "trainers": 3, "rounds": rounds})
         run.wait(job, lambda s: s.get("round", 0) >= 2, 300, "round 2")
         run.procs.kill("s3")
@@ -272,8 +260,10 @@ def s3_restart(rounds: int) -> tuple[bool, str]:
         final = run.finish(job)
         ok = final["state"] == "done" and len(final["history"]) == rounds
         return ok, f"S3 restarted in round 2: {len(final['history'])} rounds completed"
-    finally:
-        run.close()
+
+
+def _errored(name: str, exc: Exception) -> tuple[bool, str]:
+    return False, f"error: {type(exc).__name__}: {exc}"
 
 
 def main() -> int:
@@ -294,16 +284,8 @@ def main() -> int:
         ("storage/s3-restart", lambda: s3_restart(rounds)),
     ]
     results: list[bool] = []
-    for name, fn in scenarios:
-        if args.only and args.only not in name:
-            continue
-        t0 = time.monotonic()
-        try:
-            ok, detail = fn()
-        except Exception as exc:
-            ok, detail = False, f"error: {type(exc).__name__}: {exc}"
-        print(f"{name:28s} {'PASS' if ok else 'FAIL'} {time.monotonic() - t0:6.1f}s  {detail}",
-              flush=True)
+    for name, (ok, detail), seconds in run_each(scenarios, args.only, _errored):
+        print(f"{name:28s} {'PASS' if ok else 'FAIL'} {seconds:6.1f}s  {detail}", flush=True)
         results.append(ok)
     print(f"scenarios_passed={sum(results)}/{len(results)}")
     return 0 if all(results) else 1
