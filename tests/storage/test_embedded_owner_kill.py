@@ -23,7 +23,7 @@ JOB = {"model": "logreg", "dataset": "digits", "trainers": 1, "rounds": 1, "epoc
 #: Deadline for the daemon to start the server after the submit (a loaded machine).
 SERVER_TIMEOUT_S = 60.0
 #: Deadline for the server and its port to go once the daemon is killed.
-GONE_TIMEOUT_S = 10.0
+GONE_TIMEOUT_S = 20.0
 
 
 def embedded_server(data_dir: Path) -> tuple[int, int] | None:
