@@ -53,7 +53,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 #
 # Why a pipe and not prctl(PR_SET_PDEATHSIG): that signal fires when the *thread* that
 # forked exits, not the process, and the owner starts its server from a trio worker
-# thread that trio retires after a few idle seconds, so the server would die early
+# thread that trio retires after 10 idle seconds, so the server would die with its
+# owner alive (tried: a `sleep` spawned so from trio.to_thread died after 10.1 s)
 # (spawning from the main thread or a dedicated long-lived thread would bind every
 # caller to that discipline); setting it needs preexec_fn, which can deadlock in a
 # threaded parent, or a native helper (anvil and weed are not Python); a parent that
