@@ -41,7 +41,7 @@ import network  # noqa: E402 - bench/network.py, next to this file
 from p2pnode.control import call  # noqa: E402
 from p2pnode.procs import wait_until  # noqa: E402
 from tests.netns.lab import Lab, unavailable_reason  # noqa: E402
-from tests.netns.nodes import LAB_CONFIG, Nodes, nat_job_network, run_job  # noqa: E402
+from tests.netns.nodes import Nodes, nat_job_network, run_job  # noqa: E402
 from tests.p2pnode.harness import NodeProc  # noqa: E402
 
 JOB = {
@@ -187,76 +187,6 @@ def relay_fallback(root: Path) -> None:
             nodes.close()
 
 
-SIZED_JOB = {
-    "model": "mlp", "model_params": {"hidden": [1024]}, "dataset": "mnist", "limit": 3000,
-    "trainers": 3, "rounds": 5, "epochs": 20, "lr": 0.05, "batch_size": 32,
-    "partition": "iid", "chunk_samples": 100, "round_deadline_s": 120.0,
-}
-SLOW_LINK = "8mbit"
-
-
-def sized_shares() -> None:
-    """Two trainers on open links and one on a tc-limited one: equal versus sized shares.
-
-    The same three trainer daemons run the same job twice, ``shares = "equal"`` then
-    ``"sized"``; sizing starts at round 3 (each trainer's figures need two finished
-    tasks), so each job's rounds 3..N are compared. Each round the model (3.2 MB)
-    goes down and an update as big comes up: on the slow link that costs what the
-    fast trainers' whole training does, and only sized shares let the others take
-    on the slow one's training meanwhile. The owner's random spot checks are off here:
-    a re-run adds its own time to whichever round draws it, by chance.
-    """
-    why = unavailable_reason()
-    if why is not None:
-        not_done("sized_shares", f"network namespaces unavailable: {why}")
-        return
-    with tempfile.TemporaryDirectory(prefix="dt-sized-") as tmp, Lab() as lab:
-        nodes = Nodes(lab, Path(tmp))
-        try:
-            boot_ns, _ = lab.public_host("boot")
-            owner_ns, _ = lab.public_host("owner")
-            hosts = [lab.public_host(f"t{i}")[0] for i in range(3)]
-            lab.limit(hosts[2], SLOW_LINK)
-            boot = nodes.start(boot_ns, "boot", "bootstrap")
-            boot.wait_ready()
-            addr = (boot.data_dir / "multiaddr").read_text().strip()
-            owner_config = Path(tmp) / "owner.toml"
-            owner_config.write_text(LAB_CONFIG + "\n[owner]\nspot_check_rate = 0.0\n")
-            owner = nodes.start(owner_ns, "owner", "daemon", "--bootstrap", addr,
-                                config=owner_config)
-            trainers = [nodes.start(ns, f"t{i}", "daemon", "--bootstrap", addr)
-                        for i, ns in enumerate(hosts)]
-            for node in [owner, *trainers]:
-                node.wait_ready()
-            wait_until(lambda: owner.peer_ids() >= {t.peer_id for t in trainers}, 60,
-                       "the owner to see the trainers")
-            means, secs, slow_share, predicted = {}, {}, 0.0, None
-            for mode in ("equal", "sized"):
-                job = run_job(owner, nodes, {**SIZED_JOB, "shares": mode}, 900)
-                rounds = job.get("history", [])
-                if job["state"] != "done" or len(rounds) != SIZED_JOB["rounds"]:
-                    not_done("sized_shares", f"the {mode} job ended {job['state']}: "
-                                             f"{job.get('error')}")
-                    return
-                secs[mode] = [round(r["round_seconds"], 1) for r in rounds]
-                means[mode] = statistics.mean(r["round_seconds"] for r in rounds[2:])
-                slow = trainers[2].peer_id
-                last = {u["peer"]: u["samples"] for u in rounds[-1]["updates"]}
-                slow_share = last.get(slow, 0) / max(1, sum(last.values()))
-                predicted = job.get("shares", {}).get("predicted_round_s")
-            gain = 1 - means["sized"] / means["equal"]
-            check("sized_shares", gain >= 0.1,
-                  f"2 open links + 1 at {SLOW_LINK} (tc tbf), MNIST MLP 1024 (3.2 MB), "
-                  f"{SIZED_JOB['epochs']} epochs: mean of rounds 3-{SIZED_JOB['rounds']} "
-                  f"{means['equal']:.1f} s with equal shares, {means['sized']:.1f} s sized "
-                  f"({gain:.0%} sooner; needs >= 10%); every round: equal {secs['equal']}, "
-                  f"sized {secs['sized']} (the owner predicted {predicted} s for its "
-                  f"last); the slow trainer's share {slow_share:.0%} of the samples "
-                  f"(equal: 33%)")
-        finally:
-            nodes.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,20,50",
@@ -286,7 +216,9 @@ def main() -> int:
     import compression  # bench/compression.py: bytes per update/round vs accuracy, model delta
 
     compression.wan_checks(check)
-    sized_shares()
+    import sized  # bench/sized.py: mixed-speed rounds, equal versus sized shares
+
+    sized.sized_shares(check)
     import demo_memory  # bench/demo_memory.py: the MNIST demo's peak RSS per role
 
     demo_memory.wan_check(check)

@@ -166,7 +166,8 @@ class Plan(Generic[C]):
         """One line a log or a status can show."""
         shares = ", ".join(
             f"slot {s}: {sum(c.samples for c in cs)} samples"
-            + (f" ~{self.predicted_s[s]:.1f} s" if s in self.predicted_s else "")
+            + (" (sits out)" if not cs else
+               f" ~{self.predicted_s[s]:.1f} s" if s in self.predicted_s else "")
             for s, cs in sorted(self.layout.items())
         )
         if not self.predicted_s:
@@ -241,10 +242,31 @@ def _costs(
 def _targets(
     cost: Mapping[int, tuple[float, float]], total: int, limits: Limits
 ) -> dict[int, float]:
-    """Shares (samples) that make every slot finish together, within the bounds."""
+    """Shares (samples) that end the round soonest, every taking part slot together.
+
+    A slot whose smallest share alone (its fixed cost and ``min_share`` of the equal
+    share) would end after the others can finish without it gets nothing: it sits
+    the round out. Slots are left out slowest-minimum first while that ends the
+    round sooner and the rest can take the data within ``max_share``.
+    """
     equal = total / len(cost)
     lo = min(equal, max(0.0, limits.min_share) * equal)
     hi = max(equal, min(float(total), limits.max_share * equal))
+    order = sorted(cost, key=lambda s: (-(cost[s][0] + lo * cost[s][1]), s))
+    best: dict[int, float] = _fill({s: cost[s] for s in order}, total, lo, hi)
+    for k in range(1, len(order)):
+        taking = {s: cost[s] for s in order[k:]}
+        if hi * len(taking) < total:
+            break
+        shares = _fill(taking, total, lo, hi)
+        if _finish(shares, cost) < _finish(best, cost):
+            best = shares
+    return {slot: best.get(slot, 0.0) for slot in cost}
+
+
+def _fill(cost: Mapping[int, tuple[float, float]], total: int, lo: float,
+          hi: float) -> dict[int, float]:
+    """Water-filling: the finish time ``t`` at which the slots' shares sum to ``total``."""
 
     def share(a: float, b: float, t: float) -> float:
         return min(hi, max(lo, (t - a) / b))
@@ -260,23 +282,30 @@ def _targets(
     return {slot: share(a, b, high) for slot, (a, b) in cost.items()}
 
 
+def _finish(shares: Mapping[int, float], cost: Mapping[int, tuple[float, float]]) -> float:
+    """When the last slot with a share would finish."""
+    return max((cost[s][0] + n * cost[s][1] for s, n in shares.items() if n > 0), default=0.0)
+
+
 def _move(
     layout: Mapping[int, tuple[C, ...]], targets: Mapping[int, float]
 ) -> dict[int, tuple[C, ...]]:
     """Whole chunks moved so each slot is as near its target as chunks allow.
 
     A slot over its target gives up chunks from its end (the last moved in go first)
-    while that brings it nearer; the freed chunks, largest first, each go to the slot
-    furthest below its target.
+    while that brings it nearer, a slot sized to nothing all of them; the freed
+    chunks, largest first, each go to the slot with a share furthest below its target.
     """
     slots = {s: list(cs) for s, cs in layout.items()}
     pool: list[C] = []
     for s, cs in slots.items():
-        while len(cs) > 1 and _samples(cs) - targets[s] > max(0, cs[-1].samples) / 2:
+        while cs and (targets[s] <= 0
+                      or _samples(cs) - targets[s] > max(0, cs[-1].samples) / 2):
             pool.append(cs.pop())
     pool.sort(key=lambda c: -max(0, c.samples))  # stable: ties keep their order
+    taking = [s for s in slots if targets[s] > 0] or list(slots)
     for c in pool:
-        s = max(slots, key=lambda s: (targets[s] - _samples(slots[s]), -s))
+        s = max(taking, key=lambda s: (targets[s] - _samples(slots[s]), -s))
         slots[s].append(c)
     return {s: tuple(cs) for s, cs in slots.items()}
 
@@ -284,4 +313,6 @@ def _move(
 def _times(
     layout: Mapping[int, Sequence[ChunkLike]], cost: Mapping[int, tuple[float, float]]
 ) -> dict[int, float]:
-    return {s: cost[s][0] + _samples(cs) * cost[s][1] for s, cs in layout.items()}
+    """Each slot's predicted seconds; 0 for a slot with no sample (it sits the round out)."""
+    return {s: cost[s][0] + n * cost[s][1] if (n := _samples(cs)) > 0 else 0.0
+            for s, cs in layout.items()}

@@ -28,9 +28,10 @@ def shares(p: Plan[Chunk]) -> dict[int, int]:
 
 
 def same_chunks(before: dict[int, list[Chunk]], p: Plan[Chunk]) -> bool:
+    """Every chunk once; a slot loses all its chunks only when sized to nothing."""
     a = Counter(c for cs in before.values() for c in cs)
     b = Counter(c for cs in p.layout.values() for c in cs)
-    return a == b and all(p.layout[s] for s in before if before[s])
+    return a == b and all(p.layout[s] or p.targets.get(s) == 0 for s in before if before[s])
 
 
 def test_fast_trainers_get_more_and_all_finish_together() -> None:
@@ -57,6 +58,52 @@ def test_a_slow_link_gets_less_work_when_the_model_is_big() -> None:
     got = shares(p)
     assert got[0] > got[1], got
     assert p.makespan_s < p.before_s
+
+
+def test_a_link_too_slow_for_any_share_sits_the_round_out() -> None:
+    # Same compute (1000 samples/s); trainer 2's link makes the model down and the
+    # update up take 10 s, while the others finish the whole round's data in 1.2 s.
+    current = slots(3, per_slot=4)
+    fast, slow = Speed(1000.0, 1e8), Speed(1000.0, 1e5)
+    p = plan(current, {0: fast, 1: fast, 2: slow}, epochs=1, fixed_bytes=1_000_000)
+    assert p.reason == "sized" and shares(p) == {0: 600, 1: 600, 2: 0}
+    assert p.targets[2] == 0 and p.layout[2] == () and same_chunks(current, p)
+    # Before: 10 s + 0.4 s of training on the slow one; after: 0.01 + 0.6 s.
+    assert math.isclose(p.before_s, 10.4) and math.isclose(p.makespan_s, 0.61)
+    assert p.predicted_s[2] == 0.0 and "slot 2: 0 samples (sits out)" in p.explain()
+    # The next round starts from that layout: it stays, and the idle slot gets its
+    # share back once its figures say it is worth it.
+    again = plan(p.layout, {0: fast, 1: fast, 2: slow}, epochs=1, fixed_bytes=1_000_000)
+    assert again.reason == "kept" and shares(again) == {0: 600, 1: 600, 2: 0}
+    back = plan(p.layout, {0: fast, 1: fast, 2: fast}, epochs=1, fixed_bytes=1_000_000)
+    assert back.reason == "sized" and shares(back) == {0: 400, 1: 400, 2: 400}
+
+
+def test_a_slow_link_keeps_a_share_while_it_still_helps() -> None:
+    # Training 400 samples takes 4 s; trainer 2's fixed cost is 3 s: it takes part
+    # with a smaller share (T = (3 * 4 + 3) / 3 = 5 s: 200 samples), not none.
+    current = slots(3, per_slot=4)
+    fast, slow = Speed(100.0, 1e8), Speed(100.0, 1e6 / 3)
+    p = plan(current, {0: fast, 1: fast, 2: slow}, epochs=1, fixed_bytes=1_000_000)
+    assert p.reason == "sized" and shares(p) == {0: 500, 1: 500, 2: 200}, shares(p)
+    assert math.isclose(p.targets[2], 200.67, rel_tol=1e-3)
+    assert math.isclose(p.makespan_s, 5.01) and math.isclose(p.before_s, 7.0)
+
+
+def test_at_most_max_share_each_so_not_everyone_sits_out() -> None:
+    # Two of four links are hopeless (1000 s and 2000 s for the model), but with
+    # max_share 1.5 the two fast slots take only 1200 of the 1600 samples: the
+    # slowest sits out, the other slow slot keeps what the fast ones cannot take.
+    current = slots(4, per_slot=4)
+    fast = Speed(1000.0, 1e9)
+    speeds = {0: fast, 1: fast, 2: Speed(1000.0, 1e3), 3: Speed(1000.0, 500.0)}
+    p = plan(current, speeds, epochs=1, fixed_bytes=10**6, limits=Limits(max_share=1.5))
+    assert p.reason == "sized" and shares(p) == {0: 600, 1: 600, 2: 400, 3: 0}, shares(p)
+    assert same_chunks(current, p)
+    # Two equally hopeless links: leaving one out would not end the round sooner.
+    speeds[3] = speeds[2]
+    assert plan(current, speeds, epochs=1, fixed_bytes=10**6,
+                limits=Limits(max_share=1.5)).reason == "kept"
 
 
 def test_equal_speeds_keep_the_layout() -> None:
@@ -89,10 +136,15 @@ def test_no_figures_one_slot_and_unknown_peers() -> None:
     one = plan(slots(1), {0: Speed(1.0, 1.0)}, epochs=1, fixed_bytes=0)
     assert one.reason == "one_slot" and shares(one) == {0: 800}
     # Slot 2's holder is unknown: taken as fast as the median known peer.
-    fast, slow = Speed(1000.0, 1e9), Speed(100.0, 1e9)
+    fast, slow = Speed(1000.0, 1e9), Speed(500.0, 1e9)
     p = plan(slots(4), {0: fast, 1: slow, 2: None, 3: fast}, epochs=1, fixed_bytes=0)
     got = shares(p)
-    assert got[0] == got[2] == got[3] > got[1], got
+    assert got[0] == got[2] == got[3] > got[1] > 0, got
+    # One ten times slower sits out: even its smallest share (a quarter of the
+    # equal one) would take longer than the others need for all the data.
+    p = plan(slots(4), {0: fast, 1: Speed(100.0, 1e9), 2: None, 3: fast}, epochs=1,
+             fixed_bytes=0)
+    assert shares(p) == {0: 1100, 1: 0, 2: 1100, 3: 1000}
 
 
 def test_hostile_figures_never_crash_and_never_lose_data() -> None:

@@ -44,14 +44,14 @@ def task(book: SpeedBook, live: LiveJob, peer: str, slot: int, t0: float, took: 
 
 def test_speeds_are_learnt_kept_and_size_the_shares(tmp_path: Path) -> None:
     store = JobStore(tmp_path / "jobs.sqlite3")
-    book = SpeedBook(store, OwnerConfig())
+    book = SpeedBook(store, OwnerConfig(shares_min_tasks=2))
     live = LiveJob("job1", from_mapping({**SMALL, "epochs": 1}))
     data = home(2, 8)
     holders = {0: "fast", 1: "slow"}
     book.layout(live, data, holders, 10_000)
     assert live.shares["plan"] == "no_figures" and samples(live, 0) == samples(live, 1) == 800
-    # Round 1 is the cold start: the slow peer looks fast, the fast one slow; the
-    # second task replaces those figures.
+    # Round 1 was a cold start: the slow peer looked fast, the fast one slow; the
+    # second task replaces those figures (and here, sizing waits for it).
     task(book, live, "fast", 0, 0.0, 20.0, 10.0)
     task(book, live, "slow", 1, 0.0, 1.0, 0.5)
     assert book.layout(live, data, holders, 10_000) and live.shares["plan"] == "no_figures"
@@ -78,6 +78,31 @@ def test_speeds_are_learnt_kept_and_size_the_shares(tmp_path: Path) -> None:
     again.layout(equal, data, holders, 10_000)
     assert equal.layout == {s: tuple(cs) for s, cs in data.items()}
     assert equal.shares["plan"] == "equal"
+
+
+def test_round_1_is_the_probe_that_sizes_round_2(tmp_path: Path) -> None:
+    book = SpeedBook(JobStore(tmp_path / "jobs.sqlite3"), OwnerConfig())
+    live = LiveJob("job1", from_mapping({**SMALL, "epochs": 1}))
+    data = home(3, 8)
+    holders = {0: "a", 1: "b", 2: "far"}
+    book.layout(live, data, holders, 10_000)
+    assert live.shares["plan"] == "no_figures"
+    # Round 1: the same compute (800 samples in 0.8 s), but "far"'s link took 5 s
+    # to move the model down, its chunks and the update up (28 kB), the others 0.2 s.
+    task(book, live, "a", 0, 0.0, 1.0, 0.8)
+    task(book, live, "b", 1, 0.0, 1.0, 0.8)
+    task(book, live, "far", 2, 0.0, 5.8, 0.8)
+    layout = book.layout(live, data, holders, 10_000)
+    # Round 2 (cached chunks, 20 kB): a and b take all 2400 samples (0.14 + 1.2 s)
+    # before "far" could have moved the model (3.6 s); it sits the round out,
+    # keeping its slot and its figures.
+    assert live.shares["plan"] == "sized", live.shares
+    assert [samples(live, s) for s in range(3)] == [1200, 1200, 0] and layout[2] == ()
+    assert live.shares["slots"]["2"] == {"peer": "far", "samples": 0, "predicted_s": 0.0}
+    assert live.shares["predicted_round_s"] == pytest.approx(0.2 * 20 / 28 + 1.2, abs=1e-3)
+    # The next round starts from that layout and keeps it.
+    book.layout(live, data, holders, 10_000)
+    assert live.shares["plan"] == "kept" and samples(live, 2) == 0
 
 
 def test_a_lying_trainer_is_bounded_by_the_owners_clock(tmp_path: Path) -> None:
@@ -147,15 +172,20 @@ async def test_a_slow_trainer_gets_a_smaller_share_and_replicas_still_agree(
         shares = c.owner.live[status["job_id"]].shares  # jobs.status "shares"
         brief = [[(u["peer"][-4:], u["slot"], u["samples"], u["verdict"]) for u in r["updates"]]
                  for r in status["history"]]
-        assert shares["plan"] == "sized" and shares["speeds"][slow]["tasks"] == 2, (
+        assert shares["plan"] in ("sized", "kept") and shares["speeds"][slow]["tasks"] >= 1, (
             slow[-4:], shares, brief)
         first, last = status["history"][0], status["history"][-1]
         # Round 1 has no figures: every slot keeps the partition's share.
         assert len({u["samples"] for u in first["updates"]}) == 1, first
-        per_slot = {u["slot"]: u["samples"] for u in last["updates"]}
-        slow_slot = next(u["slot"] for u in last["updates"] if u["peer"] == slow)
+        # Round 1 sized the later ones: the slow machine holds its slot with a smaller
+        # share, or none (it sits the round out when even its smallest share would
+        # end the round after the others finish all the data).
+        per_slot = {int(k): v["samples"] for k, v in shares["slots"].items()}
+        slow_slot = next(int(k) for k, v in shares["slots"].items() if v["peer"] == slow)
         assert all(per_slot[slow_slot] < n for s, n in per_slot.items() if s != slow_slot), (
-            shares, status["history"])
+            shares, brief)
+        assert per_slot == {u["slot"]: u["samples"] for u in last["updates"]} | {
+            slow_slot: per_slot[slow_slot]}, brief
         assert sum(per_slot.values()) == sum({u["slot"]: u["samples"]
                                               for u in first["updates"]}.values())
         # The redundant slot's two trainers got the same sized chunk list: bit-identical

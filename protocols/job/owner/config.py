@@ -65,12 +65,15 @@ class OwnerConfig:
             charged ``cheated`` only above this distance; between
             ``replica_tolerance`` and this it is accepted unverified, uncharged (a
             trainer on a GPU computes differently from the owner's CPU re-run).
-        shares_min: Smallest sized share, as a fraction of the equal share
+        shares_min: Smallest sized share of a trainer that takes part, as a
+            fraction of the equal share; a trainer whose smallest share would end
+            the round later than the others need without it gets none that round
             (docs/jobs.md, "Sized shares").
         shares_max: Largest sized share, as a multiple of the equal share.
         shares_min_gain: Move chunks only when that cuts the predicted round time
             by this fraction.
-        shares_min_tasks: Finished tasks of a peer before its own figures size it.
+        shares_min_tasks: Finished tasks of a peer before its own figures size it
+            (1: round 1's tasks size round 2).
     """
 
     announce_interval_s: float = 2.0
@@ -97,7 +100,7 @@ class OwnerConfig:
     shares_min: float = 0.25
     shares_max: float = 2.0
     shares_min_gain: float = 0.2
-    shares_min_tasks: int = 2
+    shares_min_tasks: int = 1
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
 

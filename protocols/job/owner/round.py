@@ -122,9 +122,12 @@ class RoundRunner:
         if not holders:
             return None
         live.holders = dict(holders)
-        self.speeds.layout(live, data.slots, holders, data.model_stored_size or len(data.model))
-        deadline = live.spec.round_deadline_s
         spares = alive[len(holders) :]
+        size = data.model_stored_size or len(data.model)
+        layout = self.speeds.layout(live, data.slots, holders, size)
+        # A holder sized to no sample sits the round out and keeps its slot (docs/jobs.md).
+        holders = {s: p for s, p in holders.items() if layout.get(s)} or holders
+        deadline = live.spec.round_deadline_s
         ready = self.verifier.ready(live, number)
         replicas, spot, probation = self.verifier.plan(live, holders, spares, ready)
         reruns = self.verifier.needs_rerun(live, holders, replicas, spot, probation)

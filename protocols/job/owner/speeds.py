@@ -6,15 +6,18 @@ checks (:meth:`finished`). From those the book makes one ``sizing.Observation`` 
 finished task: the owner's own clock times the task, the owner's own counts give
 its samples and bytes, and the trainer's signed ``train_seconds`` only splits the
 measured time into training and moving bytes, bounded by it (``sizing.speed_of``).
-A rejected update teaches nothing. A peer's first task includes its cold start
-(loading torch, an empty chunk cache): it stands until a second replaces it, and
-later ones are averaged in. Figures are per job (a trainer's throughput depends on
-the model) and kept in the job store (``speeds``), so a restarted owner still
-sizes by them.
+A rejected update teaches nothing. A peer's first task is the probe on first
+contact: it sizes the next round (``shares_min_tasks`` 1), though it may include a
+cold start (an empty chunk cache, counted in its bytes; a torch import not yet
+finished), so it stands only until a second replaces it; later ones are averaged in.
+Figures are per job (a trainer's throughput depends on the model) and kept in the
+job store (``speeds``), so a restarted owner still sizes by them.
 
 :meth:`layout` sizes the slots of a new round with ``sizing.plan``: the held slots
 share the chunks they held last round between them; a slot with no holder keeps
-its own. docs/jobs.md ("Sized shares") has the design.
+its own. A held slot sized to no chunk sits the round out (its holder keeps the slot
+and stays in the pool; the round runner sends it no task). docs/jobs.md ("Sized
+shares") has the design.
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ class SpeedBook:
         speed = sizing.speed_of(sizing.Observation(work, moved, t1 - t0, claim), self.limits)
         if speed is None:
             return
+        log.info("job %s round %d: %s's task took %.2f s (claims %.2f s training) for "
+                 "%d sample-epochs and %d bytes: %.0f samples/s, %.0f bytes/s", live.job_id,
+                 live.round_no, peer, t1 - t0, claim, work, moved, speed.samples_per_s,
+                 speed.bytes_per_s)
         book = self.speeds(live.job_id)
         old, n = book.get(peer, (None, 0))
         new = sizing.blend(old if n >= 2 else None, speed)
@@ -131,8 +138,7 @@ class SpeedBook:
         full.update(plan.layout)
         live.layout = full
         live.shares = _report(live, plan, holders, book)
-        if plan.reason == "sized":
-            log.info("job %s round %d: shares %s", live.job_id, live.round_no, plan.explain())
+        log.info("job %s round %d: shares %s", live.job_id, live.round_no, plan.explain())
         return full
 
 
@@ -163,6 +169,7 @@ def _report(
     predicted = plan.predicted_s if plan is not None else {}
     return {
         "mode": live.spec.shares,
+        "round": live.round_no,
         "plan": plan.reason if plan is not None else "equal",
         "predicted_round_s": round(plan.makespan_s, 3) if plan and predicted else None,
         "slots": {
