@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distro_procs
 from ledger.client import Market
 from ledger.devchain import ChainInfo, DevChain, dev_rpc
 from ledger.receipts import job_key
@@ -65,17 +66,17 @@ def test_reads_do_not_import_web3(chain: ChainInfo) -> None:
 
 def test_foreground_chain_prints_its_line_and_stops_on_sigterm() -> None:
     """``python -m ledger.devchain`` becomes anvil; its helper deploys and prints the line."""
-    process = subprocess.Popen([sys.executable, "-m", "ledger.devchain", "--grace-s", "5"],
-                               stdout=subprocess.PIPE, cwd=REPO)
+    # distro_procs.spawn, so that anvil dies with a killed test run too.
+    process = distro_procs.spawn([sys.executable, "-m", "ledger.devchain", "--grace-s", "5"],
+                                 None, stdout=subprocess.PIPE, cwd=REPO)
     try:
         assert process.stdout is not None
         info = json.loads(process.stdout.readline())
         assert info["chain_id"] == 31337
         assert Market(info["rpc_url"], info["contract"]).grace_s() == 5
         assert "anvil" in Path(f"/proc/{process.pid}/cmdline").read_text()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert distro_procs.stop([process], 30)[0] in (0, -signal.SIGTERM)  # SIGTERM first
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        distro_procs.kill(process)
+        if process.stdout is not None:
+            process.stdout.close()

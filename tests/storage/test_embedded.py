@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import distro_procs
 from storage.embedded import CREDENTIALS_FILE, EmbeddedS3, load_or_create_credentials
 from storage.errors import EmbeddedServerError
 from storage.s3 import S3Store
@@ -47,9 +48,10 @@ def test_bad_credentials_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_foreground_process_prints_endpoint_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
+    # distro_procs.spawn, so that the server dies with a killed test run too.
+    process = distro_procs.spawn(
         [sys.executable, "-m", "storage.embedded", "--data-dir", str(tmp_path / "fg")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+        tmp_path / "fg.log", env=env, cwd=tmp_path, stdout=subprocess.PIPE,
     )  # fmt: skip
     try:
         assert process.stdout is not None
@@ -58,15 +60,15 @@ def test_foreground_process_prints_endpoint_and_stops_on_sigterm(tmp_path: Path)
         assert secret not in json.dumps(line)
         assert line["bucket"] == "distro-train"
         port = int(line["endpoint"].rsplit(":", 1)[1])
-        process.send_signal(signal.SIGTERM)
-        # The command has become the server (exec): SIGTERM's default action ends it.
-        assert process.wait(timeout=PROCESS_TIMEOUT_S) in (0, -signal.SIGTERM)
+        # The command has become the server (exec): SIGTERM's default action ends it
+        # (stop sends SIGTERM to the group, SIGKILL only after the timeout).
+        assert distro_procs.stop([process], PROCESS_TIMEOUT_S)[0] in (0, -signal.SIGTERM)
         # Nothing answers on the port any more.
         wait_for(lambda: not _answers(port), timeout=10, what="server port to close")
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        distro_procs.kill(process)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def _answers(port: int) -> bool:
