@@ -201,14 +201,8 @@ def open_message(
     if replay is not None:
         replay.check(env.sender, env.nonce, env.timestamp_ms, now_ms)
     return Opened(
-        sender=sender,
-        public_key=public,
-        kind=env.kind,
-        job_id=env.job_id,
-        round=env.round,
-        timestamp_ms=env.timestamp_ms,
-        nonce=env.nonce,
-        body=body,
+        sender=sender, public_key=public, kind=env.kind, job_id=env.job_id, round=env.round,
+        timestamp_ms=env.timestamp_ms, nonce=env.nonce, body=body,
     )
 
 

@@ -89,13 +89,7 @@ def update_note(
     )
     m = result.metrics
     return codec.update_note(
-        sha256=sha,
-        size=len(result.weights),
-        samples=m.samples,
-        loss=m.loss,
-        accuracy=m.accuracy,
-        seconds=m.seconds,
-        sealed_url=sealed_url,
-        cipher_sha256=cipher_sha,
-        sealed_key=sealed_key,
+        sha256=sha, size=len(result.weights), sealed_url=sealed_url,
+        samples=m.samples, loss=m.loss, accuracy=m.accuracy, seconds=m.seconds,
+        cipher_sha256=cipher_sha, sealed_key=sealed_key,
     )
