@@ -61,69 +61,76 @@ class DataError(SpecError):
         self.problem = problem
 
 
-class DatasetUnavailable(TrainingError):
-    """A dataset is unknown or its files are absent or unreadable.
+class _Unavailable(TrainingError):
+    """Something named cannot be used here (a subclass says what, in ``what``).
 
     Attributes:
-        name: Dataset name as asked.
-        detail: Why it cannot be loaded.
+        name: The name asked for.
+        detail: Why it cannot be used.
     """
 
-    reason = "no_dataset"
+    what = ""
 
     def __init__(self, name: str, detail: str) -> None:
-        super().__init__(f"dataset {name!r} unavailable: {detail}")
+        super().__init__(f"{self.what} {name!r} unavailable: {detail}")
         self.name = name
         self.detail = detail
 
 
-class DeviceUnavailable(TrainingError):
-    """The configured training device cannot be used here.
+class DatasetUnavailable(_Unavailable):
+    """A dataset is unknown or its files are absent or unreadable (``name``: as asked)."""
 
-    Attributes:
-        device: The device asked for (``cuda``).
-        detail: Why it cannot be used.
-    """
+    reason = "no_dataset"
+    what = "dataset"
+
+
+class DeviceUnavailable(_Unavailable):
+    """The configured training device (``name``, also ``device``) cannot be used here."""
 
     reason = "no_device"
+    what = "device"
 
-    def __init__(self, device: str, detail: str) -> None:
-        super().__init__(f"device {device!r} unavailable: {detail}")
-        self.device = device
+    @property
+    def device(self) -> str:
+        """The device asked for (``cuda``)."""
+        return self.name
+
+
+class _Refused(TrainingError):
+    """Bytes were refused (a subclass says which, in ``what``).
+
+    Attributes:
+        problem: Short code (each subclass lists its own).
+        detail: Human-readable detail.
+    """
+
+    what = ""
+
+    def __init__(self, problem: str, detail: str = "") -> None:
+        super().__init__(f"{self.what} refused ({problem}): {detail}")
+        self.problem = problem
         self.detail = detail
 
 
-class ChunkError(TrainingError):
+class ChunkError(_Refused):
     """Dataset chunk bytes were refused.
 
-    Attributes:
-        problem: Short code: ``oversize``, ``malformed``, ``names``, ``dtype``, ``shape``,
-            ``labels`` or ``non_finite``.
-        detail: Human-readable detail.
+    ``problem``: ``oversize``, ``malformed``, ``names``, ``dtype``, ``shape``, ``labels``
+    or ``non_finite``.
     """
 
     reason = "bad_chunk"
-
-    def __init__(self, problem: str, detail: str = "") -> None:
-        super().__init__(f"chunk refused ({problem}): {detail}")
-        self.problem = problem
-        self.detail = detail
+    what = "chunk"
 
 
-class WeightsError(TrainingError):
+class WeightsError(_Refused):
     """Weight bytes were refused.
 
-    Attributes:
-        problem: Short code: ``oversize``, ``malformed``, ``names``, ``shape`` or ``dtype``.
-        detail: Human-readable detail.
+    ``problem``: ``oversize``, ``malformed``, ``names``, ``shape`` or ``dtype``.
     """
 
     reason = "bad_model"
-
-    def __init__(self, problem: str, detail: str = "") -> None:
-        super().__init__(f"weights refused ({problem}): {detail}")
-        self.problem = problem
-        self.detail = detail
+    what = "weights"
 
 
 class TrainingCancelled(TrainingError):
