@@ -69,7 +69,7 @@ def keep_subscriptions_while_connected() -> None:
 
 
 def one_registration_per_peer() -> None:
-    """Let at most one ``Pubsub._handle_new_peer`` run per peer at a time.
+    """Let at most one ``Pubsub._handle_new_peer`` run per peer at a time, never a dial.
 
     Two registrations at once (the ``connected`` notifee of two simultaneous
     connections, or a re-open while the first registration is still under way) both
@@ -77,12 +77,19 @@ def one_registration_per_peer() -> None:
     replaces the first's queue: the first sending task waits forever on a queue nobody
     fills, and its stream stays open. A registration that finds one in flight returns
     at once; the one in flight retries by itself while the peer stays connected.
+
+    A registration for a peer with no open connection returns at once too: the
+    library's opens its stream with ``host.new_stream``, which dials. Its retry loop
+    (``_handle_new_peer_with_retry``, started by ``_handle_dead_peer`` while a closing
+    connection still counts as open) then re-connected, after its back-off, every peer
+    the connection manager had just trimmed, and every peer that had trimmed us
+    (docs/libp2p.md#connection-manager).
     """
     inner = Pubsub._handle_new_peer
 
     async def handle_new_peer(self: Pubsub, peer_id: ID) -> None:
         busy = _REGISTERING.setdefault(self, set())
-        if peer_id in busy:
+        if peer_id in busy or not self._peer_is_connected(peer_id):
             return
         busy.add(peer_id)
         try:

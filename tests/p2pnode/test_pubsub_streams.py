@@ -145,3 +145,16 @@ async def test_two_registrations_at_once_open_one_stream() -> None:
         assert len(opened) == 1 and a.pubsub.peers[b.id] is opened[0]
         await reaches(a, b, b"one-stream")
         nursery.cancel_scope.cancel()
+
+
+async def test_registration_never_dials_a_disconnected_peer() -> None:
+    async with trio.open_nursery() as nursery, peer(nursery) as a, peer(nursery) as b:
+        await connected_pair(a, b)
+        network = a.pubsub.host.get_network()
+        await a.pubsub.host.disconnect(b.id)
+        await wait_until(lambda: b.id not in network.connections, 10, "A and B disconnected")
+        # What the library's retry loop does after a connection closed under it (a
+        # trimmed peer): stock 0.8.1 opens the stream with new_stream, which dials.
+        await a.pubsub._handle_new_peer(b.id)
+        assert b.id not in network.connections
+        nursery.cancel_scope.cancel()
