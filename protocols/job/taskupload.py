@@ -69,15 +69,8 @@ async def upload_update(
 
 
 def update_note(
-    task: pb.Task,
-    result: TrainResult,
-    sha: str,
-    owner_key: PublicKey,
-    *,
-    job_id: str,
-    round: int,
-    cipher_sha: str = "",
-    sealed_key: bytes = b"",
+    task: pb.Task, result: TrainResult, sha: str, owner_key: PublicKey, *,
+    job_id: str, round: int, cipher_sha: str = "", sealed_key: bytes = b"",
 ) -> pb.UpdateAnnounce:
     """The announcement of an uploaded update, its URL sealed to the owner."""
     sealed_url = seal(
