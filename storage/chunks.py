@@ -219,21 +219,28 @@ def upload_chunks(
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for data, samples in items:
-            sha = plain_sha = hashlib.sha256(data).hexdigest()
-            stored = data
-            if seal is not None:
-                stored = seal(data, plain_sha)
-                sha = hashlib.sha256(stored).hexdigest()
-            key = chunk_key(prefix, sha)
-            upload = None if key in seen else pool.submit(_put_new, store, key, stored)
-            seen.add(key)
-            sealed = (plain_sha, len(data)) if seal is not None else ("", 0)
-            pending.append((ManifestEntry(key, len(stored), sha, samples, *sealed), upload))
+            entry, stored = _addressed(prefix, data, samples, seal)
+            upload = None if entry.key in seen else pool.submit(_put_new, store, entry.key, stored)
+            seen.add(entry.key)
+            pending.append((entry, upload))
             while len(pending) > 2 * max(1, workers):
                 finish_oldest()
         while pending:
             finish_oldest()
     return Manifest(tuple(entries))
+
+
+def _addressed(
+    prefix: str, data: bytes, samples: int, seal: Callable[[bytes, str], bytes] | None
+) -> tuple[ManifestEntry, bytes]:
+    """A chunk's manifest entry and the bytes to store (``data``, or ``seal``'s output)."""
+    sha = plain_sha = hashlib.sha256(data).hexdigest()
+    if seal is None:
+        return ManifestEntry(chunk_key(prefix, sha), len(data), sha, samples), data
+    stored = seal(data, plain_sha)
+    sha = hashlib.sha256(stored).hexdigest()
+    entry = ManifestEntry(chunk_key(prefix, sha), len(stored), sha, samples, plain_sha, len(data))
+    return entry, stored
 
 
 def _put_new(store: ObjectStore, key: str, data: bytes) -> bool:

@@ -311,13 +311,8 @@ async def fetch_many(
         async def one(index: int, item: FetchItem, nursery: trio.Nursery) -> None:
             async with limiter:
                 try:
-                    data = await fetch(
-                        item.url,
-                        sha256=item.sha256,
-                        max_bytes=item.max_bytes,
-                        client=http,
-                        retry=retry,
-                    )
+                    data = await fetch(item.url, sha256=item.sha256, max_bytes=item.max_bytes,
+                                       client=http, retry=retry)
                 except TransferError as exc:
                     failures.append(exc)
                     nursery.cancel_scope.cancel()
@@ -326,16 +321,9 @@ async def fetch_many(
             done["items"] += 1
             done["bytes"] += len(data)
             if progress is not None:
-                progress(
-                    ProgressEvent(
-                        phase="download",
-                        key=redact_url(item.url),
-                        skipped=False,
-                        done_items=done["items"],
-                        total_items=len(items),
-                        done_bytes=done["bytes"],
-                    )
-                )
+                progress(ProgressEvent(phase="download", key=redact_url(item.url), skipped=False,
+                                       done_items=done["items"], total_items=len(items),
+                                       done_bytes=done["bytes"]))
 
         async with trio.open_nursery() as nursery:
             for index, item in enumerate(items):
