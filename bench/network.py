@@ -186,9 +186,14 @@ def gossip(net: Network, messages: int, rate: float) -> tuple[float, float, floa
 
 def idle(net: Network) -> None:
     time.sleep(5.0)  # idle period before sampling memory
-    rss = [d.rpc("node.status")["rss_bytes"] / 2**20 for d in net.daemons]
+    statuses = [d.rpc("node.status") for d in net.daemons]
+    rss = [st["rss_bytes"] / 2**20 for st in statuses]
     print(f"idle RSS per daemon: mean {statistics.mean(rss):.1f} MiB, "
           f"max {max(rss):.1f} MiB, min {min(rss):.1f} MiB")
+    peers = [st["connected"] for st in statuses]
+    trimmed = sum(st.get("connections_managed", {}).get("trimmed", 0) for st in statuses)
+    print(f"at the end: peers connected per daemon min {min(peers)}, mean "
+          f"{statistics.mean(peers):.1f}, max {max(peers)}; trimmed so far {trimmed}")
 
 
 def start_to_ready(net: Network, launch: dict[str, float]) -> None:
