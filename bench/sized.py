@@ -50,7 +50,8 @@ SIZED_JOB = {
 SLOW_LINK = "8mbit"
 FIRST_SIZED = 2
 """The first round whose shares can follow measured speeds (round 1's tasks are the
-probe: ``[owner] shares_min_tasks`` 1)."""
+probe: ``[owner] shares_min_tasks`` 1; a trainer may sit a round out from round 3,
+``shares_sit_out_tasks`` 2)."""
 ORDER = ("equal", "sized", "sized", "equal")
 MIN_GAIN = 0.1
 

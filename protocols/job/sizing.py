@@ -14,10 +14,15 @@ The model of one task of ``n`` samples on peer ``i``::
 :func:`plan` finds the finish time ``T`` at which every holder would be done
 (water-filling: ``sum(clamp((T - a_i) / b_i, lo, hi)) = N``), each share bounded to
 ``[min_share, max_share]`` times the equal share, then moves whole chunks between
-slots until each is as close to its target as chunks allow. A new layout is used only
-when it is predicted to end the round at least ``min_gain`` sooner than the current
-one: moving chunks costs the receivers one download, and noise must not reshuffle
-the data every round.
+slots until each is as close to its target as chunks allow. A slot whose smallest
+share would still end after the others can finish all the data without it (a link so
+slow that the model down and the update up alone take that long) gets nothing: it
+sits the round out. Only slots the caller names may (``may_sit_out``: the owner names
+those whose figures rest on more than one task), never so many that the rest would
+need more than ``max_share`` each. A new layout is used only when it is predicted to
+end the round at least ``min_gain`` and ``min_gain_s`` sooner than the current one:
+moving chunks costs the receivers one download, and noise must not reshuffle the
+data every round.
 
 Figures from peers are hostile input: a figure that is not a finite positive number
 counts as unknown, every figure is clamped to :class:`Limits`, and an unknown peer is
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -87,6 +92,8 @@ class Limits:
         min_share: Smallest share, as a fraction of the equal share.
         max_share: Largest share, as a multiple of the equal share.
         min_gain: A new layout must cut the predicted round time by this fraction.
+        min_gain_s: ... and by at least these seconds (a smaller cut is within what
+            the owner's clock can tell apart: gossip, scheduling).
         min_train_fraction: A peer's claimed training time is taken as at least this
             part of the owner-measured task time (and at most all of it).
         min_samples_per_s: Smallest throughput believed (a slower claim is raised).
@@ -98,6 +105,7 @@ class Limits:
     min_share: float = 0.25
     max_share: float = 2.0
     min_gain: float = 0.2
+    min_gain_s: float = 1.0
     min_train_fraction: float = 0.1
     min_samples_per_s: float = 1e-3
     max_samples_per_s: float = 1e8
@@ -183,11 +191,14 @@ def plan(
     epochs: int,
     fixed_bytes: int,
     limits: Limits = Limits(),
+    may_sit_out: Collection[int] | None = None,
 ) -> Plan[C]:
     """Size the slots of ``current`` (slot -> its chunks now) by their holders' ``speeds``.
 
     Deterministic: the same inputs give the same plan. Every chunk of ``current`` ends
-    up in exactly one slot, and every slot that had a chunk keeps at least one.
+    up in exactly one slot. A slot may end up with none (it sits the round out) only
+    if it is in ``may_sit_out`` (None: any slot); every other slot keeps at least
+    ``min_share`` of the equal share, as near as whole chunks allow.
     """
     layout = {s: tuple(cs) for s, cs in sorted(current.items())}
     if len(layout) <= 1 or not any(layout.values()):
@@ -196,11 +207,12 @@ def plan(
     if cost is None:
         return Plan(layout, {}, {}, 0.0, 0.0, "no_figures")
     total = sum(_samples(cs) for cs in layout.values())
-    targets = _targets(cost, total, limits)
+    out = set(layout) if may_sit_out is None else set(may_sit_out) & set(layout)
+    targets = _targets(cost, total, limits, out)
     moved = _move(layout, targets)
     times, before = _times(moved, cost), _times(layout, cost)
     after_s, before_s = max(times.values()), max(before.values())
-    if after_s < before_s * (1 - limits.min_gain):
+    if after_s < before_s * (1 - limits.min_gain) and before_s - after_s >= limits.min_gain_s:
         return Plan(moved, targets, times, after_s, before_s, "sized")
     return Plan(layout, targets, before, before_s, before_s, "kept")
 
@@ -240,7 +252,7 @@ def _costs(
 
 
 def _targets(
-    cost: Mapping[int, tuple[float, float]], total: int, limits: Limits
+    cost: Mapping[int, tuple[float, float]], total: int, limits: Limits, out: set[int]
 ) -> dict[int, float]:
     """Shares (samples) that end the round soonest, every taking part slot together.
 
@@ -252,10 +264,10 @@ def _targets(
     equal = total / len(cost)
     lo = min(equal, max(0.0, limits.min_share) * equal)
     hi = max(equal, min(float(total), limits.max_share * equal))
-    order = sorted(cost, key=lambda s: (-(cost[s][0] + lo * cost[s][1]), s))
-    best: dict[int, float] = _fill({s: cost[s] for s in order}, total, lo, hi)
-    for k in range(1, len(order)):
-        taking = {s: cost[s] for s in order[k:]}
+    order = sorted(out, key=lambda s: (-(cost[s][0] + lo * cost[s][1]), s))
+    best: dict[int, float] = _fill(cost, total, lo, hi)
+    for k in range(1, min(len(order) + 1, len(cost))):
+        taking = {s: c for s, c in cost.items() if s not in order[:k]}
         if hi * len(taking) < total:
             break
         shares = _fill(taking, total, lo, hi)
@@ -293,14 +305,14 @@ def _move(
     """Whole chunks moved so each slot is as near its target as chunks allow.
 
     A slot over its target gives up chunks from its end (the last moved in go first)
-    while that brings it nearer, a slot sized to nothing all of them; the freed
+    while that brings it nearer and it keeps one, a slot sized to nothing all of them; the freed
     chunks, largest first, each go to the slot with a share furthest below its target.
     """
     slots = {s: list(cs) for s, cs in layout.items()}
     pool: list[C] = []
     for s, cs in slots.items():
-        while cs and (targets[s] <= 0
-                      or _samples(cs) - targets[s] > max(0, cs[-1].samples) / 2):
+        while cs and (targets[s] <= 0 or len(cs) > 1
+                      and _samples(cs) - targets[s] > max(0, cs[-1].samples) / 2):
             pool.append(cs.pop())
     pool.sort(key=lambda c: -max(0, c.samples))  # stable: ties keep their order
     taking = [s for s in slots if targets[s] > 0] or list(slots)

@@ -75,8 +75,13 @@ def test_a_link_too_slow_for_any_share_sits_the_round_out() -> None:
     # share back once its figures say it is worth it.
     again = plan(p.layout, {0: fast, 1: fast, 2: slow}, epochs=1, fixed_bytes=1_000_000)
     assert again.reason == "kept" and shares(again) == {0: 600, 1: 600, 2: 0}
-    back = plan(p.layout, {0: fast, 1: fast, 2: fast}, epochs=1, fixed_bytes=1_000_000)
+    back = plan(p.layout, {0: fast, 1: fast, 2: fast}, epochs=10, fixed_bytes=1_000_000)
     assert back.reason == "sized" and shares(back) == {0: 400, 1: 400, 2: 400}
+    # Only the slots named may sit out: the others keep at least min_share (here
+    # that would save 0.3 of 10.4 s: the layout is kept).
+    kept_in = plan(current, {0: fast, 1: fast, 2: slow}, epochs=1, fixed_bytes=1_000_000,
+                   may_sit_out=[0, 1])
+    assert kept_in.targets[2] == 100 and kept_in.reason == "kept"
 
 
 def test_a_slow_link_keeps_a_share_while_it_still_helps() -> None:
@@ -117,6 +122,17 @@ def test_equal_speeds_keep_the_layout() -> None:
 def test_small_differences_do_not_reshuffle_the_data() -> None:
     p = plan(slots(2), {0: Speed(100.0, 1e9), 1: Speed(115.0, 1e9)}, epochs=1, fixed_bytes=0)
     assert p.reason == "kept"
+    # Ten times slower, but the round would end 0.6 s sooner (min_gain_s 1 s): kept.
+    speeds = {0: Speed(1000.0, 1e9), 1: Speed(100.0, 1e9)}
+    tiny = plan(slots(2, per_slot=2, samples=40), speeds, epochs=1, fixed_bytes=0)
+    assert tiny.reason == "kept" and math.isclose(tiny.before_s, 0.8)
+    lim = Limits(min_gain_s=0.0)
+    sized = plan(slots(2, per_slot=2, samples=40), speeds, epochs=1, fixed_bytes=0, limits=lim,
+                 may_sit_out=[])
+    # Its target is min_share (20 samples), half a chunk: it keeps one chunk.
+    assert sized.reason == "sized" and shares(sized) == {0: 120, 1: 40}, shares(sized)
+    out = plan(slots(2, per_slot=2, samples=40), speeds, epochs=1, fixed_bytes=0, limits=lim)
+    assert shares(out) == {0: 160, 1: 0}  # allowed to sit out, it does
 
 
 def test_shares_stay_within_bounds() -> None:
@@ -137,7 +153,7 @@ def test_no_figures_one_slot_and_unknown_peers() -> None:
     assert one.reason == "one_slot" and shares(one) == {0: 800}
     # Slot 2's holder is unknown: taken as fast as the median known peer.
     fast, slow = Speed(1000.0, 1e9), Speed(500.0, 1e9)
-    p = plan(slots(4), {0: fast, 1: slow, 2: None, 3: fast}, epochs=1, fixed_bytes=0)
+    p = plan(slots(4), {0: fast, 1: slow, 2: None, 3: fast}, epochs=2, fixed_bytes=0)
     got = shares(p)
     assert got[0] == got[2] == got[3] > got[1] > 0, got
     # One ten times slower sits out: even its smallest share (a quarter of the

@@ -84,22 +84,43 @@ def test_round_1_is_the_probe_that_sizes_round_2(tmp_path: Path) -> None:
     book = SpeedBook(JobStore(tmp_path / "jobs.sqlite3"), OwnerConfig())
     live = LiveJob("job1", from_mapping({**SMALL, "epochs": 1}))
     data = home(3, 8)
-    holders = {0: "a", 1: "b", 2: "far"}
+    holders = {0: "a", 1: "b", 2: "slow"}
     book.layout(live, data, holders, 10_000)
     assert live.shares["plan"] == "no_figures"
-    # Round 1: the same compute (800 samples in 0.8 s), but "far"'s link took 5 s
-    # to move the model down, its chunks and the update up (28 kB), the others 0.2 s.
+    # Round 1: a and b train 800 samples in 0.8 s, "slow" in 3.2 s.
     task(book, live, "a", 0, 0.0, 1.0, 0.8)
     task(book, live, "b", 1, 0.0, 1.0, 0.8)
-    task(book, live, "far", 2, 0.0, 5.8, 0.8)
+    task(book, live, "slow", 2, 0.0, 3.4, 3.2)
+    book.layout(live, data, holders, 10_000)
+    # Round 2: (T - 0.14) * (1000 + 1000 + 250) = 2400 samples: T = 1.2 s, not 3.3 s.
+    assert live.shares["plan"] == "sized", live.shares
+    assert [samples(live, s) for s in range(3)] == [1100, 1000, 300], live.shares
+
+
+def test_a_link_too_slow_for_any_share_sits_out_from_its_second_task(tmp_path: Path) -> None:
+    book = SpeedBook(JobStore(tmp_path / "jobs.sqlite3"), OwnerConfig())
+    live = LiveJob("job1", from_mapping({**SMALL, "epochs": 1}))
+    data = home(3, 8)
+    holders = {0: "a", 1: "b", 2: "far"}
+    book.layout(live, data, holders, 10_000)
+    # Round 1: the same compute (800 samples in 0.8 s), but "far"'s link took 5 s
+    # to move the model down, its chunks and the update up (28 kB), the others 0.2 s.
+    for peer, slot, took in (("a", 0, 1.0), ("b", 1, 1.0), ("far", 2, 5.8)):
+        task(book, live, peer, slot, 0.0, took, 0.8)
+    book.layout(live, data, holders, 10_000)
+    # One task may be a cold start: "far" keeps at least a quarter share, and that
+    # would save only 0.6 s of its 4.4 s (the model alone takes 3.6 s): kept.
+    assert live.shares["plan"] == "kept" and samples(live, 2) == 800, live.shares
+    for peer, slot, took in (("a", 0, 1.0), ("b", 1, 1.0), ("far", 2, 4.4)):
+        task(book, live, peer, slot, 10.0, took, 0.8)
     layout = book.layout(live, data, holders, 10_000)
-    # Round 2 (cached chunks, 20 kB): a and b take all 2400 samples (0.14 + 1.2 s)
-    # before "far" could have moved the model (3.6 s); it sits the round out,
-    # keeping its slot and its figures.
+    # Its second task says the same: a and b take all 2400 samples (0.2 + 1.2 s) before
+    # "far" could have moved the model (3.6 s). It sits the round out, keeping its slot
+    # and its figures.
     assert live.shares["plan"] == "sized", live.shares
     assert [samples(live, s) for s in range(3)] == [1200, 1200, 0] and layout[2] == ()
     assert live.shares["slots"]["2"] == {"peer": "far", "samples": 0, "predicted_s": 0.0}
-    assert live.shares["predicted_round_s"] == pytest.approx(0.2 * 20 / 28 + 1.2, abs=1e-3)
+    assert live.shares["predicted_round_s"] == pytest.approx(1.4, abs=1e-3)
     # The next round starts from that layout and keeps it.
     book.layout(live, data, holders, 10_000)
     assert live.shares["plan"] == "kept" and samples(live, 2) == 0

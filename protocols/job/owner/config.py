@@ -71,9 +71,12 @@ class OwnerConfig:
             (docs/jobs.md, "Sized shares").
         shares_max: Largest sized share, as a multiple of the equal share.
         shares_min_gain: Move chunks only when that cuts the predicted round time
-            by this fraction.
+            by this fraction ...
+        shares_min_gain_s: ... and by at least these seconds.
         shares_min_tasks: Finished tasks of a peer before its own figures size it
             (1: round 1's tasks size round 2).
+        shares_sit_out_tasks: Finished tasks of a peer before its figures may make
+            it sit a round out (its first task may include a cold start).
     """
 
     announce_interval_s: float = 2.0
@@ -100,7 +103,9 @@ class OwnerConfig:
     shares_min: float = 0.25
     shares_max: float = 2.0
     shares_min_gain: float = 0.2
+    shares_min_gain_s: float = 1.0
     shares_min_tasks: int = 1
+    shares_sit_out_tasks: int = 2
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
 

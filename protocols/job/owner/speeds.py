@@ -16,7 +16,8 @@ job store (``speeds``), so a restarted owner still sizes by them.
 :meth:`layout` sizes the slots of a new round with ``sizing.plan``: the held slots
 share the chunks they held last round between them; a slot with no holder keeps
 its own. A held slot sized to no chunk sits the round out (its holder keeps the slot
-and stays in the pool; the round runner sends it no task). docs/jobs.md ("Sized
+and stays in the pool; the round runner sends it no task); only a holder whose
+figures rest on ``shares_sit_out_tasks`` finished tasks may. docs/jobs.md ("Sized
 shares") has the design.
 """
 
@@ -45,9 +46,11 @@ class SpeedBook:
     def __init__(self, jobs: JobStoreLike, cfg: OwnerConfig) -> None:
         self.jobs = jobs
         self.limits = sizing.Limits(
-            min_share=cfg.shares_min, max_share=cfg.shares_max, min_gain=cfg.shares_min_gain
+            min_share=cfg.shares_min, max_share=cfg.shares_max, min_gain=cfg.shares_min_gain,
+            min_gain_s=cfg.shares_min_gain_s,
         )
         self.min_tasks = cfg.shares_min_tasks
+        self.sit_out_tasks = cfg.shares_sit_out_tasks
         self._speeds: dict[str, dict[str, tuple[sizing.Speed, int]]] = {}
         self._held: dict[str, dict[str, set[str]]] = {}  # job -> peer -> chunk sha256s
         self._tasks: dict[tuple[str, str, int], tuple[float, float, float]] = {}
@@ -134,6 +137,8 @@ class SpeedBook:
             epochs=live.spec.epochs,
             fixed_bytes=2 * model_bytes,
             limits=self.limits,
+            may_sit_out=[s for s, p in holders.items()
+                         if book.get(p, (None, 0))[1] >= max(1, self.sit_out_tasks)],
         )
         full.update(plan.layout)
         live.layout = full
