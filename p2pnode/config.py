@@ -24,7 +24,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import multiaddr
 from pydantic import AfterValidator, Field, PositiveFloat, PositiveInt
@@ -197,21 +197,6 @@ class WebConfig:
     max_connections: PositiveInt = 64
 
 
-SECTIONS: dict[str, type] = {
-    "node": NodeConfig,
-    "timeouts": TimeoutsConfig,
-    "discovery": DiscoveryConfig,
-    "presence": PresenceConfig,
-    "gossip": GossipConfig,
-    "connections": ConnectionsConfig,
-    "control": ControlConfig,
-    "work": WorkConfig,
-    "metrics": MetricsConfig,
-    "nat": NatConfig,
-    "web": WebConfig,
-}
-
-
 @dataclass
 class Config:
     """The whole daemon configuration. ``extra`` holds other packages' raw tables."""
@@ -276,6 +261,12 @@ class Config:
             raise ConfigError("discovery.max_interval_s", "must be >= discovery.interval_s")
         _check_web(self.web)
         return self
+
+
+SECTIONS: dict[str, type] = {
+    name: cls for name, cls in get_type_hints(Config).items() if name != "extra"
+}
+"""Our own tables by name, in file order: every field of :class:`Config` but ``extra``."""
 
 
 def _check_web(web: WebConfig) -> None:
