@@ -119,11 +119,12 @@ class Discovery:
     async def round(self) -> bool:
         """One lookup (bounded) and dials to unconnected routing-table peers.
 
-        Both only while fewer than ``connections.low_water`` peers are connected, and
-        only as many dials as reach it (:func:`p2pnode.connections.dial_budget`): a
-        lookup connects to the peers it queries, so lookups on a well-connected daemon
-        only undo the connection manager's trimming (at 20 daemons trimming to 6-10,
-        rounds every 2 s re-connected trimmed peers: 258 trims in ~90 s, 12-20 peers).
+        Dials only while fewer than ``connections.low_water`` peers are connected, as
+        many as reach it (:func:`p2pnode.connections.dial_budget`); looks up only when
+        the routing table has fewer candidates than that. A lookup connects to every
+        peer it queries, so lookups on a well-connected daemon only undo the
+        connection manager's trimming (at 20 daemons trimming to 6-10, rounds every
+        2 s re-connected trimmed peers: 258 trims in ~90 s, 12-20 peers).
 
         Returns whether the routing table changed since the previous round or peers
         were dialled (the network is still settling).
@@ -131,19 +132,17 @@ class Discovery:
         cfg = self.config
         if not self.host.get_connected_peers() and cfg.node.bootstrap:
             await join_bootstrap(self.host, self.dht, cfg.node.bootstrap, cfg.timeouts.dial_s)
-        if len(self.host.get_connected_peers()) < cfg.connections.low_water:
+        budget = dial_budget(len(self.host.get_connected_peers()),
+                             cfg.connections.low_water, cfg.discovery.max_dials_per_round)
+        if budget and len(self._candidates()) < budget:
             with trio.move_on_after(cfg.timeouts.dht_lookup_s):
                 try:
                     await self.dht.peer_routing.refresh_routing_table()
                 except Exception as exc:  # noqa: BLE001 - a failed lookup is retried
                     log.debug("routing table refresh failed: %r", exc)
-        connected = set(self.host.get_connected_peers())
-        me = self.host.get_id()
-        todo = [p for p in self.dht.routing_table.get_peer_ids()
-                if p not in connected and p != me and not self.skip(p)]
-        budget = dial_budget(len(connected), cfg.connections.low_water,
-                             cfg.discovery.max_dials_per_round)
-        random.shuffle(todo)
+        todo = self._candidates()
+        budget = dial_budget(len(self.host.get_connected_peers()),
+                             cfg.connections.low_water, cfg.discovery.max_dials_per_round)
         async with trio.open_nursery() as nursery:
             for peer_id in todo[:budget]:
                 nursery.start_soon(self._dial_or_evict, peer_id)
@@ -151,6 +150,15 @@ class Discovery:
         now = frozenset(self.dht.routing_table.get_peer_ids())
         changed, self._last = now != self._last or bool(todo[:budget]), now
         return changed
+
+    def _candidates(self) -> list[ID]:
+        """Routing-table peers we could dial now, in random order."""
+        connected = set(self.host.get_connected_peers())
+        me = self.host.get_id()
+        todo = [p for p in self.dht.routing_table.get_peer_ids()
+                if p not in connected and p != me and not self.skip(p)]
+        random.shuffle(todo)
+        return todo
 
     async def _dial_or_evict(self, peer_id: ID) -> None:
         try:
