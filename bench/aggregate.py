@@ -74,6 +74,22 @@ def epoch_seconds(name: str, d: datasets.Dataset) -> float:
     return res.metrics.seconds
 
 
+def random_updates(p: int, k: int) -> tuple[dict[str, torch.Tensor], list[aggregate.Update]]:
+    """A random global state of about ``p`` elements in a model's shapes, and ``k`` updates."""
+    shapes = state_shapes(p)
+    names = [f"layer{i}" for i in range(len(shapes))]
+    g = {n: torch.randn(s) for n, s in zip(names, shapes, strict=True)}
+    ups = [
+        aggregate.Update(
+            {n: torch.randn(s) for n, s in zip(names, shapes, strict=True)}, 1000 + i, f"u{i:02d}"
+        )
+        for i in range(k)
+    ]
+    largest = max(shapes, key=lambda s: s[0] * (s[1] if len(s) > 1 else 1))
+    print(f"state dict: {len(shapes)} tensors, largest {largest}")
+    return g, ups
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--k", type=int, default=10, help="updates")
@@ -88,17 +104,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, K={k}, P={p:,}")
 
     bufs = [torch.randn(p) for _ in range(k)]
-    shapes = state_shapes(p)
-    names = [f"layer{i}" for i in range(len(shapes))]
-    g = {n: torch.randn(s) for n, s in zip(names, shapes, strict=True)}
-    ups = [
-        aggregate.Update(
-            {n: torch.randn(s) for n, s in zip(names, shapes, strict=True)}, 1000 + i, f"u{i:02d}"
-        )
-        for i in range(k)
-    ]
-    largest = max(shapes, key=lambda s: s[0] * (s[1] if len(s) > 1 else 1))
-    print(f"state dict: {len(shapes)} tensors, largest {largest}")
+    g, ups = random_updates(p, k)
 
     def baseline() -> None:
         acc = bufs[0]
