@@ -233,13 +233,28 @@ class PolicedTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, limits: httpx.Limits, policy: AddressPolicy) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=PolicedBackend(policy),
+        self._limits, self._policy = limits, policy
+        self._plain = self._new_pool(None)
+        # The TLS pool, made on the first https URL: loading the CA bundle costs
+        # about 7 MB of memory, which a daemon whose storage speaks plain http (a
+        # local S3 server, the demo) never needs.
+        self._tls: httpcore.AsyncConnectionPool | None = None
+
+    def _new_pool(self, ssl_context: ssl.SSLContext | None) -> httpcore.AsyncConnectionPool:
+        return httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=self._limits.max_connections,
+            max_keepalive_connections=self._limits.max_keepalive_connections,
+            keepalive_expiry=self._limits.keepalive_expiry,
+            network_backend=PolicedBackend(self._policy),
         )
+
+    def _pool_for(self, scheme: bytes) -> httpcore.AsyncConnectionPool:
+        if scheme != b"https":
+            return self._plain
+        if self._tls is None:
+            self._tls = self._new_pool(httpx.create_ssl_context())
+        return self._tls
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the policed pool."""
@@ -256,7 +271,7 @@ class PolicedTransport(httpx.AsyncBaseTransport):
             extensions=request.extensions,
         )
         with _httpx_errors():
-            response = await self._pool.handle_async_request(core)
+            response = await self._pool_for(core.url.scheme).handle_async_request(core)
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
@@ -266,7 +281,9 @@ class PolicedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
-        await self._pool.aclose()
+        await self._plain.aclose()
+        if self._tls is not None:
+            await self._tls.aclose()
 
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
