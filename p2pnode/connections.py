@@ -8,7 +8,7 @@ The rule is go-libp2p's connection manager's, with the daemon's own notion of va
 - nothing is trimmed while at most ``high_water`` peers are connected;
 - above it, peers are disconnected until ``low_water`` remain, but never a protected
   peer (a bootstrap node, a relay we hold a reservation on or that holds one on us, a
-  member of one of our gossip meshes, a peer we exchanged a request with lately) and
+  member of one of our gossip meshes, a peer we sent a request to lately) and
   never one connected for less than ``grace_s``;
 - the least useful go first: peers that share none of our gossip topics, then inbound
   before outbound (a stranger's connections before the ones we chose), then the most
@@ -40,8 +40,9 @@ class ConnectionsConfig:
     max_per_ip: PositiveInt = 16
     """Inbound connections accepted from one remote IP address (loopback exempt)."""
     active_s: PositiveFloat = 600.0
-    """A peer we sent or answered a request within this long is protected (a job's
-    owner and its trainers)."""
+    """A peer we sent a request to within this long is protected: an owner's tasked
+    trainers, a trainer's owner. Requests we receive protect nobody, or any stranger
+    could protect itself by asking."""
     retrim_s: PositiveFloat = 300.0
     """Discovery does not dial a peer we trimmed within this long."""
     check_s: PositiveFloat = 5.0
@@ -54,7 +55,7 @@ class PeerView:
 
     Args:
         peer: the peer's id.
-        protected: never trimmed (bootstrap, relay, mesh member, recent request).
+        protected: never trimmed (bootstrap, relay, mesh member, recent request to it).
         inbound: every connection to it was opened by the peer.
         age_s: seconds since its oldest open connection was made.
         shared_topics: gossip topics both it and we are subscribed to.

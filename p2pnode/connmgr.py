@@ -8,7 +8,7 @@ it liked. Now:
   (:func:`p2pnode.connections.dial_budget`), and not peers trimmed lately;
 - every ``check_s`` the peers above ``high_water`` are trimmed down to ``low_water``
   by :func:`p2pnode.connections.plan_trim`; bootstrap nodes, relays, gossip mesh
-  members and peers we exchanged a request with lately are protected;
+  members and peers we sent a request to lately are protected;
 - inbound connections beyond ``max_connections`` in all, or ``max_per_ip`` from one
   address, are refused before the handshake.
 
@@ -147,7 +147,7 @@ class ConnManager:
         self._trimmed_at: dict[ID, float] = {}
 
     def touch(self, peer: ID) -> None:
-        """A request went to or came from ``peer``: protect it for ``active_s``."""
+        """We sent ``peer`` a request: protect it for ``active_s``."""
         now = time.monotonic()
         if len(self._active) >= MAX_TRACKED:
             self._active = {p: t for p, t in self._active.items()

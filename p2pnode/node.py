@@ -175,13 +175,8 @@ class Node:
         ``control.max_peer_message_bytes`` and the exchange by ``timeouts.request_s``.
         """
         cfg = self.config
-
-        async def touched(request: bytes, from_peer: ID) -> bytes:
-            self.connections.touch(from_peer)
-            return await handler(request, from_peer)
-
         wrapped = make_stream_handler(
-            touched, cfg.control.max_peer_message_bytes, cfg.timeouts.request_s,
+            handler, cfg.control.max_peer_message_bytes, cfg.timeouts.request_s,
             cfg.timeouts.stream_close_s,
         )
         self.host.set_stream_handler(TProtocol(protocol_id), wrapped)
@@ -206,7 +201,7 @@ class Node:
                 (see :func:`p2pnode.reqresp.request`).
         """
         cfg = self.config
-        self.connections.touch(peer_id)
+        self.connections.touch(peer_id)  # kept connected: we chose to work with it
         return await _request(
             self.host, peer_id, protocol_id, data,
             timeout_s=cfg.timeouts.request_s if timeout is None else timeout,
