@@ -126,6 +126,29 @@ def test_a_link_too_slow_for_any_share_sits_out_from_its_second_task(tmp_path: P
     assert live.shares["plan"] == "kept" and samples(live, 2) == 0
 
 
+def test_one_slow_task_never_benches_a_trainer(tmp_path: Path) -> None:
+    book = SpeedBook(JobStore(tmp_path / "jobs.sqlite3"), OwnerConfig())
+    live = LiveJob("job1", from_mapping({**SMALL, "epochs": 1}))
+    data = home(3, 8)
+    holders = {0: "a", 1: "b", 2: "c"}
+    book.layout(live, data, holders, 10_000)
+    # c's round 1 is a cold start (5 s more than the others), its round 2 is normal,
+    # its round 3 a bad moment (5 s again): each time, the task before or after
+    # says it is as fast as the others, so it keeps a share every round.
+    for t0, took in ((0.0, 5.8), (10.0, 1.0), (20.0, 5.8)):
+        for peer, slot in (("a", 0), ("b", 1)):
+            task(book, live, peer, slot, t0, 1.0, 0.8)
+        task(book, live, "c", 2, t0, took, 0.8)
+        book.layout(live, data, holders, 10_000)
+        assert samples(live, 2) > 0, (t0, live.shares)
+    # A second slow task in a row: now it sits out.
+    for peer, slot in (("a", 0), ("b", 1)):
+        task(book, live, peer, slot, 30.0, 1.0, 0.8)
+    task(book, live, "c", 2, 30.0, 5.8, 0.8)
+    book.layout(live, data, holders, 10_000)
+    assert samples(live, 2) == 0 and live.shares["plan"] == "sized", live.shares
+
+
 def test_a_lying_trainer_is_bounded_by_the_owners_clock(tmp_path: Path) -> None:
     book = SpeedBook(JobStore(tmp_path / "jobs.sqlite3"), OwnerConfig())
     live = LiveJob("job1", from_mapping({**SMALL, "epochs": 1}))

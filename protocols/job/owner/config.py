@@ -75,8 +75,9 @@ class OwnerConfig:
         shares_min_gain_s: ... and by at least these seconds.
         shares_min_tasks: Finished tasks of a peer before its own figures size it
             (1: round 1's tasks size round 2).
-        shares_sit_out_tasks: Finished tasks of a peer before its figures may make
-            it sit a round out (its first task may include a cold start).
+        shares_sit_out_tasks: A peer sits a round out only if each of its last
+            this many finished tasks says it is too slow for any share (its first
+            may include a cold start, any may be a bad moment).
     """
 
     announce_interval_s: float = 2.0

@@ -16,8 +16,8 @@ job store (``speeds``), so a restarted owner still sizes by them.
 :meth:`layout` sizes the slots of a new round with ``sizing.plan``: the held slots
 share the chunks they held last round between them; a slot with no holder keeps
 its own. A held slot sized to no chunk sits the round out (its holder keeps the slot
-and stays in the pool; the round runner sends it no task); only a holder whose
-figures rest on ``shares_sit_out_tasks`` finished tasks may. docs/jobs.md ("Sized
+and stays in the pool; the round runner sends it no task); only a holder whose last
+``shares_sit_out_tasks`` finished tasks each say so may (:meth:`_may_sit_out`). docs/jobs.md ("Sized
 shares") has the design.
 """
 
@@ -55,6 +55,8 @@ class SpeedBook:
         self._held: dict[str, dict[str, set[str]]] = {}  # job -> peer -> chunk sha256s
         self._tasks: dict[tuple[str, str, int], tuple[float, float, float]] = {}
         self._announced: dict[tuple[str, str], tuple[float, float]] = {}
+        # job -> peer -> its last shares_sit_out_tasks figures, unblended (memory only)
+        self._recent: dict[str, dict[str, list[sizing.Speed]]] = {}
 
     def speeds(self, job_id: str) -> dict[str, tuple[sizing.Speed, int]]:
         """``peer -> (speed, finished tasks)`` of ``job_id`` (loaded on first use)."""
@@ -97,6 +99,11 @@ class SpeedBook:
                  "%d sample-epochs and %d bytes: %.0f samples/s, %.0f bytes/s", live.job_id,
                  live.round_no, peer, t1 - t0, claim, work, moved, speed.samples_per_s,
                  speed.bytes_per_s)
+        while live.job_id not in self._recent and len(self._recent) >= MAX_JOBS:
+            self.forget(next(iter(self._recent)))
+        recent = self._recent.setdefault(live.job_id, {}).setdefault(peer, [])
+        recent.append(speed)
+        del recent[: -max(1, self.sit_out_tasks)]
         book = self.speeds(live.job_id)
         old, n = book.get(peer, (None, 0))
         new = sizing.blend(old if n >= 2 else None, speed)
@@ -112,6 +119,7 @@ class SpeedBook:
         """Drop what memory holds of a finished job (the job store keeps its figures)."""
         self._speeds.pop(job_id, None)
         self._held.pop(job_id, None)
+        self._recent.pop(job_id, None)
         self._tasks = {k: v for k, v in self._tasks.items() if k[0] != job_id}
         self._announced = {k: v for k, v in self._announced.items() if k[0] != job_id}
 
@@ -131,20 +139,43 @@ class SpeedBook:
             return full
         full.update({s: cs for s, cs in live.layout.items() if s in full})
         known = {p: s for p, (s, n) in book.items() if n >= self.min_tasks}
-        plan = sizing.plan(
-            {s: full[s] for s in holders if s in full},
-            {s: known.get(p) for s, p in holders.items()},
-            epochs=live.spec.epochs,
-            fixed_bytes=2 * model_bytes,
-            limits=self.limits,
-            may_sit_out=[s for s, p in holders.items()
-                         if book.get(p, (None, 0))[1] >= max(1, self.sit_out_tasks)],
-        )
+        current = {s: full[s] for s in holders if s in full}
+        speeds = {s: known.get(p) for s, p in holders.items()}
+        kw: dict[str, Any] = {"epochs": live.spec.epochs, "fixed_bytes": 2 * model_bytes,
+                              "limits": self.limits}
+        out = self._may_sit_out(live.job_id, current, speeds, holders, kw)
+        plan = sizing.plan(current, speeds, may_sit_out=out, **kw)
         full.update(plan.layout)
         live.layout = full
         live.shares = _report(live, plan, holders, book)
         log.info("job %s round %d: shares %s", live.job_id, live.round_no, plan.explain())
         return full
+
+
+    def _may_sit_out(
+        self, job_id: str, current: Mapping[int, Sequence[ChunkRow]],
+        speeds: Mapping[int, sizing.Speed | None], holders: Mapping[int, str],
+        kw: dict[str, Any],
+    ) -> list[int]:
+        """Slots whose holders would sit out even by the best of their recent figures.
+
+        Each of the holder's last ``shares_sit_out_tasks`` tasks must say so: the plan
+        is made again with, for those holders, the fastest throughput and link speed
+        any of those tasks showed. One cold start or one bad round cannot bench a
+        trainer, which, benched, is not measured again.
+        """
+        recent, need = self._recent.get(job_id, {}), max(1, self.sit_out_tasks)
+        best, candidates = dict(speeds), []
+        for slot, peer in holders.items():
+            figures = recent.get(peer, [])
+            if len(figures) >= need:
+                best[slot] = sizing.Speed(max(f.samples_per_s for f in figures),
+                                          max(f.bytes_per_s for f in figures))
+                candidates.append(slot)
+        if not candidates:
+            return []
+        again = sizing.plan(current, best, may_sit_out=candidates, **kw)
+        return [s for s in candidates if again.targets.get(s) == 0]
 
 
 def sized(data: JobData, layout: Mapping[int, Sequence[ChunkRow]]) -> JobData:
