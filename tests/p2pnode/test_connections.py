@@ -48,7 +48,7 @@ def test_protected_and_young_peers_are_never_trimmed() -> None:
     peers = [view("bootstrap", protected=True), view("young", age=5.0),
              *(view(f"p{i}") for i in range(4))]
     trimmed = plan_trim(peers, low_water=1, high_water=2, grace_s=10)
-    assert sorted(trimmed) == ["p0", "p1", "p2", "p3"]  # 6 - 1 wanted, 4 eligible
+    assert sorted(map(str, trimmed)) == ["p0", "p1", "p2", "p3"]  # 6 - 1 wanted, 4 eligible
 
 
 def test_least_useful_go_first() -> None:
@@ -139,3 +139,38 @@ async def test_trim_keeps_protected_peers_and_drops_the_rest() -> None:
         connector._recent_disconnects.clear()
         await connector.maybe_connect()
         assert c.get_id() not in a.get_network().connections
+
+
+class FakeInbound:
+    """An accepted socket from ``ip`` as the swarm's inbound handler sees it."""
+
+    def __init__(self, ip: str) -> None:
+        self.ip = ip
+        self.closed = False
+
+    def get_remote_address(self) -> tuple[str, int]:
+        return self.ip, 40000
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_inbound_connections_beyond_the_per_ip_limit_are_refused() -> None:
+    host = new_host(key_pair=create_new_key_pair())
+    swarm = host.get_network()
+    admitted: list[str] = []
+
+    async def inner(conn: FakeInbound, maddr: object, event: object) -> None:
+        admitted.append(conn.ip)  # the library's handshake would start here
+
+    swarm._do_handle_inbound_connection = inner
+    limit_swarm(host, ConnectionsConfig(max_per_ip=3))
+    handle = swarm._do_handle_inbound_connection
+    flood = [FakeInbound("10.9.8.7") for _ in range(5)]
+    for conn in flood:
+        await handle(conn, None, None)
+    await handle(FakeInbound("10.9.8.6"), None, None)
+    for _ in range(5):
+        await handle(FakeInbound("127.0.0.1"), None, None)
+    assert admitted == ["10.9.8.7"] * 3 + ["10.9.8.6"] + ["127.0.0.1"] * 5
+    assert [c.closed for c in flood] == [False] * 3 + [True] * 2
