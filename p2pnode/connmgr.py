@@ -10,7 +10,8 @@ it liked. Now:
   by :func:`p2pnode.connections.plan_trim`; bootstrap nodes, relays, gossip mesh
   members and peers we sent a request to lately are protected;
 - inbound connections beyond ``max_connections`` in all, or ``max_per_ip`` from one
-  address, are refused before the handshake.
+  address, or more than 4 x ``max_connections`` accepted within 10 s, are refused
+  before the handshake.
 
 What it replaces in py-libp2p 0.8.1 (docs/libp2p.md#connection-manager): the swarm's
 own connection manager would fight it. Its auto-connector dials every peerstore peer
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 UPGRADE_WINDOW_S = 10.0
 """py-libp2p's inbound upgrade timeout: an accepted connection that has not finished its
 handshake within this is gone, so recent accepts count against ``max_per_ip`` this long."""
+ACCEPTS_PER_WINDOW = 4
+"""At most this many times ``max_connections`` inbound connections are accepted per
+``UPGRADE_WINDOW_S`` from all addresses together (a flood from many addresses)."""
 MAX_TRACKED = 10_000
 
 
@@ -72,9 +76,11 @@ def limit_swarm(host: IHost, cfg: ConnectionsConfig) -> None:
             recent[:] = [(t, i) for t, i in recent if now - t < UPGRADE_WINDOW_S]
             open_ips = [i for i in map(_conn_ip, swarm.get_connections()) if i]
             pending = [i for _, i in recent]
-            if (over_ip_limit(open_ips, ip, cfg.max_per_ip)
+            if (len(recent) >= ACCEPTS_PER_WINDOW * cfg.max_connections
+                    or over_ip_limit(open_ips, ip, cfg.max_per_ip)
                     or over_ip_limit(pending, ip, cfg.max_per_ip)):
-                log.debug("inbound connection from %s refused: %d per IP", ip, cfg.max_per_ip)
+                log.debug("inbound connection from %s refused (%d per IP, %d accepted in "
+                          "%ss)", ip, cfg.max_per_ip, len(recent), UPGRADE_WINDOW_S)
                 await _close_quietly(read_write_closer)
                 return
             recent.append((now, ip))

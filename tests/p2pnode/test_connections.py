@@ -174,3 +174,19 @@ async def test_inbound_connections_beyond_the_per_ip_limit_are_refused() -> None
         await handle(FakeInbound("127.0.0.1"), None, None)
     assert admitted == ["10.9.8.7"] * 3 + ["10.9.8.6"] + ["127.0.0.1"] * 5
     assert [c.closed for c in flood] == [False] * 3 + [True] * 2
+
+
+async def test_a_flood_from_many_addresses_is_refused_past_the_accept_rate() -> None:
+    host = new_host(key_pair=create_new_key_pair())
+    swarm = host.get_network()
+    admitted: list[str] = []
+
+    async def inner(conn: FakeInbound, maddr: object, event: object) -> None:
+        admitted.append(conn.ip)
+
+    swarm._do_handle_inbound_connection = inner
+    limit_swarm(host, ConnectionsConfig(max_connections=2))
+    handle = swarm._do_handle_inbound_connection
+    for i in range(20):  # 4 x max_connections accepts per 10 s, then refused
+        await handle(FakeInbound(f"10.0.{i}.1"), None, None)
+    assert len(admitted) == 8
