@@ -229,13 +229,17 @@ figure = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
     rates=st.lists(st.one_of(st.none(), st.tuples(figure, figure)), min_size=12, max_size=12),
     epochs=st.integers(-3, 50),
     fixed=st.integers(-10, 10**10),
+    out=st.one_of(st.none(), st.sets(st.integers(0, 11))),
 )
 def test_any_input_keeps_every_chunk_once(
-    sizes: list[list[int]], rates: list[tuple[float, float] | None], epochs: int, fixed: int
+    sizes: list[list[int]], rates: list[tuple[float, float] | None], epochs: int, fixed: int,
+    out: set[int] | None,
 ) -> None:
     current = {s: [Chunk(f"{s}.{i}", n) for i, n in enumerate(ns)] for s, ns in enumerate(sizes)}
     speeds = {s: None if r is None else Speed(*r) for s, r in enumerate(rates)}
-    p = plan(current, speeds, epochs=epochs, fixed_bytes=fixed)
+    p = plan(current, speeds, epochs=epochs, fixed_bytes=fixed, may_sit_out=out)
     assert same_chunks(current, p)
     if p.reason == "sized":
         assert p.makespan_s < p.before_s
+        # Only a slot allowed to sit out ends up without a chunk.
+        assert all(p.layout[s] for s in current if out is not None and s not in out)
