@@ -308,13 +308,13 @@ class Owner:
         first = (row.completed_round if row else 0) + 1
         for rec in self.jobs.rounds(live.job_id):  # a resumed job still knows old updates
             live.past_updates.update(rec.get("used_updates", []), rec.get("rejected_updates", []))
-        if self.market is not None:
-            # Escrow before announcing; a resumed job re-queues rounds the log lacks.
-            await self.market.open(live.job_id, live.spec.price, self.jobs.rounds(live.job_id))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.recruiter.announce_forever, live, prepared)
             if row is not None and row.state == JobState.PREPARING:
-                self._rerun_round_one(live, prepared, nursery)
+                self._rerun_round_one(live, prepared, nursery)  # busy while escrow waits
+            if self.market is not None:
+                # Escrow before announcing; a resumed job re-queues rounds the log lacks.
+                await self.market.open(live.job_id, live.spec.price, self.jobs.rounds(live.job_id))
+            nursery.start_soon(self.recruiter.announce_forever, live, prepared)
             data = await self._store_while_recruiting(live, prepared, nursery)
             for number in range(first, live.spec.rounds + 1):
                 started = trio.current_time()
@@ -335,7 +335,8 @@ class Owner:
         Round 1's holders are newcomers, and the owner judges their work by training
         their tasks itself. Those tasks are known before any trainer is: the initial
         model, each slot's own chunks and the nonces. Started here, the re-runs overlap
-        the upload and recruiting rather than following the trainers' updates.
+        the escrow, the upload and recruiting rather than following the trainers'
+        updates.
         """
         slots = self.rounds.verifier.round_one_slots(live, len(prepared.slots))
         if not slots:
