@@ -65,6 +65,9 @@ class OwnerConfig:
             charged ``cheated`` only above this distance; between
             ``replica_tolerance`` and this it is accepted unverified, uncharged (a
             trainer on a GPU computes differently from the owner's CPU re-run).
+        receipt_attempts: Tries to hand a trainer its round's payment receipts
+            (all within one ``request_timeout_s``).
+        receipt_retry_s: Pause before the next try, times the try's number.
         shares_min: Smallest sized share of a trainer that takes part, as a
             fraction of the equal share; a trainer whose smallest share would end
             the round later than the others need without it gets none that round
@@ -101,6 +104,8 @@ class OwnerConfig:
     quarantine_weight: float = 0.0
     probation_checks: int = 8
     rerun_charge_above: float = 0.2
+    receipt_attempts: int = 3
+    receipt_retry_s: float = 1.0
     shares_min: float = 0.25
     shares_max: float = 2.0
     shares_min_gain: float = 0.2

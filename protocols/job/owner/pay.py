@@ -39,9 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("distro_train.owner")
 MAX_RECEIPTS = 1024
 """Most receipts one ``job.receipts`` message carries (the trainer's limit too)."""
-DELIVERY_ATTEMPTS = 3
-DELIVERY_RETRY_S = 1.0
-"""Pause before the next attempt, times the attempt number."""
 
 
 NO_EVIDENCE = "00" * 32
@@ -137,7 +134,7 @@ async def _deliver(
     # Retries help against quick failures only: the whole delivery never holds the
     # round's close longer than one request timeout.
     with trio.move_on_after(timeout):
-        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+        for attempt in range(1, env.cfg.receipt_attempts + 1):
             # A fresh envelope each time: the trainer's replay guard refuses a resent one.
             wire = codec.encode(env.node.private_key, Kind.RECEIPTS, body, job_id=job_id,
                                 round=number)
@@ -147,7 +144,7 @@ async def _deliver(
             except Exception as exc:  # noqa: BLE001 - a trainer unreachable keeps nothing
                 log.info("job %s round %d: receipts to %s not delivered (attempt %d): %r",
                          job_id, number, peer, attempt, exc)
-                await trio.sleep(DELIVERY_RETRY_S * attempt)
+                await trio.sleep(env.cfg.receipt_retry_s * attempt)
                 continue
             if not getattr(ack.body, "ok", False):
                 log.info("job %s round %d: %s refused its receipts: %s", job_id, number, peer,
