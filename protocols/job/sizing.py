@@ -198,7 +198,8 @@ def plan(
     Deterministic: the same inputs give the same plan. Every chunk of ``current`` ends
     up in exactly one slot. A slot may end up with none (it sits the round out) only
     if it is in ``may_sit_out`` (None: any slot); every other slot keeps at least
-    ``min_share`` of the equal share, as near as whole chunks allow.
+    ``min_share`` of the equal share, as near as whole chunks allow, and one with no
+    chunk now gets its share back even if that makes the round longer.
     """
     layout = {s: tuple(cs) for s, cs in sorted(current.items())}
     if len(layout) <= 1 or not any(layout.values()):
@@ -212,7 +213,11 @@ def plan(
     moved = _move(layout, targets)
     times, before = _times(moved, cost), _times(layout, cost)
     after_s, before_s = max(times.values()), max(before.values())
-    if after_s < before_s * (1 - limits.min_gain) and before_s - after_s >= limits.min_gain_s:
+    # A slot that sits out now but may not any more (a new holder, or one to measure
+    # again) gets its share back whatever that costs.
+    back = total > 0 and any(not layout[s] for s in layout if s not in out)
+    if back or (after_s < before_s * (1 - limits.min_gain)
+                and before_s - after_s >= limits.min_gain_s):
         return Plan(moved, targets, times, after_s, before_s, "sized")
     return Plan(layout, targets, before, before_s, before_s, "kept")
 
@@ -319,6 +324,11 @@ def _move(
     for c in pool:
         s = max(taking, key=lambda s: (targets[s] - _samples(slots[s]), -s))
         slots[s].append(c)
+    for s in taking:  # one that takes part and got nothing: a chunk from the most over
+        donors = [d for d in slots if len(slots[d]) > 1]
+        if not slots[s] and targets[s] > 0 and donors:
+            d = max(donors, key=lambda d: (_samples(slots[d]) - targets[d], -d))
+            slots[s].append(slots[d].pop())
     return {s: tuple(cs) for s, cs in slots.items()}
 
 

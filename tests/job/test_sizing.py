@@ -84,6 +84,19 @@ def test_a_link_too_slow_for_any_share_sits_the_round_out() -> None:
     assert kept_in.targets[2] == 100 and kept_in.reason == "kept"
 
 
+def test_a_slot_that_may_not_sit_out_any_more_gets_its_share_back() -> None:
+    # Slot 2 sat out; its holder is new (or due to be measured again): it gets at
+    # least min_share back although, by the figures, that makes the round longer.
+    current = {0: slots(1, per_slot=6)[0], 1: slots(1, per_slot=6)[0], 2: []}
+    fast, slow = Speed(1000.0, 1e8), Speed(1000.0, 1e5)
+    p = plan(current, {0: fast, 1: fast, 2: slow}, epochs=1, fixed_bytes=1_000_000,
+             may_sit_out=[])
+    # Targets 550, 550, 100: no slot is half a chunk over, so the empty one takes a
+    # chunk from the first most over its target.
+    assert p.reason == "sized" and shares(p) == {0: 500, 1: 600, 2: 100}, shares(p)
+    assert p.makespan_s > p.before_s and same_chunks(current, p)
+
+
 def test_a_slow_link_keeps_a_share_while_it_still_helps() -> None:
     # Training 400 samples takes 4 s; trainer 2's fixed cost is 3 s: it takes part
     # with a smaller share (T = (3 * 4 + 3) / 3 = 5 s: 200 samples), not none.

@@ -81,6 +81,8 @@ class OwnerConfig:
         shares_sit_out_tasks: A peer sits a round out only if each of its last
             this many finished tasks says it is too slow for any share (its first
             may include a cold start, any may be a bad moment).
+        shares_reprobe_rounds: A peer that sat out this many rounds in a row gets a
+            share again (at least ``shares_min``), so its speed is measured anew.
     """
 
     announce_interval_s: float = 2.0
@@ -112,6 +114,7 @@ class OwnerConfig:
     shares_min_gain_s: float = 1.0
     shares_min_tasks: int = 1
     shares_sit_out_tasks: int = 2
+    shares_reprobe_rounds: int = 10
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
 

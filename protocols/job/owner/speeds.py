@@ -51,12 +51,14 @@ class SpeedBook:
         )
         self.min_tasks = cfg.shares_min_tasks
         self.sit_out_tasks = cfg.shares_sit_out_tasks
+        self.reprobe_rounds = cfg.shares_reprobe_rounds
         self._speeds: dict[str, dict[str, tuple[sizing.Speed, int]]] = {}
         self._held: dict[str, dict[str, set[str]]] = {}  # job -> peer -> chunk sha256s
         self._tasks: dict[tuple[str, str, int], tuple[float, float, float]] = {}
         self._announced: dict[tuple[str, str], tuple[float, float]] = {}
         # job -> peer -> its last shares_sit_out_tasks figures, unblended (memory only)
         self._recent: dict[str, dict[str, list[sizing.Speed]]] = {}
+        self._benched: dict[str, dict[str, int]] = {}  # job -> peer -> rounds sat out in a row
 
     def speeds(self, job_id: str) -> dict[str, tuple[sizing.Speed, int]]:
         """``peer -> (speed, finished tasks)`` of ``job_id`` (loaded on first use)."""
@@ -120,6 +122,7 @@ class SpeedBook:
         self._speeds.pop(job_id, None)
         self._held.pop(job_id, None)
         self._recent.pop(job_id, None)
+        self._benched.pop(job_id, None)
         self._tasks = {k: v for k, v in self._tasks.items() if k[0] != job_id}
         self._announced = {k: v for k, v in self._announced.items() if k[0] != job_id}
 
@@ -145,6 +148,9 @@ class SpeedBook:
                               "limits": self.limits}
         out = self._may_sit_out(live.job_id, current, speeds, holders, kw)
         plan = sizing.plan(current, speeds, may_sit_out=out, **kw)
+        benched = self._benched.setdefault(live.job_id, {})
+        for slot, peer in holders.items():
+            benched[peer] = benched.get(peer, 0) + 1 if not plan.layout.get(slot) else 0
         full.update(plan.layout)
         live.layout = full
         live.shares = _report(live, plan, holders, book)
@@ -162,13 +168,15 @@ class SpeedBook:
         Each of the holder's last ``shares_sit_out_tasks`` tasks must say so: the plan
         is made again with, for those holders, the fastest throughput and link speed
         any of those tasks showed. One cold start or one bad round cannot bench a
-        trainer, which, benched, is not measured again.
+        trainer, which, benched, is not measured again: after
+        ``shares_reprobe_rounds`` rounds out in a row it gets a share to measure it.
         """
         recent, need = self._recent.get(job_id, {}), max(1, self.sit_out_tasks)
+        benched = self._benched.get(job_id, {})
         best, candidates = dict(speeds), []
         for slot, peer in holders.items():
             figures = recent.get(peer, [])
-            if len(figures) >= need:
+            if len(figures) >= need and benched.get(peer, 0) < max(1, self.reprobe_rounds):
                 best[slot] = sizing.Speed(max(f.samples_per_s for f in figures),
                                           max(f.bytes_per_s for f in figures))
                 candidates.append(slot)
