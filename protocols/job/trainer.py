@@ -50,7 +50,7 @@ from protocols.job import (
 from protocols.job.chunkcache import ChunkCache
 from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
-from protocols.job.jobmemory import JobMemory
+from protocols.job.jobmemory import JobMemory, return_free_memory
 from protocols.job.ports import NodeLike
 from protocols.job.trainerconfig import TrainerConfig
 from protocols.job.trainerjobs import KnownJob, remember
@@ -337,8 +337,9 @@ class Trainer:
         Cancellation returns at once; the abandoned thread sees ``stop`` at its next
         batch and ends.
         """
-        return await trio.to_thread.run_sync(
-            lambda: compute.train(
+        def run() -> TrainResult:
+            return_free_memory()  # the last task's garbage, before this one's peak
+            return compute.train(
                 job.announce.model_params_json,
                 job.announce.train_params_json,
                 model,
@@ -348,9 +349,9 @@ class Trainer:
                 nonce=job.nonce,
                 device="cpu" if job.deterministic else self.cfg.device,
                 release_chunks=True,  # _do_task keeps no use for them
-            ),
-            abandon_on_cancel=True,
-        )
+            )
+
+        return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
 
     async def upload_and_announce(
         self, job_id: str, round: int, job: KnownJob, task: pb.Task, result: TrainResult,
