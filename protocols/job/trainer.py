@@ -178,8 +178,10 @@ class Trainer:
 
     async def _warm_up(self) -> None:
         """Load torch and settle the device; advertise the GPU only if tasks use it."""
+        started = trio.current_time()
         try:
             gpu = await trio.to_thread.run_sync(compute.warm_up, self.cfg.device)
+            log.info("trainer: training stack loaded in %.2f s", trio.current_time() - started)
         except DistroError as exc:  # cuda asked for, none here: every task will refuse
             log.error("trainer: %s", exc)
             gpu = ""
