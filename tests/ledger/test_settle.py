@@ -7,11 +7,15 @@ import hashlib
 import os
 from pathlib import Path
 
+import trio
+
 from ledger import receipts as rc
 from ledger.client import Market
 from ledger.config import LedgerSettings
 from ledger.devchain import ChainInfo
 from ledger.wallet import Wallet
+from p2pnode.jobstore import JobStore
+from protocols.job.owner import Owner, OwnerConfig
 from protocols.job.owner.config import LiveJob
 from protocols.job.owner.pay import NO_EVIDENCE, forfeit_cheaters, settle
 from protocols.job.records import Update
@@ -20,6 +24,11 @@ from protocols.job.spec import from_mapping
 from protocols.market.earnings import Kept, TrainerMarket
 from protocols.market.settle import Settlement
 from protocols.market.terms import AskRule, PriceTerms
+from storage.s3 import S3Store
+from tests.conftest import wait_until
+from tests.job.memnet import MemNet
+from tests.job.test_job_inprocess import SMALL
+from tests.s3servers import ServerHandle
 
 from .conftest import ETH, funded_wallet
 
@@ -142,3 +151,27 @@ def _trainer(chain: ChainInfo, wallet: Wallet, data_dir: Path) -> TrainerMarket:
                               contract=chain.contract)
     return TrainerMarket(AskRule(), wallet, settings,
                          Market(chain.rpc_url, chain.contract, wallet.key), data_dir)
+
+
+async def test_a_cancelled_paid_job_is_ended_on_the_ledger(
+    chain: ChainInfo, tmp_path: Path, nanio_server: ServerHandle
+) -> None:
+    """A paid job cancelled while recruiting (no trainer ever offers) is ended on the
+    ledger by the owner, so its deposit's refund can start without waiting for VEST."""
+    owner_wallet = funded_wallet(chain)
+    market = Market(chain.rpc_url, chain.contract, owner_wallet.key)
+    book = Settlement(market, owner_wallet, chain.chain_id, tmp_path / "market")
+    async with trio.open_nursery() as nursery:
+        net = MemNet(nursery)
+        node = net.add()
+        owner = Owner(node, JobStore(tmp_path / "jobs.sqlite3"),
+                      lambda: S3Store(nanio_server.config),
+                      OwnerConfig(announce_interval_s=0.2, tick_s=0.05), market=book)
+        await nursery.start(owner.run)
+        spec = from_mapping({**SMALL, "price": {"budget": str(ETH), "max_price": str(ETH // 10)}})
+        job = await owner.submit(spec)
+        await wait_until(lambda: market.job(job).deposit == ETH, 60, "the escrow")
+        assert market.job(job).ended_at == 0
+        assert await owner.cancel(job)
+        await wait_until(lambda: market.job(job).ended_at > 0, 60, "the job ended on the ledger")
+        nursery.cancel_scope.cancel()

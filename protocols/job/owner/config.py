@@ -68,6 +68,8 @@ class OwnerConfig:
         receipt_attempts: Tries to hand a trainer its round's payment receipts
             (all within one ``request_timeout_s``).
         receipt_retry_s: Pause before the next try, times the try's number.
+        ledger_end_timeout_s: Longest wait to end a cancelled or failed paid job on
+            the ledger (what starts its refund's grace period).
         shares_min: Smallest sized share of a trainer that takes part, as a
             fraction of the equal share; a trainer whose smallest share would end
             the round later than the others need without it gets none that round
@@ -108,6 +110,7 @@ class OwnerConfig:
     rerun_charge_above: float = 0.2
     receipt_attempts: int = 3
     receipt_retry_s: float = 1.0
+    ledger_end_timeout_s: float = 60.0
     shares_min: float = 0.25
     shares_max: float = 2.0
     shares_min_gain: float = 0.2

@@ -22,6 +22,7 @@ from protocols.job.http import LazyClient
 from protocols.job.objects import JobKey
 from protocols.job.owner.close import RoundCloser
 from protocols.job.owner.config import LiveJob, OwnerConfig, OwnerEnv, OwnerStats
+from protocols.job.owner.pay import end_on_ledger
 from protocols.job.owner.prepare import JobData, prepare_data, store_job
 from protocols.job.owner.recruit import Recruiter
 from protocols.job.owner.reputation import Reputation
@@ -300,6 +301,8 @@ class Owner:
             self.rounds.verifier.forget(live.job_id)
             with trio.CancelScope(shield=True), trio.move_on_after(self.cfg.unsubscribe_timeout_s):
                 await self.node.unsubscribe(job_topic(live.job_id))
+            if self.market is not None and live.phase != Phase.DONE:
+                await end_on_ledger(self.market, live.job_id, self.cfg.ledger_end_timeout_s)
 
     async def _drive(self, live: LiveJob) -> None:
         prepared = await prepare_data(live)

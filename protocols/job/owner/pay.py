@@ -150,3 +150,18 @@ async def _deliver(
                 log.info("job %s round %d: %s refused its receipts: %s", job_id, number, peer,
                          getattr(ack.body, "reason", ""))
             return
+
+
+async def end_on_ledger(market: Settlement, job_id: str, timeout_s: float) -> None:
+    """End a cancelled or failed paid job on the ledger, as a finished one is.
+
+    The receipts already signed vest (that work was done and verified) and the
+    refund's grace period starts; without this the deposit stayed locked until the
+    contract's vesting time. Shielded, bounded by ``timeout_s``; ledger trouble is
+    logged (``Settlement.finish``), and ``distro-train refund`` can end the job later.
+    """
+    with trio.CancelScope(shield=True), trio.move_on_after(timeout_s):
+        try:
+            await market.finish(job_id)
+        except Exception as exc:  # noqa: BLE001 - the job is over either way
+            log.warning("job %s: ending it on the ledger failed: %r", job_id, exc)
