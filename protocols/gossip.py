@@ -24,8 +24,8 @@ Validator = Callable[[bytes, ID], bool]
 JOB_TOPIC_PREFIX = job_topic("")
 TOPIC_KINDS: dict[str, frozenset[str]] = {
     PRESENCE_TOPIC: frozenset({"presence"}),
-    JOBS_TOPIC: frozenset({"job.announce", "job.cancel"}),
-    JOB_TOPIC_PREFIX: frozenset({"job.update", "job.round", "job.cancel"}),
+    JOBS_TOPIC: frozenset({"job.announce"}),
+    JOB_TOPIC_PREFIX: frozenset({"job.update", "job.round"}),
 }
 
 

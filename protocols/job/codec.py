@@ -42,9 +42,9 @@ class Kind(StrEnum):
     RECEIPTS = "job.receipts"
 
 
-REQUEST_KINDS = frozenset({Kind.OFFER, Kind.ASSIGN, Kind.ACK, Kind.RECEIPTS})
+REQUEST_KINDS = frozenset({Kind.OFFER, Kind.ASSIGN, Kind.ACK, Kind.RECEIPTS, Kind.CANCEL})
 """Kinds that travel as requests on the job protocol's streams."""
-TOPIC_KINDS = frozenset({Kind.UPDATE, Kind.ROUND, Kind.CANCEL})
+TOPIC_KINDS = frozenset({Kind.UPDATE, Kind.ROUND})
 """Kinds that travel on a job's own topic."""
 
 
@@ -241,7 +241,7 @@ def receipts(signed: list[Any], proofs: dict[str, list[bytes]]) -> pb.Receipts:
 
 
 def cancel(reason: str) -> pb.JobCancel:
-    """The body the owner publishes when it cancels a job."""
+    """The body the owner sends its job's trainers when it cancels the job."""
     return pb.JobCancel(reason=reason)
 
 

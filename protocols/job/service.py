@@ -15,7 +15,10 @@ from protocols.job.trainer import Trainer
 
 
 def request_handler(key: PrivateKey, owner: Owner, trainer: Trainer) -> RequestHandler:
-    """Answer offers (owner), assignments (trainer) and refusals (owner) with a signed Ack.
+    """Answer each request with a signed Ack, routed by its kind.
+
+    Offers and refusals go to the owner; assignments, receipts and cancellations to
+    the trainer.
 
     A request that fails verification (forged, replayed, wrong sender, malformed) is
     answered with ``Ack(ok=False, reason=<envelope reason>)`` and changes nothing.
@@ -33,6 +36,8 @@ def request_handler(key: PrivateKey, owner: Owner, trainer: Trainer) -> RequestH
             ack = await trainer.handle_assign(msg)
         elif msg.kind == Kind.RECEIPTS:
             ack = await trainer.handle_receipts(msg)
+        elif msg.kind == Kind.CANCEL:
+            ack = trainer.handle_cancel(msg)
         else:
             ack = await owner.handle_refusal(msg)
         return codec.encode(key, Kind.ACK, ack, job_id=msg.job_id, round=msg.round)

@@ -53,7 +53,7 @@ from protocols.job.http import LazyClient
 from protocols.job.jobmemory import JobMemory, return_free_memory
 from protocols.job.ports import NodeLike
 from protocols.job.trainerconfig import TrainerConfig
-from protocols.job.trainerjobs import KnownJob, remember
+from protocols.job.trainerjobs import KnownJob, cancel_job, remember
 from protocols.pb import distro_pb2 as pb
 from protocols.seal import unseal
 
@@ -240,10 +240,14 @@ class Trainer:
         log.info("job %s round %d: kept %d receipts", msg.job_id, msg.round, kept)
         return codec.ack(not reason, reason)
 
+    def handle_cancel(self, msg: Opened) -> pb.Ack:
+        """The job's owner cancelled it (``trainerjobs.cancel_job``)."""
+        return cancel_job(self.jobs, self.memory, msg)
+
     async def handle_assign(self, msg: Opened) -> pb.Ack:
         """Check an owner's assignment and start the work; the Ack answers the request."""
         job = self.jobs.get(msg.job_id)
-        if job is None or job.owner != msg.sender:
+        if job is None or job.owner != msg.sender or job.state == "cancelled":
             return codec.ack(False, "unknown_job")
         assert isinstance(msg.body, pb.Assign)
         try:
@@ -274,12 +278,15 @@ class Trainer:
         return codec.ack(True)
 
     async def _work(self, job_id: str, round: int, job: KnownJob, task: pb.Task) -> None:
-        stop = threading.Event()
-        reason = ""
+        stop, reason = threading.Event(), ""
+        scope = trio.move_on_after(taskcheck.seconds_left(task, self.cfg.max_task_s))
+        job.running.add(scope)  # cancel_job stops it
         try:
-            with trio.move_on_after(taskcheck.seconds_left(task, self.cfg.max_task_s)) as scope:
+            with scope:
                 await self._do_task(job_id, round, job, task, stop)
-            if scope.cancelled_caught:
+            if scope.cancelled_caught and job.state == "cancelled":
+                log.info("job %s round %d: cancelled by its owner; task stopped", job_id, round)
+            elif scope.cancelled_caught:
                 reason = "deadline"
                 log.warning("job %s round %d: deadline passed; task abandoned", job_id, round)
         except Exception as exc:  # noqa: BLE001 - task boundary: report, never crash the daemon
@@ -288,10 +295,11 @@ class Trainer:
         finally:
             # The training thread (if any) sees this at its next batch and ends.
             stop.set()
+            job.running.discard(scope)
             self.busy -= 1
             if self.on_load:
                 self.on_load(self.busy)
-        if reason:
+        if reason and job.state != "cancelled":
             job.state = "failed-task"
             self.tasks[reason] += 1
             await self._refuse(job_id, round, job.owner, reason)

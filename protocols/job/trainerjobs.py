@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import trio
 from libp2p.crypto.keys import PublicKey
 from libp2p.peer.id import ID
 
+from protocols.envelope import Opened
+from protocols.job import codec
+from protocols.job.jobmemory import JobMemory
 from protocols.pb import distro_pb2 as pb
 
-IDLE_STATES = ("offered", "declined")
+IDLE_STATES = ("offered", "declined", "cancelled")
 """Jobs in these states may be forgotten to make room for newly announced ones."""
 
 
@@ -19,7 +23,8 @@ class KnownJob:
     """What a trainer keeps about one announced job.
 
     ``state``: ``offered``, ``declined``, ``selected-pending``, ``training``,
-    ``announced`` or ``failed-task``.
+    ``announced``, ``failed-task`` or ``cancelled``. ``running``: the cancel scopes
+    of its tasks under way.
     """
 
     owner: ID
@@ -32,6 +37,7 @@ class KnownJob:
     last_metrics: dict[str, float] = field(default_factory=dict)
     nonce: bytes = b""  # the current task's (docs/verification.md)
     deterministic: bool = False
+    running: set[trio.CancelScope] = field(default_factory=set)
 
 
 def remember(
@@ -60,3 +66,22 @@ def remember(
     jobs[job_id] = job
     return True
 
+
+
+def cancel_job(jobs: OrderedDict[str, KnownJob], memory: JobMemory, msg: Opened) -> pb.Ack:
+    """The owner of ``msg.job_id`` cancelled it: stop its tasks, forget what we keep.
+
+    Only the job's owner can: anyone else is answered ``unknown_job`` and nothing
+    changes. A running task's scope is cancelled (its training thread stops at the
+    next batch), the job's residual and base model are dropped from ``memory``, and
+    further assignments of the job are refused; the entry stays, marked
+    ``cancelled``, for ``trainer.status``, until room is needed.
+    """
+    job = jobs.get(msg.job_id)
+    if job is None or job.owner != msg.sender:
+        return codec.ack(False, "unknown_job")
+    job.state = "cancelled"
+    for scope in job.running:
+        scope.cancel()
+    memory.drop(msg.job_id)
+    return codec.ack(True)

@@ -674,7 +674,7 @@ Global___Receipt: _TypeAlias = Receipt  # noqa: Y015
 
 @_typing.final
 class JobCancel(_message.Message):
-    """kind "job.cancel", on the job topic."""
+    """kind "job.cancel", a request from a job's owner to each trainer of its pool."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -17,7 +17,6 @@ import trio
 
 from protocols.envelope import Opened
 from protocols.job import codec, compute, job_topic, jobdata
-from protocols.job.codec import Kind
 from protocols.job.http import LazyClient
 from protocols.job.objects import JobKey
 from protocols.job.owner.close import RoundCloser
@@ -252,10 +251,7 @@ class Owner:
             return False
         if live is not None:
             live.scope.cancel()
-        self.jobs.finish(job_id, JobState.CANCELLED)
-        body = codec.cancel("owner")
-        wire = codec.encode(self.node.private_key, Kind.CANCEL, body, job_id=job_id)
-        await self.node.publish(job_topic(job_id), wire)
+        self.jobs.finish(job_id, JobState.CANCELLED)  # its trainers are told as it ends
         return True
 
     def reputation_of(self, peer: str) -> float:
@@ -301,6 +297,10 @@ class Owner:
             self.rounds.verifier.forget(live.job_id)
             with trio.CancelScope(shield=True), trio.move_on_after(self.cfg.unsubscribe_timeout_s):
                 await self.node.unsubscribe(job_topic(live.job_id))
+            row = self.jobs.job(live.job_id)
+            if row is not None and row.state == JobState.CANCELLED:
+                with trio.CancelScope(shield=True):
+                    await self.recruiter.tell_cancelled(live)
             if self.market is not None and live.phase != Phase.DONE:
                 await end_on_ledger(self.market, live.job_id, self.cfg.ledger_end_timeout_s)
 

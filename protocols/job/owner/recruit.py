@@ -12,9 +12,10 @@ import logging
 import time
 
 import trio
+from libp2p.peer.id import ID
 
 from protocols.envelope import Opened
-from protocols.job import JOBS_TOPIC, codec, compute, job_topic, jobdata
+from protocols.job import JOBS_TOPIC, PROTOCOL_ID, codec, compute, job_topic, jobdata
 from protocols.job.codec import Kind
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.records import Phase, SpareJoined, TrainerState
@@ -144,3 +145,25 @@ class Recruiter:
             floor=self.cfg.reputation.floor,
             max_price=live.spec.price.max_price if live.spec.price.paid else 0,
         )
+
+    async def tell_cancelled(self, live: LiveJob) -> None:
+        """Tell every trainer of ``live``'s pool that the job is cancelled.
+
+        Each gets a signed ``job.cancel`` request (``trainerjobs.cancel_job``): it
+        stops its task and forgets the job's residual and base model. Best effort,
+        all at once, within one ``request_timeout_s``.
+        """
+        timeout = self.cfg.request_timeout_s
+
+        async def tell(peer: str) -> None:
+            wire = codec.encode(self.node.private_key, Kind.CANCEL, codec.cancel("owner"),
+                                job_id=live.job_id)
+            try:
+                await self.node.request(ID.from_base58(peer), PROTOCOL_ID, wire, timeout)
+            except Exception as exc:  # noqa: BLE001 - an unreachable trainer learns at its deadline
+                log.info("job %s: could not tell %s it is cancelled: %r", live.job_id, peer, exc)
+
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+                for peer in live.pool:
+                    nursery.start_soon(tell, peer)
