@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 from collections import OrderedDict
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -21,16 +20,19 @@ _TRIM = getattr(_LIBC, "malloc_trim", None)  # glibc only
 
 
 def return_free_memory() -> None:
-    """Collect garbage and hand the C heap's free pages back to the system.
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``).
 
     A task frees tens of MB (its chunks, the decoded samples, the batches), which
     glibc keeps mapped; trimming them before the next task's data arrives keeps the
-    trainer's resident set (and its peak) to what it really holds. A no-op where
-    the C library has no ``malloc_trim``.
+    trainer's resident set (and its peak) to what it really holds. It takes well
+    under a millisecond. No ``gc.collect()``: the task's buffers go by reference
+    count, and a full collection holds the interpreter for ~0.1 s per call (seven
+    times slower in-process tests with ten trainers). A no-op where the C library
+    has no ``malloc_trim``.
     """
-    gc.collect()
     if _TRIM is not None:
         _TRIM(0)
+
 
 
 RESIDUAL = "residual"
