@@ -34,7 +34,6 @@ def return_free_memory() -> None:
         _TRIM(0)
 
 
-
 RESIDUAL = "residual"
 BASE = "base"
 

@@ -233,10 +233,8 @@ class Verifier:
         key: RerunKey = (live.job_id, number, slot, data.model_sha, chunks)
         while key not in self.reruns:
             running = self._running.get(key)
-            if running is not None:  # started early: take its result (or fail over)
+            if running is not None:  # started early: take its result (or, failed, run it)
                 await running.wait()
-                if key in self.reruns:
-                    break
                 continue
             done = self._running[key] = trio.Event()
             started = trio.current_time()
