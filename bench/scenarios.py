@@ -227,39 +227,52 @@ def straggler() -> tuple[bool, str]:
         )
 
 
-def owner_crash(rounds: int) -> tuple[bool, str]:
-    """The owner killed after round 2 resumes from its job store without re-uploading."""
+def _restart_in_round_2(
+    rounds: int, victim: str, reached: str, restart: Callable[[Run], str]
+) -> tuple[dict[str, Any], str]:
+    """A 3-trainer job whose ``victim`` child is killed once status field ``reached``
+    is 2, then brought back by ``restart`` (which names the new child): the job's final
+    status and the new child's log."""
     with Run(3) as run:
         job = run.submit({**BASE, "trainers": 3, "rounds": rounds})
-        run.wait(job, lambda s: s.get("completed_round", 0) >= 2, 300, "two rounds")
-        run.procs.kill("owner")
-        run.procs.start("owner-restarted", run.cluster.owner_argv, clean_env())
+        run.wait(job, lambda s: s.get(reached, 0) >= 2, 300, f"{reached} 2")
+        run.procs.kill(victim)
+        name = restart(run)
         final = run.finish(job)
-        log = (run.work / "logs" / "owner-restarted.log").read_text()
-        ok = (
-            final["state"] == "done"
-            and len(final["history"]) == rounds
-            and "resuming after round" in log
-            and "chunks uploaded" not in log
-        )
-        return ok, (
-            f"owner kill -9 after round 2: resumed, {len(final['history'])} rounds, "
-            f"accuracy {accuracy(final):.4f}, no re-upload: "
-            f"{'chunks uploaded' not in log}"
-        )
+        return final, run.procs.log_path(name).read_text()
+
+
+def _start_owner(run: Run) -> str:
+    run.procs.start("owner-restarted", run.cluster.owner_argv, clean_env())
+    return "owner-restarted"
+
+
+def _start_s3(run: Run) -> str:
+    port = int(run.s3["endpoint"].rsplit(":", 1)[1])
+    start_embedded_s3(run.procs, "s3-restarted", run.work / "s3", clean_env(), port)
+    return "s3-restarted"
+
+
+def owner_crash(rounds: int) -> tuple[bool, str]:
+    """The owner killed after round 2 resumes from its job store without re-uploading."""
+    final, log = _restart_in_round_2(rounds, "owner", "completed_round", _start_owner)
+    ok = (
+        final["state"] == "done"
+        and len(final["history"]) == rounds
+        and "resuming after round" in log
+        and "chunks uploaded" not in log
+    )
+    return ok, (
+        f"owner kill -9 after round 2: resumed, {len(final['history'])} rounds, "
+        f"accuracy {accuracy(final):.4f}, no re-upload: {'chunks uploaded' not in log}"
+    )
 
 
 def s3_restart(rounds: int) -> tuple[bool, str]:
     """The S3 server killed in round 2 and restarted on its port: the job completes."""
-    with Run(3) as run:
-        job = run.submit({**BASE, "trainers": 3, "rounds": rounds})
-        run.wait(job, lambda s: s.get("round", 0) >= 2, 300, "round 2")
-        run.procs.kill("s3")
-        port = int(run.s3["endpoint"].rsplit(":", 1)[1])
-        start_embedded_s3(run.procs, "s3-restarted", run.work / "s3", clean_env(), port)
-        final = run.finish(job)
-        ok = final["state"] == "done" and len(final["history"]) == rounds
-        return ok, f"S3 restarted in round 2: {len(final['history'])} rounds completed"
+    final, _ = _restart_in_round_2(rounds, "s3", "round", _start_s3)
+    ok = final["state"] == "done" and len(final["history"]) == rounds
+    return ok, f"S3 restarted in round 2: {len(final['history'])} rounds completed"
 
 
 def _errored(name: str, exc: Exception) -> tuple[bool, str]:
