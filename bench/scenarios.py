@@ -27,17 +27,7 @@ from p2pnode.control import call
 from p2pnode.errors import ControlError
 from p2pnode.procs import start_embedded_s3, wait_until
 from protocols.job.selection import ReputationConfig
-
-BASE: dict[str, Any] = {
-    "model": "logreg",
-    "dataset": "digits",
-    "epochs": 3,
-    "lr": 0.1,
-    "batch_size": 16,
-    "partition": "iid",
-    "chunk_samples": 200,
-    "round_deadline_s": 60.0,
-}
+from tests.jobspecs import DIGITS_JOB
 
 
 class Run:
@@ -124,7 +114,7 @@ def byzantine(kind: str | None, rule: str, validate: bool, rounds: int) -> tuple
     with Run(10, [bad] * 3 + [honest] * 7, owner_toml=naive) as run:
         params = {"f": 3} if rule in ("multi_krum", "krum", "median") else {}
         spec = {
-            **BASE,
+            **DIGITS_JOB,
             "trainers": 10,
             "rounds": rounds,
             "rule": rule,
@@ -177,7 +167,7 @@ def naive(rounds: int, honest: dict[str, float]) -> tuple[bool, str]:
 def churn(rounds: int) -> tuple[bool, str]:
     """A third of the trainers killed in round 2: spares fill their slots."""
     with Run(9) as run:
-        job = run.submit({**BASE, "trainers": 6, "spares": 3, "rounds": rounds, "epochs": 20,
+        job = run.submit({**DIGITS_JOB, "trainers": 6, "spares": 3, "rounds": rounds, "epochs": 20,
                           "round_deadline_s": 60.0})
         s = run.wait(
             job,
@@ -207,7 +197,7 @@ def straggler() -> tuple[bool, str]:
     honest = ["-m", "p2pnode.cli", "daemon"]
     with Run(4, [slow] + [honest] * 3) as run:
         job = run.submit(
-            {**BASE, "trainers": 3, "spares": 1, "rounds": 2, "round_deadline_s": 25.0}
+            {**DIGITS_JOB, "trainers": 3, "spares": 1, "rounds": 2, "round_deadline_s": 25.0}
         )
         final = run.finish(job)
         slow_id = run.peer_ids(range(1))[0]
@@ -234,7 +224,7 @@ def _restart_in_round_2(
     is 2, then brought back by ``restart`` (which names the new child): the job's final
     status and the new child's log."""
     with Run(3) as run:
-        job = run.submit({**BASE, "trainers": 3, "rounds": rounds})
+        job = run.submit({**DIGITS_JOB, "trainers": 3, "rounds": rounds})
         run.wait(job, lambda s: s.get(reached, 0) >= 2, 300, f"{reached} 2")
         run.procs.kill(victim)
         name = restart(run)

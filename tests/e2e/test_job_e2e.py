@@ -16,20 +16,16 @@ from p2pnode.commands.results import write_result
 from p2pnode.control import call
 from p2pnode.procs import Processes
 from tests.conftest import wait_for
+from tests.jobspecs import DIGITS_JOB
 from tests.s3servers import ServerHandle
 
 JOB = {
+    **DIGITS_JOB,
     "model": "mlp",
     "model_params": {"hidden": [64]},
-    "dataset": "digits",
     "trainers": 3,
     "rounds": 3,
     "epochs": 2,
-    "lr": 0.1,
-    "batch_size": 16,
-    "partition": "iid",
-    "chunk_samples": 200,
-    "round_deadline_s": 60.0,
 }
 
 

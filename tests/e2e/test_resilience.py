@@ -13,20 +13,10 @@ from p2pnode.control import call
 from p2pnode.errors import ControlError
 from p2pnode.procs import Processes
 from tests.conftest import wait_for
+from tests.jobspecs import DIGITS_JOB
 from tests.s3servers import ServerHandle
 
-JOB: dict[str, Any] = {
-    "model": "mlp",
-    "model_params": {"hidden": [128]},
-    "dataset": "digits",
-    "rounds": 6,
-    "epochs": 3,
-    "lr": 0.1,
-    "batch_size": 16,
-    "partition": "iid",
-    "chunk_samples": 200,
-    "round_deadline_s": 60.0,
-}
+JOB: dict[str, Any] = {**DIGITS_JOB, "model": "mlp", "model_params": {"hidden": [128]}, "rounds": 6}
 
 
 def storage_of(server: ServerHandle) -> dict[str, Any]:

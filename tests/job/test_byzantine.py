@@ -15,20 +15,10 @@ from protocols.job.selection import ReputationConfig
 from protocols.job.trainer import Trainer
 from tests.job.adversaries import GaussianNoise, LabelFlip, Replayer, SignFlip
 from tests.job.test_job_inprocess import run_job, start
+from tests.jobspecs import DIGITS_JOB
 from tests.s3servers import ServerHandle
 
-JOB: dict[str, Any] = {
-    "model": "logreg",
-    "dataset": "digits",
-    "trainers": 10,
-    "rounds": 6,
-    "epochs": 3,
-    "lr": 0.1,
-    "batch_size": 16,
-    "partition": "iid",
-    "chunk_samples": 200,
-    "round_deadline_s": 60.0,
-}
+JOB: dict[str, Any] = {**DIGITS_JOB, "trainers": 10, "rounds": 6}
 
 
 HONEST: list[dict[str, Any]] = []

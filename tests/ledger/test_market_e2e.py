@@ -29,6 +29,7 @@ from p2pnode.procs import Processes, start_embedded_s3
 from storage.config import StoreConfig
 from storage.s3 import S3Store
 from tests.conftest import wait_for
+from tests.jobspecs import DIGITS_JOB
 
 ETH = 10**18
 BUDGET = ETH
@@ -36,17 +37,12 @@ MAX_PRICE = ETH // 10
 ASK = ETH // 20
 ROUNDS = 2
 JOB = {
+    **DIGITS_JOB,
     "model": "mlp",
     "model_params": {"hidden": [32]},
-    "dataset": "digits",
     "trainers": 4,
     "rounds": ROUNDS,
     "epochs": 2,
-    "lr": 0.1,
-    "batch_size": 16,
-    "partition": "iid",
-    "chunk_samples": 200,
-    "round_deadline_s": 60.0,
     "price": {"budget": str(BUDGET), "max_price": str(MAX_PRICE), "unit": "update"},
 }
 
