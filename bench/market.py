@@ -40,14 +40,6 @@ BUDGET = ETH
 ASK = ETH // 200
 
 
-def gas_cost(market: Market, txs: list[str]) -> int:
-    total = 0
-    for h in txs:
-        r = market.w3.eth.get_transaction_receipt(h)  # type: ignore[arg-type]
-        total += int(r["gasUsed"]) * int(r["effectiveGasPrice"])
-    return total
-
-
 def _print_rounds(market: dict[str, Any], history: list[dict[str, Any]],
                   trainers: int) -> tuple[float, float]:
     """Print the rounds' time and the owner's gas; return round and ledger seconds."""
@@ -71,7 +63,7 @@ def _redeem_all(reader: Market, trainers: list[Path], job_id: str) -> tuple[bool
         before = reader.balance(address)
         got = call(t, "market.redeem", {"job_id": job_id}, timeout=120)
         redeem_gas += int(got["gas_used"])
-        delta = reader.balance(address) - before + gas_cost(reader, got["txs"])
+        delta = reader.balance(address) - before + reader.fees(got["txs"])
         ok &= delta == int(got["wei"])
         ok &= got["held"] == 0  # the job ended: nothing may still be vesting
         print(f"trainer {address}: {got['redeemed']} receipts, {int(got['wei']) / ETH:.6f} "

@@ -13,6 +13,7 @@ without it (issue 17).
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -244,6 +245,23 @@ class Market:
             return int(str(answer), 16)
         except ValueError:
             raise ChainUnavailable(f"JSON-RPC error: balance {answer!r}") from None
+
+    def fees(self, tx_hashes: Sequence[str]) -> int:
+        """What the mined transactions ``tx_hashes`` cost their senders, in wei.
+
+        Gas used times the effective gas price, summed: what a balance changed by
+        besides the transfers (to check a payment or a refund to the wei).
+        """
+        total = 0
+        for tx_hash in tx_hashes:
+            receipt = views.rpc(self.rpc_url, "eth_getTransactionReceipt",
+                                ["0x" + tx_hash.removeprefix("0x")], self.rpc_timeout_s)
+            fields = receipt if isinstance(receipt, dict) else {}
+            try:
+                total += int(fields["gasUsed"], 16) * int(fields["effectiveGasPrice"], 16)
+            except (KeyError, TypeError, ValueError):
+                raise ChainUnavailable(f"JSON-RPC error: receipt of {tx_hash}") from None
+        return total
 
 
 def _rpc(call: Any) -> Any:

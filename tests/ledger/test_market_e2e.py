@@ -51,14 +51,6 @@ def toml(name: str, values: dict[str, object]) -> str:
     return f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
 
 
-def gas_paid(market: Market, tx_hashes: list[str]) -> int:
-    total = 0
-    for h in tx_hashes:
-        r = market.w3.eth.get_transaction_receipt(h)  # type: ignore[arg-type]
-        total += int(r["gasUsed"]) * int(r["effectiveGasPrice"])
-    return total
-
-
 def lineage(owner_dir: Path, job_id: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "p2pnode.cli", "lineage", job_id, "--verify",
@@ -148,7 +140,7 @@ def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -
             assert int(got["wei"]) == owed
             after = reader.balance(address)
             # The balance rises by exactly the receipts' sum (net of the gas it paid).
-            assert after - before + gas_paid(reader, got["txs"]) == owed
+            assert after - before + reader.fees(got["txs"]) == owed
             earned[address] = owed
             again = call(t, "market.earnings", {"job_id": job_id})
             row = again["jobs"].get(job_id, {})
@@ -193,8 +185,8 @@ def test_paid_job_receipts_redeem_after_owner_crash_and_refund(tmp_path: Path) -
         owner_market = Market(info.rpc_url, info.contract, owner_wallet.key)
         before = owner_market.balance(owner_wallet.address)
         tx = owner_market.refund(job_id)
-        refund = owner_market.balance(owner_wallet.address) - before + gas_paid(
-            owner_market, [tx.tx_hash])
+        refund = (owner_market.balance(owner_wallet.address) - before
+                  + owner_market.fees([tx.tx_hash]))
         assert refund == BUDGET - paid
     finally:
         procs.stop_all()
