@@ -1,82 +1,33 @@
-"""The one place that wraps py-libp2p 0.8.1's quirks (written up in docs/libp2p.md).
+"""The one place that wraps py-libp2p 0.8.1's quirks, each written up in docs/libp2p.md.
 
-Each workaround says why it exists, so it can go when the library is fixed:
+Each workaround names its section there (``#anchor`` below), which says what the
+library does, how it bit and how it is tested, so the workaround can go when the
+library is fixed:
 
-- Noise only (``sec_opt``): by default ``new_host`` also accepts ``/plaintext/2.0.0``,
-  secio and TLS; a plaintext-only dialer was accepted (docs/libp2p.md#noise-only).
-- Gossipsub heartbeat 1 s instead of 120 s: mesh repair after churn and first delivery
-  after subscribe are slow otherwise (docs/libp2p.md#gossip-heartbeat).
-- Spam protection stays on, but its per-topic limit comes from config: the default
-  10 msg/s silently drops the publisher's *own* messages above that rate
-  (docs/libp2p.md#gossip-spam-limit).
-- Eclipse protection off: it wants 3 distinct IPs in a mesh, which a loopback or
-  single-LAN network never has; it only adds grafting churn there
-  (docs/libp2p.md#eclipse-protection).
-- Log filters: every inbound DHT stream that closes logs a warning, and gossipsub warns
-  about pending queues for peers not on a topic; lookups warn and the TCP transport logs
-  an ERROR for every failed dial to a peer that left. All are normal operation here. The
-  auto-connector forces its own logger to INFO and logs its state every cycle
-  (docs/libp2p.md#log-noise).
-- Inbound stream guard: an exception in any protocol handler (e.g. pubsub's
-  ``ParseFromString`` on a malformed RPC raises ``DecodeError``) propagates through the
-  connection's nursery into the swarm service and ends the whole host: one garbage
-  stream from any peer killed the daemon. Every inbound stream now runs behind a guard
-  that logs and resets it (docs/libp2p.md#malformed-stream).
-- Disconnect with a deadline: ``close_peer`` to a frozen peer can hang, and a close
-  that was cancelled half-way is never retried (``SwarmConn.close`` returns early once
-  its closed event is set) while the peer stays in ``connections`` forever.
-  :func:`disconnect` bounds it and then drops the entry itself
-  (docs/libp2p.md#close-peer).
-- Gossip guard (:func:`guard_gossip`): 0.8.1 spawns one task per received message
-  (``Pubsub.continuously_read_stream`` -> ``manager.run_task(push_msg)``) with no
-  per-peer limit, and ``signature_validator`` raises (instead of refusing) on a
-  malformed ``key``, which fails that task inside the pubsub service. Its peer
-  scorer only gates on thresholds that default to -inf, counts invalid messages
-  per topic without ever disconnecting anyone, and is not reachable from Pubsub
-  for topics it has no mesh for; so the limit is our own: ``push_msg`` is wrapped
-  once, each forwarding peer pays from a token bucket (:mod:`p2pnode.peergate`),
-  and a peer that keeps flooding is blacklisted in pubsub (its messages ignored,
-  its pubsub stream closed) and disconnected for ``gossip.peer_ban_s``. The guard
-  belongs in ``push_msg`` because every received message lands there and nothing
-  before it limits a sender; a flood from a stock py-libp2p ``publish`` loop mostly
-  never leaves the sender, whose 32-RPC outbound queue drops the rest silently, so
-  tests flood with raw RPC frames (docs/libp2p.md#outbound-queue).
-- Topic validators (:func:`set_validator`): ``set_topic_validator`` works as it
-  should in 0.8.1 (validators run in ``push_msg`` after the seen-cache and the
-  pubsub signature, before local delivery and before forwarding; our own
-  publications are validated too), but it hands the validator the raw pubsub
-  message and treats an exception as a task failure. The wrapper gives the
-  validator ``(data, from_peer)``, turns exceptions into refusals, and charges the
-  forwarding peer's bucket for every refusal. A refused message id stays refused for
-  the validation cache's TTL (300 s).
-- Advertised addresses (:func:`advertised_addrs`): a host listening on ``0.0.0.0``
-  advertises ``/ip4/0.0.0.0/...`` through identify and the DHT, which nobody can dial.
-  ``make_host`` installs an ``addrs_factory``: the configured ``node.announce``
-  addresses when given, else every listen address with an unspecified IP replaced by
-  this machine's interface addresses (docs/libp2p.md#unspecified-addrs).
-- Yamux window updates: ``PY_YAMUX_RELEASE_ON_READ=0`` (set at import unless the
-  environment says otherwise), so a WINDOW_UPDATE goes out once half the receive window
-  is used, not after every read (docs/libp2p.md#yamux-window-updates).
-- Adaptive gossip off (``adaptive_gossip_enabled``): 0.8.1's "network health" score
-  turns a 1 s heartbeat into 30 or 60 s once it dips (``_adapt_heartbeat_parameters``
-  takes the max with 30), so mesh repair and IHAVE recovery stall exactly when peers
-  struggle. The heartbeat and the mesh degree follow the network's size instead
-  (:func:`tune_gossip`, docs/libp2p.md#adaptive-gossip). Its "GRAFT flood" check is off
-  too: it penalises the wrong peer (docs/libp2p.md#graft-flood).
-- Per-message CPU (:mod:`p2pnode.hotpath`, applied at import): an O(tasks) parent
-  search per received message, the sender's signed record verified on every RPC, a
-  yamux window update after nearly every read (docs/libp2p.md#per-message-cost).
-  ``get_addrs`` (called for every RPC sent, to attach our signed record) is cached
-  for ``ADDRS_CACHE_S``.
-- Lost subscriptions and streams (:mod:`p2pnode.pubsubstreams`, applied at import): a
-  connected peer's topics are kept when one stream to it dies, and a stream is re-opened
-  to a connected peer that lacks one (docs/libp2p.md#lost-subscriptions).
-- Connection limits (:mod:`p2pnode.connmgr`): the swarm's own auto-connector, pruner
-  and inbound limiter are turned off or uncapped there, because they re-dial trimmed
-  peers, never prune a connection with a stream, and stop accepting inbound
-  connections after 250 in a host's life (docs/libp2p.md#connection-manager).
-- Start order (pubsub services before the first connection, DHT created before
-  connecting) is enforced by :class:`p2pnode.node.Node`, which is the only caller.
+- Noise only (``sec_opt``): no plaintext, secio or TLS (#noise-only).
+- Gossipsub heartbeat 1 s, not 120 s (#gossip-heartbeat); adaptive gossip and its
+  "GRAFT flood" check off, the heartbeat and mesh degree following the network's size
+  instead (:func:`tune_gossip`; #adaptive-gossip, #graft-flood).
+- Spam protection's per-topic limit from config (#gossip-spam-limit); eclipse
+  protection off (#eclipse-protection).
+- Library log noise filtered (:func:`quiet_libp2p_logs`, #log-noise).
+- Every inbound stream behind a guard, so one handler's exception no longer ends the
+  host (:func:`make_host`, #malformed-stream).
+- :func:`disconnect`: a close bounded in time, then the entry dropped (#close-peer).
+- :func:`guard_gossip`: received gossip paid from a per-peer token bucket, a flooder
+  banned and disconnected (#gossip-flood).
+- :func:`set_validator`: validators get ``(data, from_peer)`` and an exception is a
+  refusal (#topic-validators).
+- :func:`advertised_addrs`: ``node.announce``, or the interface addresses for an
+  unspecified listen IP (#unspecified-addrs); circuit addresses appended after
+  ``get_addrs`` (#circuit-addrs), whose answer, read for every RPC sent, is cached for
+  ``ADDRS_CACHE_S`` (#per-message-cost).
+- ``PY_YAMUX_RELEASE_ON_READ=0`` at import (#yamux-window-updates).
+- Applied from here at import: the per-message CPU fixes (:mod:`p2pnode.hotpath`,
+  #per-message-cost) and lost subscriptions (:mod:`p2pnode.pubsubstreams`,
+  #lost-subscriptions). The swarm's own connection limits are handled in
+  :mod:`p2pnode.connmgr` (#connection-manager), the start order by
+  :class:`p2pnode.node.Node`, the only caller (#start-order).
 """
 
 from __future__ import annotations
@@ -378,7 +329,7 @@ def make_peer_gate(cfg: GossipConfig) -> PeerGate:
 
 
 def guard_gossip(host: IHost, pubsub: Pubsub, gate: PeerGate, disconnect_s: float) -> None:
-    """Put every received gossip message behind ``gate`` (see the module docstring).
+    """Put every received gossip message behind ``gate`` (docs/libp2p.md#gossip-flood).
 
     Call once, before the pubsub service starts. Our own publications pass freely.
     """
