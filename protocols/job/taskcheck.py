@@ -29,11 +29,22 @@ def job_fits(
 
     A paid job needs the ``market`` (none: unpaid jobs only) to accept its terms.
     """
-    if ann.model_name not in MODELS or ann.expires_ms < time.time() * 1000:
+    if not may_fit(ann, cfg, health, market) or ann.preparing:
         return False
     if ann.data_bytes_per_trainer > cfg.max_data_bytes:
         return False
-    if over_budget(ann, ann.data_bytes_per_trainer, ann.samples, cfg.limits):
+    return not over_budget(ann, ann.data_bytes_per_trainer, ann.samples, cfg.limits)
+
+
+def may_fit(
+    ann: pb.JobAnnounce, cfg: TrainerConfig, health: dict[str, Any], market: TrainerMarket | None
+) -> bool:
+    """What of :func:`job_fits` the spec alone decides (a ``preparing`` announcement).
+
+    The model, the expiry, the price and our health; not the data's sizes or the
+    model's cost, which the owner does not know yet.
+    """
+    if ann.model_name not in MODELS or ann.expires_ms < time.time() * 1000:
         return False
     if ann.price_budget and (market is None or not market.accepts(ann)):
         return False

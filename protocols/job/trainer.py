@@ -145,6 +145,12 @@ class Trainer:
             return
         if msg.sender == self.node.peer_id:
             return
+        ann = msg.body
+        assert isinstance(ann, pb.JobAnnounce)
+        if ann.preparing:  # no offer yet: at most a head start on loading torch
+            if taskcheck.may_fit(ann, self.cfg, self.node.health(), self.market):
+                self._warm_up_for(ann)
+            return
         known = self.jobs.get(msg.job_id)
         now = time.monotonic()
         if known is not None:
@@ -155,8 +161,6 @@ class Trainer:
             assert self._nursery is not None
             self._nursery.start_soon(self._offer, msg)
             return
-        ann = msg.body
-        assert isinstance(ann, pb.JobAnnounce)
         if not taskcheck.job_fits(ann, self.cfg, self.node.health(), self.market):
             return
         job = KnownJob(msg.sender, msg.public_key, ann, offered_at=now)
@@ -165,10 +169,17 @@ class Trainer:
             return
         assert self._nursery is not None
         self._nursery.start_soon(self._offer, msg)
+        self._warm_up_for(ann)
+
+    def _warm_up_for(self, ann: pb.JobAnnounce) -> None:
+        """Load torch now if ``ann``'s job will likely pick us (once per daemon).
+
+        Importing torch takes seconds; do it off the loop while the owner prepares
+        and uploads, not when its assignment waits for our answer. Not when the job
+        wants few of many daemons: torch costs each one ~250 MB.
+        """
         if not self._warm and self._likely_picked(ann):
-            # Importing torch takes seconds; do it now, off the loop, not when the
-            # owner's assignment is waiting for our answer. Not when the job wants few
-            # of many daemons: torch costs each one ~250 MB (the first task loads it).
+            assert self._nursery is not None
             self._warm = True
             self._nursery.start_soon(self._warm_up)
 

@@ -176,6 +176,7 @@ class JobAnnounce(_message.Message):
     TOPIC_FIELD_NUMBER: _builtins.int
     TRAIN_PARAMS_JSON_FIELD_NUMBER: _builtins.int
     EXPIRES_MS_FIELD_NUMBER: _builtins.int
+    PREPARING_FIELD_NUMBER: _builtins.int
     PRICE_BUDGET_FIELD_NUMBER: _builtins.int
     PRICE_MAX_FIELD_NUMBER: _builtins.int
     PRICE_UNIT_FIELD_NUMBER: _builtins.int
@@ -198,6 +199,11 @@ class JobAnnounce(_message.Message):
     """epochs, batch size, lr, optimiser, prox mu, seed"""
     expires_ms: _builtins.int
     """offers after this are ignored"""
+    preparing: _builtins.bool
+    """The owner is still preparing the data: model_params_json, samples and the byte
+    sizes are not known yet (empty/0). Trainers never offer for it; one that would
+    likely take the job may load its training stack now (docs/jobs.md, "Warm-up").
+    """
     price_budget: _builtins.str
     """Market (docs/ledger.md): empty price_budget means an unpaid job. Amounts are
     decimal strings of wei (they overflow 64 bits).
@@ -228,6 +234,7 @@ class JobAnnounce(_message.Message):
         topic: _builtins.str = ...,
         train_params_json: _builtins.str = ...,
         expires_ms: _builtins.int = ...,
+        preparing: _builtins.bool = ...,
         price_budget: _builtins.str = ...,
         price_max: _builtins.str = ...,
         price_unit: _builtins.str = ...,
@@ -237,7 +244,7 @@ class JobAnnounce(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_bytes_per_trainer", b"data_bytes_per_trainer", "dataset", b"dataset", "expires_ms", b"expires_ms", "ledger_chain_id", b"ledger_chain_id", "ledger_contract", b"ledger_contract", "max_chunk_bytes", b"max_chunk_bytes", "min_health", b"min_health", "model_name", b"model_name", "model_params_json", b"model_params_json", "owner_address", b"owner_address", "price_budget", b"price_budget", "price_max", b"price_max", "price_unit", b"price_unit", "rounds", b"rounds", "samples", b"samples", "topic", b"topic", "train_params_json", b"train_params_json", "trainers_wanted", b"trainers_wanted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_bytes_per_trainer", b"data_bytes_per_trainer", "dataset", b"dataset", "expires_ms", b"expires_ms", "ledger_chain_id", b"ledger_chain_id", "ledger_contract", b"ledger_contract", "max_chunk_bytes", b"max_chunk_bytes", "min_health", b"min_health", "model_name", b"model_name", "model_params_json", b"model_params_json", "owner_address", b"owner_address", "preparing", b"preparing", "price_budget", b"price_budget", "price_max", b"price_max", "price_unit", b"price_unit", "rounds", b"rounds", "samples", b"samples", "topic", b"topic", "train_params_json", b"train_params_json", "trainers_wanted", b"trainers_wanted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

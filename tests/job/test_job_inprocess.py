@@ -15,8 +15,9 @@ import pytest
 import trio
 
 from p2pnode.jobstore import JobStore
+from protocols.envelope import open_message
 from protocols.errors import SealError
-from protocols.job import PROTOCOL_ID, job_topic
+from protocols.job import JOBS_TOPIC, PROTOCOL_ID, job_topic
 from protocols.job.owner import Owner, OwnerConfig
 from protocols.job.service import request_handler
 from protocols.job.spec import from_mapping
@@ -119,6 +120,12 @@ async def test_digits_job_completes_and_learns(tmp_path: Path, nanio_server: Ser
         assert [r["round"] for r in history] == [1, 2, 3]
         assert history[-1]["test_accuracy"] > 0.85
         assert all(r["accepted"] == 3 for r in history)
+        # The first announcement only says the job is being prepared (trainers warm
+        # up meanwhile); the ones after it carry the data's sizes.
+        sent = [open_message(d).body for t, d in c.owner_node.published if t == JOBS_TOPIC]
+        assert sent[0].preparing and sent[0].samples == 0 and not sent[0].model_params_json
+        assert not sent[1].preparing and sent[1].samples > 0
+        assert all(t._warm for t in c.trainers)
         nursery.cancel_scope.cancel()
 
 

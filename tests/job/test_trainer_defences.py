@@ -334,3 +334,28 @@ async def test_a_flood_of_announcements_never_evicts_a_job_being_trained() -> No
         assert any(j.startswith("fake") for j in r.trainer.jobs), "the flood was taken in"
         owners = [k.owner for k in r.trainer.jobs.values()]
         assert all(owners.count(o) <= 2 for o in owners)
+
+
+async def test_a_preparing_announcement_warms_up_but_never_offers_or_is_kept() -> None:
+    async with rig(TrainerConfig()) as r:
+        early = pb.JobAnnounce(
+            model_name="logreg", dataset="digits", trainers_wanted=1, preparing=True,
+            train_params_json=json.dumps(TRAIN), expires_ms=int(time.time() * 1000) + 60_000,
+        )
+        unknown = pb.JobAnnounce()
+        unknown.CopyFrom(early)
+        unknown.model_name = "no-such-model"
+        wire = seal_message(r.owner.private_key, "job.announce", unknown, job_id="job1")
+        await r.trainer._on_announce(wire, r.owner.peer_id)
+        assert not r.trainer._warm, "a model the trainer cannot train warms nothing up"
+        wire = seal_message(r.owner.private_key, "job.announce", early, job_id="job1")
+        await r.trainer._on_announce(wire, r.owner.peer_id)
+        assert r.trainer._warm
+        assert r.trainer.jobs == {}, "not kept: its sizes are not known yet"
+        # The full announcement, were it marked preparing, is no offer either.
+        full = announce(DIGITS_MODEL, TRAIN)
+        full.preparing = True
+        health = r.trainer.node.health()
+        assert not taskcheck.job_fits(full, r.trainer.cfg, health, r.trainer.market)
+        full.preparing = False
+        assert taskcheck.job_fits(full, r.trainer.cfg, health, r.trainer.market)

@@ -305,6 +305,7 @@ class Owner:
                 await end_on_ledger(self.market, live.job_id, self.cfg.ledger_end_timeout_s)
 
     async def _drive(self, live: LiveJob) -> None:
+        await self.recruiter.announce_preparing(live)  # trainers warm up meanwhile
         prepared = await prepare_data(live)
         self.node.subscribe(job_topic(live.job_id), self.rounds.on_topic(live))
         row = self.jobs.job(live.job_id)

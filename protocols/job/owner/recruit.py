@@ -45,20 +45,44 @@ class Recruiter:
             slow = 1 if live.phase in RECRUITING else 5
             await trio.sleep(self.cfg.announce_interval_s * slow)
 
+    async def announce_preparing(self, live: LiveJob) -> None:
+        """Publish once that ``live`` is being prepared, so trainers warm up meanwhile.
+
+        Preparing the data takes the owner seconds (loading, splitting, chunking),
+        and a trainer's first task waits for torch to load (seconds more). This
+        announcement carries what the spec alone says; trainers never offer for it
+        (``preparing``), and one that would likely take the job loads torch now.
+        """
+        body = self._from_spec(live)
+        body.preparing = True
+        try:
+            await self.node.publish(
+                JOBS_TOPIC, codec.encode(self.node.private_key, Kind.ANNOUNCE, body,
+                                         job_id=live.job_id),
+            )
+        except trio.TooSlowError:  # only a head start: the job goes on without it
+            log.info("job %s: the preparing announcement was not published in time",
+                     live.job_id)
+
     def announcement(self, live: LiveJob, prepared: jobdata.Prepared) -> pb.JobAnnounce:
         """What trainers learn about the job before they offer."""
-        spec = live.spec
+        body = self._from_spec(live)
         sizes = [len(b) for s in prepared.slots for b, _ in s]
+        body.model_params_json = json.dumps(prepared.model.to_mapping(), sort_keys=True)
+        body.samples = sum(n for s in prepared.slots for _, n in s)
+        body.max_chunk_bytes = max(sizes)
+        body.data_bytes_per_trainer = self._most_per_task(live, prepared)
+        return body
+
+    def _from_spec(self, live: LiveJob) -> pb.JobAnnounce:
+        """The announcement's fields that the spec alone gives."""
+        spec = live.spec
         return pb.JobAnnounce(
             model_name=spec.model,
-            model_params_json=json.dumps(prepared.model.to_mapping(), sort_keys=True),
             dataset=spec.dataset,
-            samples=sum(n for s in prepared.slots for _, n in s),
             rounds=spec.rounds,
             trainers_wanted=spec.trainers,
             min_health=spec.min_health,
-            max_chunk_bytes=max(sizes),
-            data_bytes_per_trainer=self._most_per_task(live, prepared),
             topic=job_topic(live.job_id),
             train_params_json=compute.train_params_json(spec),
             expires_ms=int((time.time() + self.cfg.announce_ttl_s) * 1000),
