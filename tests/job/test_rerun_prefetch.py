@@ -130,3 +130,16 @@ def test_round_one_slots_follow_probation_checks(tmp_path: Path) -> None:
     assert len(verifier(tmp_path, probation_checks=2).round_one_slots(live, 4)) == 2
     assert verifier(tmp_path, probation_checks=8).round_one_slots(live, 4) == [0, 1, 2, 3]
     assert verifier(tmp_path, quarantine_contributions=0).round_one_slots(live, 4) == []
+
+
+async def test_prefetch_runs_the_largest_tasks_first(tmp_path: Path, fake: FakeRerun) -> None:
+    v = verifier(tmp_path)
+    v._cores = trio.CapacityLimiter(1)  # one at a time: the order is the whole story
+
+    class Sized:
+        slots = [[(b"chunk", n)] * 2 for n in (5, 20, 1, 9)]
+
+    live = LiveJob("job1", from_mapping(SMALL))
+    await v.prefetch(live, JobData(Sized(), {}, b"m0", "", "00"), 1, [0, 1, 2, 3])  # type: ignore[arg-type]
+    assert [slot for slot, _ in fake.calls] == [1, 3, 0, 2]
+    assert v.ready(live, 1) == {0, 1, 2, 3}

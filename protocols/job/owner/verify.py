@@ -53,6 +53,7 @@ class Verifier:
         self.rng = random.SystemRandom()
         self.reruns: dict[RerunKey, bytes] = {}
         self._running: dict[RerunKey, trio.Event] = {}
+        self._queued: set[tuple[str, int, int]] = set()  # (job, round, slot) to prefetch
         # Re-runs are single-threaded; as many run at once as the owner has cores.
         self._cores = trio.CapacityLimiter(max(1, os.cpu_count() or 1))
         self.compute_s = 0.0  # seconds of the owner's own verification work
@@ -135,12 +136,30 @@ class Verifier:
         round's chunk lists (None: each slot's own chunks, in order). Failures are
         logged; :meth:`compare` then re-runs the task itself.
         """
-        async with trio.open_nursery() as nursery:
-            for slot in slots:
+        def samples(slot: int) -> int:
+            if layout is not None:
+                return sum(c.samples for c in layout[slot])
+            return sum(n for _, n in data.prepared.slots[slot])
+
+        # Largest first, as many at once as the owner has cores: the last to finish
+        # is then a small one (the round waits for it).
+        todo = sorted(slots, key=samples, reverse=True)
+        self._queued |= {(live.job_id, number, s) for s in todo}
+
+        async def worker() -> None:
+            while todo:
+                slot = todo.pop(0)
                 ids = chunk_ids(layout[slot]) if layout is not None else tuple(
                     (slot, i) for i in range(len(data.prepared.slots[slot]))
                 )
-                nursery.start_soon(self._prefetch_one, live, data, number, slot, ids)
+                try:
+                    await self._prefetch_one(live, data, number, slot, ids)
+                finally:
+                    self._queued.discard((live.job_id, number, slot))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(min(len(todo), int(self._cores.total_tokens))):
+                nursery.start_soon(worker)
 
     async def _prefetch_one(
         self, live: LiveJob, data: JobData, number: int, slot: int,
@@ -153,13 +172,14 @@ class Verifier:
                         number, slot, exc)
 
     def ready(self, live: LiveJob, number: int) -> set[int]:
-        """The slots of round ``number`` whose re-runs are done or under way."""
-        keys = [*self.reruns, *self._running]
-        return {k[2] for k in keys if k[0] == live.job_id and k[1] == number}
+        """The slots of round ``number`` whose re-runs are done, under way or queued."""
+        keys = {(k[0], k[1], k[2]) for k in (*self.reruns, *self._running)} | self._queued
+        return {s for j, r, s in keys if j == live.job_id and r == number}
 
     def forget(self, job_id: str) -> None:
         """Drop ``job_id``'s kept re-runs (its job ended)."""
         self.reruns = {k: v for k, v in self.reruns.items() if k[0] != job_id}
+        self._queued = {k for k in self._queued if k[0] != job_id}
 
     async def compare(
         self, live: LiveJob, data: JobData, number: int, a: rounds.Compare,
