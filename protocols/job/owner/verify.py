@@ -201,30 +201,21 @@ class Verifier:
         try:
             if by_owner:
                 mine = await self._rerun(live, data, number, a.slot, chunks)
-                reference = {
-                    p: await trio.to_thread.run_sync(
-                        assess.replica_distance, data.prepared, data.model, mine, b, live.spec
-                    )
-                    for p, b in got.items()
-                }
+                figures = {p: await self._distance(live, data, mine, b) for p, b in got.items()}
                 agreed, outliers, unsure = verification.against_rerun(
-                    reference, tol, self.cfg.rerun_charge_above
+                    figures, tol, self.cfg.rerun_charge_above
                 )
-                figures = reference
                 if unsure:
                     # Off the owner's re-run, yet not by a cheat's margin: kept
                     # unverified, nobody charged for it.
                     log.info("job %s slot %d: unverified, off the re-run by %s", live.job_id,
-                             a.slot, {p: f"{reference[p]:.3g}" for p in unsure})
+                             a.slot, {p: f"{figures[p]:.3g}" for p in unsure})
                     for p in outliers:
                         live.cheaters[p] = "owner re-run"
                     return Compared(a.slot, (*agreed, *unsure), outliers, verified=False)
             else:
                 pairs = {
-                    (x, y): await trio.to_thread.run_sync(
-                        assess.replica_distance, data.prepared, data.model, got[x], got[y],
-                        live.spec,
-                    )
+                    (x, y): await self._distance(live, data, got[x], got[y])
                     for i, x in enumerate(a.peers)
                     for y in a.peers[i + 1 :]
                 }
@@ -245,6 +236,12 @@ class Verifier:
         for p in outliers:
             live.cheaters[p] = "owner re-run" if by_owner else "replica comparison"
         return Compared(a.slot, agreed, outliers)
+
+    async def _distance(self, live: LiveJob, data: JobData, a: bytes, b: bytes) -> float:
+        """Two updates' distance (``assess.replica_distance``), computed off the event loop."""
+        return await trio.to_thread.run_sync(
+            assess.replica_distance, data.prepared, data.model, a, b, live.spec
+        )
 
     async def _rerun(
         self, live: LiveJob, data: JobData, number: int, slot: int,
