@@ -36,7 +36,13 @@ MAX_BATCH = 128
 
 @dataclass(frozen=True)
 class TxResult:
-    """A mined transaction."""
+    """A mined transaction.
+
+    Attributes:
+        tx_hash: Its hash, hex without ``0x``.
+        gas_used: The gas it used; times the gas price, its fee (:meth:`Market.fees`).
+        block: The number of the block it was mined in.
+    """
 
     tx_hash: str
     gas_used: int
