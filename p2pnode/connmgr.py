@@ -32,6 +32,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import multiaddr
@@ -129,28 +130,27 @@ def always_kept(node: Any) -> set[ID]:
     return keep
 
 
+@dataclass(eq=False)
 class ConnManager:
     """Trims connections to ``[connections]`` and remembers what protects a peer.
 
-    Args:
-        host: the node's host.
-        router: its gossipsub router (mesh members are protected; topics give value).
+    Attributes:
+        host: The node's host.
+        router: Its gossipsub router (mesh members are protected; topics give value).
         cfg: ``[connections]``.
-        protected: the ids always kept (bootstrap nodes, relays), asked at each check.
-        disconnect_s: the bound on one disconnect (``timeouts.dial_s``).
+        protected: The ids always kept (bootstrap nodes, relays), asked at each check.
+        disconnect_s: The bound on one disconnect (``timeouts.dial_s``).
+        trimmed: Peers disconnected by trimming in this process.
     """
 
-    def __init__(self, host: IHost, router: GossipSub, cfg: ConnectionsConfig,
-                 protected: Callable[[], set[ID]], disconnect_s: float) -> None:
-        self.host = host
-        self.router = router
-        self.cfg = cfg
-        self.protected = protected
-        self.disconnect_s = disconnect_s
-        self.trimmed = 0
-        """Peers disconnected by trimming in this process."""
-        self._active: dict[ID, float] = {}
-        self._trimmed_at: dict[ID, float] = {}
+    host: IHost
+    router: GossipSub
+    cfg: ConnectionsConfig
+    protected: Callable[[], set[ID]]
+    disconnect_s: float
+    trimmed: int = field(default=0, init=False)
+    _active: dict[ID, float] = field(default_factory=dict, init=False, repr=False)
+    _trimmed_at: dict[ID, float] = field(default_factory=dict, init=False, repr=False)
 
     def touch(self, peer: ID) -> None:
         """We sent ``peer`` a request: protect it for ``active_s``."""
