@@ -75,7 +75,7 @@ class NoTrainTrainer(Trainer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._warm = True  # nothing to import
+        self.warm.started = True  # nothing to import
         sampler = getattr(self.node, "sampler", None)
         if sampler is not None:
             sampler.min_health_to_work = math.inf  # presence: accepting = false

@@ -54,6 +54,7 @@ from protocols.job.jobmemory import JobMemory, return_free_memory
 from protocols.job.ports import NodeLike
 from protocols.job.trainerconfig import TrainerConfig
 from protocols.job.trainerjobs import KnownJob, cancel_job, remember
+from protocols.job.warmup import WarmUp
 from protocols.pb import distro_pb2 as pb
 from protocols.seal import unseal
 
@@ -64,10 +65,6 @@ if TYPE_CHECKING:
     from training.local import TrainResult
 
 log = logging.getLogger("distro_train.trainer")
-
-
-WARM_UP_ODDS = 4
-"""torch is loaded on an announcement when the job wants >= 1/this of the live daemons."""
 
 
 class Trainer:
@@ -82,8 +79,8 @@ class Trainer:
     ) -> None:
         self.node = node
         self.on_load = on_load
-        self.on_device = on_device
         self.cfg = cfg or TrainerConfig()
+        self.warm = WarmUp(node, self.cfg.device, on_device)
         self.replay = ReplayGuard()
         self.jobs: OrderedDict[str, KnownJob] = OrderedDict()
         self.busy = 0
@@ -100,7 +97,6 @@ class Trainer:
         )
         self.memory = JobMemory(self.cfg.job_memory_bytes)
         self._nursery: trio.Nursery | None = None
-        self._warm = False
         self._http = LazyClient(allow_networks=self.cfg.allow_networks)
         # The market (protocols.market.earnings.TrainerMarket), set by the daemon;
         # None: unpaid jobs only.
@@ -147,9 +143,10 @@ class Trainer:
             return
         ann = msg.body
         assert isinstance(ann, pb.JobAnnounce)
+        assert self._nursery is not None
         if ann.preparing:  # no offer yet: at most a head start on loading torch
             if taskcheck.may_fit(ann, self.cfg, self.node.health(), self.market):
-                self._warm_up_for(ann)
+                self.warm.for_job(ann, self._nursery)
             return
         known = self.jobs.get(msg.job_id)
         now = time.monotonic()
@@ -158,7 +155,6 @@ class Trainer:
             if known.owner != msg.sender or now - known.offered_at < self.cfg.reoffer_after_s:
                 return
             known.offered_at = now
-            assert self._nursery is not None
             self._nursery.start_soon(self._offer, msg)
             return
         if not taskcheck.job_fits(ann, self.cfg, self.node.health(), self.market):
@@ -167,37 +163,8 @@ class Trainer:
         if not remember(self.jobs, msg.job_id, job, self.cfg.known_jobs, self.cfg.jobs_per_owner):
             self._drop("jobs_full")
             return
-        assert self._nursery is not None
         self._nursery.start_soon(self._offer, msg)
-        self._warm_up_for(ann)
-
-    def _warm_up_for(self, ann: pb.JobAnnounce) -> None:
-        """Load torch now if ``ann``'s job will likely pick us (once per daemon).
-
-        Importing torch takes seconds; do it off the loop while the owner prepares
-        and uploads, not when its assignment waits for our answer. Not when the job
-        wants few of many daemons: torch costs each one ~250 MB.
-        """
-        if not self._warm and self._likely_picked(ann):
-            assert self._nursery is not None
-            self._warm = True
-            self._nursery.start_soon(self._warm_up)
-
-    def _likely_picked(self, ann: pb.JobAnnounce) -> bool:
-        """Whether ``ann`` wants at least 1/``WARM_UP_ODDS`` of the live daemons we know."""
-        return ann.trainers_wanted * WARM_UP_ODDS >= len(self.node.live_peers())
-
-    async def _warm_up(self) -> None:
-        """Load torch and settle the device; advertise the GPU only if tasks use it."""
-        started = trio.current_time()
-        try:
-            gpu = await trio.to_thread.run_sync(compute.warm_up, self.cfg.device)
-            log.info("trainer: training stack loaded in %.2f s", trio.current_time() - started)
-        except DistroError as exc:  # cuda asked for, none here: every task will refuse
-            log.error("trainer: %s", exc)
-            gpu = ""
-        if self.on_device is not None:
-            self.on_device(gpu)
+        self.warm.for_job(ann, self._nursery)
 
     def offer_for(self, msg: Opened) -> pb.Offer:
         """What we tell an owner about ourselves when offering for its job."""
@@ -282,9 +249,7 @@ class Trainer:
             self.on_load(self.busy)
         job.state = "training"
         assert self._nursery is not None
-        if not self._warm:
-            self._warm = True
-            self._nursery.start_soon(self._warm_up)
+        self.warm.start(self._nursery)
         self._nursery.start_soon(self._work, msg.job_id, msg.round, job, task)
         return codec.ack(True)
 

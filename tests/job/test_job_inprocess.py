@@ -125,7 +125,7 @@ async def test_digits_job_completes_and_learns(tmp_path: Path, nanio_server: Ser
         sent = [open_message(d).body for t, d in c.owner_node.published if t == JOBS_TOPIC]
         assert sent[0].preparing and sent[0].samples == 0 and not sent[0].model_params_json
         assert not sent[1].preparing and sent[1].samples > 0
-        assert all(t._warm for t in c.trainers)
+        assert all(t.warm.started for t in c.trainers)
         nursery.cancel_scope.cancel()
 
 

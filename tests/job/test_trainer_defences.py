@@ -347,10 +347,10 @@ async def test_a_preparing_announcement_warms_up_but_never_offers_or_is_kept() -
         unknown.model_name = "no-such-model"
         wire = seal_message(r.owner.private_key, "job.announce", unknown, job_id="job1")
         await r.trainer._on_announce(wire, r.owner.peer_id)
-        assert not r.trainer._warm, "a model the trainer cannot train warms nothing up"
+        assert not r.trainer.warm.started, "a model the trainer cannot train warms nothing up"
         wire = seal_message(r.owner.private_key, "job.announce", early, job_id="job1")
         await r.trainer._on_announce(wire, r.owner.peer_id)
-        assert r.trainer._warm
+        assert r.trainer.warm.started
         assert r.trainer.jobs == {}, "not kept: its sizes are not known yet"
         # The full announcement, were it marked preparing, is no offer either.
         full = announce(DIGITS_MODEL, TRAIN)

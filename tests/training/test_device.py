@@ -67,7 +67,7 @@ async def test_trainer_advertises_a_gpu_only_when_it_trains_there() -> None:
         net = MemNet(nursery)
         for device in ("cpu", "auto", "cuda"):
             trainer = Trainer(net.add(), TrainerConfig(device=device), on_device=seen.append)
-            await trainer._warm_up()
+            await trainer.warm.run()
         nursery.cancel_scope.cancel()
     gpu = torch.cuda.get_device_name(0) if CUDA else ""
     assert seen == ["", gpu, gpu]
