@@ -137,17 +137,8 @@ def gossip(net: Network, messages: int, rate: float) -> tuple[float, float, floa
     cpu = cpu_seconds(net.daemons) - cpu_before
     busy = time.monotonic() - start
     idle_rate = (idle_before + idle_cpu(net, busy / 2)) / 2
-    latencies: list[float] = []
-    delivered = 0
-    per_daemon: list[int] = []
-    for d in net.daemons:
-        got = 0
-        for m in d.rpc("debug.messages", {"topic": "bench"}):
-            if m["data"] in sent and sent[m["data"]][0] != d.peer_id:
-                got += 1
-                latencies.append((m["received_at"] - sent[m["data"]][1]) * 1000)
-        delivered += got
-        per_daemon.append(got)
+    latencies, per_daemon = _deliveries(net, sent)
+    delivered = sum(per_daemon)
     expected = messages * (len(net.daemons) - 1)
     if not latencies:
         print(f"gossip: 0/{expected} deliveries of {messages} messages at {rate:g}/s")
@@ -166,6 +157,29 @@ def gossip(net: Network, messages: int, rate: float) -> tuple[float, float, floa
           f"(presence, discovery, heartbeats); sending added {extra:.1f} s: "
           f"{per_message:.1f} ms per message across all {len(net.daemons)} daemons, "
           f"{extra / max(1, delivered) * 1000:.2f} ms per delivery")
+    _print_connections(net, cpu, busy)
+    return delivered / expected, pct(latencies, 95) / 1000, per_message
+
+
+def _deliveries(net: Network, sent: dict[str, tuple[str, float]]) -> tuple[list[float], list[int]]:
+    """Every delivery's latency (ms) and each daemon's count of ``sent`` (tag: sender, time).
+
+    A daemon's own messages count in neither.
+    """
+    latencies: list[float] = []
+    per_daemon: list[int] = []
+    for d in net.daemons:
+        got = 0
+        for m in d.rpc("debug.messages", {"topic": "bench"}):
+            if m["data"] in sent and sent[m["data"]][0] != d.peer_id:
+                got += 1
+                latencies.append((m["received_at"] - sent[m["data"]][1]) * 1000)
+        per_daemon.append(got)
+    return latencies, per_daemon
+
+
+def _print_connections(net: Network, cpu: float, busy: float) -> None:
+    """Print the daemons' connections, ``cpu`` s over ``busy`` s of sending, the mesh."""
     statuses = [d.rpc("node.status") for d in net.daemons]
     gs = [st.get("gossip", {}) for st in statuses]
     peers = [st["connected"] for st in statuses]
@@ -181,7 +195,6 @@ def gossip(net: Network, messages: int, rate: float) -> tuple[float, float, floa
     beats = sorted({g.get("heartbeat_s") for g in gs}, key=str)
     print(f"gossipsub: heartbeat {beats} s; 'bench' mesh size min {min(meshes)}, "
           f"mean {statistics.mean(meshes):.1f}, max {max(meshes)}")
-    return delivered / expected, pct(latencies, 95) / 1000, per_message
 
 
 def idle(net: Network) -> None:

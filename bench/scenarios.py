@@ -220,9 +220,11 @@ def straggler() -> tuple[bool, str]:
 def _restart_in_round_2(
     rounds: int, victim: str, reached: str, restart: Callable[[Run], str]
 ) -> tuple[dict[str, Any], str]:
-    """A 3-trainer job whose ``victim`` child is killed once status field ``reached``
-    is 2, then brought back by ``restart`` (which names the new child): the job's final
-    status and the new child's log."""
+    """A 3-trainer job, ``victim`` killed at 2 of status field ``reached``, then restarted.
+
+    ``restart`` starts the replacement and returns its child name. Returns the job's
+    final status and the replacement's log.
+    """
     with Run(3) as run:
         job = run.submit({**DIGITS_JOB, "trainers": 3, "rounds": rounds})
         run.wait(job, lambda s: s.get(reached, 0) >= 2, 300, f"{reached} 2")
