@@ -133,27 +133,35 @@ def nat_job(root: Path) -> None:
                   "digits NAT job (not the MNIST demo): round 1 "
                   + (f"{secs[0]:.1f} s, later rounds mean {later:.1f} s (needs <= 2x)"
                      if secs else "not reported"))
-            caches = [call(t.data_dir, "trainer.status") for t in trainers]
-            hits = [c["chunk_cache"]["hits"] for c in caches]
-            misses = [c["chunk_cache"]["misses"] for c in caches]
-            hit_mib = sum(c["chunk_cache"]["hit_bytes"] for c in caches) / 2**20
-            fetched_mib = sum(c["bytes_in"] for c in caches) / 2**20
-            rounds_after_first = int(str(JOB["rounds"])) - 1
-            check("chunk_cache", all(m > 0 and h == rounds_after_first * m
-                                     for h, m in zip(hits, misses, strict=True)),
-                  f"digits NAT job: chunks fetched per trainer {misses} (round 1), served "
-                  f"from the cache {hits} in the {rounds_after_first} later rounds; "
-                  f"{fetched_mib:.2f} MiB fetched (chunks of round 1 and every round's "
-                  f"model), {hit_mib:.2f} MiB not fetched again")
-            rss = {"owner (+ its S3 server)": peak_rss_mib(status(owner)["pid"], children=True),
-                   "bootstrap": peak_rss_mib(status(boot)["pid"])}
-            for i, t in enumerate(trainers):
-                rss[f"trainer{i}"] = peak_rss_mib(status(t)["pid"])
-            print("peak RSS (digits NAT job): " + ", ".join(f"{k} {v:.0f} MiB"
-                                                           for k, v in rss.items())
-                  + f"; sum {sum(rss.values()):.0f} MiB")
+            _check_chunk_cache(trainers)
+            _print_rss(boot, owner, trainers)
         finally:
             nodes.close()
+
+
+def _check_chunk_cache(trainers: list[NodeProc]) -> None:
+    """Each trainer fetched its chunks in round 1 only; later rounds read its cache."""
+    caches = [call(t.data_dir, "trainer.status") for t in trainers]
+    hits = [c["chunk_cache"]["hits"] for c in caches]
+    misses = [c["chunk_cache"]["misses"] for c in caches]
+    hit_mib = sum(c["chunk_cache"]["hit_bytes"] for c in caches) / 2**20
+    fetched_mib = sum(c["bytes_in"] for c in caches) / 2**20
+    rounds_after_first = int(str(JOB["rounds"])) - 1
+    check("chunk_cache", all(m > 0 and h == rounds_after_first * m
+                             for h, m in zip(hits, misses, strict=True)),
+          f"digits NAT job: chunks fetched per trainer {misses} (round 1), served "
+          f"from the cache {hits} in the {rounds_after_first} later rounds; "
+          f"{fetched_mib:.2f} MiB fetched (chunks of round 1 and every round's "
+          f"model), {hit_mib:.2f} MiB not fetched again")
+
+
+def _print_rss(boot: NodeProc, owner: NodeProc, trainers: list[NodeProc]) -> None:
+    rss = {"owner (+ its S3 server)": peak_rss_mib(status(owner)["pid"], children=True),
+           "bootstrap": peak_rss_mib(status(boot)["pid"])}
+    for i, t in enumerate(trainers):
+        rss[f"trainer{i}"] = peak_rss_mib(status(t)["pid"])
+    print("peak RSS (digits NAT job): " + ", ".join(f"{k} {v:.0f} MiB" for k, v in rss.items())
+          + f"; sum {sum(rss.values()):.0f} MiB")
 
 
 def relay_fallback(root: Path) -> None:
