@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from protocols.envelope import Opened
-from protocols.job import codec, compute, job_topic, jobdata
+from protocols.job import codec, job_topic, jobdata
 from protocols.job.http import LazyClient
 from protocols.job.objects import JobKey
 from protocols.job.owner.close import RoundCloser
@@ -314,7 +314,7 @@ class Owner:
             live.past_updates.update(rec.get("used_updates", []), rec.get("rejected_updates", []))
         async with trio.open_nursery() as nursery:
             if row is not None and row.state == JobState.PREPARING:
-                self._rerun_round_one(live, prepared, nursery)  # busy while escrow waits
+                self.rounds.verifier.start_round_one(live, prepared, nursery)
             if self.market is not None:
                 # Escrow before announcing; a resumed job re-queues rounds the log lacks.
                 await self.market.open(live.job_id, live.spec.price, self.jobs.rounds(live.job_id))
@@ -330,23 +330,6 @@ class Owner:
             await self.market.finish(live.job_id)
         live.phase = Phase.DONE
         self.jobs.finish(live.job_id, JobState.DONE)
-
-    def _rerun_round_one(
-        self, live: LiveJob, prepared: jobdata.Prepared, nursery: trio.Nursery
-    ) -> None:
-        """Start the owner's re-runs of a new job's round 1 now (issue 17).
-
-        Round 1's holders are newcomers, and the owner judges their work by training
-        their tasks itself. Those tasks are known before any trainer is: the initial
-        model, each slot's own chunks and the nonces. Started here, the re-runs overlap
-        the escrow, the upload and recruiting rather than following the trainers'
-        updates.
-        """
-        slots = self.rounds.verifier.round_one_slots(live, len(prepared.slots))
-        if not slots:
-            return
-        initial = JobData(prepared, {}, prepared.initial, "", compute.sha256(prepared.initial))
-        nursery.start_soon(self.rounds.verifier.prefetch, live, initial, 1, slots)
 
     async def _store_while_recruiting(
         self, live: LiveJob, prepared: jobdata.Prepared, nursery: trio.Nursery

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import trio
 
-from protocols.job import assess, rounds, verification
+from protocols.job import assess, compute, jobdata, rounds, verification
 from protocols.job.owner.config import LiveJob, OwnerEnv
 from protocols.job.owner.prepare import JobData
 from protocols.job.ports import ChunkRow
@@ -125,6 +125,22 @@ class Verifier:
             return []
         n = min(slots, self.cfg.probation_checks)
         return sorted(self.rng.sample(range(slots), n))
+
+    def start_round_one(
+        self, live: LiveJob, prepared: jobdata.Prepared, nursery: trio.Nursery
+    ) -> None:
+        """Start the re-runs of a new job's round 1 in ``nursery`` now (issue 17).
+
+        Round 1's holders are newcomers, and the owner judges their work by training
+        their tasks itself. Those tasks are known before any trainer is: the initial
+        model, each slot's own chunks and the nonces. Started as soon as the data is
+        prepared, the re-runs overlap the escrow, the upload and recruiting rather
+        than following the trainers' updates.
+        """
+        slots = self.round_one_slots(live, len(prepared.slots))
+        if slots:
+            initial = JobData(prepared, {}, prepared.initial, "", compute.sha256(prepared.initial))
+            nursery.start_soon(self.prefetch, live, initial, 1, slots)
 
     async def prefetch(
         self, live: LiveJob, data: JobData, number: int, slots: Iterable[int],
