@@ -16,17 +16,16 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
-
-from eth_account import Account
-from eth_utils.address import to_checksum_address
+from typing import TYPE_CHECKING, Any, cast
 
 from ledger import artifact, lighttx, views
 from ledger.config import RPC_TIMEOUT_S, TX_TIMEOUT_S
 from ledger.errors import ChainUnavailable, TxRefused
+from ledger.ethkeys import address_of, to_checksum_address
 from ledger.receipts import Receipt, job_key, sha256_bytes
 
 if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
     from web3 import Web3
     from web3.contract import Contract
 
@@ -96,7 +95,7 @@ class Market:
         self.tx_timeout_s = tx_timeout_s
         self.address = to_checksum_address(contract)
         self._key = key
-        self.sender = Account.from_key(key).address if key else None
+        self.sender = address_of(key) if key else None
         self._lock = threading.Lock()
 
     @cached_property
@@ -110,7 +109,8 @@ class Market:
     @cached_property
     def contract(self) -> Contract:
         """The contract's web3 handle (transactions), made on first use."""
-        return self.w3.eth.contract(address=self.address, abi=artifact.load().abi)
+        return self.w3.eth.contract(address=cast("ChecksumAddress", self.address),
+                                    abi=artifact.load().abi)
 
     def _view(self, signature: str, *args: bytes | int | str, words: int = 1) -> list[bytes]:
         return views.call(self.rpc_url, self.address, signature, args, words,
@@ -139,7 +139,7 @@ class Market:
         w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_s}))
         art = artifact.load()
         factory = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
-        sender = Account.from_key(key).address
+        sender = cast("ChecksumAddress", address_of(key))
         tx = _rpc(lambda: factory.constructor(grace_s, vest_s).build_transaction(
             {"from": sender, "nonce": w3.eth.get_transaction_count(sender, "pending")}))
         receipt = _send(w3, key, tx, tx_timeout_s)
@@ -154,7 +154,8 @@ class Market:
         with self._lock:
             tx = self._rpc(lambda: fn.build_transaction({
                 "from": self.sender, "value": value,
-                "nonce": self.w3.eth.get_transaction_count(self.sender, "pending")}))
+                "nonce": self.w3.eth.get_transaction_count(
+                    cast("ChecksumAddress", self.sender), "pending")}))
             receipt = _send(self.w3, self._key, tx, self.tx_timeout_s)
         return TxResult(tx_hash=receipt["transactionHash"].hex(),
                         gas_used=int(receipt["gasUsed"]), block=int(receipt["blockNumber"]))
@@ -287,6 +288,7 @@ def _rpc(call: Any) -> Any:
 
 
 def _send(w3: Web3, key: bytes, tx: dict[str, Any], tx_timeout_s: float) -> Any:
+    from eth_account import Account  # with web3, for the owner's transactions
     signed = Account.sign_transaction(tx, key)
     tx_hash = _rpc(lambda: w3.eth.send_raw_transaction(signed.raw_transaction))
     receipt = _rpc(lambda: w3.eth.wait_for_transaction_receipt(tx_hash, timeout=tx_timeout_s))

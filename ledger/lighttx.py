@@ -2,8 +2,8 @@
 
 The trainer redeems its receipts at a job's end; importing web3 then raised its peak
 RSS by ~22 MB over what training needed (issue 17). This builds the call data by hand
-(the selector and the ABI layout of a dynamic array of static tuples), signs a legacy
-transaction with ``eth_account`` (which receipts already need), sends it with
+(the selector and the ABI layout of a dynamic array of static tuples), signs an EIP-155
+legacy transaction (``ledger.ethkeys``, without eth_account either), sends it with
 ``eth_sendRawTransaction`` and polls its receipt. ``eth_estimateGas`` runs first, so a
 redeem the contract would refuse surfaces as ``TxRefused`` with the node's revert
 message, before anything is sent.
@@ -15,9 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from eth_account import Account
-
-from ledger import views
+from ledger import ethkeys, views
 from ledger.errors import ChainUnavailable, TxRefused
 
 REDEEM = "redeem((bytes32,uint64,address,bytes32,uint256,uint8,bytes32,bytes32)[])"
@@ -53,12 +51,11 @@ def transact(rpc_url: str, *, key: bytes, sender: str, to: str, data: bytes,
 
     hex_data = "0x" + data.hex()
     gas = _int(rpc("eth_estimateGas", [{"from": sender, "to": to, "data": hex_data}]), "gas")
-    tx = {"to": to, "data": hex_data, "value": 0, "gas": gas,
-          "gasPrice": _int(rpc("eth_gasPrice", []), "gas price"),
-          "nonce": _int(rpc("eth_getTransactionCount", [sender, "pending"]), "nonce"),
-          "chainId": _int(rpc("eth_chainId", []), "chain id")}
-    signed = Account.sign_transaction(tx, key)
-    tx_hash = rpc("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+    raw, _ = ethkeys.legacy_transaction(
+        key, nonce=_int(rpc("eth_getTransactionCount", [sender, "pending"]), "nonce"),
+        gas_price=_int(rpc("eth_gasPrice", []), "gas price"), gas=gas, to=to, value=0,
+        data=data, chain_id=_int(rpc("eth_chainId", []), "chain id"))
+    tx_hash = rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
     deadline = time.monotonic() + tx_timeout_s
     while not (receipt := rpc("eth_getTransactionReceipt", [tx_hash])):
         if time.monotonic() > deadline:

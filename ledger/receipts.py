@@ -18,12 +18,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
-
 from ledger.errors import LedgerError
+from ledger.ethkeys import keccak256, recover_hash, sign_hash, to_checksum_address
 
 DOMAIN_NAME = "DistroTrainMarket"
 DOMAIN_VERSION = "1"
@@ -41,7 +37,7 @@ ZERO32 = bytes(32)
 
 def job_key(job_id: str) -> bytes:
     """The contract's 32-byte key of a job: keccak256 of its id's UTF-8 bytes."""
-    return bytes(keccak(text=job_id))
+    return keccak256(job_id.encode())
 
 
 def sha256_bytes(hex_digest: str) -> bytes:
@@ -88,32 +84,48 @@ class Receipt:
         return receipt
 
 
-def _typed(chain_id: int, contract: str, job_id: str, round_: int, trainer: str,
-           update: str, amount: int) -> dict[str, Any]:
-    return {
-        "domain_data": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id,
-                        "verifyingContract": to_checksum_address(contract)},
-        "message_types": RECEIPT_TYPES,
-        "message_data": {"job": job_key(job_id), "round": round_,
-                         "trainer": to_checksum_address(trainer),
-                         "update": sha256_bytes(update), "amount": amount},
-    }
+def _type_hash(name: str, fields: list[dict[str, str]]) -> bytes:
+    return keccak256(f"{name}({','.join(f['type'] + ' ' + f['name'] for f in fields)})".encode())
+
+
+_DOMAIN_TYPE = _type_hash("EIP712Domain", [
+    {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}])
+_RECEIPT_TYPE = _type_hash("Receipt", RECEIPT_TYPES["Receipt"])
+
+
+def _uint(value: int) -> bytes:
+    return value.to_bytes(32, "big")  # OverflowError (a ValueError) when out of range
+
+
+def _addr(address: str) -> bytes:
+    return bytes(12) + bytes.fromhex(to_checksum_address(address)[2:])
+
+
+def _digest(chain_id: int, contract: str, job_id: str, round_: int, trainer: str,
+            update: str, amount: int) -> bytes:
+    """EIP-712: keccak256(0x19 0x01 || domain separator || the receipt's struct hash)."""
+    domain = keccak256(_DOMAIN_TYPE + keccak256(DOMAIN_NAME.encode())
+                       + keccak256(DOMAIN_VERSION.encode()) + _uint(chain_id) + _addr(contract))
+    if not 0 <= round_ < 2**64:
+        raise ValueError(f"round {round_} is not a uint64")
+    struct = keccak256(_RECEIPT_TYPE + job_key(job_id) + _uint(round_) + _addr(trainer)
+                       + sha256_bytes(update) + _uint(amount))
+    return keccak256(b"\x19\x01" + domain + struct)
 
 
 def sign(key: bytes, *, chain_id: int, contract: str, job_id: str, round_: int,
          trainer: str, update: str, amount: int) -> Receipt:
     """Sign one receipt with the owner's wallet ``key``."""
-    signed = Account.sign_typed_data(
-        key, **_typed(chain_id, contract, job_id, round_, trainer, update, amount))
+    signature = sign_hash(key, _digest(chain_id, contract, job_id, round_, trainer, update, amount))
     return Receipt(job_id=job_id, round=round_, trainer=to_checksum_address(trainer),
-                   update=update, amount=amount, signature=bytes(signed.signature))
+                   update=update, amount=amount, signature=signature)
 
 
 def digest(receipt: Receipt, *, chain_id: int, contract: str) -> bytes:
     """The EIP-712 digest of ``receipt`` (the contract's ``redeemed`` key)."""
-    msg = encode_typed_data(**_typed(chain_id, contract, receipt.job_id, receipt.round,
-                                     receipt.trainer, receipt.update, receipt.amount))
-    return bytes(keccak(b"\x19" + msg.version + msg.header + msg.body))
+    return _digest(chain_id, contract, receipt.job_id, receipt.round, receipt.trainer,
+                   receipt.update, receipt.amount)
 
 
 def signer(receipt: Receipt, *, chain_id: int, contract: str) -> str:
@@ -122,11 +134,10 @@ def signer(receipt: Receipt, *, chain_id: int, contract: str) -> str:
     Raises:
         LedgerError: ``bad_signature`` when no address can be recovered.
     """
-    msg = encode_typed_data(**_typed(chain_id, contract, receipt.job_id, receipt.round,
-                                     receipt.trainer, receipt.update, receipt.amount))
+    hashed = digest(receipt, chain_id=chain_id, contract=contract)
     try:
-        return str(Account.recover_message(msg, signature=receipt.signature))
-    except Exception as exc:  # noqa: BLE001 - eth_keys raises several unrelated types
+        return recover_hash(hashed, receipt.signature)
+    except ValueError as exc:
         raise LedgerError(f"unrecoverable signature: {exc}", reason="bad_signature") from exc
 
 

@@ -16,10 +16,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
-
 from ledger.errors import ChainUnavailable, TxRefused
+from ledger.ethkeys import keccak256, to_checksum_address
 
 #: Most bytes of one JSON-RPC answer read (a view result here is at most 7 words).
 MAX_ANSWER_BYTES = 64 * 1024
@@ -27,7 +25,7 @@ MAX_ANSWER_BYTES = 64 * 1024
 
 def selector(signature: str) -> bytes:
     """The 4-byte function selector of e.g. ``jobs(bytes32)``."""
-    return bytes(keccak(text=signature))[:4]
+    return keccak256(signature.encode())[:4]
 
 
 def word(value: bytes | int | str) -> bytes:
@@ -99,4 +97,4 @@ def as_bool(w: bytes) -> bool:
 
 def as_address(w: bytes) -> str:
     """An address ABI word, checksummed."""
-    return str(to_checksum_address("0x" + w[12:].hex()))
+    return to_checksum_address("0x" + w[12:].hex())

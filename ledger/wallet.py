@@ -18,11 +18,15 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
-from eth_utils.address import is_address, to_checksum_address
-
 from ledger.errors import LedgerConfigError
+from ledger.ethkeys import (
+    address_of,
+    is_address,
+    personal_hash,
+    recover_hash,
+    sign_hash,
+    to_checksum_address,
+)
 
 WALLET_FILE = "wallet.key"
 
@@ -37,16 +41,16 @@ class Wallet:
     @classmethod
     def from_key(cls, key: bytes) -> Wallet:
         """Build from 32 raw key bytes."""
-        return cls(key=key, address=str(Account.from_key(key).address))
+        return cls(key=key, address=address_of(key))
 
     def bind(self, peer_id: str) -> bytes:
         """Sign the binding of this address to ``peer_id``."""
-        return bytes(Account.sign_message(_binding(peer_id, self.address), self.key).signature)
+        return sign_hash(self.key, _binding(peer_id, self.address))
 
 
-def _binding(peer_id: str, address: str):  # type: ignore[no-untyped-def]
+def _binding(peer_id: str, address: str) -> bytes:
     text = f"distro-train wallet binding\npeer: {peer_id}\naddress: {to_checksum_address(address)}"
-    return encode_defunct(text=text)
+    return personal_hash(text)
 
 
 def verify_binding(peer_id: str, address: str, signature: bytes) -> bool:
@@ -54,8 +58,8 @@ def verify_binding(peer_id: str, address: str, signature: bytes) -> bool:
     if not isinstance(address, str) or not is_address(address) or len(signature) != 65:
         return False
     try:
-        got = Account.recover_message(_binding(peer_id, address), signature=signature)
-    except Exception:  # noqa: BLE001 - any malformed signature is simply not a binding
+        got = recover_hash(_binding(peer_id, address), signature)
+    except ValueError:  # any malformed signature is simply not a binding
         return False
     return bool(got == to_checksum_address(address))
 
