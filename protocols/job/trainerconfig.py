@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -74,11 +74,5 @@ class TrainerConfig:
 
     @property
     def limits(self) -> budget.Limits:
-        """The compute and memory budget of one task."""
-        return budget.Limits(
-            max_params=self.max_params,
-            max_activation_bytes=self.max_activation_bytes,
-            max_sample_epochs=self.max_sample_epochs,
-            max_threads=self.max_threads,
-            max_flops=self.max_flops,
-        )
+        """The compute and memory budget of one task: our fields of the same names."""
+        return budget.Limits(**{f.name: getattr(self, f.name) for f in fields(budget.Limits)})
