@@ -17,14 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from attack_lines import ANSWER_TIMEOUT_S, Line, Sizes, rss
-from scenarios import BASE, Run, accuracy
+from scenarios import Run, accuracy
 
+from distro_procs import kill, spawn
 from p2pnode.commands.demo import clean_env
 from p2pnode.control import call
 from p2pnode.procs import Processes, start_embedded_s3, wait_until
 from tests.e2e.helpers import answers
 from tests.job.adversaries import Straggler
 from tests.job.test_trainer_defences import canary_server
+from tests.jobspecs import DIGITS_JOB
 from tests.p2pnode.harness import REPO
 
 KINDS = ["freeload", "sample_liar", "copycat", "copycat", "sign_flip", "noise", "label_flip",
@@ -103,7 +105,7 @@ def run_lying_trainers(sizes: Sizes) -> TrainerJob:
         f = 3 if sizes.honest >= 6 else 1
         # Quorum: the updates that can pass validation, less the straggler, so rounds
         # close without waiting for it.
-        spec = {**BASE, "trainers": n, "rounds": sizes.rounds, "rule": "multi_krum",
+        spec = {**DIGITS_JOB, "trainers": n, "rounds": sizes.rounds, "rule": "multi_krum",
                 "rule_params": {"f": f}, "validate_updates": True, "quorum": n - 6}
         job_id = run.submit(spec)
         final = run.finish(job_id)
@@ -171,14 +173,13 @@ def framing(sizes: Sizes) -> Line:
     attacker: subprocess.Popen[bytes] | None = None
     try:
         owner_pid = run.procs.children["owner"].pid
-        job_id = run.submit({**BASE, "trainers": 3, "rounds": sizes.rounds})
+        job_id = run.submit({**DIGITS_JOB, "trainers": 3, "rounds": sizes.rounds})
         owner_addr = call(run.owner, "node.id")["addrs"][0]
-        out = run.work / "framing.out"
-        with out.open("wb") as f:
-            attacker = subprocess.Popen(
-                [sys.executable, "-m", "tests.job.framing_attacker", "--connect", owner_addr,
-                 "--job", job_id, "--copies", str(sizes.framing_copies)],
-                cwd=REPO, stdin=subprocess.PIPE, stdout=f, stderr=subprocess.STDOUT)
+        out, go = run.work / "framing.out", run.work / "framing.go"
+        attacker = spawn(
+            [sys.executable, "-m", "tests.job.framing_attacker", "--connect", owner_addr,
+             "--job", job_id, "--go-file", str(go), "--copies", str(sizes.framing_copies)],
+            out, cwd=REPO)
 
         def reports() -> list[dict[str, Any]]:
             return [json.loads(x) for x in out.read_text(errors="replace").splitlines()
@@ -188,17 +189,14 @@ def framing(sizes: Sizes) -> Line:
         victim = captured["victim"]
         rep0, rss0 = owner_reps(run.owner).get(victim, 0.0), rss(owner_pid)
         s0 = call(run.owner, "node.status")
-        assert attacker.stdin is not None
-        attacker.stdin.write(b"go\n")
-        attacker.stdin.flush()
+        go.touch()
         sent = wait_until(lambda: reports()[1:], 300, "the framing copies")[0]
         final = run.finish(job_id)
         rep1, rss1 = owner_reps(run.owner).get(victim, 0.0), rss(owner_pid)
         s1 = call(run.owner, "node.status")
     finally:
         if attacker is not None:
-            attacker.kill()
-            attacker.wait(10)
+            kill(attacker)
         run.close()
     after = [r["round"] for r in final["history"]
              if r["round"] > captured["round"] and victim in r["trainers"]]
@@ -252,7 +250,7 @@ def malicious_owner(work: Path) -> Line:
         with canary_server("127.0.0.2") as canary:
             owner, trainer, victim = _start_owner_and_trainer(procs, work, canary.url(""), env)
             rss0 = rss(victim)
-            job_id = call(owner, "jobs.submit", {"spec": {**BASE, "trainers": 1, "rounds": 1,
+            job_id = call(owner, "jobs.submit", {"spec": {**DIGITS_JOB, "trainers": 1, "rounds": 1,
                                                           "round_deadline_s": 30.0}})["job_id"]
             log = procs.log_path("owner")
 

@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from distro_procs import kill, spawn
 from tests.conftest import wait_for
 from tests.e2e.helpers import answers
 from tests.p2pnode.harness import REPO, NodeProc, json_lines, open_network
@@ -50,8 +50,7 @@ def attacker(root: Path, targets: list[NodeProc], count: int, kind: str,
             "--kind", kind]
     for t in targets:
         args += ["--connect", t.addrs[0]]
-    with out.open("wb") as f:
-        proc = subprocess.Popen(args, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    proc = spawn(args, out, cwd=REPO)
     try:
         def report() -> dict[str, Any]:
             lines = [line for line in attacker_lines(out) if "sent" in line]
@@ -60,8 +59,7 @@ def attacker(root: Path, targets: list[NodeProc], count: int, kind: str,
 
         yield wait_for(report, timeout_s, 0.2, "the attacker to finish its flood"), out
     finally:
-        proc.kill()
-        proc.wait(10)
+        kill(proc)
 
 
 def seqs(node: NodeProc) -> dict[str, int]:

@@ -1,11 +1,12 @@
 """A peer that tries to frame an honest trainer (test and benchmark use only).
 
-    python -m tests.job.framing_attacker --connect OWNER_MADDR --job JOB_ID [--copies N]
+    python -m tests.job.framing_attacker --connect OWNER_MADDR --job JOB_ID --go-file PATH
+        [--copies N]
 
 Connects to the owner with a bare py-libp2p host, subscribes to the job's topic and
 waits for the first ``job.update`` announcement an honest trainer publishes there. It
-prints ``{"captured": true, "victim": PEER_ID}`` and waits for a line on stdin (so the
-caller can read the victim's reputation first); then it publishes ``--copies`` replays
+prints ``{"captured": true, "victim": PEER_ID}`` and waits for ``--go-file`` to exist (so
+the caller can read the victim's reputation first); then it publishes ``--copies`` replays
 of the genuine bytes and ``--copies`` forged copies (one bit flipped inside the
 signature) to the owner, and prints ``{"replayed": N, "forged": N, "seconds": S}``.
 It then stays up until killed. A framing defence charges nobody for either copy.
@@ -17,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import multiaddr
 import trio
@@ -65,7 +67,8 @@ async def attack(args: argparse.Namespace) -> None:
             wire = bytes(msg.data)
             print(json.dumps({"captured": True, "victim": opened.sender.to_base58(),
                               "round": opened.round}), flush=True)
-            await trio.to_thread.run_sync(sys.stdin.readline)
+            while not args.go_file.exists():  # noqa: ASYNC110 - another process signals
+                await trio.sleep(0.05)
             t0 = time.monotonic()
             sent = {"replayed": 0, "forged": 0}
             for _ in range(args.copies):
@@ -85,6 +88,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="framing_attacker")
     parser.add_argument("--connect", required=True, help="the owner's multiaddr")
     parser.add_argument("--job", required=True, help="the job id whose topic to watch")
+    parser.add_argument("--go-file", type=Path, required=True,
+                        help="publish the copies once this file exists")
     parser.add_argument("--copies", type=int, default=100)
     trio.run(attack, parser.parse_args())
     return 0
