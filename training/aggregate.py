@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+import distro_schema
 from training import catalogue, fedopt, robust
 from training.errors import AggregationError, SpecError, TooFewUpdates
 from training.fedopt import ServerState as ServerState  # aggregate() takes and returns it
@@ -72,78 +73,29 @@ class Update:
 
 
 @dataclass(frozen=True)
-class RuleConfig:
-    """Aggregation rule and its settings (see the module table for semantics).
+class RuleConfig(catalogue.RuleParams):
+    """An aggregation rule with its settings and noise seed (see the module table).
+
+    The settings and their bounds are :class:`training.catalogue.RuleParams`'s.
 
     Attributes:
         name: One of :data:`RULES`.
-        f: Faulty updates to tolerate (median, trimmed_mean, krum, multi_krum).
-        trim: trimmed_mean fraction trimmed from each side, in [0, 0.5).
-        m: multi_krum: updates averaged; None means ``n - f``.
-        server_lr: FedOpt server learning rate (eta).
-        beta1: FedOpt first-moment decay.
-        beta2: FedAdam/FedYogi second-moment decay.
-        tau: FedOpt adaptivity (added to ``sqrt(v)``).
-        clip_norm: L2 bound on each delta, or None for no clipping.
-        noise_multiplier: Gaussian noise std in units of ``clip_norm / n_used`` (needs
-            ``clip_norm``); 0 disables noise.
         seed: Noise seed (combined with the round number).
-        min_updates: Smallest round any rule accepts (>= 1).
     """
 
-    name: str = "fedavg"
-    f: int = 0
-    trim: float = 0.1
-    m: int | None = None
-    server_lr: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    tau: float = 1e-3
-    clip_norm: float | None = None
-    noise_multiplier: float = 0.0
-    seed: int = 0
-    min_updates: int = 1
+    name: catalogue.Rule = "fedavg"
+    seed: catalogue.Seed = 0
 
     def __post_init__(self) -> None:
-        def fail(name: str, want: str) -> None:
-            raise SpecError(name, f"must be {want}, got {getattr(self, name)!r}")
-
-        if self.name not in RULES:
-            fail("name", f"one of {RULES}")
-        for name in ("f", "min_updates", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                fail(name, "a non-negative int")
-        if self.min_updates < 1:
-            fail("min_updates", ">= 1")
-        if self.m is not None and (not isinstance(self.m, int) or self.m < 1):
-            fail("m", "None or an int >= 1")
-        if not 0 <= self.trim < 0.5:
-            fail("trim", "in [0, 0.5)")
-        for name, lo, hi in (("server_lr", 0, 1e3), ("tau", 0, 1e3)):
-            if not lo < getattr(self, name) <= hi:
-                fail(name, f"in ({lo}, {hi}]")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                fail(name, "in [0, 1)")
-        if self.clip_norm is not None and not (0 < self.clip_norm < math.inf):
-            fail("clip_norm", "None or a positive finite number")
-        if not 0 <= self.noise_multiplier < math.inf:
-            fail("noise_multiplier", ">= 0")
-        if self.noise_multiplier and self.clip_norm is None:
-            fail("noise_multiplier", "0 unless clip_norm is set")
+        distro_schema.check(self, error=SpecError)
+        problem = self.problem()
+        if problem:
+            raise SpecError(*problem)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> RuleConfig:
         """Build from an untrusted mapping; unknown keys or bad values raise SpecError."""
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise SpecError(str(key), "unknown rule setting")
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise SpecError("rule", str(exc)) from None
+        return distro_schema.load(cls, data, error=SpecError)
 
     def trimmed(self, n: int) -> int:
         """Values trimmed from each side by trimmed_mean for ``n`` updates."""

@@ -276,6 +276,47 @@ Rule = Literal[
 Partition = Literal["iid", "dirichlet", "shards"]
 
 RULES: tuple[str, ...] = get_args(Rule)
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """An aggregation rule's settings: a job spec's ``rule_params`` table.
+
+    ``training.aggregate`` reads them (its module table says what each rule does with
+    them); the spec checks them when the job is submitted, so a bad one never reaches
+    a round. The one rule between fields: ``noise_multiplier`` needs ``clip_norm``
+    (:meth:`problem`).
+
+    Attributes:
+        f: Faulty updates to tolerate (median, trimmed_mean, krum, multi_krum).
+        trim: trimmed_mean fraction trimmed from each side.
+        m: multi_krum: updates averaged; None means ``n - f``.
+        server_lr: FedOpt server learning rate (eta).
+        beta1: FedOpt first-moment decay.
+        beta2: FedAdam/FedYogi second-moment decay.
+        tau: FedOpt adaptivity (added to ``sqrt(v)``).
+        clip_norm: L2 bound on each delta, or None for no clipping.
+        noise_multiplier: Gaussian noise std in units of ``clip_norm / n_used`` (needs
+            ``clip_norm``); 0 disables noise.
+        min_updates: Smallest round any rule accepts.
+    """
+
+    f: Annotated[int, Field(ge=0, le=100_000)] = 0
+    trim: Annotated[float, Field(ge=0, lt=0.5)] = 0.1
+    m: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    server_lr: Annotated[float, Field(gt=0, le=1e3)] = 0.1
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.99
+    tau: Annotated[float, Field(gt=0, le=1e3)] = 1e-3
+    clip_norm: Annotated[float, Field(gt=0)] | None = None
+    noise_multiplier: Annotated[float, Field(ge=0)] = 0.0
+    min_updates: Annotated[int, Field(ge=1, le=100_000)] = 1
+
+    def problem(self) -> tuple[str, str] | None:
+        """(field, reason) of the rule between fields it breaks, or None."""
+        if self.noise_multiplier and self.clip_norm is None:
+            return "noise_multiplier", "must be 0 unless clip_norm is set"
+        return None
 FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 PARTITIONS: tuple[str, ...] = get_args(Partition)

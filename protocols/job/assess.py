@@ -199,7 +199,7 @@ def aggregate(
     accepted, rejected = rv.accepted, {uid: v.reason for uid, v in rv.rejected}
     if not accepted:
         return Aggregated(global_model, server_state, rejected, set())
-    rule = agg.RuleConfig(name=spec.rule, seed=spec.seed, **dict(spec.rule_params))
+    rule = agg.RuleConfig(name=spec.rule, seed=spec.seed, **dataclasses.asdict(spec.rule_params))
     # ``f`` counts faulty updates among those submitted; every one validation already
     # removed is one fewer the rule must tolerate among the rest.
     f = max(0, rule.f - removed - len(rejected))

@@ -60,7 +60,7 @@ class JobSpec(cat.HyperParams):
     spares: Annotated[int, Field(ge=0, le=256)] = 0
     rounds: Annotated[int, Field(ge=1, le=10_000)] = 20
     rule: cat.Rule = "fedavg"
-    rule_params: Mapping[str, Any] = field(default_factory=dict)
+    rule_params: cat.RuleParams = field(default_factory=cat.RuleParams)
     quorum: Annotated[int, Field(ge=0)] = 0  # 0 = every trainer; at most ``trainers``
     round_deadline_s: Annotated[float, Field(ge=1, le=86_400)] = 120.0
     min_health: Annotated[float, Field(ge=0, le=100)] = 20.0
@@ -129,6 +129,9 @@ def _cross_check(spec: JobSpec) -> None:
             blocks.normalise(spec.model_params.get("layers"))
         except SpecError as exc:
             raise SpecError(f"model_params.{exc.field}", exc.detail) from None
+    broken = spec.rule_params.problem()
+    if broken:
+        raise SpecError(f"rule_params.{broken[0]}", broken[1])
     problem = cat.task_problem(spec.dataset, spec.task)
     if problem:
         raise SpecError("task", problem)

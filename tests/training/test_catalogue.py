@@ -79,3 +79,40 @@ def test_spec_and_trainer_share_hyper_parameter_bounds() -> None:
         with pytest.raises(SpecError) as train_info:
             TrainParams.from_mapping({field: bad})
         assert spec_info.value.field == train_info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"bogus": 1}, "bogus"),
+        ({"f": -1}, "f"),
+        ({"f": True}, "f"),
+        ({"trim": 0.5}, "trim"),
+        ({"m": 0}, "m"),
+        ({"server_lr": 0.0}, "server_lr"),
+        ({"clip_norm": -1.0}, "clip_norm"),
+        ({"noise_multiplier": 1.0}, "noise_multiplier"),  # without clip_norm
+    ],
+)
+def test_rule_params_are_refused_at_submit_as_the_aggregator_refuses_them(
+    params: dict[str, object], field: str
+) -> None:
+    """A bad rule setting is the submitter's error, not round 1's (the aggregator agrees)."""
+    from training.aggregate import RuleConfig
+
+    with pytest.raises(SpecError) as spec_info:
+        from_mapping({"rule": "trimmed_mean", "rule_params": params})
+    with pytest.raises(SpecError) as rule_info:
+        RuleConfig.from_mapping({"name": "trimmed_mean", **params})
+    assert spec_info.value.field == f"rule_params.{field}"
+    assert rule_info.value.field == field
+
+
+def test_good_rule_params_reach_the_aggregator() -> None:
+    import dataclasses
+
+    from training.aggregate import RuleConfig
+
+    spec = from_mapping({"rule": "multi_krum", "rule_params": {"f": 2, "m": 3}})
+    rule = RuleConfig(name=spec.rule, seed=spec.seed, **dataclasses.asdict(spec.rule_params))
+    assert (rule.f, rule.m, rule.need(10)) == (2, 3, 7)
