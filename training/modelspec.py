@@ -55,6 +55,25 @@ def is_adapter(name: str) -> bool:
     return name.endswith((".lora_a", ".lora_b"))
 
 
+def check_params(name: str, raw: Any, prefix: str = "params") -> dict[str, Any]:
+    """Catalogue model ``name``'s hyper-parameters from ``raw``, defaults filled in.
+
+    The job spec calls it when a job is submitted (``prefix`` ``model_params``), so a
+    bad parameter is refused then, not when the data is prepared.
+
+    Raises:
+        SpecError: an unknown parameter, or one of the wrong type or out of range
+            (``<prefix>.<name>``).
+    """
+    if isinstance(raw, Mapping):  # a Python caller may give a layer list as a tuple
+        raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
+    checked = distro_schema.validate(_params_model(name), raw, error=_param_error, prefix=prefix)
+    params: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in checked}
+    if name == "cnn" and params["image_size"] % 4:
+        raise SpecError(f"{prefix}.image_size", "must be divisible by 4 (two 2x2 poolings)")
+    return params
+
+
 def _param_error(field: str, reason: str) -> SpecError:
     """Name the parameter, not the list item (``params.hidden``, not ``params.hidden[0]``)."""
     return SpecError(field.split("[")[0], reason)
@@ -106,18 +125,9 @@ class ModelSpec:
         raw = data.get("params", {})
         if name == "custom":
             return cls._custom(raw, task)
-        if isinstance(raw, Mapping):  # a Python caller may give a layer list as a tuple
-            raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
-        checked = distro_schema.validate(
-            _params_model(name), raw, error=_param_error, prefix="params"
-        )
-        params: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in checked
-        }
+        params = check_params(name, raw)
         if "classes" in params and task == "classification" and params["classes"] < 2:
             raise SpecError("params.classes", "a classifier needs 2 or more classes")
-        if name == "cnn" and params["image_size"] % 4:
-            raise SpecError("params.image_size", "must be divisible by 4 (two 2x2 poolings)")
         return cls(name, types.MappingProxyType(params), task)
 
     @classmethod

@@ -129,6 +129,10 @@ def _cross_check(spec: JobSpec) -> None:
             blocks.normalise(spec.model_params.get("layers"))
         except SpecError as exc:
             raise SpecError(f"model_params.{exc.field}", exc.detail) from None
+    else:
+        from training.modelspec import check_params  # torch-free
+
+        check_params(spec.model, spec.model_params, prefix="model_params")
     broken = spec.rule_params.problem()
     if broken:
         raise SpecError(f"rule_params.{broken[0]}", broken[1])

@@ -116,3 +116,22 @@ def test_good_rule_params_reach_the_aggregator() -> None:
     spec = from_mapping({"rule": "multi_krum", "rule_params": {"f": 2, "m": 3}})
     rule = RuleConfig(name=spec.rule, seed=spec.seed, **dataclasses.asdict(spec.rule_params))
     assert (rule.f, rule.m, rule.need(10)) == (2, 3, 7)
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "field"),
+    [
+        ("mlp", {"bogus": 1}, "model_params.bogus"),
+        ("mlp", {"hidden": "wide"}, "model_params.hidden"),
+        ("mlp", {"hidden": [0]}, "model_params.hidden"),
+        ("cnn", {"image_size": 30}, "model_params.image_size"),
+    ],
+)
+def test_bad_model_params_are_refused_at_submit(
+    model: str, params: dict[str, object], field: str
+) -> None:
+    """Not when the owner prepares the data, after the job was accepted."""
+    with pytest.raises(SpecError) as info:
+        from_mapping({"model": model, "dataset": "mnist", "model_params": params})
+    assert info.value.field == field
+    assert from_mapping({"model": "mlp", "dataset": "mnist", "model_params": {"hidden": [64]}})
