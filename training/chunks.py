@@ -12,13 +12,15 @@ one array, so no chunk's samples are held twice.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from safetensors.numpy import load as _st_load
 from safetensors.numpy import save as _st_save
 
+import distro_json
 from training.errors import ChunkError
 from training.tensorfile import Entry, TensorFileError, read_header
 
@@ -29,6 +31,9 @@ UINT8_SCALE = 1 / 255
 """What a float model multiplies uint8 features by (8-bit pixels to [0, 1])."""
 
 _X_DTYPES = {"F32": np.float32, "I64": np.int64, "U8": np.uint8}
+_STORED: dict[str, np.dtype[np.generic]] = {
+    "F32": np.dtype("<f4"), "I64": np.dtype("<i8"), "U8": np.dtype("u1")}
+"""How a chunk's bytes hold each dtype (safetensors is little-endian)."""
 _FEATURES = ("F32", "U8")
 """Stored forms of a float model's features."""
 
@@ -99,10 +104,10 @@ def decode_into(
     """Decode a task's chunks, checked as :func:`decode_chunk`, into one ``(x, y)``.
 
     Every header is checked first, so the result is allocated once at its final
-    size; then each chunk is parsed and copied into place in turn. Memory beyond the
-    chunks themselves: the result and one chunk's tensors at a time. ``release``
-    with a list: each entry is replaced by ``b""`` once copied, so a caller whose
-    list holds the only reference lets every chunk go as it is decoded.
+    size; then each chunk's tensors are read in place (views of its bytes, no copy)
+    and copied into the result in turn. Memory beyond the chunks themselves: the
+    result. ``release`` with a list: each entry is replaced by ``b""`` once copied, so
+    a caller whose list holds the only reference lets every chunk go as it is decoded.
 
     Raises:
         ChunkError: As :func:`decode_chunk`; ``dtype`` also when the chunks store
@@ -118,11 +123,12 @@ def decode_into(
     x = np.empty((n, *hx.shape[1:]), dtype=_X_DTYPES[hx.dtype])
     y = np.empty(n, dtype=np.float32 if hy.dtype == "F32" else np.int64)
     at = 0
-    for i, c in enumerate(chunks):
-        vx, vy = _load(c)
+    for i in range(len(chunks)):
+        vx, vy = _load(chunks[i])
         _check_values(vx, vy, classes, y_dtype)
         x[at : at + len(vy)], y[at : at + len(vy)] = vx, vy
         at += len(vy)
+        del vx, vy  # the views hold the chunk: gone with them, before the next is read
         if release and isinstance(chunks, list):
             chunks[i] = b""
     return x, y
@@ -156,12 +162,24 @@ def _check_header(
 
 
 def _load(data: bytes) -> tuple[NDArray[np.generic], NDArray[np.generic]]:
-    """Read-only ``x`` and ``y`` of a chunk whose header was checked."""
-    try:
-        arrays = _st_load(bytes(data))
-    except Exception as exc:  # noqa: BLE001 - the library's error types are not public API
-        raise ChunkError("malformed", f"safetensors refused the blob: {exc}") from None
-    return arrays["x"], arrays["y"]
+    """Read-only ``x`` and ``y`` of a chunk whose header was checked: views of ``data``.
+
+    The check (``training.tensorfile.read_header``) bounds every tensor's offsets inside
+    the blob and its length to its shape and dtype, so the views need no further check.
+    """
+    (size,) = struct.unpack("<Q", bytes(data[:8]))
+    header: dict[str, Any] = distro_json.loads(bytes(data[8 : 8 + size]))
+
+    def view(name: str) -> NDArray[np.generic]:
+        info = header[name]
+        start, end = info["data_offsets"]
+        dtype = _STORED[info["dtype"]]
+        flat = np.frombuffer(data, dtype=dtype, count=(end - start) // dtype.itemsize,
+                             offset=8 + size + start)
+        shaped: NDArray[np.generic] = flat.reshape(info["shape"])
+        return shaped
+
+    return view("x"), view("y")
 
 
 def _check_values(
