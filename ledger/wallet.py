@@ -59,7 +59,7 @@ def verify_binding(peer_id: str, address: str, signature: bytes) -> bool:
         return False
     try:
         got = recover_hash(_binding(peer_id, address), signature)
-    except ValueError:  # any malformed signature is simply not a binding
+    except (TypeError, ValueError):  # any malformed signature is simply not a binding
         return False
     return bool(got == to_checksum_address(address))
 

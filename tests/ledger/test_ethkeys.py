@@ -15,7 +15,7 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils.address import to_checksum_address as eth_checksum
 from eth_utils.crypto import keccak
 
-from ledger import ethkeys, receipts
+from ledger import ethkeys, receipts, wallet
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,6 +82,8 @@ def test_bad_signatures_do_not_recover() -> None:
                 bytes(64) + b"\x1b"):
         with pytest.raises(ValueError):
             ethkeys.recover_hash(digest, bad)
+    # A peer's binding of the wrong type is no binding either (verify_binding never raises).
+    assert not wallet.verify_binding("12D3KooWA", ethkeys.address_of(key), "x" * 65)  # type: ignore[arg-type]
 
 
 def test_trainer_ledger_path_leaves_eth_account_unimported() -> None:
