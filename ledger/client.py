@@ -5,9 +5,9 @@ Transactions are signed locally with the wallet key (``eth_sendRawTransaction``)
 so the endpoint never holds a key: anvil, Hedera's JSON-RPC relay or any other
 EVM node works alike. A revert surfaces as ``TxRefused`` with the contract's reason;
 an unreachable endpoint as ``ChainUnavailable``. The view calls go out as plain
-``eth_call`` requests (``ledger.views``); web3 is imported only for a transaction or
-a read ``ledger.views`` does not cover, so a trainer that has not redeemed yet does
-without it (issue 17).
+``eth_call`` requests (``ledger.views``) and the transactions as raw signed ones
+(``ledger.lighttx``); web3 is imported only to deploy the contract or through the
+``w3``/``contract`` handles (tests), so no daemon carries it (issue 17).
 """
 
 from __future__ import annotations
@@ -148,21 +148,19 @@ class Market:
     def _rpc(self, call: Any) -> Any:
         return _rpc(call)
 
-    def _transact(self, fn: Any, value: int = 0) -> TxResult:
+    def _transact(self, data: bytes, value: int = 0) -> TxResult:
+        # Without web3 (ledger/lighttx.py), for owners and trainers alike (issue 17).
         if self._key is None or self.sender is None:
             raise TxRefused("this market client has no wallet key", reason="no_wallet")
         with self._lock:
-            tx = self._rpc(lambda: fn.build_transaction({
-                "from": self.sender, "value": value,
-                "nonce": self.w3.eth.get_transaction_count(
-                    cast("ChecksumAddress", self.sender), "pending")}))
-            receipt = _send(self.w3, self._key, tx, self.tx_timeout_s)
-        return TxResult(tx_hash=receipt["transactionHash"].hex(),
-                        gas_used=int(receipt["gasUsed"]), block=int(receipt["blockNumber"]))
+            tx_hash, gas, block = lighttx.transact(
+                self.rpc_url, key=self._key, sender=self.sender, to=self.address, data=data,
+                rpc_timeout_s=self.rpc_timeout_s, tx_timeout_s=self.tx_timeout_s, value=value)
+        return TxResult(tx_hash=tx_hash, gas_used=gas, block=block)
 
     def deposit(self, job_id: str, wei: int) -> TxResult:
         """Escrow ``wei`` for ``job_id`` (the first deposit makes the sender its owner)."""
-        return self._transact(self.contract.functions.deposit(job_key(job_id)), value=wei)
+        return self._transact(lighttx.call_data("deposit(bytes32)", job_key(job_id)), value=wei)
 
     def redeem(self, receipts: list[Receipt]) -> TxResult:
         """Redeem up to ``MAX_BATCH`` receipts in one transaction (all or none)."""
@@ -171,15 +169,7 @@ class Market:
         rows = [(job_key(r.job_id), r.round, r.trainer, sha256_bytes(r.update), r.amount,
                  r.signature[64] if r.signature[64] >= 27 else r.signature[64] + 27,
                  r.signature[:32], r.signature[32:64]) for r in receipts]
-        if self._key is None or self.sender is None:
-            raise TxRefused("this market client has no wallet key", reason="no_wallet")
-        # Without web3 (ledger/lighttx.py): a trainer's only transaction (issue 17).
-        with self._lock:
-            tx_hash, gas, block = lighttx.transact(
-                self.rpc_url, key=self._key, sender=self.sender, to=self.address,
-                data=lighttx.redeem_data(rows), rpc_timeout_s=self.rpc_timeout_s,
-                tx_timeout_s=self.tx_timeout_s)
-        return TxResult(tx_hash=tx_hash, gas_used=gas, block=block)
+        return self._transact(lighttx.redeem_data(rows))
 
     def forfeit(self, job_id: str, trainer: str, evidence: str) -> TxResult:
         """Forfeit ``trainer``'s receipts of ``job_id`` (owner, before they vest).
@@ -187,8 +177,9 @@ class Market:
         ``evidence`` is the sha256 (hex) of the update judged a cheat; it goes into
         the public ``Forfeited`` event.
         """
-        return self._transact(self.contract.functions.forfeit(
-            job_key(job_id), to_checksum_address(trainer), sha256_bytes(evidence)))
+        return self._transact(lighttx.call_data(
+            "forfeit(bytes32,address,bytes32)", job_key(job_id), to_checksum_address(trainer),
+            sha256_bytes(evidence)))
 
     def forfeited(self, job_id: str, trainer: str) -> bool:
         """Whether ``trainer``'s receipts of ``job_id`` were forfeited."""
@@ -201,18 +192,21 @@ class Market:
 
     def end_job(self, job_id: str) -> TxResult:
         """Declare the job over; the grace period starts at this block's time."""
-        return self._transact(self.contract.functions.end_job(job_key(job_id)))
+        return self._transact(lighttx.call_data("end_job(bytes32)", job_key(job_id)))
 
     def refund(self, job_id: str) -> TxResult:
         """Take back the unpaid rest (after end + grace)."""
-        return self._transact(self.contract.functions.refund(job_key(job_id)))
+        return self._transact(lighttx.call_data("refund(bytes32)", job_key(job_id)))
 
     def commit_round(self, job_id: str, round_: int, *, model: str, parent: str,
                      updates_root: bytes) -> TxResult:
         """Append one round to the job's public log."""
         parent_b = sha256_bytes(parent) if parent else bytes(32)
-        return self._transact(self.contract.functions.commit_round(
-            job_key(job_id), round_, sha256_bytes(model), parent_b, updates_root))
+        if len(updates_root) != 32 or not 0 <= round_ < 2**64:
+            raise ValueError("commit_round takes a uint64 round and a 32-byte root")
+        return self._transact(lighttx.call_data(
+            "commit_round(bytes32,uint64,bytes32,bytes32,bytes32)", job_key(job_id), round_,
+            sha256_bytes(model), parent_b, updates_root))
 
     def job(self, job_id: str) -> JobState:
         """The contract's record of ``job_id`` (owner is the zero address if unknown)."""

@@ -1,9 +1,10 @@
-"""A trainer's one transaction, ``redeem``, sent without web3 (blocking).
+"""The contract's transactions, sent without web3 (blocking).
 
-The trainer redeems its receipts at a job's end; importing web3 then raised its peak
-RSS by ~22 MB over what training needed (issue 17). This builds the call data by hand
-(the selector and the ABI layout of a dynamic array of static tuples), signs an EIP-155
-legacy transaction (``ledger.ethkeys``, without eth_account either), sends it with
+A trainer redeems its receipts at a job's end, an owner deposits, commits rounds, ends,
+refunds and forfeits; importing web3 for them cost a daemon ~20 MiB resident for as
+long as it lived (issue 17). This builds the call data by hand (the selector and the
+ABI words: every argument is static, ``redeem``'s a dynamic array of static tuples),
+signs an EIP-155 legacy transaction (``ledger.ethkeys``, no eth_account), sends it with
 ``eth_sendRawTransaction`` and polls its receipt. ``eth_estimateGas`` runs first, so a
 redeem the contract would refuse surfaces as ``TxRefused`` with the node's revert
 message, before anything is sent.
@@ -37,9 +38,14 @@ def _int(answer: object, what: str) -> int:
         raise ChainUnavailable(f"JSON-RPC error: {what} answered {answer!r}") from None
 
 
+def call_data(signature: str, *args: bytes | int | str) -> bytes:
+    """The call data of a function whose arguments are all static ABI words."""
+    return views.selector(signature) + b"".join(views.word(a) for a in args)
+
+
 def transact(rpc_url: str, *, key: bytes, sender: str, to: str, data: bytes,
-             rpc_timeout_s: float, tx_timeout_s: float) -> tuple[str, int, int]:
-    """Send ``data`` to ``to`` from ``sender``; ``(tx hash hex, gas used, block)`` once mined.
+             rpc_timeout_s: float, tx_timeout_s: float, value: int = 0) -> tuple[str, int, int]:
+    """Send ``data`` and ``value`` wei to ``to``; ``(tx hash hex, gas used, block)`` once mined.
 
     Raises:
         TxRefused: the contract would revert (gas estimate) or did (receipt status 0).
@@ -50,16 +56,17 @@ def transact(rpc_url: str, *, key: bytes, sender: str, to: str, data: bytes,
         return views.rpc(rpc_url, method, params, rpc_timeout_s)
 
     hex_data = "0x" + data.hex()
-    gas = _int(rpc("eth_estimateGas", [{"from": sender, "to": to, "data": hex_data}]), "gas")
+    call = {"from": sender, "to": to, "data": hex_data, "value": hex(value)}
+    gas = _int(rpc("eth_estimateGas", [call]), "gas")
     raw, _ = ethkeys.legacy_transaction(
         key, nonce=_int(rpc("eth_getTransactionCount", [sender, "pending"]), "nonce"),
-        gas_price=_int(rpc("eth_gasPrice", []), "gas price"), gas=gas, to=to, value=0,
+        gas_price=_int(rpc("eth_gasPrice", []), "gas price"), gas=gas, to=to, value=value,
         data=data, chain_id=_int(rpc("eth_chainId", []), "chain id"))
     tx_hash = rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
     deadline = time.monotonic() + tx_timeout_s
     while not (receipt := rpc("eth_getTransactionReceipt", [tx_hash])):
         if time.monotonic() > deadline:
-            raise ChainUnavailable(f"transaction {tx_hash} not mined in {tx_timeout_s:.0f}s")
+            raise ChainUnavailable(f"transaction {tx_hash} not mined in time ({tx_timeout_s:g} s)")
         time.sleep(RECEIPT_POLL_S)
     if not isinstance(receipt, dict) or _int(receipt.get("status"), "status") != 1:
         raise TxRefused(f"transaction {tx_hash} reverted")

@@ -64,6 +64,25 @@ def test_reads_do_not_import_web3(chain: ChainInfo) -> None:
     assert out.split() == [str(chain.chain_id), "0", "True", "0", "False"]
 
 
+def test_owner_transactions_do_not_import_web3(chain: ChainInfo) -> None:
+    """An owner's deposit, round commit, end and a revert leave web3 and eth_account out."""
+    owner = funded_wallet(chain)
+    code = ("import sys; from ledger.client import Market; from ledger.errors import TxRefused; "
+            f"m = Market({chain.rpc_url!r}, {chain.contract!r}, "
+            f"bytes.fromhex({owner.key.hex()!r})); "
+            "m.deposit('lean-job', 5); "
+            "m.commit_round('lean-job', 1, model='ab' * 32, parent='', updates_root=bytes(32)); "
+            "m.end_job('lean-job'); "
+            "refused = False\n"
+            "try:\n    m.refund('lean-job')\n"
+            "except TxRefused:\n    refused = True\n"
+            "print(m.job('lean-job').deposit, m.job('lean-job').rounds, refused, "
+            "sorted(n for n in ('web3', 'eth_account', 'eth_utils') if n in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO).stdout
+    assert out.strip().split(maxsplit=3) == ["5", "1", "True", "[]"]
+
+
 def test_foreground_chain_prints_its_line_and_stops_on_sigterm() -> None:
     """``python -m ledger.devchain`` becomes anvil; its helper deploys and prints the line."""
     # distro_procs.spawn, so that anvil dies with a killed test run too.
