@@ -145,9 +145,6 @@ class Market:
         receipt = _send(w3, key, tx, tx_timeout_s)
         return str(receipt["contractAddress"])
 
-    def _rpc(self, call: Any) -> Any:
-        return _rpc(call)
-
     def _transact(self, data: bytes, value: int = 0) -> TxResult:
         # Without web3 (ledger/lighttx.py), for owners and trainers alike (issue 17).
         if self._key is None or self.sender is None:
