@@ -30,6 +30,7 @@ from p2pnode.errors import NodeError
 from p2pnode.logs import setup_logging
 from p2pnode.metrics import Health
 from p2pnode.node import Node
+from protocols.job.jobmemory import freeze_after_warm_up
 
 log = logging.getLogger("p2pnode")
 
@@ -73,6 +74,7 @@ def run_node(
     """
     setup_logging(log_level or os.environ.get("DISTRO_TRAIN_LOG_LEVEL") or "INFO", log_format)
     return_freed_memory()  # a daemon runs for days: freed buffers go back (p2pnode/allocator.py)
+    freeze_after_warm_up()  # its own process: torch's objects leave the collector's sight
     node = Node(config, role=role)
     health = Health(config.metrics.stale_after_s)
     collector = _install_roles(node, trainer_cls)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import distro_json
+from protocols.job.jobmemory import heap_warmed
 
 if TYPE_CHECKING:
     from protocols.job.spec import JobSpec
@@ -54,7 +55,9 @@ def warm_up(device: str = "cpu") -> str:
     """
     from training.local import device_name, resolve_device
 
-    return device_name(resolve_device(device))
+    name = device_name(resolve_device(device))
+    heap_warmed()  # a daemon's torch objects leave the collector's sight (jobmemory)
+    return name
 
 
 def check_job(model_json: str, params_json: str) -> None:
