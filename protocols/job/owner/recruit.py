@@ -109,7 +109,7 @@ class Recruiter:
             return codec.ack(False, "full"), None
         address = ""
         if live.spec.price.paid:
-            from ledger.wallet import verify_binding  # eth_account: only for paid jobs
+            from ledger.wallet import verify_binding  # only paid jobs bind a wallet
 
             if not verify_binding(peer, note.wallet_address, note.wallet_binding):
                 return codec.ack(False, "bad_wallet_binding"), None
