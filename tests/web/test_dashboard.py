@@ -160,6 +160,9 @@ def test_submit_from_the_form_and_watch_every_round_then_download_the_model(
         dash: Dash, tmp_path: Path) -> None:
     page = dash.page
     page.get_by_label("rounds", exact=True).fill(str(ROUNDS))
+    # Long enough rounds that "running" outlasts the page's 0.3 s event interval: a
+    # warm trainer finishes a 1-epoch digits round in a few hundredths of a second.
+    page.get_by_label("epochs", exact=True).fill("30")
     page.get_by_role("button", name="Submit job").click()
     page.wait_for_url("**#/jobs/*")
     job_id = page.url.rsplit("/", 1)[1]
