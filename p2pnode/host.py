@@ -24,9 +24,10 @@ library is fixed:
   ``ADDRS_CACHE_S`` (#per-message-cost).
 - ``PY_YAMUX_RELEASE_ON_READ=0`` at import (#yamux-window-updates).
 - Applied from here at import: the per-message CPU fixes (:mod:`p2pnode.hotpath`,
-  #per-message-cost) and lost subscriptions (:mod:`p2pnode.pubsubstreams`,
-  #lost-subscriptions). The swarm's own connection limits are handled in
-  :mod:`p2pnode.connmgr` (#connection-manager), the start order by
+  #per-message-cost) and lost subscriptions and the ban's teardown
+  (:mod:`p2pnode.pubsubstreams`, #lost-subscriptions, #blacklist-teardown). The
+  swarm's own connection limits are handled in :mod:`p2pnode.connmgr`
+  (#connection-manager), the start order by
   :class:`p2pnode.node.Node`, the only caller (#start-order).
 """
 

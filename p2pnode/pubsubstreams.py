@@ -143,11 +143,37 @@ def reopen_missing_streams(pubsub: Pubsub, grace_s: float = GRACE_S) -> int:
     return started
 
 
+def safe_blacklist_teardown() -> None:
+    """Make ``Pubsub._teardown_if_connected`` survive the peer's stream going meanwhile.
+
+    Blacklisting a peer (our gossip guard's ban) starts it as a pubsub task: it resets
+    the peer's stream, then ``del self.peers[peer_id]``. The ban also closes the
+    connection, whose ``disconnected`` notifee removes the peer first while the reset
+    awaits; the ``KeyError`` then ends the pubsub service and the daemon with it
+    (seen with 50 daemons, docs/libp2p.md#blacklist-teardown). Here the entry is
+    removed only if it is still the stream that was reset.
+    """
+
+    async def teardown_if_connected(self: Pubsub, peer_id: ID) -> None:
+        stream = self.peers.get(peer_id)
+        if stream is not None:
+            try:
+                await stream.reset()
+            except Exception:  # noqa: BLE001 - as the library: a broken stream is gone
+                pass
+            if self.peers.get(peer_id) is stream:
+                del self.peers[peer_id]
+        self._forget_all_subscriptions(peer_id)
+
+    Pubsub._teardown_if_connected = teardown_if_connected
+
+
 def apply() -> None:
-    """Install the two library patches of this module once."""
+    """Install the library patches of this module once."""
     global _applied
     if _applied:
         return
     _applied = True
     keep_subscriptions_while_connected()
     one_registration_per_peer()
+    safe_blacklist_teardown()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import multiaddr
 import trio
+import trio.testing
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -162,4 +163,25 @@ async def test_registration_never_dials_a_disconnected_peer() -> None:
         # trimmed peer): stock 0.8.1 opens the stream with new_stream, which dials.
         await a.pubsub._handle_new_peer(b.id)
         assert b.id not in network.connections
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_ban_whose_peer_is_removed_meanwhile_leaves_pubsub_running() -> None:
+    """The ban's teardown and the disconnect race; stock 0.8.1's KeyError ended pubsub."""
+    async with trio.open_nursery() as nursery, peer(nursery) as a, peer(nursery) as b:
+        await connected_pair(a, b)
+        stream = a.pubsub.peers[b.id]
+        inner = stream.reset
+
+        async def reset_while_disconnected() -> None:
+            await inner()
+            a.pubsub._handle_dead_peer(b.id)  # the connection's notifee, meanwhile
+
+        stream.reset = reset_while_disconnected
+        a.pubsub.add_to_blacklist(b.id)
+        await wait_until(lambda: b.id not in a.pubsub.peers
+                         and b.id not in a.pubsub.peer_topics.get(TOPIC, set()), 20,
+                         "the banned peer's stream and subscriptions gone")
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.pubsub.manager.is_running
         nursery.cancel_scope.cancel()
