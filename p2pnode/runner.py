@@ -14,6 +14,7 @@ set ``WatchdogSec=`` (``$WATCHDOG_USEC``), sends ``WATCHDOG=1`` every
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -73,6 +74,7 @@ def run_node(
     installed, the daemon runs :class:`p2pnode.notrain.NoTrainTrainer`.
     """
     setup_logging(log_level or os.environ.get("DISTRO_TRAIN_LOG_LEVEL") or "INFO", log_format)
+    faulthandler.enable()  # a native crash (SIGSEGV, SIGABRT) leaves its stacks in the log
     return_freed_memory()  # a daemon runs for days: freed buffers go back (p2pnode/allocator.py)
     freeze_after_warm_up()  # its own process: torch's objects leave the collector's sight
     node = Node(config, role=role)
