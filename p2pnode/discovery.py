@@ -27,6 +27,7 @@ from libp2p.host.ping import perform_ping_roundtrip
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.peer.peerstore import PeerStoreError
 
 from p2pnode.config import Config
 from p2pnode.connections import dial_budget
@@ -185,7 +186,10 @@ class Discovery:
         """
         self._failures.pop(peer_id, None)
         self.dht.routing_table.remove_peer(peer_id)
-        self.host.get_peerstore().clear_addrs(peer_id)
+        try:
+            self.host.get_peerstore().clear_addrs(peer_id)
+        except PeerStoreError:  # cleared, then raised: "peer ID is expired" (#dead-peers)
+            pass
 
     async def drop_silent(self, peer_id: ID) -> None:
         """Ping a peer whose presence went silent; disconnect it if it does not answer.

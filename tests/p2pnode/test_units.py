@@ -223,3 +223,32 @@ def test_package_tables_keep_types_and_allow_negative_defaults() -> None:
     assert trainer.slots == 3 and trainer.known_jobs == TrainerConfig().known_jobs
     rep = settings_from_table(ReputationConfig, "reputation", {"outvoted": -5})
     assert rep.outvoted == -5.0 and rep.accepted == ReputationConfig().accepted
+
+
+def test_evicting_an_expired_peer_that_has_a_signed_record_does_not_raise() -> None:
+    """py-libp2p's clear_addrs raises for such a peer; uncaught, it ended a daemon."""
+    from types import SimpleNamespace
+
+    from libp2p.peer.peerstore import PeerStoreError
+    from multiaddr import Multiaddr
+
+    from p2pnode.discovery import Discovery
+    from p2pnode.host import make_host
+
+    host = make_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"])
+    store = host.get_peerstore()
+    peer = ID.from_pubkey(create_new_key_pair().public_key)
+
+    def expired_with_record() -> None:
+        store.add_addrs(peer, [Multiaddr("/ip4/127.0.0.1/tcp/1")], ttl=1)
+        store.peer_data_map[peer].last_identified -= 10
+        store.peer_record_map[peer] = object()  # type: ignore[assignment]  # its record
+
+    expired_with_record()
+    with pytest.raises(PeerStoreError):  # the library's own behaviour, the trap
+        store.clear_addrs(peer)
+    expired_with_record()
+    removed: list[ID] = []
+    dht = SimpleNamespace(routing_table=SimpleNamespace(remove_peer=removed.append))
+    Discovery(host, dht, Config()).evict(peer)  # type: ignore[arg-type]
+    assert removed == [peer] and store.peer_data_map[peer].get_addrs() == []
