@@ -25,7 +25,7 @@ from protocols.job.owner.pay import end_on_ledger
 from protocols.job.owner.prepare import JobData, prepare_data, store_job
 from protocols.job.owner.recruit import Recruiter
 from protocols.job.owner.reputation import Reputation
-from protocols.job.owner.round import RoundOutcome, RoundRunner, forgive_present
+from protocols.job.owner.round import RoundOutcome, RoundRunner
 from protocols.job.ports import JobRow, JobStoreLike, NodeLike
 from protocols.job.records import JobState, Phase, TrainerState
 from protocols.job.spec import JobSpec, loads
@@ -368,7 +368,10 @@ class Owner:
         """Before another try: forgive peers still present, wait for one to be available."""
         with trio.move_on_after(self.cfg.recruit_timeout_s):
             while True:
-                forgive_present(live, self.node.live_peers())
+                present = set(self.node.live_peers())
+                for peer, state in live.trainers.items():
+                    if state == TrainerState.GONE and peer in present:
+                        live.trainers[peer] = TrainerState.OFFERED
                 if any(live.trainers.get(p) != TrainerState.GONE for p in live.pool):
                     return
                 await trio.sleep(self.cfg.announce_interval_s)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -110,7 +110,6 @@ class RoundRunner:
         self, live: LiveJob, data: JobData, number: int
     ) -> tuple[rounds.Round, list[int]] | None:
         """The round's machine, and the slots the owner will re-run itself."""
-        forgive_present(live, self.node.live_peers())
         rep = self.reputation.view()
         floor = self.cfg.reputation.floor
         alive = [
@@ -372,16 +371,3 @@ def _sticky(slots: list[int], ranked: list[str], previous: dict[int, str]) -> di
         if s not in holders and rest:
             holders[s] = rest.pop(0)
     return dict(sorted(holders.items()))
-
-
-def forgive_present(live: LiveJob, present: Iterable[str]) -> None:
-    """Offer a slot again to pool peers marked gone that presence still shows.
-
-    A failed assignment (a reset stream, a request timed out under load) marks its
-    trainer gone for that round; if the daemon is still there, the next round tries
-    it again instead of leaving it out for the rest of the job.
-    """
-    here = set(present)
-    for peer in live.pool:
-        if live.trainers.get(peer) == TrainerState.GONE and peer in here:
-            live.trainers[peer] = TrainerState.OFFERED
