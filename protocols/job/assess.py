@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,11 +69,15 @@ def check_update(prepared: Prepared, spec: JobSpec, global_model: bytes, update:
     return "" if verdict.ok else verdict.reason
 
 
-def rerun(prepared: Prepared, spec: JobSpec, global_model: bytes, slot: int, nonce: bytes) -> bytes:
+def rerun(
+    prepared: Prepared, spec: JobSpec, global_model: bytes, slot: int, nonce: bytes,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> bytes:
     """The owner trains ``slot``'s task itself, as a trainer must have (one thread).
 
     The owner's own thread count is put back when the last of its concurrent
-    re-runs ends (``training.local.restored_threads``).
+    re-runs ends (``training.local.restored_threads``). A true ``should_stop()``
+    ends it at the next batch (``TrainingCancelled``).
     """
     from training.local import restored_threads
 
@@ -84,7 +88,7 @@ def rerun(prepared: Prepared, spec: JobSpec, global_model: bytes, slot: int, non
             global_model,
             [blob for blob, _ in prepared.slots[slot]],
             threads=1,
-            should_stop=lambda: False,
+            should_stop=should_stop,
             nonce=nonce,
         ).weights
 

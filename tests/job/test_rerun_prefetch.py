@@ -3,11 +3,14 @@
 Pure unit tests: ``assess.rerun`` is replaced by a counter, so what is checked is the
 bookkeeping: a re-run started ahead of its update is the one ``compare`` uses, a task
 with another chunk list or model is re-run anew, a failed early re-run is retried, and
-probation draws first from the holders whose re-runs are ready.
+probation draws first from the holders whose re-runs are ready, and a cancelled
+re-run neither holds up its job's end nor keeps training.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,10 @@ class FakeRerun:
         self.calls: Counter[tuple[int, bytes]] = Counter()
         self.fail_next = False
 
-    def __call__(self, prepared: Any, spec: Any, model: bytes, slot: int, nonce: bytes) -> bytes:
+    def __call__(
+        self, prepared: Any, spec: Any, model: bytes, slot: int, nonce: bytes,
+        should_stop: Any = None,
+    ) -> bytes:
         self.calls[(slot, model)] += 1
         if self.fail_next:
             self.fail_next = False
@@ -143,3 +149,31 @@ async def test_prefetch_runs_the_largest_tasks_first(tmp_path: Path, fake: FakeR
     await v.prefetch(live, JobData(Sized(), {}, b"m0", "", "00"), 1, [0, 1, 2, 3])  # type: ignore[arg-type]
     assert [slot for slot, _ in fake.calls] == [1, 3, 0, 2]
     assert v.ready(live, 1) == {0, 1, 2, 3}
+
+
+async def test_a_cancelled_rerun_returns_at_once_and_its_thread_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled job does not wait for the owner's re-run (its trainers are told at once)."""
+    started, stopped = threading.Event(), threading.Event()
+
+    def endless(prepared: Any, spec: Any, model: bytes, slot: int, nonce: bytes,
+                should_stop: Any) -> bytes:
+        started.set()
+        deadline = time.monotonic() + 60
+        while not should_stop():  # a training loop checks between batches
+            assert time.monotonic() < deadline, "should_stop never turned true"
+            time.sleep(0.01)
+        stopped.set()
+        raise RuntimeError("stopped")
+
+    monkeypatch.setattr(assess, "rerun", endless)
+    v = verifier(tmp_path)
+    live = LiveJob("job1", from_mapping(SMALL))
+    with trio.move_on_after(60) as scope:  # the cancel below comes long before this
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(v._rerun, live, data(), 1, 0, ((0, 0),))
+            await trio.to_thread.run_sync(started.wait, 60)
+            nursery.cancel_scope.cancel()
+    assert not scope.cancelled_caught and v.ready(live, 1) == set()
+    assert await trio.to_thread.run_sync(stopped.wait, 60)

@@ -20,9 +20,11 @@ closer (docs/verification.md):
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 
 import trio
@@ -271,21 +273,23 @@ class Verifier:
                 continue
             done = self._running[key] = trio.Event()
             started = trio.current_time()
+            stop = threading.Event()
             try:
                 # Older rounds' re-runs of this job are of no more use.
                 self.reruns = {
                     k: v for k, v in self.reruns.items() if k[0] != key[0] or k[1] >= number
                 }
+                # Cancellable: a cancelled job must not wait for a re-run to end.
                 self.reruns[key] = await trio.to_thread.run_sync(
-                    assess.rerun,
-                    data.prepared,
-                    live.spec,
-                    data.model,
-                    slot,
-                    self.nonce(live.job_id, number, slot),
+                    functools.partial(
+                        assess.rerun, data.prepared, live.spec, data.model, slot,
+                        self.nonce(live.job_id, number, slot), should_stop=stop.is_set,
+                    ),
                     limiter=self._cores,
+                    abandon_on_cancel=True,
                 )
             finally:
+                stop.set()  # an abandoned re-run ends at its next batch
                 del self._running[key]
                 done.set()
             log.debug("job %s round %d slot %d: re-run in %.2f s (%d chunks)", live.job_id,
