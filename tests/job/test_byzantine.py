@@ -22,6 +22,12 @@ JOB: dict[str, Any] = {**DIGITS_JOB, "trainers": 10, "rounds": 6}
 
 
 HONEST: list[dict[str, Any]] = []
+# How far below the all-honest run a robust run may end. Digits' test split has 360
+# samples, so one accuracy's standard error is about 0.014; the robust run under noise
+# ended 0.022 below the honest one in one CI run and 0.003-0.014 below in four runs
+# here, the rule dropping a fair share of honest updates each round. An unchecked
+# attack costs more than 0.2 (the sign-flip case below).
+MARGIN = 0.05
 # An owner that checks nothing (no re-runs, no quarantine: docs/verification.md).
 NAIVE_OWNER = {"spot_check_rate": 0.0, "probation_checks": 0, "quarantine_contributions": 0}
 
@@ -58,7 +64,7 @@ async def test_three_of_ten_adversaries_robust_vs_fedavg(
     assert honest["state"] == "done" and robust["state"] == "done"
     acc_honest = honest["history"][-1]["test_accuracy"]
     acc_robust = robust["history"][-1]["test_accuracy"]
-    assert acc_robust >= acc_honest - 0.02, (acc_honest, acc_robust)
+    assert acc_robust >= acc_honest - MARGIN, (acc_honest, acc_robust)
     floor = ReputationConfig().floor
     assert all(rep.get(p, 0.0) < floor for p in bad), rep  # no longer selected
     assert not set(bad) & set(robust["history"][-1]["trainers"])
