@@ -232,6 +232,14 @@ class Node:
         """Base58 ids of the live peers (``protocols.job.ports.NodeLike``)."""
         return [e.peer_id.to_base58() for e in self.peer_table.entries()]
 
+    def last_heard(self, peer: str) -> float | None:
+        """When ``peer``'s last presence arrived (``time.monotonic()``; ``NodeLike``)."""
+        try:
+            entry = self.peer_table.get(ID.from_base58(peer))
+        except ValueError:
+            return None
+        return None if entry is None else entry.last_seen
+
     def health(self) -> dict[str, Any]:
         """Our own latest status: health, accepting, cpu_count (``NodeLike``)."""
         status = self.local_status()

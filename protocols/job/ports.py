@@ -53,6 +53,9 @@ class NodeLike(Protocol):
     def live_peers(self) -> Sequence[str]:
         """Base58 ids of peers heard from recently (presence not timed out)."""
 
+    def last_heard(self, peer: str) -> float | None:
+        """``time.monotonic()`` of ``peer``'s last presence; None when not live."""
+
     def health(self) -> dict[str, Any]:
         """This daemon's own current status: health, accepting, cpu_count, free slots."""
 

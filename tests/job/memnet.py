@@ -1,12 +1,14 @@
 """An in-process network of job-protocol nodes, for fast tests of owner/trainer logic.
 
-It stands in for libp2p only (publish, subscribe, request/response, liveness);
+It stands in for libp2p only (publish, subscribe, request/response, liveness,
+presence times);
 everything else is real: signed envelopes, sealing, storage server, training.
 The same behaviours run over real daemons in tests/e2e.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +42,10 @@ class MemNode:
         self.topics: dict[str, TopicHandler] = {}
         self.handlers: dict[str, RequestHandler] = {}
         self.alive = True
+        self.silent_since: float | None = None
+        """Set: a dead daemon presence still lists (unreachable, last heard then)."""
+        self.refused_requests = 0
+        """Requests made to this node while it was silent."""
         self.published: list[tuple[str, bytes]] = []
         self.health_score = 90.0
 
@@ -74,13 +80,21 @@ class MemNode:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> bytes:
         target = self.net.nodes.get(peer_id)
-        if target is None or not target.alive:
+        if target is not None and target.silent_since is not None:
+            target.refused_requests += 1
+        if target is None or not target.alive or target.silent_since is not None:
             raise ConnectionError(f"{peer_id} unreachable")
         with trio.fail_after(timeout or 10):
             return await target.handlers[protocol_id](data, self.peer_id)
 
     def live_peers(self) -> Sequence[str]:
         return [p.to_base58() for p, n in self.net.nodes.items() if n.alive and n is not self]
+
+    def last_heard(self, peer: str) -> float | None:
+        node = self.net.nodes.get(ID.from_base58(peer))
+        if node is None or not node.alive:
+            return None
+        return time.monotonic() if node.silent_since is None else node.silent_since
 
     def health(self) -> dict[str, Any]:
         return {"health": self.health_score, "accepting": True, "cpu_count": 2}

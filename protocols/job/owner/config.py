@@ -153,6 +153,8 @@ class LiveJob:
     rnd: rounds.Round | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     seen_alive: set[str] = field(default_factory=set)
+    # peer -> time.monotonic() its assignment failed (round.forgive_heard)
+    assign_failed: dict[str, float] = field(default_factory=dict)
     past_updates: set[str] = field(default_factory=set)
     job_key: JobKey | None = None
     dropped: Counter[str] = field(default_factory=Counter)

@@ -110,6 +110,7 @@ class RoundRunner:
         self, live: LiveJob, data: JobData, number: int
     ) -> tuple[rounds.Round, list[int]] | None:
         """The round's machine, and the slots the owner will re-run itself."""
+        forgive_heard(live, self.node.last_heard)
         rep = self.reputation.view()
         floor = self.cfg.reputation.floor
         alive = [
@@ -255,6 +256,7 @@ class RoundRunner:
                 a.peer,
                 exc,
             )
+            live.assign_failed[a.peer] = time.monotonic()
             await ctx.send.send(Gone(a.peer))
             return
         assert isinstance(ack, pb.Ack)
@@ -371,3 +373,19 @@ def _sticky(slots: list[int], ranked: list[str], previous: dict[int, str]) -> di
         if s not in holders and rest:
             holders[s] = rest.pop(0)
     return dict(sorted(holders.items()))
+
+
+def forgive_heard(live: LiveJob, last_heard: Callable[[str], float | None]) -> None:
+    """Offer a slot again to trainers whose assignment failed but who spoke since.
+
+    A failed assignment (a reset stream, a request timed out under load) marks its
+    trainer gone. One whose presence arrived after the failure is still there, so the
+    next round may pick it again; a killed one stays in the presence table until its
+    silence times out but is never heard again, so it stays out.
+    """
+    for peer, failed_at in list(live.assign_failed.items()):
+        heard = last_heard(peer)
+        if heard is not None and heard > failed_at:
+            del live.assign_failed[peer]
+            if live.trainers.get(peer) == TrainerState.GONE:
+                live.trainers[peer] = TrainerState.OFFERED
