@@ -114,6 +114,11 @@ def nat_job(root: Path) -> None:
                   f"bootstrap relay, direct connection (DCUtR) "
                   + (f"{direct_after:.1f} s after both were seen" if direct_after is not None
                      else "NOT within 60 s"))
+            if direct_after is None:  # what each side said about it (py-libp2p warns)
+                for t in trainers:
+                    said = [line for line in t.log_path.read_text(errors="replace").splitlines()
+                            if "dcutr" in line or "p2pnode.nat" in line]
+                    print(f"  {t.data_dir.name}: {status(t)['nat']}", *said[-12:], sep="\n    ")
             t1 = time.monotonic()
             job = run_job(owner, nodes, JOB, 300)
             took = time.monotonic() - t1
