@@ -57,7 +57,10 @@ test-install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/distro-train demo $(ARGS)
 
+# mypy reads protocols/pb through distro_pb2.pyi, which is made here from the .proto
+# (never checked in); the same step fails if the checked-in distro_pb2.py is stale.
 lint: $(STAMP)
+	PY=$(BIN)/python proto/generate.sh --check
 	$(BIN)/ruff check p2pnode protocols training storage ledger distro_errors.py distro_json.py distro_procs.py distro_schema.py bootstrap.py tests bench
 	$(BIN)/mypy p2pnode protocols training storage ledger distro_errors.py distro_json.py distro_procs.py distro_schema.py bootstrap.py
 
