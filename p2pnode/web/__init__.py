@@ -4,5 +4,5 @@
 - ``httpserve.py``: HTTP/1.1 over trio with h11 (requests, chunked responses).
 - ``server.py``: :class:`WebServer`: static files, ``/api/rpc`` on the one route
   table, server-sent events, job downloads, dataset uploads.
-- ``static/``: the built dashboard (from ``web/`` by ``make web``), shipped in the wheel.
+- ``static/``: the built dashboard (from ``web/`` by ``make web``; not checked in).
 """

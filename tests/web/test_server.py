@@ -85,6 +85,20 @@ async def test_the_http_api_answers_exactly_what_the_socket_dispatcher_does(
         nursery.cancel_scope.cancel()
 
 
+async def test_the_built_pages_are_served_and_a_missing_build_is_a_clear_503(
+        tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        server, client = await serve(tmp_path, nursery)
+        page = await client.get("/")
+        assert page.status_code == 200, "make venv / make web builds p2pnode/web/static"
+        assert b'<div id="root">' in page.content
+        server.static = {}  # what a daemon installed without the build has
+        page = await client.get("/jobs/abc")
+        assert page.status_code == 503
+        assert "dashboard not built" in page.text
+        nursery.cancel_scope.cancel()
+
+
 async def test_no_token_wrong_token_other_origin_and_other_host_are_refused(
         tmp_path: Path) -> None:
     body = b'{"jsonrpc":"2.0","id":1,"method":"demo.echo","params":{"text":"hi"}}'
