@@ -16,8 +16,8 @@ library is fixed:
 - :func:`disconnect`: a close bounded in time, then the entry dropped (#close-peer).
 - :func:`guard_gossip`: received gossip paid from a per-peer token bucket, a flooder
   banned and disconnected (#gossip-flood).
-- :func:`set_validator`: validators get ``(data, from_peer)`` and an exception is a
-  refusal (#topic-validators).
+- :func:`set_validator`: validators get ``(data, from_peer)``, an exception is a
+  refusal, and only a ``REJECT`` is charged to the forwarder (#topic-validators).
 - :func:`advertised_addrs`: ``node.announce``, or the interface addresses for an
   unspecified listen IP (#unspecified-addrs); circuit addresses appended after
   ``get_addrs`` (#circuit-addrs), whose answer, read for every RPC sent, is cached for
@@ -61,6 +61,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from p2pnode import hotpath, pubsubstreams
 from p2pnode.config import GossipConfig
 from p2pnode.peergate import PeerGate
+from protocols.gossip import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -362,19 +363,26 @@ def lift_expired_bans(pubsub: Pubsub, gate: PeerGate) -> None:
 
 
 def set_validator(
-    pubsub: Pubsub, topic: str, validator: Callable[[bytes, ID], bool], gate: PeerGate
+    pubsub: Pubsub, topic: str, validator: Callable[[bytes, ID], Verdict], gate: PeerGate
 ) -> None:
-    """Drop ``topic``'s messages that ``validator(data, from_peer)`` refuses, before relay."""
+    """Drop ``topic``'s messages that ``validator(data, from_peer)`` does not accept.
+
+    Only a ``REJECT`` is charged to the forwarding peer; an ``IGNORE`` (a message
+    dated outside the window, which honest peers forward too when anyone is slow) is
+    counted in ``gate.ignored``.
+    """
     me = pubsub.host.get_id()
 
     def validate(msg_forwarder: ID, msg: rpc_pb2.Message) -> bool:
         try:
-            ok = validator(bytes(msg.data), ID(msg.from_id))
+            verdict = validator(bytes(msg.data), ID(msg.from_id))
         except Exception as exc:  # noqa: BLE001 - a validator failure is a refusal
             log.debug("validator for %s failed: %r", topic, exc)
-            ok = False
-        if not ok and msg_forwarder != me:
+            verdict = Verdict.REJECT
+        if verdict is Verdict.IGNORE:
+            gate.ignored += 1
+        elif verdict is not Verdict.ACCEPT and msg_forwarder != me:
             gate.charge_invalid(msg_forwarder)
-        return ok
+        return verdict is Verdict.ACCEPT
 
     pubsub.set_topic_validator(topic, validate, False)

@@ -145,9 +145,10 @@ class Node:
     ) -> None:
         """Deliver ``topic``'s messages from other peers to ``handler``.
 
-        ``validator(data, from_peer) -> bool`` runs before a message is delivered or
-        forwarded to other peers; refused messages go nowhere and cost the forwarding
-        peer (``gossip.peer_*``). Without one, distro-train topics (presence, jobs,
+        ``validator(data, from_peer) -> Verdict`` runs before a message is delivered or
+        forwarded to other peers; refused messages go nowhere, and a ``REJECT`` costs the
+        forwarding peer (``gossip.peer_*``; :mod:`protocols.gossip` says which refusals
+        are only ``IGNORE``). Without one, distro-train topics (presence, jobs,
         each job's topic) get the envelope validator of :mod:`protocols.gossip`
         (Ed25519 signature by the gossip sender, kind for the topic, time window);
         other topics get none. Validators remember no nonce: replay checks stay in
@@ -274,6 +275,7 @@ class Node:
             "dropped_messages": self.dropped_messages,
             "gossip_rate_limited": self.peer_gate.dropped,
             "gossip_bans": self.peer_gate.bans,
+            "gossip_ignored": self.peer_gate.ignored,
             "rss_bytes": proc.memory_info().rss,
             "torch_imported": "torch" in sys.modules,
             "pid": os.getpid(),

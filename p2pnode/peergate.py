@@ -49,6 +49,7 @@ class PeerGate:
         self._banned: dict[Hashable, float] = {}
         self.dropped = 0
         self.bans = 0
+        self.ignored = 0  # refused by a validator but not charged (p2pnode.host.set_validator)
 
     def _bucket(self, peer: Hashable, now: float) -> _Bucket:
         b = self._buckets.get(peer)

@@ -5,10 +5,20 @@ does not travel. It checks the envelope cheaply (size, Ed25519 key, signer equal
 the gossip ``from`` peer, kind for the topic, time window, then the signature and
 the body) and remembers nothing: the nonce belongs to the handler's replay guard.
 A re-published genuine message has another gossip ``from`` and is dropped here.
+
+A validator answers with a :class:`Verdict`, as gossipsub v1.1 does. A message that is
+malformed, badly signed, of the wrong kind or re-published under another ``from`` is
+``REJECT``: an honest peer validates before it forwards, so the forwarder is charged
+for it. A message refused only for its time (``stale``: dated outside the window) is
+``IGNORE``: dropped, but not charged. An honest peer forwards such messages when the
+network or either daemon is slow (or their clocks differ); they still cost the
+forwarder one token of its rate limit each, like any message. (Replays are the
+handler's to refuse: a validator remembers no nonce.)
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 
 from libp2p.peer.id import ID
@@ -18,8 +28,20 @@ from protocols.errors import EnvelopeError
 from protocols.job import JOBS_TOPIC, job_topic
 from protocols.presence import TOPIC as PRESENCE_TOPIC
 
-Validator = Callable[[bytes, ID], bool]
-"""``validator(data, from_peer) -> bool``: synchronous, cheap, never raises."""
+
+class Verdict(enum.Enum):
+    """A topic validator's answer (see the module docstring)."""
+
+    ACCEPT = "accept"
+    IGNORE = "ignore"  # dropped; not the forwarder's fault (dated outside the window)
+    REJECT = "reject"  # dropped and charged to the forwarder
+
+
+UNATTRIBUTED = frozenset({"stale"})
+"""Envelope refusals that say nothing against the peer that forwarded the message."""
+
+Validator = Callable[[bytes, ID], Verdict]
+"""``validator(data, from_peer) -> Verdict``: synchronous, cheap, never raises."""
 
 JOB_TOPIC_PREFIX = job_topic("")
 TOPIC_KINDS: dict[str, frozenset[str]] = {
@@ -39,12 +61,12 @@ def kinds_for_topic(topic: str) -> frozenset[str] | None:
 def envelope_validator(kinds: frozenset[str], window: ReplayGuard) -> Validator:
     """Return a validator accepting only valid envelopes of ``kinds`` signed by ``from``."""
 
-    def validate(data: bytes, from_peer: ID) -> bool:
+    def validate(data: bytes, from_peer: ID) -> Verdict:
         try:
             open_message(data, expected_kinds=kinds, expected_sender=from_peer, window=window)
-        except EnvelopeError:
-            return False
-        return True
+        except EnvelopeError as exc:
+            return Verdict.IGNORE if exc.reason in UNATTRIBUTED else Verdict.REJECT
+        return Verdict.ACCEPT
 
     return validate
 
