@@ -195,6 +195,10 @@ def _print_connections(net: Network, cpu: float, busy: float) -> None:
     beats = sorted({g.get("heartbeat_s") for g in gs}, key=str)
     print(f"gossipsub: heartbeat {beats} s; 'bench' mesh size min {min(meshes)}, "
           f"mean {statistics.mean(meshes):.1f}, max {max(meshes)}")
+    guard = {k: sum(st.get(f"gossip_{k}", 0) for st in statuses)
+             for k in ("rate_limited", "bans", "ignored")}
+    print(f"gossip guard, all daemons: rate-limited {guard['rate_limited']}, bans "
+          f"{guard['bans']}, dropped as dated outside the window (not charged) {guard['ignored']}")
 
 
 def idle(net: Network) -> None:
