@@ -248,29 +248,29 @@ def main() -> None:
                         help="run twice, py-libp2p's stock hot path first, and print the "
                              "ratio of CPU per message")
     args = parser.parse_args()
+    config = DEFAULT_CONFIG
     if args.test_config:
-        harness.TEST_CONFIG = harness.TEST_CONFIG.replace(
+        config = harness.TEST_CONFIG.replace(
             "interval_s = 1.0\nsilence_timeout_s = 6.0",
             f"interval_s = {args.presence_interval}\n"
             f"silence_timeout_s = {5 * args.presence_interval}")
         print(f"test config, presence every {args.presence_interval} s")
     else:
-        harness.TEST_CONFIG = DEFAULT_CONFIG
         print("daemon default config (presence period adapts to the network size)")
     if args.extra_config:
         extra = args.extra_config.replace("\\n", "\n")
-        harness.TEST_CONFIG += "\n" + extra + "\n"
+        config += "\n" + extra + "\n"
         print(f"NOT the default config, with: {extra!r}")
     print(f"before: {load()}")
     if not args.compare:
-        measure(args.daemons, args.messages, args.rate)
+        measure(args.daemons, args.messages, args.rate, config)
         return
     os.environ["DISTRO_TRAIN_STOCK_LIBP2P"] = "1"
     print("--- py-libp2p's stock hot path (p2pnode/hotpath.py not applied) ---")
-    stock = measure_cpu(args.daemons, args.messages, args.rate)
+    stock = measure_cpu(args.daemons, args.messages, args.rate, config)
     del os.environ["DISTRO_TRAIN_STOCK_LIBP2P"]
     print("--- p2pnode/hotpath.py applied (the daemon as shipped) ---")
-    ours = measure_cpu(args.daemons, args.messages, args.rate)
+    ours = measure_cpu(args.daemons, args.messages, args.rate, config)
     ratio = f"{ours[2] / stock[2]:.2f}x" if stock[2] > 0 else "n/a (stock figure 0)"
     print(f"CPU per message, {args.daemons} daemons: stock {stock[2]:.1f} ms, shipped "
           f"{ours[2]:.1f} ms: {ratio}; delivered {stock[0]:.1%} -> "
@@ -278,17 +278,23 @@ def main() -> None:
           f"other work on it shows in the load lines)")
 
 
-def measure(daemons: int, messages: int, rate: float) -> tuple[float, float]:
+def measure(daemons: int, messages: int, rate: float,
+            config: str = DEFAULT_CONFIG) -> tuple[float, float]:
     """Run the whole benchmark once; return gossip (delivery ratio, p95 seconds)."""
-    ratio, p95, _ = measure_cpu(daemons, messages, rate)
+    ratio, p95, _ = measure_cpu(daemons, messages, rate, config)
     return ratio, p95
 
 
-def measure_cpu(daemons: int, messages: int, rate: float) -> tuple[float, float, float]:
-    """Run the whole benchmark once; return gossip (delivery ratio, p95 s, CPU ms/message)."""
+def measure_cpu(daemons: int, messages: int, rate: float,
+                config: str = DEFAULT_CONFIG) -> tuple[float, float, float]:
+    """Run the whole benchmark once; return gossip (delivery ratio, p95 s, CPU ms/message).
+
+    Every node reads ``config``: the daemon's defaults unless told otherwise (bench/wan.py
+    relies on that; the tests' short periods would overload 50 daemons on 2 cores).
+    """
     with tempfile.TemporaryDirectory(prefix="dt-bench-") as tmp:
         t0 = time.monotonic()
-        with open_network(Path(tmp), daemons) as net:
+        with open_network(Path(tmp), daemons, config=config) as net:
             print(f"{daemons} daemons + bootstrap ready after {time.monotonic() - t0:.2f} s")
             discovery(net)
             result = gossip(net, messages, rate)

@@ -28,7 +28,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from p2pnode.procs import wait_until  # noqa: E402
-from tests.p2pnode import harness  # noqa: E402
 from tests.p2pnode.harness import NodeProc, open_network  # noqa: E402
 
 CONFIG = """\
@@ -96,26 +95,21 @@ def job_50_daemons(check: Check, daemons: int = 49, trainers: int = 4,
                    rounds: int = 3) -> None:
     """Run the job on bootstrap + ``daemons`` daemons; report it through ``check``."""
     spec = {**JOB, "trainers": trainers, "rounds": rounds}
-    saved = harness.TEST_CONFIG
-    harness.TEST_CONFIG = CONFIG
-    try:
-        with tempfile.TemporaryDirectory(prefix="dt-scale-") as tmp:
-            t0 = time.monotonic()
-            with open_network(Path(tmp), daemons) as net:
-                up = time.monotonic() - t0
-                owner, rest = net.daemons[0], net.daemons[1:]
-                ids = {d.peer_id for d in rest}
-                try:  # submit once the owner lists every daemon, or after 300 s
-                    wait_until(lambda: owner.peer_ids() >= ids, 300, "the owner to see all")
-                except TimeoutError:
-                    pass
-                seen = len(owner.peer_ids() & ids)
-                t1 = time.monotonic()
-                job = run_job(owner, rest, spec, 900)
-                took = time.monotonic() - t1
-                report(check, net.daemons, job, spec, daemons, up, seen, took)
-    finally:
-        harness.TEST_CONFIG = saved
+    with tempfile.TemporaryDirectory(prefix="dt-scale-") as tmp:
+        t0 = time.monotonic()
+        with open_network(Path(tmp), daemons, config=CONFIG) as net:
+            up = time.monotonic() - t0
+            owner, rest = net.daemons[0], net.daemons[1:]
+            ids = {d.peer_id for d in rest}
+            try:  # submit once the owner lists every daemon, or after 300 s
+                wait_until(lambda: owner.peer_ids() >= ids, 300, "the owner to see all")
+            except TimeoutError:
+                pass
+            seen = len(owner.peer_ids() & ids)
+            t1 = time.monotonic()
+            job = run_job(owner, rest, spec, 900)
+            took = time.monotonic() - t1
+            report(check, net.daemons, job, spec, daemons, up, seen, took)
 
 
 def worked(node: NodeProc) -> bool:

@@ -209,11 +209,16 @@ def start_bootstrap(root: Path, config_path: Path) -> NodeProc:
 
 
 @contextmanager
-def open_network(root: Path, n: int, *, extra_toml: str = "") -> Iterator[Network]:
-    """Start a bootstrap node and ``n`` daemons (all ready on return); stop all on exit."""
+def open_network(root: Path, n: int, *, extra_toml: str = "",
+                 config: str | None = None) -> Iterator[Network]:
+    """Start a bootstrap node and ``n`` daemons (all ready on return); stop all on exit.
+
+    Every node reads ``config`` (default: :data:`TEST_CONFIG`, the tests' short
+    periods) followed by ``extra_toml``.
+    """
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "test.toml"
-    config_path.write_text(TEST_CONFIG + extra_toml)
+    config_path.write_text((TEST_CONFIG if config is None else config) + extra_toml)
     net = Network(root, config_path, start_bootstrap(root, config_path))
     try:
         for i in range(n):
