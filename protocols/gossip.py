@@ -9,11 +9,13 @@ A re-published genuine message has another gossip ``from`` and is dropped here.
 A validator answers with a :class:`Verdict`, as gossipsub v1.1 does. A message that is
 malformed, badly signed, of the wrong kind or re-published under another ``from`` is
 ``REJECT``: an honest peer validates before it forwards, so the forwarder is charged
-for it. A message refused only for its time (``stale``: dated outside the window) is
-``IGNORE``: dropped, but not charged. An honest peer forwards such messages when the
-network or either daemon is slow (or their clocks differ); they still cost the
-forwarder one token of its rate limit each, like any message. (Replays are the
-handler's to refuse: a validator remembers no nonce.)
+for it. An authentic message refused only for its time (``stale``: dated outside the
+window) is ``IGNORE``: dropped, but not charged. An honest peer forwards such messages
+when the network or either daemon is slow, or when clocks differ; each still costs the
+forwarder one token of its rate limit, like any message. A stale message's signature
+and body are checked before it is called authentic, so a forgery with an old date is
+still a ``REJECT``. (Replays are the handler's to refuse: a validator remembers no
+nonce.)
 """
 
 from __future__ import annotations
@@ -65,7 +67,13 @@ def envelope_validator(kinds: frozenset[str], window: ReplayGuard) -> Validator:
         try:
             open_message(data, expected_kinds=kinds, expected_sender=from_peer, window=window)
         except EnvelopeError as exc:
-            return Verdict.IGNORE if exc.reason in UNATTRIBUTED else Verdict.REJECT
+            if exc.reason not in UNATTRIBUTED:
+                return Verdict.REJECT
+            try:  # every check but the date: only an authentic message is merely late
+                open_message(data, expected_kinds=kinds, expected_sender=from_peer)
+            except EnvelopeError:
+                return Verdict.REJECT
+            return Verdict.IGNORE
         return Verdict.ACCEPT
 
     return validate

@@ -59,6 +59,9 @@ def test_the_presence_validator_drops_junk_and_republished_messages_and_remember
     late = seal_message(A.private_key, "presence", pb.Presence(),
                         now_ms=guard.clock() - 121_000)
     assert validate(late, A_ID) is Verdict.IGNORE
+    forged_late = pb.Signed.FromString(late)
+    forged_late.signature = bytes(64)
+    assert validate(forged_late.SerializeToString(), A_ID) is Verdict.REJECT  # late and forged
     bad_sig = pb.Signed.FromString(wire)
     bad_sig.signature = bytes(64)
     assert validate(bad_sig.SerializeToString(), A_ID) is Verdict.REJECT
