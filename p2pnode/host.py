@@ -61,7 +61,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from p2pnode import hotpath, pubsubstreams
 from p2pnode.config import GossipConfig
 from p2pnode.peergate import PeerGate
-from protocols.gossip import Verdict
+from protocols.gossip import Validator, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +363,7 @@ def lift_expired_bans(pubsub: Pubsub, gate: PeerGate) -> None:
 
 
 def set_validator(
-    pubsub: Pubsub, topic: str, validator: Callable[[bytes, ID], Verdict], gate: PeerGate
+    pubsub: Pubsub, topic: str, validator: Validator, gate: PeerGate
 ) -> None:
     """Drop ``topic``'s messages that ``validator(data, from_peer)`` does not accept.
 

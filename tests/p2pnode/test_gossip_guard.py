@@ -89,9 +89,9 @@ def test_late_messages_never_get_an_honest_forwarder_banned_but_forgeries_do() -
     gate = PeerGate(rate=50, burst=500, invalid_cost=10, max_strikes=200, ban_s=60, clock=clock)
     pubsub = OnePubsub()
     guard = ReplayGuard()
-    set_validator(pubsub, PRESENCE_TOPIC,  # type: ignore[arg-type]
-                  default_validator(PRESENCE_TOPIC, guard) or (lambda d, p: Verdict.REJECT),
-                  gate)
+    validator = default_validator(PRESENCE_TOPIC, guard)
+    assert validator is not None
+    set_validator(pubsub, PRESENCE_TOPIC, validator, gate)
     validate = pubsub.validators[PRESENCE_TOPIC]
 
     def relay(peer: ID, wire: bytes) -> bool:
