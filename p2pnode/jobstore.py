@@ -120,7 +120,11 @@ class JobStore:
     def set_prepared(
         self, job_id: str, chunks: Iterable[ChunkRow], model_key: str, model_sha256: str
     ) -> None:
-        """Record the uploaded chunks and the initial model; the job becomes ``running``."""
+        """Record the uploaded chunks and the initial model; the job becomes ``running``.
+
+        Only a job still ``preparing`` does: one cancelled while its data was uploading
+        (the upload's thread finishes before the cancel lands) stays cancelled.
+        """
         with self._tx() as db:
             db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
             db.executemany(
@@ -134,7 +138,7 @@ class JobStore:
             )
             db.execute(
                 "UPDATE jobs SET state = 'running', model_key = ?, model_sha256 = ? "
-                "WHERE job_id = ?",
+                "WHERE job_id = ? AND state = 'preparing'",
                 (model_key, model_sha256, job_id),
             )
 
@@ -171,10 +175,11 @@ class JobStore:
             )
 
     def finish(self, job_id: str, state: str, error: str | None = None) -> None:
-        """Mark a job ``done``, ``failed`` or ``cancelled``."""
+        """Mark a job ``done``, ``failed`` or ``cancelled``; a job already ended keeps its end."""
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET state = ?, error = ?, finished_ms = ? WHERE job_id = ?",
+                "UPDATE jobs SET state = ?, error = ?, finished_ms = ? "
+                "WHERE job_id = ? AND state IN ('preparing', 'running')",
                 (state, error, int(time.time() * 1000), job_id),
             )
 

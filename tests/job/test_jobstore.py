@@ -81,3 +81,23 @@ def test_verified_contributions_survive_a_restart(tmp_path: Path) -> None:
     assert again.contributions() == {"a": 2, "b": 1}
     owner = Owner(node=None, jobs=again, open_store=lambda: None)  # type: ignore[arg-type]
     assert owner.rounds.env.verified == {"a": 2, "b": 1}
+
+
+def test_a_job_cancelled_while_preparing_stays_cancelled_and_an_end_is_final(
+        tmp_path: Path) -> None:
+    """The owner's upload runs in a thread that finishes after a cancel: its
+    set_prepared must not bring the job back to running (where a restart resumes it)."""
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.create_job("j1", "{}")
+    store.finish("j1", "cancelled")
+    store.set_prepared("j1", [ChunkRow(0, 0, "k0", "s0", 10, 5)], "m0", "h0")
+    job = store.job("j1")
+    assert job is not None and job.state == "cancelled"
+    store.finish("j1", "failed", "late error")
+    job = store.job("j1")
+    assert job is not None and job.state == "cancelled" and job.error is None
+    store.create_job("j2", "{}")
+    store.set_prepared("j2", [], "m0", "h0")
+    store.finish("j2", "done")
+    job = store.job("j2")
+    assert job is not None and job.state == "done"

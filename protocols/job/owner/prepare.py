@@ -159,6 +159,7 @@ async def _upload(
     sha = compute.sha256(prepared.initial)
     key = model_key(prefix, 0, job_key.blind(sha) if job_key else sha)
     await trio.to_thread.run_sync(store_model, job_key, store, key, 0, prepared.initial, sha)
+    await trio.lowlevel.checkpoint_if_cancelled()  # a cancel during the upload ends it here
     jobs.set_prepared(job_id, rows, key, sha)
     log.info(
         "job %s: data stored%s: %d chunks in %d slots",
